@@ -1,0 +1,7 @@
+//! The wimpy master: keeps cluster membership and the consistent-hashing ring
+//! that clients route by. It stays off the data path unless a client asks it
+//! to proxy.
+//!
+//! The ring works in the key-hash space defined by [`wimpy_schema::key_hash`].
+
+pub use wimpy_schema::{KeyHashRange, key_hash};

@@ -1,0 +1,324 @@
+//! Log segments: the files records are appended to, the table that maps
+//! address slots to them, and a sequential scanner over their records.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::error::{Result, StoreError};
+use super::format::{RECORD_HEADER_LEN, RecordHeader, RecordRef, SEGMENT_HEADER_LEN};
+use super::io::LogFile;
+
+/// File name of the segment with sequence number `seq`.
+pub fn segment_name(seq: u64) -> String {
+    format!("{seq:016x}.log")
+}
+
+/// The sequence number a segment file name carries, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".log")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// One segment file.
+#[derive(Debug)]
+pub struct Segment {
+    /// Position in the log: records in higher-seq segments are newer.
+    pub seq: u64,
+    /// Address-space slot.
+    pub slot: u32,
+    pub file: Arc<dyn LogFile>,
+    /// Bytes of the file that hold records (header included) and that a
+    /// reader may fetch with a positioned read. Below `end` while recent
+    /// records still sit in `tail`.
+    pub flushed: AtomicU64,
+    /// End of the last record appended, flushed or not.
+    pub end: AtomicU64,
+    /// Records appended but not yet written to the file. Only the active
+    /// segment's is ever non-empty.
+    pub tail: Mutex<Tail>,
+    /// Bytes of records in this segment that a get can still reach, plus
+    /// tombstones that compaction had to keep.
+    pub live_bytes: AtomicU64,
+    /// Written since the last fsync.
+    pub dirty: AtomicBool,
+}
+
+/// Appended records not yet in the file.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// File offset of `buf[0]`; equals the segment's `flushed`.
+    pub start: u64,
+    pub buf: Vec<u8>,
+}
+
+impl Segment {
+    pub fn new(seq: u64, slot: u32, file: Arc<dyn LogFile>, end: u64) -> Segment {
+        Segment {
+            seq,
+            slot,
+            file,
+            flushed: AtomicU64::new(end),
+            end: AtomicU64::new(end),
+            tail: Mutex::new(Tail { start: end, buf: Vec::new() }),
+            live_bytes: AtomicU64::new(0),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// Writes the tail to the file. The caller poisons the store on error.
+    pub fn flush_tail(&self) -> std::io::Result<()> {
+        let mut tail = self.tail.lock();
+        if tail.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(&tail.buf, tail.start)?;
+        tail.start += tail.buf.len() as u64;
+        tail.buf.clear();
+        self.dirty.store(true, Ordering::Release);
+        self.flushed.store(tail.start, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads the record at `pos` and verifies it; `Ok(None)` only if the
+    /// bytes there are not a record (a stale address after a reuse race is
+    /// caught by the caller comparing keys).
+    pub fn read_record(&self, pos: u64, out: &mut Vec<u8>) -> Result<()> {
+        out.clear();
+        if pos >= self.flushed.load(Ordering::Acquire) {
+            let tail = self.tail.lock();
+            if pos >= tail.start {
+                let at = (pos - tail.start) as usize;
+                let header = RecordHeader::parse(tail.buf.get(at..).unwrap_or(&[]))
+                    .map_err(|reason| self.corrupt(pos, reason))?;
+                let body = tail
+                    .buf
+                    .get(at..at + header.body_end())
+                    .ok_or_else(|| self.corrupt(pos, "record runs past the log end"))?;
+                out.extend_from_slice(body);
+                return Ok(());
+            }
+            // Flushed in the meantime: read it from the file.
+        }
+        // One positioned read covers the header and a typical small record;
+        // a larger record costs a second read for the rest.
+        const FIRST_READ: usize = 512;
+        let end = self.end();
+        let want = FIRST_READ.min(end.saturating_sub(pos) as usize);
+        if want < RECORD_HEADER_LEN {
+            return Err(self.corrupt(pos, "address past the end of the segment"));
+        }
+        out.resize(want, 0);
+        self.file
+            .read_exact_at(out, pos)
+            .map_err(StoreError::io("reading a record"))?;
+        let header = RecordHeader::parse(out).map_err(|reason| self.corrupt(pos, reason))?;
+        let body = header.body_end();
+        if pos + body as u64 > end {
+            return Err(self.corrupt(pos, "record runs past the segment end"));
+        }
+        if body > out.len() {
+            let have = out.len();
+            out.resize(body, 0);
+            self.file
+                .read_exact_at(&mut out[have..], pos + have as u64)
+                .map_err(StoreError::io("reading a record"))?;
+        } else {
+            out.truncate(body);
+        }
+        Ok(())
+    }
+
+    pub fn corrupt(&self, offset: u64, reason: &'static str) -> StoreError {
+        StoreError::Corrupt { segment: self.seq, offset, reason }
+    }
+}
+
+/// Segments by slot. Readers take a snapshot of the table before they read
+/// the index, and a freed slot is reused only after no snapshot that still
+/// maps it to its old segment is held, so an address read from the index
+/// never resolves to the wrong file.
+#[derive(Debug, Default, Clone)]
+pub struct SegmentTable {
+    by_slot: Vec<Option<Arc<Segment>>>,
+}
+
+impl SegmentTable {
+    pub fn get(&self, slot: u32) -> Option<&Arc<Segment>> {
+        self.by_slot.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    pub fn with(&self, seg: Arc<Segment>) -> SegmentTable {
+        let mut t = self.clone();
+        let slot = seg.slot as usize;
+        if t.by_slot.len() <= slot {
+            t.by_slot.resize(slot + 1, None);
+        }
+        t.by_slot[slot] = Some(seg);
+        t
+    }
+
+    pub fn without(&self, slots: &[u32]) -> SegmentTable {
+        let mut t = self.clone();
+        for &s in slots {
+            if let Some(e) = t.by_slot.get_mut(s as usize) {
+                *e = None;
+            }
+        }
+        while matches!(t.by_slot.last(), Some(None)) {
+            t.by_slot.pop();
+        }
+        t
+    }
+
+    /// All segments, oldest first.
+    pub fn by_seq(&self) -> Vec<Arc<Segment>> {
+        let mut v: Vec<_> = self.by_slot.iter().flatten().cloned().collect();
+        v.sort_by_key(|s| s.seq);
+        v
+    }
+
+    /// One past the highest slot in use.
+    pub fn slot_high_water(&self) -> u32 {
+        self.by_slot.len() as u32
+    }
+}
+
+/// Outcome of scanning a segment up to its end or its first bad record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every byte up to the end was good records.
+    Clean,
+    /// Bytes from `at` on are not a record (torn write or damage).
+    Bad { at: u64, reason: &'static str },
+}
+
+/// Reads a segment's records front to back in large chunks.
+pub struct Scanner<'a> {
+    file: &'a dyn LogFile,
+    /// File offset of `buf[0]`.
+    buf_start: u64,
+    buf: Vec<u8>,
+    /// Next record's file offset.
+    pos: u64,
+    /// Scanning stops here.
+    end: u64,
+}
+
+/// Bytes read per chunk: large enough that a sequential scan runs at the
+/// device's streaming speed.
+const SCAN_CHUNK: usize = 1 << 20;
+
+impl<'a> Scanner<'a> {
+    pub fn new(file: &'a dyn LogFile, from: u64, end: u64) -> Scanner<'a> {
+        Scanner { file, buf_start: from, buf: Vec::new(), pos: from, end }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next record and its offset, `Ok(None)` at the end, or the place
+    /// where the bytes stop being records. I/O errors are returned as such.
+    pub fn next_record(&mut self) -> std::io::Result<Result<Option<(u64, RecordRef<'_>)>, ScanEnd>> {
+        if self.pos >= self.end {
+            return Ok(Ok(None));
+        }
+        let bad = |at, reason| Ok(Err(ScanEnd::Bad { at, reason }));
+        if self.end - self.pos < RECORD_HEADER_LEN as u64 {
+            return bad(self.pos, "bytes too few for a record header");
+        }
+        self.fill(RECORD_HEADER_LEN)?;
+        let at = (self.pos - self.buf_start) as usize;
+        let header = match RecordHeader::parse(&self.buf[at..]) {
+            Ok(h) => h,
+            Err(reason) => return bad(self.pos, reason),
+        };
+        let padded = header.padded_len();
+        if self.pos + padded > self.end {
+            return bad(self.pos, "record runs past the end of the file");
+        }
+        self.fill(padded as usize)?;
+        let at = (self.pos - self.buf_start) as usize;
+        let pos = self.pos;
+        match RecordRef::decode(&self.buf[at..at + padded as usize]) {
+            Ok(rec) => {
+                self.pos += padded;
+                Ok(Ok(Some((pos, rec))))
+            }
+            Err(reason) => bad(pos, reason),
+        }
+    }
+
+    /// Makes sure `need` bytes from `pos` are buffered.
+    fn fill(&mut self, need: usize) -> std::io::Result<()> {
+        let have_end = self.buf_start + self.buf.len() as u64;
+        if self.pos + need as u64 <= have_end {
+            return Ok(());
+        }
+        let keep_from = (self.pos - self.buf_start) as usize;
+        self.buf.drain(..keep_from);
+        self.buf_start = self.pos;
+        let want = need.max(SCAN_CHUNK).min((self.end - self.pos) as usize);
+        let have = self.buf.len();
+        if want > have {
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf[have..], self.pos + have as u64)?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts what looks like intact records after a bad spot, for the report
+/// of what a truncation dropped. Records start on 8-byte boundaries, so each
+/// one is tried. Looks at no more than [`COUNT_WINDOW`] bytes.
+pub fn count_intact_after(file: &dyn LogFile, from: u64, end: u64) -> u64 {
+    let start = from.div_ceil(8) * 8 + 8;
+    if start >= end {
+        return 0;
+    }
+    let mut buf = vec![0u8; (end - start).min(COUNT_WINDOW) as usize];
+    if file.read_exact_at(&mut buf, start).is_err() {
+        return 0;
+    }
+    let (mut found, mut at) = (0, 0);
+    while at + RECORD_HEADER_LEN <= buf.len() {
+        match RecordRef::decode(&buf[at..]) {
+            Ok(rec) => {
+                found += 1;
+                at += rec.header.padded_len() as usize;
+            }
+            Err(_) => at += 8,
+        }
+    }
+    found
+}
+
+/// How far past a bad spot [`count_intact_after`] looks.
+pub const COUNT_WINDOW: u64 = 64 << 20;
+
+/// Bytes of the header every segment starts with.
+pub const fn first_record_pos() -> u64 {
+    SEGMENT_HEADER_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip_and_strangers_are_ignored() {
+        assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
+        for other in ["index.ckpt", "00000000000000g1.log", "1.log", "0000000000000001.log.corrupt"] {
+            assert_eq!(parse_segment_name(other), None, "{other}");
+        }
+    }
+}
