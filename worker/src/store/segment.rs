@@ -111,7 +111,9 @@ impl Segment {
         // One positioned read covers the header and a typical small record;
         // a larger record costs a second read for the rest.
         const FIRST_READ: usize = 512;
-        let end = self.end();
+        // Records below `flushed` lie wholly in the file; reading past it
+        // would run into bytes still in the tail.
+        let end = self.flushed.load(Ordering::Acquire);
         let want = FIRST_READ.min(end.saturating_sub(pos) as usize);
         if want < RECORD_HEADER_LEN {
             return Err(self.corrupt(pos, "address past the end of the segment"));
