@@ -89,8 +89,37 @@ impl SegmentHeader {
     }
 }
 
+/// Why a segment header was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Not a whole, intact header: a segment whose creation a crash cut short,
+    /// or damage.
+    Damaged(String),
+    /// An intact header this build cannot read (a newer format, say): the
+    /// store must not be opened, lest its data be misread or lost.
+    Unsupported(String),
+}
+
 /// Parses a segment header, saying what is wrong with it if it is not one.
-pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
+pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
+    let h = parse_segment_header(b).map_err(HeaderError::Damaged)?;
+    let version = u16::from_le_bytes(b[8..10].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(HeaderError::Unsupported(format!(
+            "segment format version {version}; this build reads version {FORMAT_VERSION}"
+        )));
+    }
+    if !(MIN_SEGMENT_SHIFT..=MAX_SEGMENT_SHIFT).contains(&h.segment_shift) {
+        return Err(HeaderError::Unsupported(format!("segment size 2^{} is out of range", h.segment_shift)));
+    }
+    if h.slot >= (AddrSpace { segment_shift: h.segment_shift }).slots() {
+        return Err(HeaderError::Damaged(format!("slot {} is outside the address space", h.slot)));
+    }
+    Ok(h)
+}
+
+/// The checksummed part of the header, before its meaning is checked.
+fn parse_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
     if b.len() < SEGMENT_HEADER_LEN as usize {
         return Err(format!("{} bytes is too short for a segment header", b.len()));
     }
@@ -101,21 +130,12 @@ pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
     if stored != crc32c::crc32c(&b[0..24]) {
         return Err("segment header checksum mismatch".into());
     }
-    let version = u16::from_le_bytes(b[8..10].try_into().unwrap());
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "segment format version {version}; this build reads version {FORMAT_VERSION}"
-        ));
+    if b[11] != 0 || b[28..32] != [0; 4] {
+        return Err("reserved segment header bytes are set".into());
     }
     let segment_shift = b[10];
-    if !(MIN_SEGMENT_SHIFT..=MAX_SEGMENT_SHIFT).contains(&segment_shift) {
-        return Err(format!("segment size 2^{segment_shift} is out of range"));
-    }
     let slot = u32::from_le_bytes(b[12..16].try_into().unwrap());
     let seq = u64::from_le_bytes(b[16..24].try_into().unwrap());
-    if slot >= (AddrSpace { segment_shift }).slots() {
-        return Err(format!("slot {slot} is outside the address space"));
-    }
     Ok(SegmentHeader {
         seq,
         slot,
@@ -174,7 +194,7 @@ impl RecordHeader {
             return Err("record with an empty key");
         }
         if h.flags & !FLAG_TOMBSTONE != 0 || b[11] != 0 {
-            return Err("record header has unknown flag bits");
+            return Err("record header has unknown flag bits or a set reserved byte");
         }
         if h.flags & FLAG_TOMBSTONE != 0 && h.value_len != 0 {
             return Err("tombstone carries a value");

@@ -106,8 +106,6 @@ struct Writer {
     /// Segments removed by compaction whose slots wait until no reader holds
     /// a segment table that maps them.
     retired: Vec<Arc<Segment>>,
-    /// Slots free for new segments.
-    free_slots: std::collections::BTreeSet<u32>,
     /// Total bytes appended in this process; group commit compares these.
     appended: u64,
     /// Reused buffer for reading records under the lock.
@@ -533,40 +531,27 @@ impl Inner {
         file.sync_data().map_err(io_err)?;
         self.dir.sync().map_err(io_err)?;
         w.next_seq += 1;
-        w.free_slots.remove(&slot);
         let seg = Arc::new(Segment::new(seq, slot, file, format::SEGMENT_HEADER_LEN));
         let table = self.segments.load().with(seg.clone());
         self.segments.store(Arc::new(table));
         Ok(seg)
     }
 
+    /// The lowest slot that no segment, live or retired, occupies.
     fn allocate_slot(&self, w: &mut Writer) -> Result<u32> {
         // Retired segments whose last reader has gone give their slot back.
-        w.retired.retain(|seg| {
-            if Arc::strong_count(seg) == 1 {
-                w.free_slots.insert(seg.slot);
-                false
-            } else {
-                true
-            }
-        });
+        w.retired.retain(|seg| Arc::strong_count(seg) > 1);
         let table = self.segments.load();
-        let in_use = |s: u32| table.get(s).is_some() || w.retired.iter().any(|r| r.slot == s);
-        if let Some(&s) = w.free_slots.iter().find(|&&s| !in_use(s)) {
-            return Ok(s);
-        }
-        let mut s = table.slot_high_water();
-        while in_use(s) {
-            s += 1;
-        }
-        if s < self.space.slots() {
-            Ok(s)
-        } else {
-            let stats = self.stats();
-            Err(StoreError::Full {
-                live_bytes: stats.log_bytes - stats.garbage_bytes,
-                segments: stats.segments as usize,
-            })
+        let taken = |s: u32| table.get(s).is_some() || w.retired.iter().any(|r| r.slot == s);
+        match (0..self.space.slots()).find(|&s| !taken(s)) {
+            Some(s) => Ok(s),
+            None => {
+                let stats = self.stats();
+                Err(StoreError::Full {
+                    live_bytes: stats.log_bytes - stats.garbage_bytes,
+                    segments: stats.segments as usize,
+                })
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 //! Nothing in a file can make opening panic: every length and count read from
 //! disk is checked before it is used.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,11 +15,11 @@ use parking_lot::{Condvar, Mutex};
 use wimpy_schema::key_hash;
 
 use super::error::{Result, StoreError};
-use super::format::{self, AddrSpace, LogAddr, RecordRef, SEGMENT_HEADER_LEN, read_segment_header};
+use super::format::{self, AddrSpace, HeaderError, LogAddr, SEGMENT_HEADER_LEN, read_segment_header};
 use super::index::{Index, SLOT_BYTES, SLOTS};
 use super::io::{Dir, LogFile};
 use super::options::Options;
-use super::segment::{self, ScanEnd, Scanner, Segment, SegmentTable, count_intact_after, parse_segment_name};
+use super::segment::{ScanEnd, Scanner, Segment, SegmentTable, count_intact_after, parse_segment_name};
 use super::{GroupCommit, Inner, Poison, Writer};
 
 /// Name of the index checkpoint file.
@@ -96,32 +96,51 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         dir.remove(CHECKPOINT_TMP).map_err(io("removing a half-written checkpoint"))?;
     }
 
-    // 1. Segments with a readable header.
+    // 1. Segments with a readable header. Sequence numbers are never reused,
+    // not even those of segments set aside earlier.
+    let newest = names.iter().filter_map(|n| parse_segment_name(n)).max();
+    let highest_seen = names
+        .iter()
+        .filter_map(|n| parse_segment_name(n.strip_suffix(".corrupt").unwrap_or(n)))
+        .max()
+        .unwrap_or(0);
     let mut found: Vec<FoundSegment> = Vec::new();
     for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
         let file = dir.open(name).map_err(io("opening a segment"))?;
         let len = file.len().map_err(io("reading a segment's length"))?;
         let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
         let header = if len < SEGMENT_HEADER_LEN {
-            Err(format!("{len} bytes is too short for a segment header"))
+            Err(HeaderError::Damaged(format!("{len} bytes is too short for a segment header")))
         } else {
             file.read_exact_at(&mut head, 0).map_err(io("reading a segment header"))?;
             read_segment_header(&head).and_then(|h| {
                 if Some(h.seq) == parse_segment_name(name) {
                     Ok(h)
                 } else {
-                    Err("header sequence number differs from the file name".into())
+                    Err(HeaderError::Damaged("header sequence number differs from the file name".into()))
                 }
             })
         };
         match header {
             Ok(header) => found.push(FoundSegment { name: name.clone(), header, file, len }),
-            Err(reason) => {
-                // A segment created just before a crash may lack its header;
-                // keep the bytes for inspection rather than deleting them.
+            // Only the newest segment can lack its header because a crash
+            // cut its creation short; it holds no acknowledged record. Keep
+            // the bytes for inspection rather than deleting them.
+            Err(HeaderError::Damaged(reason)) if parse_segment_name(name) == newest => {
                 let aside = format!("{name}.corrupt");
                 dir.rename(name, &aside).map_err(io("setting aside a damaged segment"))?;
                 report.set_aside.push(format!("{name}: {reason}"));
+            }
+            // Anywhere else, skipping the segment would bring back older
+            // values of its keys: refuse, and say what to do.
+            Err(HeaderError::Damaged(reason)) => {
+                return Err(StoreError::Format {
+                    path: dir.path().join(name),
+                    reason: format!("{reason}; the segment is not the newest, so opening without it could resurrect old values. Restore it from a replica or move it away to accept that loss"),
+                });
+            }
+            Err(HeaderError::Unsupported(reason)) => {
+                return Err(StoreError::Format { path: dir.path().join(name), reason });
             }
         }
     }
@@ -203,9 +222,8 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         segments: ArcSwap::from_pointee(table),
         writer: Mutex::new(Writer {
             active: placeholder,
-            next_seq: found.last().map_or(1, |s| s.header.seq + 1),
+            next_seq: highest_seen + 1,
             retired: Vec::new(),
-            free_slots: BTreeSet::new(),
             appended: 0,
             scratch: Vec::new(),
         }),
@@ -219,21 +237,30 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         opts,
     };
 
-    // 4. Roll forward over everything after the replay point.
+    // 4. Roll forward over everything after the replay point. Until a
+    // record has been verified, no other code may read it (an index rebuild
+    // during replay scans segments up to their end), so each segment's end
+    // starts at its replay point and advances as records check out.
+    let mut to_replay = Vec::new();
     for seg in &segs {
         if seg.seq < replay_seq {
             continue;
         }
         let from = if seg.seq == replay_seq { replay_pos.max(SEGMENT_HEADER_LEN) } else { SEGMENT_HEADER_LEN };
-        let end = seg.end();
-        let stopped = replay_segment(&inner, seg, from, end, &mut report)?;
+        to_replay.push((seg.clone(), from, seg.end()));
+        seg.set_end(from);
+    }
+    for (seg, from, end) in to_replay {
+        // What was replayed may sit in the page cache only (an earlier process
+        // wrote it and died before its fsync); a checkpoint must not count
+        // on it until it is synced.
+        seg.dirty.store(true, Ordering::Release);
+        let stopped = replay_segment(&inner, &seg, from, end, &mut report)?;
         if let ScanEnd::Bad { at, reason } = stopped {
             let dropped_records = count_intact_after(&*seg.file, at, end);
             seg.file.set_len(at).map_err(io("cutting a torn log tail"))?;
             seg.file.sync_data().map_err(io("cutting a torn log tail"))?;
-            seg.end.store(at, Ordering::Release);
-            seg.flushed.store(at, Ordering::Release);
-            seg.tail.lock().start = at;
+            seg.set_end(at);
             report.truncations.push(Truncation {
                 segment: seg.seq,
                 at,
@@ -272,6 +299,7 @@ fn replay_segment(inner: &Inner, seg: &Arc<Segment>, from: u64, end: u64, report
                 report.replayed_bytes += rec.header.padded_len();
                 batch.push((pos, rec.key.to_vec(), (!rec.is_tombstone()).then(|| rec.value.to_vec())));
                 if batch.len() >= 1024 {
+                    seg.set_end(scanner.position());
                     apply_batch(inner, seg, &mut batch)?;
                 }
             }
@@ -279,6 +307,7 @@ fn replay_segment(inner: &Inner, seg: &Arc<Segment>, from: u64, end: u64, report
             Err(bad) => break bad,
         }
     };
+    seg.set_end(scanner.position());
     apply_batch(inner, seg, &mut batch)?;
     Ok(result)
 }
@@ -348,7 +377,9 @@ fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
     for i in 0..count {
         let at = CHECKPOINT_HEADER + i * CHECKPOINT_SEGMENT;
         let slot = u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
-        segments.insert(u64_at(at + 8), (slot, u64_at(at + 16), u64_at(at + 24)));
+        if segments.insert(u64_at(at + 8), (slot, u64_at(at + 16), u64_at(at + 24))).is_some() {
+            return Err("a segment is listed twice".into());
+        }
     }
     let index = Index::read_raw(buckets as usize, &body[CHECKPOINT_HEADER + seg_bytes..])
         .ok_or("index table does not parse")?;
@@ -462,8 +493,3 @@ impl LogFile for NoFile {
         Ok(())
     }
 }
-
-#[allow(dead_code)]
-fn _assert_record_ref_used(_: RecordRef<'_>) {}
-#[allow(dead_code)]
-const _SEGMENT_FN: fn() -> u64 = segment::first_record_pos;

@@ -18,7 +18,8 @@ pub fn segment_name(seq: u64) -> String {
 /// The sequence number a segment file name carries, if it is one.
 pub fn parse_segment_name(name: &str) -> Option<u64> {
     let hex = name.strip_suffix(".log")?;
-    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Lowercase only: the store names and deletes files by segment_name().
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -72,6 +73,16 @@ impl Segment {
 
     pub fn end(&self) -> u64 {
         self.end.load(Ordering::Acquire)
+    }
+
+    /// Declares everything before `pos` written and nothing after: used by
+    /// recovery, which trusts a segment only as far as it has verified it.
+    pub fn set_end(&self, pos: u64) {
+        let mut tail = self.tail.lock();
+        debug_assert!(tail.buf.is_empty());
+        tail.start = pos;
+        self.flushed.store(pos, Ordering::Release);
+        self.end.store(pos, Ordering::Release);
     }
 
     /// Writes the tail to the file. The caller poisons the store on error.
@@ -186,11 +197,6 @@ impl SegmentTable {
         let mut v: Vec<_> = self.by_slot.iter().flatten().cloned().collect();
         v.sort_by_key(|s| s.seq);
         v
-    }
-
-    /// One past the highest slot in use.
-    pub fn slot_high_water(&self) -> u32 {
-        self.by_slot.len() as u32
     }
 }
 
@@ -319,7 +325,7 @@ mod tests {
     #[test]
     fn segment_names_round_trip_and_strangers_are_ignored() {
         assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
-        for other in ["index.ckpt", "00000000000000g1.log", "1.log", "0000000000000001.log.corrupt"] {
+        for other in ["index.ckpt", "00000000000000g1.log", "1.log", "0000000000000001.log.corrupt", "00000000000000AB.log"] {
             assert_eq!(parse_segment_name(other), None, "{other}");
         }
     }
