@@ -91,6 +91,10 @@ struct Inner {
     scan_gate: parking_lot::RwLock<()>,
     /// Serialises checkpoints and compaction rounds.
     maintenance: Mutex<()>,
+    /// Keys the index should be sized for when it next grows: recovery sets
+    /// it from how much log is left to replay, so a replay grows the index
+    /// once or twice instead of at every doubling.
+    grow_hint: AtomicU64,
     /// Wakes the maintenance thread early (close, sync, compaction).
     wake: (Mutex<bool>, Condvar),
     closed: AtomicBool,
@@ -325,30 +329,19 @@ impl Inner {
     /// Returns its address. Lock-free: safe beside writers and compaction.
     fn read_live(&self, h: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<LogAddr>> {
         // Snapshot the segment table before the index (see SegmentTable).
-        let mut segments = self.segments.load_full();
+        let segments = self.segments.load();
         let candidates = self.index.load().lookup(h);
         for &addr in candidates.as_slice() {
             let (slot, pos) = self.space.split(addr);
-            let seg = match segments.get(slot) {
-                Some(s) => s.clone(),
-                None => {
-                    // A segment newer than our snapshot: take a fresh one.
-                    segments = self.segments.load_full();
-                    match segments.get(slot) {
-                        Some(s) => s.clone(),
-                        None => continue,
-                    }
-                }
+            let found = match segments.get(slot) {
+                Some(seg) => read_candidate(seg, pos, key, buf)?,
+                // A segment newer than our snapshot: take a fresh one.
+                None => match self.segments.load().get(slot) {
+                    Some(seg) => read_candidate(seg, pos, key, buf)?,
+                    None => false,
+                },
             };
-            match seg.read_record(pos, buf) {
-                Ok(()) => {}
-                // Only a fragment match: a record of another key may have
-                // been damaged; it says nothing about this key.
-                Err(StoreError::Corrupt { .. }) if !record_key_is(buf, key) => continue,
-                Err(e) => return Err(e),
-            }
-            let rec = RecordRef::decode(buf).map_err(|reason| seg.corrupt(pos, reason))?;
-            if rec.key == key {
+            if found {
                 return Ok(Some(addr));
             }
         }
@@ -386,9 +379,8 @@ impl Inner {
         let old = self.find_live_locked(&mut w, h, key)?;
         let (addr, lsn) = self.append(&mut w, key, value, flags)?;
         let len = record_len(key.len(), value.len());
-        if let Some(seg) = self.segment_of(addr) {
-            seg.live_bytes.fetch_add(len, Ordering::AcqRel);
-        }
+        // The record went to the active segment (append may have rolled it).
+        w.active.live_bytes.fetch_add(len, Ordering::AcqRel);
         match old {
             Some((old_addr, old_len)) => {
                 self.index.load().replace(h, old_addr, addr);
@@ -426,7 +418,11 @@ impl Inner {
     fn grow_index(&self, w: &mut Writer) -> Result<()> {
         w.active.flush_tail().map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
         let old = self.index.load_full();
-        let mut buckets = (old.bucket_count() as f64 * self.opts.index_growth).ceil() as usize;
+        // A replay's estimate counts overwritten records too: trust it for
+        // at most a few growth steps at once.
+        let hinted = Index::buckets_for(self.grow_hint.load(Ordering::Relaxed), self.opts.max_index_load)
+            .min(old.bucket_count() * 4);
+        let mut buckets = ((old.bucket_count() as f64 * self.opts.index_growth).ceil() as usize).max(hinted);
         loop {
             let new = Index::with_buckets(buckets);
             let mut placed_all = true;
@@ -659,6 +655,19 @@ impl Inner {
             }
         }
     }
+}
+
+/// Reads the record at `pos` of `seg` into `buf`; true if it is `key`'s.
+fn read_candidate(seg: &Segment, pos: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
+    match seg.read_record(pos, buf) {
+        Ok(()) => {}
+        // Only a fragment match: a record of another key may have been
+        // damaged; that says nothing about this key.
+        Err(StoreError::Corrupt { .. }) if !record_key_is(buf, key) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    let rec = RecordRef::decode(buf).map_err(|reason| seg.corrupt(pos, reason))?;
+    Ok(rec.key == key)
 }
 
 /// Whether `buf` starts with a record header naming `key` (checked without

@@ -231,6 +231,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         poison: Poison::default(),
         since_checkpoint: AtomicU64::new(0),
         scan_gate: parking_lot::RwLock::new(()),
+        grow_hint: AtomicU64::new(0),
         maintenance: Mutex::new(()),
         wake: (Mutex::new(false), Condvar::new()),
         closed: AtomicBool::new(false),
@@ -250,12 +251,13 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         to_replay.push((seg.clone(), from, seg.end()));
         seg.set_end(from);
     }
+    let replay_total: u64 = to_replay.iter().map(|(_, from, end)| end - from).sum();
     for (seg, from, end) in to_replay {
         // What was replayed may sit in the page cache only (an earlier process
         // wrote it and died before its fsync); a checkpoint must not count
         // on it until it is synced.
         seg.dirty.store(true, Ordering::Release);
-        let stopped = replay_segment(&inner, &seg, from, end, &mut report)?;
+        let stopped = replay_segment(&inner, &seg, from, end, replay_total, &mut report)?;
         if let ScanEnd::Bad { at, reason } = stopped {
             let dropped_records = count_intact_after(&*seg.file, at, end);
             seg.file.set_len(at).map_err(io("cutting a torn log tail"))?;
@@ -280,25 +282,40 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         }
     }
     inner.since_checkpoint.store(report.replayed_bytes, Ordering::Relaxed);
+    inner.grow_hint.store(0, Ordering::Relaxed);
     report.segments = inner.segments.load().by_seq().len();
     report.live_keys = inner.index.load().len();
     report.duration = started.elapsed();
     Ok((inner, report))
 }
 
+/// A replayed record: position, key, and value length (`None`: tombstone).
+type Replayed = (u64, Vec<u8>, Option<usize>);
+
 /// Applies the records of `seg` in `[from, end)` to the index.
-fn replay_segment(inner: &Inner, seg: &Arc<Segment>, from: u64, end: u64, report: &mut RecoveryReport) -> Result<ScanEnd> {
+fn replay_segment(
+    inner: &Inner,
+    seg: &Arc<Segment>,
+    from: u64,
+    end: u64,
+    replay_total: u64,
+    report: &mut RecoveryReport,
+) -> Result<ScanEnd> {
     let mut scanner = Scanner::new(&*seg.file, from, end);
-    // Records are copied out of the scanner's buffer so the index can be
+    // Keys are copied out of the scanner's buffer so the index can be
     // updated (which may read other records) while scanning continues.
-    let mut batch: Vec<(u64, Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut batch: Vec<Replayed> = Vec::new();
     let result = loop {
         match scanner.next_record().map_err(StoreError::io("reading the log"))? {
             Ok(Some((pos, rec))) => {
                 report.replayed_records += 1;
                 report.replayed_bytes += rec.header.padded_len();
-                batch.push((pos, rec.key.to_vec(), (!rec.is_tombstone()).then(|| rec.value.to_vec())));
-                if batch.len() >= 1024 {
+                batch.push((pos, rec.key.to_vec(), (!rec.is_tombstone()).then_some(rec.value.len())));
+                if batch.len() >= 4096 {
+                    // Size the index for the whole replay: records seen so far,
+                    // scaled by the share of the log they took.
+                    let estimate = report.replayed_records as f64 * replay_total as f64 / report.replayed_bytes as f64;
+                    inner.grow_hint.fetch_max(estimate as u64 + inner.index.load().len(), Ordering::Relaxed);
                     seg.set_end(scanner.position());
                     apply_batch(inner, seg, &mut batch)?;
                 }
@@ -312,23 +329,23 @@ fn replay_segment(inner: &Inner, seg: &Arc<Segment>, from: u64, end: u64, report
     Ok(result)
 }
 
-fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<(u64, Vec<u8>, Option<Vec<u8>>)>) -> Result<()> {
+fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> Result<()> {
     let mut w = inner.writer.lock();
-    for (pos, key, value) in batch.drain(..) {
+    for (pos, key, value_len) in batch.drain(..) {
         let addr = inner.space.addr(seg.slot, pos);
         let h = key_hash(&key);
         let old = inner.find_live_locked(&mut w, h, &key)?;
         if let Some((old_addr, old_len)) = old {
             inner.release_live(old_addr, old_len);
         }
-        match value {
+        match value_len {
             None => {
                 if let Some((old_addr, _)) = old {
                     inner.index.load().remove(h, old_addr);
                 }
             }
-            Some(v) => {
-                seg.live_bytes.fetch_add(format::record_len(key.len(), v.len()), Ordering::Relaxed);
+            Some(len) => {
+                seg.live_bytes.fetch_add(format::record_len(key.len(), len), Ordering::Relaxed);
                 match old {
                     Some((old_addr, _)) => {
                         inner.index.load().replace(h, old_addr, addr);
