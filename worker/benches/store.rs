@@ -10,6 +10,10 @@
 //! reopening (recovery after a crash) and random gets of existing keys on 1
 //! and 2 threads.
 //!
+//! Engines: `wimpy` (index sized for N keys, as a worker is configured),
+//! `wimpy-grow` (default sizing: the index doubles as it fills), `fjall`,
+//! `redb`.
+//!
 //! Run: cargo bench -p wimpy-worker --bench store [-- engines...]
 //! Output: a table on stdout and a JSON line per engine (prefix `json:`).
 
@@ -118,15 +122,21 @@ impl Engine for Redb {
     }
 }
 
-fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
+fn open(engine: &str, dir: &Path, n: u64) -> Box<dyn Engine> {
+    let wimpy = |expected_keys| {
+        let opts = wimpy_worker::store::Options {
+            sync: wimpy_worker::store::SyncMode::Never,
+            expected_keys,
+            ..Default::default()
+        };
+        Box::new(Wimpy(wimpy_worker::store::Store::open(dir, opts).unwrap()))
+    };
     match engine {
-        "wimpy" => {
-            let opts = wimpy_worker::store::Options {
-                sync: wimpy_worker::store::SyncMode::Never,
-                ..Default::default()
-            };
-            Box::new(Wimpy(wimpy_worker::store::Store::open(dir, opts).unwrap()))
-        }
+        // Sized for the keys it will hold, as a worker is configured.
+        "wimpy" => wimpy(n),
+        // Default sizing: the index starts small and doubles as it fills,
+        // so its bytes per key depend on where N falls between doublings.
+        "wimpy-grow" => wimpy(wimpy_worker::store::Options::default().expected_keys),
         "fjall" => {
             let db = fjall::Database::builder(dir).open().unwrap();
             let ks = db.keyspace("kv", fjall::KeyspaceCreateOptions::default).unwrap();
@@ -142,7 +152,7 @@ fn open(engine: &str, dir: &Path) -> Box<dyn Engine> {
 
 /// Child: fill, flush, report, then wait to be killed.
 fn child(engine: &str, dir: &Path, n: u64) -> ! {
-    let e = open(engine, dir);
+    let e = open(engine, dir, n);
     let mut v = [0u8; VALUE_LEN];
     let started = Instant::now();
     for i in 0..n {
@@ -217,7 +227,7 @@ fn run(engine: &str, root: &Path, n: u64, gets: u64) -> Result {
     let disk_bytes = dir_bytes(&dir);
 
     let started = Instant::now();
-    let e: Arc<dyn Engine> = Arc::from(open(engine, &dir));
+    let e: Arc<dyn Engine> = Arc::from(open(engine, &dir, n));
     let recovery_secs = started.elapsed().as_secs_f64();
     if let Some(d) = e.recovery_detail() {
         println!("{engine} recovery: {d}");
@@ -242,18 +252,18 @@ fn main() {
     let root = std::env::var("WIMPY_BENCH_DIR").unwrap_or_else(|_| "target/store-bench".into());
     let mut engines: Vec<String> = args[1..].iter().filter(|a| !a.starts_with('-')).cloned().collect();
     if engines.is_empty() {
-        engines = vec!["wimpy".into(), "fjall".into(), "redb".into()];
+        engines = vec!["wimpy".into(), "wimpy-grow".into(), "fjall".into(), "redb".into()];
     }
     println!("{n} keys x {VALUE_LEN}-byte values, {KEY_LEN}-byte keys, {gets} random gets per thread count");
     println!(
-        "{:<6} {:>10} {:>12} {:>14} {:>14} {:>12} {:>10} {:>10}",
+        "{:<10} {:>10} {:>12} {:>14} {:>14} {:>12} {:>10} {:>10}",
         "engine", "fill MB/s", "fill ops/s", "get ops/s 1t", "get ops/s 2t", "recovery s", "index B/k", "disk MB"
     );
     for e in &engines {
         let r = run(e, Path::new(&root), n, gets);
         let mb = (n as f64 * (KEY_LEN + VALUE_LEN) as f64) / 1e6;
         println!(
-            "{:<6} {:>10.1} {:>12.0} {:>14.0} {:>14.0} {:>12.3} {:>10} {:>10.0}",
+            "{:<10} {:>10.1} {:>12.0} {:>14.0} {:>14.0} {:>12.3} {:>10} {:>10.0}",
             r.engine,
             mb / r.fill_secs,
             n as f64 / r.fill_secs,

@@ -2,8 +2,10 @@
 //! random garbage, and the format-v1 fixture in testdata/.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use proptest::prelude::*;
+use wimpy_worker::store::io::FaultyDir;
 use wimpy_worker::store::{CompactionOptions, Options, Store, StoreError, SyncMode};
 
 fn options() -> Options {
@@ -32,11 +34,20 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Writes keys 0..n, checkpoints, writes n..2n, then "crashes" (the store is
-/// leaked, so nothing is flushed or checkpointed on the way out). Returns
-/// the byte offset of every record written after the checkpoint.
-fn write_then_crash(dir: &Path, n: u64) -> Vec<u64> {
-    let store = Store::open(dir, options()).unwrap();
+/// Opens the store in `dir` through a `FaultyDir`, which holds the
+/// directory's lock for as long as the test keeps it.
+fn open(dir: &FaultyDir) -> Result<Store, StoreError> {
+    Store::open_in(Arc::new(dir.clone()), options())
+}
+
+/// Writes keys 0..n, checkpoints, writes n..2n, then crashes: nothing is
+/// flushed or checkpointed on the way out. Returns the directory (reset, as
+/// after a restart) and the byte offset of every record written after the
+/// checkpoint.
+fn write_then_crash(path: &Path, n: u64) -> (FaultyDir, Vec<u64>) {
+    let faulty = FaultyDir::new(path).unwrap();
+    let dir = path;
+    let store = open(&faulty).unwrap();
     for i in 0..n {
         store.put(&i.to_be_bytes(), &value(i)).unwrap();
     }
@@ -47,14 +58,16 @@ fn write_then_crash(dir: &Path, n: u64) -> Vec<u64> {
         offsets.push(std::fs::metadata(&seg).unwrap().len());
         store.put(&i.to_be_bytes(), &value(i)).unwrap();
     }
-    std::mem::forget(store);
-    offsets
+    faulty.crash_now();
+    drop(store);
+    faulty.reset().unwrap();
+    (faulty, offsets)
 }
 
 #[test]
 fn a_torn_tail_is_cut_at_the_last_good_record_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    write_then_crash(dir.path(), 100);
+    let (faulty, _) = write_then_crash(dir.path(), 100);
     // Half of a record: what a crash in the middle of a write leaves.
     let seg = segments(dir.path()).pop().unwrap();
     let good_len = std::fs::metadata(&seg).unwrap().len();
@@ -64,7 +77,7 @@ fn a_torn_tail_is_cut_at_the_last_good_record_and_reported() {
     bytes.extend_from_slice(&frame);
     std::fs::write(&seg, &bytes).unwrap();
 
-    let store = Store::open(dir.path(), options()).unwrap();
+    let store = open(&faulty).unwrap();
     let report = store.recovery_report().clone();
     assert_eq!(report.truncations.len(), 1, "{report:?}");
     assert_eq!(report.truncations[0].at, good_len);
@@ -76,7 +89,7 @@ fn a_torn_tail_is_cut_at_the_last_good_record_and_reported() {
     }
     store.put(b"new", b"works").unwrap();
     store.close().unwrap();
-    let store = Store::open(dir.path(), options()).unwrap();
+    let store = open(&faulty).unwrap();
     assert!(store.recovery_report().truncations.is_empty());
     assert_eq!(store.get(b"new").unwrap(), Some(b"works".to_vec()));
 }
@@ -84,7 +97,7 @@ fn a_torn_tail_is_cut_at_the_last_good_record_and_reported() {
 #[test]
 fn a_flipped_byte_after_the_checkpoint_cuts_the_log_there() {
     let dir = tempfile::tempdir().unwrap();
-    let offsets = write_then_crash(dir.path(), 100);
+    let (faulty, offsets) = write_then_crash(dir.path(), 100);
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     // Damage the value of record 160 (the 61st after the checkpoint).
@@ -92,7 +105,7 @@ fn a_flipped_byte_after_the_checkpoint_cuts_the_log_there() {
     bytes[at] ^= 0x10;
     std::fs::write(&seg, &bytes).unwrap();
 
-    let store = Store::open(dir.path(), options()).unwrap();
+    let store = open(&faulty).unwrap();
     let report = store.recovery_report().clone();
     assert_eq!(report.truncations.len(), 1, "{report:?}");
     let cut = &report.truncations[0];
@@ -110,17 +123,22 @@ fn a_flipped_byte_after_the_checkpoint_cuts_the_log_there() {
 #[test]
 fn damage_before_the_checkpoint_is_reported_on_read_not_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    write_then_crash(dir.path(), 100);
+    let (faulty, _) = write_then_crash(dir.path(), 100);
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
     // The first record (key 0) starts right after the 32-byte header; hit its value.
     bytes[32 + 12 + 8 + 5] ^= 0xff;
     std::fs::write(&seg, &bytes).unwrap();
-    let store = Store::open(dir.path(), options()).unwrap();
+    let store = open(&faulty).unwrap();
     let err = store.get(&0u64.to_be_bytes()).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { offset: 32, .. }), "{err:?}");
     assert!(err.to_string().contains("checksum"), "{err}");
     assert_eq!(store.get(&1u64.to_be_bytes()).unwrap(), Some(value(1)));
+    // The damaged record does not pin its key: a new value replaces it.
+    store.put(&0u64.to_be_bytes(), b"fresh").unwrap();
+    assert_eq!(store.get(&0u64.to_be_bytes()).unwrap(), Some(b"fresh".to_vec()));
+    assert!(store.delete(&0u64.to_be_bytes()).unwrap());
+    assert_eq!(store.get(&0u64.to_be_bytes()).unwrap(), None);
 }
 
 #[test]
@@ -196,6 +214,7 @@ fn write_v1_fixture() {
     // No close: the fixture keeps a log tail after its checkpoint, so opening
     // it exercises both the checkpoint and the roll-forward.
     std::mem::forget(store);
+    let _ = std::fs::remove_file(dir.join("LOCK"));
 }
 
 #[test]

@@ -27,6 +27,8 @@ use super::Inner;
 const MAX_VICTIMS_PER_ROUND: usize = 8;
 /// Records are moved in batches of about this many bytes per writer-lock hold.
 const BATCH_BYTES: u64 = 256 << 10;
+/// How long a compaction round waits for running range scans to finish.
+const SCAN_WAIT: Duration = Duration::from_millis(200);
 
 /// What a compaction round did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,6 +43,9 @@ pub struct CompactionReport {
     pub records_copied: u64,
     /// Tombstones dropped because no older record of their key survives.
     pub tombstones_dropped: u64,
+    /// Segments found damaged while being copied; they stay on disk with
+    /// what could not be moved, and are not compacted again.
+    pub segments_damaged: usize,
 }
 
 impl Inner {
@@ -66,7 +71,7 @@ impl Inner {
         };
         let mut victims: Vec<Arc<Segment>> = all
             .iter()
-            .filter(|s| s.seq < active_seq)
+            .filter(|s| s.seq < active_seq && !s.damaged.load(Ordering::Acquire))
             .filter(|s| {
                 let g = garbage(s);
                 if forced { g > 0 } else { g as f64 >= opts.min_segment_garbage * s.end() as f64 }
@@ -88,21 +93,39 @@ impl Inner {
             .min()
             .unwrap_or(u64::MAX);
 
-        {
-            // Range scans must not miss a record that moves behind them.
-            let _gate = self.scan_gate.write();
-            let started = Instant::now();
-            let mut read = 0u64;
-            for v in &victims {
-                self.move_live_records(v, oldest_survivor, &mut report)?;
-                read += v.end();
-                if !forced && let Some(rate) = opts.bytes_per_second {
-                    let due = Duration::from_secs_f64(read as f64 / rate as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
+        let started = Instant::now();
+        let mut read = 0u64;
+        let mut moved = Vec::new();
+        for v in victims {
+            // Range scans must not miss a record that moves behind them, so
+            // records move only while no scan runs. A scan that outlasts the
+            // wait ends this round early instead of stalling (or, from the
+            // scan's own thread, deadlocking) the store.
+            let Some(gate) = self.scan_gate.try_write_for(SCAN_WAIT) else {
+                break;
+            };
+            read += v.end();
+            match self.move_live_records(&v, oldest_survivor, &mut report) {
+                Ok(()) => moved.push(v),
+                // Damaged on flash: what it still holds stays where it is;
+                // later rounds leave it alone rather than copy it forever.
+                Err(StoreError::Corrupt { .. }) => {
+                    v.damaged.store(true, Ordering::Release);
+                    report.segments_damaged += 1;
+                }
+                Err(e) => return Err(e),
+            }
+            drop(gate);
+            if !forced && let Some(rate) = opts.bytes_per_second {
+                let due = Duration::from_secs_f64(read as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
                 }
             }
+        }
+        let victims = moved;
+        if victims.is_empty() {
+            return Ok(report);
         }
 
         self.sync_all()?;

@@ -68,6 +68,12 @@ pub enum StoreError {
         /// Segments on disk.
         segments: usize,
     },
+    /// Another store (in this process or another) has the directory open.
+    #[error("{path} is in use by another store; close it first")]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// The options cannot work together.
     #[error("invalid store options: {0}")]
     InvalidOptions(String),

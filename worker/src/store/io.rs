@@ -61,17 +61,35 @@ pub trait LogFile: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Name of the file whose lock marks a directory as in use by one store.
+pub const LOCK_FILE: &str = "LOCK";
+
 /// The real file system.
 #[derive(Debug)]
 pub struct OsDir {
     path: PathBuf,
+    /// Holds an exclusive lock on `LOCK` for as long as the directory is
+    /// open, so a second process (or a second store in this one) cannot
+    /// append to the same log. The kernel drops it if the process dies.
+    _lock: File,
 }
 
 impl OsDir {
-    /// Uses `path` as the store directory, creating it if needed.
+    /// Uses `path` as the store directory, creating it if needed, and locks
+    /// it. Fails with `WouldBlock` if another store holds the lock.
     pub fn new(path: impl AsRef<Path>) -> io::Result<OsDir> {
         std::fs::create_dir_all(path.as_ref())?;
-        Ok(OsDir { path: path.as_ref().to_path_buf() })
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path.as_ref().join(LOCK_FILE))?;
+        lock.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
+            std::fs::TryLockError::Error(e) => e,
+        })?;
+        Ok(OsDir { path: path.as_ref().to_path_buf(), _lock: lock })
     }
 }
 
@@ -187,6 +205,12 @@ impl FaultyDir {
     /// The `n`-th fsync from now (0 = the next) fails.
     pub fn fail_sync_at(&self, n: u64) {
         self.state.syncs_left.store(n, Ordering::SeqCst);
+    }
+
+    /// The process dies now: every later call fails, so nothing more reaches
+    /// the files (a store dropped afterwards cannot flush or checkpoint).
+    pub fn crash_now(&self) {
+        self.state.crashed.store(true, Ordering::SeqCst);
     }
 
     /// Whether a planned write failure has struck.

@@ -26,7 +26,7 @@ mod stream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex};
@@ -68,7 +68,8 @@ pub struct StoreStats {
 #[derive(Debug)]
 pub struct Store {
     inner: Arc<Inner>,
-    maintenance: Option<JoinHandle<()>>,
+    /// Background threads: maintenance, and the interval syncer if any.
+    threads: Vec<JoinHandle<()>>,
     recovery: RecoveryReport,
 }
 
@@ -95,8 +96,8 @@ struct Inner {
     /// it from how much log is left to replay, so a replay grows the index
     /// once or twice instead of at every doubling.
     grow_hint: AtomicU64,
-    /// Wakes the maintenance thread early (close, sync, compaction).
-    wake: (Mutex<bool>, Condvar),
+    /// Wakes the background threads early (on close).
+    wake: (Mutex<()>, Condvar),
     closed: AtomicBool,
 }
 
@@ -141,7 +142,10 @@ impl Store {
     /// Opens (or creates) the store in directory `path`, recovering from
     /// whatever a crash left there.
     pub fn open(path: impl AsRef<std::path::Path>, opts: Options) -> Result<Store> {
-        let dir = OsDir::new(path.as_ref()).map_err(StoreError::io("creating the store directory"))?;
+        let dir = OsDir::new(path.as_ref()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => StoreError::Locked { path: path.as_ref().to_path_buf() },
+            _ => StoreError::Io { op: "opening the store directory", source: e },
+        })?;
         Store::open_in(Arc::new(dir), opts)
     }
 
@@ -150,14 +154,21 @@ impl Store {
         opts.validate()?;
         let (inner, recovery) = recovery::open(dir, opts)?;
         let inner = Arc::new(inner);
-        let maintenance = {
+        let mut threads = Vec::new();
+        let spawn = |name: &str, body: fn(&Inner)| {
             let inner = inner.clone();
             std::thread::Builder::new()
-                .name("wimpy-store".into())
-                .spawn(move || inner.maintain())
-                .map_err(StoreError::io("starting the store's maintenance thread"))?
+                .name(name.into())
+                .spawn(move || body(&inner))
+                .map_err(StoreError::io("starting a store thread"))
         };
-        Ok(Store { inner, maintenance: Some(maintenance), recovery })
+        threads.push(spawn("wimpy-store", Inner::maintain)?);
+        if let SyncMode::Interval(_) = inner.opts.sync {
+            // Its own thread: a long compaction round must not hold up the
+            // fsync that bounds what a crash may lose.
+            threads.push(spawn("wimpy-sync", Inner::sync_every_interval)?);
+        }
+        Ok(Store { inner, threads, recovery })
     }
 
     /// What opening found and repaired.
@@ -181,7 +192,8 @@ impl Store {
         self.inner.check_poison()?;
         let mut buf = Vec::new();
         match self.inner.read_live(key_hash(key), key, &mut buf)? {
-            Some(_) => {
+            Some(Found { damage: Some(e), .. }) => Err(e),
+            Some(Found { damage: None, .. }) => {
                 let rec = RecordRef::decode(&buf).expect("verified when read");
                 Ok(Some(rec.value.to_vec()))
             }
@@ -267,12 +279,14 @@ impl Store {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let Some(handle) = self.maintenance.take() else {
+        if self.threads.is_empty() {
             return Ok(());
-        };
+        }
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake();
-        let _ = handle.join();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
         if self.inner.poison.set.load(Ordering::SeqCst) {
             return Err(self.inner.poisoned());
         }
@@ -321,13 +335,23 @@ impl Inner {
 
     fn wake(&self) {
         let (lock, cv) = &self.wake;
-        *lock.lock() = true;
+        let _held = lock.lock();
         cv.notify_all();
     }
 
+    /// Sleeps for `d` or until [`Inner::wake`]; false once the store closes.
+    fn nap(&self, d: Duration) -> bool {
+        let (lock, cv) = &self.wake;
+        let mut held = lock.lock();
+        if !self.closed.load(Ordering::SeqCst) {
+            cv.wait_for(&mut held, d);
+        }
+        !self.closed.load(Ordering::SeqCst) && !self.poison.set.load(Ordering::Acquire)
+    }
+
     /// Finds the live record of `key` (hash `h`) and reads it into `buf`.
-    /// Returns its address. Lock-free: safe beside writers and compaction.
-    fn read_live(&self, h: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<LogAddr>> {
+    /// Lock-free: safe beside writers and compaction.
+    fn read_live(&self, h: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<Option<Found>> {
         // Snapshot the segment table before the index (see SegmentTable).
         let segments = self.segments.load();
         let candidates = self.index.load().lookup(h);
@@ -338,25 +362,32 @@ impl Inner {
                 // A segment newer than our snapshot: take a fresh one.
                 None => match self.segments.load().get(slot) {
                     Some(seg) => read_candidate(seg, pos, key, buf)?,
-                    None => false,
+                    None => Candidate::NotMine,
                 },
             };
-            if found {
-                return Ok(Some(addr));
+            match found {
+                Candidate::NotMine => {}
+                Candidate::Mine => return Ok(Some(Found { addr, damage: None })),
+                Candidate::DamagedMine(e) => return Ok(Some(Found { addr, damage: Some(e) })),
             }
         }
         Ok(None)
     }
 
     /// Like [`Inner::read_live`] under the writer lock: the address and
-    /// padded length of `key`'s live record.
+    /// padded length of `key`'s live record. A damaged record of the key
+    /// still counts as its record, so a put or delete can replace it.
     fn find_live_locked(&self, w: &mut Writer, h: u64, key: &[u8]) -> Result<Option<(LogAddr, u64)>> {
         let mut buf = std::mem::take(&mut w.scratch);
         let found = self.read_live(h, key, &mut buf);
-        let len = record_len(key.len(), buf.len().saturating_sub(12 + key.len()));
+        // The header's value length, checksum or not: a damaged record is
+        // still framed by it (the key matched at its place).
+        let value_len = buf.get(4..8).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+        let len = record_len(key.len(), value_len);
         w.scratch = buf;
-        Ok(found?.map(|a| (a, len)))
+        Ok(found?.map(|f| (f.addr, len)))
     }
+
 
     fn segment_of(&self, addr: LogAddr) -> Option<Arc<Segment>> {
         self.segments.load().get(self.space.split(addr).0).cloned()
@@ -377,6 +408,11 @@ impl Inner {
         let mut w = self.writer.lock();
         self.check_poison()?;
         let old = self.find_live_locked(&mut w, h, key)?;
+        if old.is_none() {
+            // Grow first: once the record is in the log the index must take
+            // it, or a restart would bring back a put that failed.
+            self.make_room(&mut w)?;
+        }
         let (addr, lsn) = self.append(&mut w, key, value, flags)?;
         let len = record_len(key.len(), value.len());
         // The record went to the active segment (append may have rolled it).
@@ -386,19 +422,27 @@ impl Inner {
                 self.index.load().replace(h, old_addr, addr);
                 self.release_live(old_addr, old_len);
             }
-            None => self.index_insert(&mut w, h, addr)?,
+            None => self.index_insert(&mut w, h, addr).map_err(|e| self.poison(e))?,
         }
         Ok(lsn)
     }
 
+    /// Grows the index if one more entry would pass its load limit.
+    fn make_room(&self, w: &mut Writer) -> Result<()> {
+        let index = self.index.load();
+        if index.len() + 1 > (index.capacity() as f64 * self.opts.max_index_load) as u64 {
+            drop(index);
+            self.grow_index(w)?;
+        }
+        Ok(())
+    }
+
     /// Adds a new index entry, growing the index when it is full.
     fn index_insert(&self, w: &mut Writer, h: u64, addr: LogAddr) -> Result<()> {
-        let index = self.index.load();
-        let full = index.len() + 1 > (index.capacity() as f64 * self.opts.max_index_load) as u64;
-        if !full && index.insert(h, addr) {
+        self.make_room(w)?;
+        if self.index.load().insert(h, addr) {
             return Ok(());
         }
-        drop(index);
         self.grow_index(w)?;
         if self.index.load().insert(h, addr) {
             Ok(())
@@ -506,6 +550,10 @@ impl Inner {
     }
 
     fn sync_segment(&self, seg: &Segment) -> Result<()> {
+        let _syncing = seg.sync_lock.lock();
+        // An fsync that failed while we waited poisoned the store; a retry
+        // that happened to succeed would not bring the lost pages back.
+        self.check_poison()?;
         if seg.dirty.swap(false, Ordering::AcqRel) {
             seg.file.sync_data().map_err(|e| {
                 seg.dirty.store(true, Ordering::Release);
@@ -621,32 +669,10 @@ impl Inner {
         s
     }
 
-    /// The background thread: interval fsyncs, checkpoints, compaction.
+    /// The maintenance thread: checkpoints and compaction.
     fn maintain(&self) {
-        let tick = match self.opts.sync {
-            SyncMode::Interval(d) => d.min(Duration::from_millis(100)),
-            _ => Duration::from_millis(100),
-        };
-        let mut last_sync = Instant::now();
-        loop {
-            {
-                let (lock, cv) = &self.wake;
-                let mut woken = lock.lock();
-                if !*woken {
-                    cv.wait_for(&mut woken, tick);
-                }
-                *woken = false;
-            }
-            if self.closed.load(Ordering::SeqCst) || self.poison.set.load(Ordering::Acquire) {
-                return;
-            }
-            if let SyncMode::Interval(every) = self.opts.sync
-                && last_sync.elapsed() >= every
-            {
-                // A failure poisons the store; callers see it on their next call.
-                let _ = self.sync_all();
-                last_sync = Instant::now();
-            }
+        while self.nap(Duration::from_millis(100)) {
+            // Failures poison the store; callers see them on their next call.
             if self.since_checkpoint.load(Ordering::Relaxed) >= self.opts.checkpoint_every_bytes {
                 let _ = self.checkpoint();
             }
@@ -655,19 +681,48 @@ impl Inner {
             }
         }
     }
+
+    /// The syncer thread of [`SyncMode::Interval`].
+    fn sync_every_interval(&self) {
+        let SyncMode::Interval(every) = self.opts.sync else { return };
+        while self.nap(every) {
+            let _ = self.sync_all();
+        }
+    }
 }
 
-/// Reads the record at `pos` of `seg` into `buf`; true if it is `key`'s.
-fn read_candidate(seg: &Segment, pos: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<bool> {
-    match seg.read_record(pos, buf) {
-        Ok(()) => {}
-        // Only a fragment match: a record of another key may have been
-        // damaged; that says nothing about this key.
-        Err(StoreError::Corrupt { .. }) if !record_key_is(buf, key) => return Ok(false),
+/// The live record of a key, as a lookup found it.
+#[derive(Debug)]
+struct Found {
+    addr: LogAddr,
+    /// Set when the record's bytes do not check out.
+    damage: Option<StoreError>,
+}
+
+/// What the record at an index candidate's address turned out to be.
+enum Candidate {
+    Mine,
+    NotMine,
+    /// The key's own record, damaged on flash.
+    DamagedMine(StoreError),
+}
+
+/// Reads the record at `pos` of `seg` into `buf` and says whose it is.
+/// A damaged record of another key is only a fragment match: it says
+/// nothing about this key, so it does not fail this lookup.
+fn read_candidate(seg: &Segment, pos: u64, key: &[u8], buf: &mut Vec<u8>) -> Result<Candidate> {
+    let damaged = match seg.read_record(pos, buf) {
+        Ok(()) => match RecordRef::decode(buf) {
+            // The index never points at a tombstone; one here is a record
+            // of a slot reused since this reader's snapshot.
+            Ok(rec) if rec.key == key && !rec.is_tombstone() => return Ok(Candidate::Mine),
+            Ok(_) => return Ok(Candidate::NotMine),
+            Err(reason) => seg.corrupt(pos, reason),
+        },
+        Err(e @ StoreError::Corrupt { .. }) => e,
         Err(e) => return Err(e),
-    }
-    let rec = RecordRef::decode(buf).map_err(|reason| seg.corrupt(pos, reason))?;
-    Ok(rec.key == key)
+    };
+    Ok(if record_key_is(buf, key) { Candidate::DamagedMine(damaged) } else { Candidate::NotMine })
 }
 
 /// Whether `buf` starts with a record header naming `key` (checked without

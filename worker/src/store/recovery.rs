@@ -126,7 +126,9 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
             // Only the newest segment can lack its header because a crash
             // cut its creation short; it holds no acknowledged record. Keep
             // the bytes for inspection rather than deleting them.
-            Err(HeaderError::Damaged(reason)) if parse_segment_name(name) == newest => {
+            // (Its header is fsynced before any record is appended, so a
+            // longer file with a bad header is damage, not a torn creation.)
+            Err(HeaderError::Damaged(reason)) if parse_segment_name(name) == newest && len <= SEGMENT_HEADER_LEN => {
                 let aside = format!("{name}.corrupt");
                 dir.rename(name, &aside).map_err(io("setting aside a damaged segment"))?;
                 report.set_aside.push(format!("{name}: {reason}"));
@@ -136,7 +138,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
             Err(HeaderError::Damaged(reason)) => {
                 return Err(StoreError::Format {
                     path: dir.path().join(name),
-                    reason: format!("{reason}; the segment is not the newest, so opening without it could resurrect old values. Restore it from a replica or move it away to accept that loss"),
+                    reason: format!("{reason}; the segment holds records, so opening without it would lose them or resurrect older values. Restore it from a replica, or move it away to accept that loss"),
                 });
             }
             Err(HeaderError::Unsupported(reason)) => {
@@ -233,7 +235,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         scan_gate: parking_lot::RwLock::new(()),
         grow_hint: AtomicU64::new(0),
         maintenance: Mutex::new(()),
-        wake: (Mutex::new(false), Condvar::new()),
+        wake: (Mutex::new(()), Condvar::new()),
         closed: AtomicBool::new(false),
         opts,
     };
@@ -248,17 +250,23 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
             continue;
         }
         let from = if seg.seq == replay_seq { replay_pos.max(SEGMENT_HEADER_LEN) } else { SEGMENT_HEADER_LEN };
-        to_replay.push((seg.clone(), from, seg.end()));
+        // Bytes past the segment size cannot be addressed: never records.
+        to_replay.push((seg.clone(), from, seg.end().min(space.segment_bytes())));
         seg.set_end(from);
     }
-    let replay_total: u64 = to_replay.iter().map(|(_, from, end)| end - from).sum();
+    let replay_total: u64 = to_replay.iter().map(|(_, from, end)| end.saturating_sub(*from)).sum();
     for (seg, from, end) in to_replay {
+        let file_len = seg.file.len().map_err(io("reading a segment's length"))?;
         // What was replayed may sit in the page cache only (an earlier process
         // wrote it and died before its fsync); a checkpoint must not count
         // on it until it is synced.
         seg.dirty.store(true, Ordering::Release);
-        let stopped = replay_segment(&inner, &seg, from, end, replay_total, &mut report)?;
+        let mut stopped = replay_segment(&inner, &seg, from, end, replay_total, &mut report)?;
+        if stopped == ScanEnd::Clean && file_len > end {
+            stopped = ScanEnd::Bad { at: end, reason: "file is longer than the store's segment size" };
+        }
         if let ScanEnd::Bad { at, reason } = stopped {
+            let end = file_len;
             let dropped_records = count_intact_after(&*seg.file, at, end);
             seg.file.set_len(at).map_err(io("cutting a torn log tail"))?;
             seg.file.sync_data().map_err(io("cutting a torn log tail"))?;
@@ -361,8 +369,22 @@ fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> 
 fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
     let file = dir.open(CHECKPOINT).map_err(|e| format!("cannot open: {e}"))?;
     let len = file.len().map_err(|e| format!("cannot stat: {e}"))?;
-    if len < (CHECKPOINT_HEADER + 4) as u64 || len > (1 << 40) {
+    if len < (CHECKPOINT_HEADER + 4) as u64 {
         return Err(format!("{len} bytes is not a checkpoint"));
+    }
+    // Check the size the header promises before allocating for it.
+    let mut head = [0u8; CHECKPOINT_HEADER];
+    file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read: {e}"))?;
+    let promised = (CHECKPOINT_SEGMENT as u64)
+        .checked_mul(u64::from(u32::from_le_bytes(head[40..44].try_into().unwrap())))
+        .and_then(|segs| {
+            u64::from_le_bytes(head[16..24].try_into().unwrap())
+                .checked_mul((SLOTS * SLOT_BYTES) as u64)
+                .and_then(|idx| idx.checked_add(segs))
+        })
+        .and_then(|body| body.checked_add(CHECKPOINT_HEADER as u64 + 4));
+    if promised != Some(len) {
+        return Err("its header does not match its size".into());
     }
     let mut b = vec![0u8; len as usize];
     file.read_exact_at(&mut b, 0).map_err(|e| format!("cannot read: {e}"))?;
@@ -418,6 +440,14 @@ fn check_checkpoint(c: Checkpoint, found: &[FoundSegment], space: AddrSpace) -> 
     }
     if !c.segments.contains_key(&c.replay_seq) && by_seq.contains_key(&c.replay_seq) {
         return Err("replay segment is not listed".into());
+    }
+    if let Some(&(_, _, end)) = c.segments.get(&c.replay_seq)
+        && c.replay_pos > end
+    {
+        return Err("replay position lies past its segment's end".into());
+    }
+    if c.segments.values().any(|&(_, _, end)| end > space.segment_bytes()) {
+        return Err("a segment end lies past the segment size".into());
     }
     if c.replay_pos % format::RECORD_ALIGN != 0 {
         return Err("replay position is not record-aligned".into());

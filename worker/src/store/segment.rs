@@ -47,6 +47,12 @@ pub struct Segment {
     pub live_bytes: AtomicU64,
     /// Written since the last fsync.
     pub dirty: AtomicBool,
+    /// Held across clearing `dirty` and the fsync it stands for, so a second
+    /// caller waits for an fsync in progress instead of taking a clear flag
+    /// for a finished one.
+    pub sync_lock: Mutex<()>,
+    /// Compaction found a record here that does not check out.
+    pub damaged: AtomicBool,
 }
 
 /// Appended records not yet in the file.
@@ -68,6 +74,8 @@ impl Segment {
             tail: Mutex::new(Tail { start: end, buf: Vec::new() }),
             live_bytes: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
+            sync_lock: Mutex::new(()),
+            damaged: AtomicBool::new(false),
         }
     }
 
