@@ -40,7 +40,9 @@ fn key(round: u64, i: u64) -> Vec<u8> {
 
 fn value(round: u64, i: u64) -> Vec<u8> {
     let len = 200 + (i * 7919) % 3000;
-    (0..len).map(|j| (j as u64 ^ i ^ (round << 4)) as u8).collect()
+    (0..len)
+        .map(|j| (j ^ i ^ (round << 4)) as u8)
+        .collect()
 }
 
 /// The child's body: runs only when the parent starts this binary with the
@@ -69,7 +71,13 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked_by_round: Vec<Option<u64>> = Vec::new();
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_ROUND, round.to_string())
             .stdout(Stdio::piped())
@@ -127,5 +135,8 @@ fn acknowledged_writes_survive_sigkill() {
         }
         store.close().unwrap();
     }
-    assert!(acked_by_round.iter().filter(|a| a.is_some()).count() >= 10, "too few rounds wrote anything: {acked_by_round:?}");
+    assert!(
+        acked_by_round.iter().filter(|a| a.is_some()).count() >= 10,
+        "too few rounds wrote anything: {acked_by_round:?}"
+    );
 }

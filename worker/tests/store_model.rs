@@ -48,7 +48,10 @@ enum Fault {
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
-    prop_oneof![(0u64..12).prop_map(Fault::Write), (0u64..6).prop_map(Fault::Sync)]
+    prop_oneof![
+        (0u64..12).prop_map(Fault::Write),
+        (0u64..6).prop_map(Fault::Sync)
+    ]
 }
 
 fn sync_mode() -> impl Strategy<Value = SyncMode> {
@@ -67,7 +70,10 @@ fn options(sync: SyncMode) -> Options {
         expected_keys: 8,
         // Background work would consume planned faults at random moments.
         checkpoint_every_bytes: u64::MAX,
-        compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
+        compaction: CompactionOptions {
+            enabled: false,
+            ..CompactionOptions::default()
+        },
         ..Options::default()
     }
 }
@@ -77,7 +83,9 @@ fn key(k: u8) -> Vec<u8> {
 }
 
 fn value(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
 }
 
 fn open(dir: &FaultyDir, sync: SyncMode) -> Store {
@@ -90,7 +98,11 @@ fn try_open(dir: &FaultyDir, sync: SyncMode) -> Result<Store, StoreError> {
 
 fn assert_matches_model(store: &Store, model: &Model) {
     for k in 0..48u8 {
-        assert_eq!(store.get(&key(k)).unwrap(), model.get(&k).cloned(), "key {k}");
+        assert_eq!(
+            store.get(&key(k)).unwrap(),
+            model.get(&k).cloned(),
+            "key {k}"
+        );
     }
     assert_eq!(store.stats().live_keys, model.len() as u64);
 }
@@ -104,7 +116,13 @@ fn read_back(store: &Store) -> Model {
 
 /// Applies `op`; `Err` when the store refused or failed. A failed reopen
 /// leaves `slot` empty.
-fn apply(slot: &mut Option<Store>, dir: &FaultyDir, sync: SyncMode, op: &Op, model: &mut Model) -> Result<(), StoreError> {
+fn apply(
+    slot: &mut Option<Store>,
+    dir: &FaultyDir,
+    sync: SyncMode,
+    op: &Op,
+    model: &mut Model,
+) -> Result<(), StoreError> {
     if let Op::Reopen = op {
         // Close before opening again: two stores must never share a directory.
         if let Some(old) = slot.take() {
@@ -122,7 +140,11 @@ fn apply(slot: &mut Option<Store>, dir: &FaultyDir, sync: SyncMode, op: &Op, mod
         }
         Op::Delete(k) => {
             let was = store.delete(&key(*k))?;
-            assert_eq!(was, model.remove(k).is_some(), "delete of key {k} said {was}");
+            assert_eq!(
+                was,
+                model.remove(k).is_some(),
+                "delete of key {k} said {was}"
+            );
         }
         Op::Get(k) => {
             let got = store.get(&key(*k))?;
@@ -226,7 +248,7 @@ proptest! {
         let store = open(&dir, sync);
         let got = read_back(&store);
         let start = if failed { durable_from } else { durable_from.min(history.len() - 1) };
-        let ok = history[start..].iter().any(|h| *h == got);
+        let ok = history[start..].contains(&got);
         prop_assert!(ok, "recovered state is not a prefix state at or after op {}: {:?}\nreport: {:?}",
             start, got.keys().collect::<Vec<_>>(), store.recovery_report());
         // And it keeps working.

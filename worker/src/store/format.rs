@@ -51,7 +51,7 @@ impl AddrSpace {
     }
     /// The address of byte `pos` in the segment at `slot`.
     pub fn addr(self, slot: u32, pos: u64) -> LogAddr {
-        debug_assert!(pos % RECORD_ALIGN == 0 && pos < self.segment_bytes());
+        debug_assert!(pos.is_multiple_of(RECORD_ALIGN) && pos < self.segment_bytes());
         debug_assert!(slot < self.slots());
         LogAddr((slot << self.pos_bits()) | (pos / RECORD_ALIGN) as u32)
     }
@@ -110,10 +110,21 @@ pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
         )));
     }
     if !(MIN_SEGMENT_SHIFT..=MAX_SEGMENT_SHIFT).contains(&h.segment_shift) {
-        return Err(HeaderError::Unsupported(format!("segment size 2^{} is out of range", h.segment_shift)));
+        return Err(HeaderError::Unsupported(format!(
+            "segment size 2^{} is out of range",
+            h.segment_shift
+        )));
     }
-    if h.slot >= (AddrSpace { segment_shift: h.segment_shift }).slots() {
-        return Err(HeaderError::Damaged(format!("slot {} is outside the address space", h.slot)));
+    if h.slot
+        >= (AddrSpace {
+            segment_shift: h.segment_shift,
+        })
+        .slots()
+    {
+        return Err(HeaderError::Damaged(format!(
+            "slot {} is outside the address space",
+            h.slot
+        )));
     }
     Ok(h)
 }
@@ -121,7 +132,10 @@ pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
 /// The checksummed part of the header, before its meaning is checked.
 fn parse_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
     if b.len() < SEGMENT_HEADER_LEN as usize {
-        return Err(format!("{} bytes is too short for a segment header", b.len()));
+        return Err(format!(
+            "{} bytes is too short for a segment header",
+            b.len()
+        ));
     }
     if b[0..8] != SEGMENT_MAGIC {
         return Err("not a wimpy segment (bad magic)".into());
@@ -274,7 +288,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(RecordRef::decode(&bad).is_err(), "flip at {byte}.{bit} went unnoticed");
+                assert!(
+                    RecordRef::decode(&bad).is_err(),
+                    "flip at {byte}.{bit} went unnoticed"
+                );
             }
         }
     }
@@ -287,18 +304,28 @@ mod tests {
     #[test]
     fn addresses_split_back_into_slot_and_position() {
         for shift in [MIN_SEGMENT_SHIFT, 20, 28, MAX_SEGMENT_SHIFT] {
-            let space = AddrSpace { segment_shift: shift };
+            let space = AddrSpace {
+                segment_shift: shift,
+            };
             let last_slot = space.slots() - 1;
             let last_pos = space.segment_bytes() - RECORD_ALIGN;
             for (slot, pos) in [(0, 0), (0, 8), (last_slot, last_pos), (last_slot / 2, 4096)] {
-                assert_eq!(space.split(space.addr(slot, pos)), (slot, pos), "shift {shift}");
+                assert_eq!(
+                    space.split(space.addr(slot, pos)),
+                    (slot, pos),
+                    "shift {shift}"
+                );
             }
         }
     }
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        let h = SegmentHeader { seq: 42, slot: 3, segment_shift: 20 };
+        let h = SegmentHeader {
+            seq: 42,
+            slot: 3,
+            segment_shift: 20,
+        };
         let b = h.encode();
         assert_eq!(read_segment_header(&b).unwrap(), h);
         let mut bad = b;

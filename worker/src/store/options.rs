@@ -4,7 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::error::StoreError;
-use super::format::{MAX_KEY_LEN, MAX_SEGMENT_SHIFT, MIN_SEGMENT_SHIFT, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use super::format::{
+    MAX_KEY_LEN, MAX_SEGMENT_SHIFT, MIN_SEGMENT_SHIFT, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 
 /// When written data is forced to flash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +123,10 @@ impl Options {
         let bad = |m: String| Err(StoreError::InvalidOptions(m));
         self.segment_shift()?;
         if self.max_key_bytes == 0 || self.max_key_bytes > MAX_KEY_LEN {
-            return bad(format!("max_key_bytes {} must be 1..={MAX_KEY_LEN}", self.max_key_bytes));
+            return bad(format!(
+                "max_key_bytes {} must be 1..={MAX_KEY_LEN}",
+                self.max_key_bytes
+            ));
         }
         let largest = (SEGMENT_HEADER_LEN as usize + RECORD_HEADER_LEN + 8) as u64
             + self.max_key_bytes as u64
@@ -133,10 +138,16 @@ impl Options {
             ));
         }
         if !(0.5..=0.98).contains(&self.max_index_load) {
-            return bad(format!("max_index_load {} must be in 0.5..=0.98", self.max_index_load));
+            return bad(format!(
+                "max_index_load {} must be in 0.5..=0.98",
+                self.max_index_load
+            ));
         }
         if !(1.1..=4.0).contains(&self.index_growth) {
-            return bad(format!("index_growth {} must be in 1.1..=4.0", self.index_growth));
+            return bad(format!(
+                "index_growth {} must be in 1.1..=4.0",
+                self.index_growth
+            ));
         }
         let c = &self.compaction;
         if !(0.0..1.0).contains(&c.garbage_ratio) || !(0.0..1.0).contains(&c.min_segment_garbage) {
@@ -170,9 +181,15 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_oversized_values_are_not() {
         Options::default().validate().unwrap();
-        let o = Options { segment_bytes: 1 << 20, ..Options::default() };
+        let o = Options {
+            segment_bytes: 1 << 20,
+            ..Options::default()
+        };
         assert!(matches!(o.validate(), Err(StoreError::InvalidOptions(_))));
-        let o = Options { segment_bytes: 3 << 20, ..Options::default() };
+        let o = Options {
+            segment_bytes: 3 << 20,
+            ..Options::default()
+        };
         assert!(o.validate().is_err());
     }
 }

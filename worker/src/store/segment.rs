@@ -71,7 +71,10 @@ impl Segment {
             file,
             flushed: AtomicU64::new(end),
             end: AtomicU64::new(end),
-            tail: Mutex::new(Tail { start: end, buf: Vec::new() }),
+            tail: Mutex::new(Tail {
+                start: end,
+                buf: Vec::new(),
+            }),
             live_bytes: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             sync_lock: Mutex::new(()),
@@ -159,7 +162,11 @@ impl Segment {
     }
 
     pub fn corrupt(&self, offset: u64, reason: &'static str) -> StoreError {
-        StoreError::Corrupt { segment: self.seq, offset, reason }
+        StoreError::Corrupt {
+            segment: self.seq,
+            offset,
+            reason,
+        }
     }
 }
 
@@ -235,7 +242,13 @@ const SCAN_CHUNK: usize = 1 << 20;
 
 impl<'a> Scanner<'a> {
     pub fn new(file: &'a dyn LogFile, from: u64, end: u64) -> Scanner<'a> {
-        Scanner { file, buf_start: from, buf: Vec::new(), pos: from, end }
+        Scanner {
+            file,
+            buf_start: from,
+            buf: Vec::new(),
+            pos: from,
+            end,
+        }
     }
 
     pub fn position(&self) -> u64 {
@@ -244,7 +257,9 @@ impl<'a> Scanner<'a> {
 
     /// The next record and its offset, `Ok(None)` at the end, or the place
     /// where the bytes stop being records. I/O errors are returned as such.
-    pub fn next_record(&mut self) -> std::io::Result<Result<Option<(u64, RecordRef<'_>)>, ScanEnd>> {
+    pub fn next_record(
+        &mut self,
+    ) -> std::io::Result<Result<Option<(u64, RecordRef<'_>)>, ScanEnd>> {
         if self.pos >= self.end {
             return Ok(Ok(None));
         }
@@ -287,7 +302,8 @@ impl<'a> Scanner<'a> {
         let have = self.buf.len();
         if want > have {
             self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf[have..], self.pos + have as u64)?;
+            self.file
+                .read_exact_at(&mut self.buf[have..], self.pos + have as u64)?;
         }
         Ok(())
     }
@@ -333,7 +349,13 @@ mod tests {
     #[test]
     fn segment_names_round_trip_and_strangers_are_ignored() {
         assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
-        for other in ["index.ckpt", "00000000000000g1.log", "1.log", "0000000000000001.log.corrupt", "00000000000000AB.log"] {
+        for other in [
+            "index.ckpt",
+            "00000000000000g1.log",
+            "1.log",
+            "0000000000000001.log.corrupt",
+            "00000000000000AB.log",
+        ] {
             assert_eq!(parse_segment_name(other), None, "{other}");
         }
     }
