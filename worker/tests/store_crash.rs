@@ -40,9 +40,7 @@ fn key(round: u64, i: u64) -> Vec<u8> {
 
 fn value(round: u64, i: u64) -> Vec<u8> {
     let len = 200 + (i * 7919) % 3000;
-    (0..len)
-        .map(|j| (j ^ i ^ (round << 4)) as u8)
-        .collect()
+    (0..len).map(|j| (j ^ i ^ (round << 4)) as u8).collect()
 }
 
 /// The child's body: runs only when the parent starts this binary with the
