@@ -266,8 +266,20 @@ fn run(engine: &str, root: &Path, n: u64, gets: u64) -> Result {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("child") {
-        child(&args[2], Path::new(&args[3]), args[4].parse().unwrap());
+    match args.get(1).map(String::as_str) {
+        Some("child") => child(&args[2], Path::new(&args[3]), args[4].parse().unwrap()),
+        // Times one reopen of a store a killed child left, for profiling.
+        Some("reopen") => {
+            let started = Instant::now();
+            let e = open(&args[2], Path::new(&args[3]), args[4].parse().unwrap());
+            println!(
+                "reopen {:?} {}",
+                started.elapsed(),
+                e.recovery_detail().unwrap_or_default()
+            );
+            return;
+        }
+        _ => {}
     }
     let n: u64 = std::env::var("WIMPY_BENCH_KEYS")
         .ok()

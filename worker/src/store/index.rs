@@ -52,6 +52,30 @@ pub struct Probe {
 /// The candidate addresses a lookup found: usually none or one.
 pub type Candidates = smallvec_lite::Candidates;
 
+/// A set of bucket numbers. They come from a hash already, so they serve
+/// as their own hash: no need for SipHash on the insert path.
+type BucketSet =
+    std::collections::HashSet<usize, std::hash::BuildHasherDefault<BucketNumberHasher>>;
+
+#[derive(Default)]
+struct BucketNumberHasher(u64);
+
+impl std::hash::Hasher for BucketNumberHasher {
+    fn finish(&self) -> u64 {
+        // Spread the low bits into the high ones hashbrown takes its control
+        // bytes from.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = n as u64;
+    }
+}
+
 /// The cuckoo table.
 #[derive(Debug)]
 pub struct Index {
@@ -276,7 +300,7 @@ impl Index {
         let mut nodes: Vec<(usize, usize, usize)> = vec![(p.first, usize::MAX, 0)];
         // A bucket may appear on the path once: a path through a bucket twice
         // would move an entry that an earlier step already moved.
-        let mut seen = std::collections::HashSet::with_capacity(64);
+        let mut seen = BucketSet::with_capacity_and_hasher(64, Default::default());
         seen.insert(p.first);
         if seen.insert(p.second) {
             nodes.push((p.second, usize::MAX, 0));

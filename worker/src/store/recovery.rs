@@ -555,17 +555,23 @@ fn check_checkpoint(
     if !c.replay_pos.is_multiple_of(format::RECORD_ALIGN) {
         return Err("replay position is not record-aligned".into());
     }
-    let slots: HashMap<u32, u64> = c
+    // End of each listed slot's segment, 0 for slots not listed: a plain
+    // table, since this runs once per index entry.
+    let top = c
         .segments
-        .iter()
-        .map(|(_, (slot, _, end))| (*slot, *end))
-        .collect();
+        .values()
+        .map(|&(slot, _, _)| slot as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut ends = vec![0u64; top];
+    for &(slot, _, end) in c.segments.values() {
+        ends[slot as usize] = end;
+    }
     let mut bad = false;
     c.index.for_each_entry(|_, addr: LogAddr| {
         let (slot, pos) = space.split(addr);
-        bad |= slots
-            .get(&slot)
-            .is_none_or(|&end| pos < SEGMENT_HEADER_LEN || pos >= end);
+        let end = ends.get(slot as usize).copied().unwrap_or(0);
+        bad |= pos < SEGMENT_HEADER_LEN || pos >= end;
     });
     if bad {
         return Err("index entries point outside the segments it names".into());

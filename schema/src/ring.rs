@@ -1,0 +1,237 @@
+//! The consistent-hashing ring: which worker owns which key.
+//!
+//! Each worker is placed on the ring at many points ("virtual nodes"); a key
+//! belongs to the worker of the last point at or before the key's hash,
+//! wrapping around zero. Point positions are derived from the worker's id
+//! alone (`key_hash("<id>#<i>")` for i in 0..vnodes), so any client in any
+//! language that knows the members and the vnode count can rebuild the ring
+//! from the master's member list, and get the same owners.
+//!
+//! Every membership change makes a new ring with a higher epoch; workers
+//! refuse requests routed by an older one so clients learn to refresh.
+
+use std::collections::BTreeMap;
+
+use crate::{KeyHashRange, key_hash};
+
+/// Identifies a worker for its whole life, across restarts.
+pub type WorkerId = u64;
+
+/// Virtual nodes per worker by default: with 256 points each, the largest
+/// share of 10 workers stays within about 1.15 of the mean.
+pub const DEFAULT_VNODES: u32 = 256;
+
+/// A ring of workers at one epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ring {
+    epoch: u64,
+    vnodes: u32,
+    /// Sorted by position; a position held by two workers (a 64-bit
+    /// collision) goes to the lower id, so every builder agrees.
+    points: Vec<(u64, WorkerId)>,
+}
+
+impl Ring {
+    /// An empty ring (no owners) at `epoch`.
+    pub fn empty(epoch: u64, vnodes: u32) -> Ring {
+        Ring { epoch, vnodes: vnodes.max(1), points: Vec::new() }
+    }
+
+    /// The ring of `workers` at `epoch`.
+    pub fn new(epoch: u64, vnodes: u32, workers: impl IntoIterator<Item = WorkerId>) -> Ring {
+        let vnodes = vnodes.max(1);
+        let mut points: Vec<(u64, WorkerId)> = workers
+            .into_iter()
+            .flat_map(|w| (0..vnodes).map(move |i| (point_position(w, i), w)))
+            .collect();
+        points.sort_unstable();
+        points.dedup_by_key(|p| p.0);
+        Ring { epoch, vnodes, points }
+    }
+
+    /// The same members plus `worker`, one epoch later.
+    pub fn with(&self, worker: WorkerId) -> Ring {
+        let mut members = self.members();
+        members.push(worker);
+        Ring::new(self.epoch + 1, self.vnodes, members)
+    }
+
+    /// The same members less `worker`, one epoch later.
+    pub fn without(&self, worker: WorkerId) -> Ring {
+        let members = self.members().into_iter().filter(|&w| w != worker);
+        Ring::new(self.epoch + 1, self.vnodes, members)
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn vnodes(&self) -> u32 {
+        self.vnodes
+    }
+
+    /// Member ids, ascending.
+    pub fn members(&self) -> Vec<WorkerId> {
+        let mut m: Vec<_> = self.points.iter().map(|p| p.1).collect();
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The worker owning key hash `h`, if the ring has any.
+    pub fn owner_of_hash(&self, h: u64) -> Option<WorkerId> {
+        if self.points.is_empty() {
+            return None;
+        }
+        // The last point at or before h; before the first point, wrap to
+        // the last one.
+        let i = self.points.partition_point(|p| p.0 <= h);
+        let at = if i == 0 { self.points.len() - 1 } else { i - 1 };
+        Some(self.points[at].1)
+    }
+
+    /// The worker owning `key`.
+    pub fn owner(&self, key: &[u8]) -> Option<WorkerId> {
+        self.owner_of_hash(key_hash(key))
+    }
+
+    /// Every range of the hash space with its owner, in position order.
+    /// Adjacent ranges of one owner are merged.
+    pub fn ranges(&self) -> Vec<(KeyHashRange, WorkerId)> {
+        let n = self.points.len();
+        let mut out: Vec<(KeyHashRange, WorkerId)> = Vec::new();
+        for i in 0..n {
+            let (start, w) = self.points[i];
+            let end = self.points[(i + 1) % n].0;
+            match out.last_mut() {
+                Some((r, last)) if *last == w => r.end = end,
+                _ => out.push((KeyHashRange::new(start, end), w)),
+            }
+        }
+        // The first and last ranges meet across zero.
+        if out.len() > 1 && out[0].1 == out[out.len() - 1].1 {
+            let (first, _) = out.remove(0);
+            out.last_mut().unwrap().0.end = first.end;
+        }
+        out
+    }
+
+    /// The ranges `worker` owns.
+    pub fn ranges_of(&self, worker: WorkerId) -> Vec<KeyHashRange> {
+        self.ranges().into_iter().filter(|r| r.1 == worker).map(|r| r.0).collect()
+    }
+
+    /// Share of the hash space each member owns, summing to 1.
+    pub fn shares(&self) -> BTreeMap<WorkerId, f64> {
+        let mut shares = BTreeMap::new();
+        for (r, w) in self.ranges() {
+            *shares.entry(w).or_insert(0.0) += range_len(r) as f64 / 2f64.powi(64);
+        }
+        shares
+    }
+}
+
+/// Position of virtual node `i` of `worker`.
+pub fn point_position(worker: WorkerId, i: u32) -> u64 {
+    key_hash(format!("{worker}#{i}").as_bytes())
+}
+
+/// Number of hashes in `r` (the whole space counts as 2^64, saturated).
+fn range_len(r: KeyHashRange) -> u64 {
+    if r.start == r.end { u64::MAX } else { r.end.wrapping_sub(r.start) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_over_mean(ring: &Ring) -> f64 {
+        let shares = ring.shares();
+        let mean = 1.0 / shares.len() as f64;
+        shares.values().cloned().fold(0.0, f64::max) / mean
+    }
+
+    #[test]
+    fn empty_ring_owns_nothing_and_one_member_owns_everything() {
+        assert_eq!(Ring::empty(0, 8).owner(b"k"), None);
+        let ring = Ring::new(1, 8, [7]);
+        for k in 0..100u32 {
+            assert_eq!(ring.owner(&k.to_le_bytes()), Some(7));
+        }
+        let ranges = ring.ranges();
+        assert_eq!(ranges.len(), 1, "{ranges:?}");
+        assert_eq!(ranges[0].1, 7);
+        assert!(ranges[0].0.contains(0) && ranges[0].0.contains(u64::MAX));
+    }
+
+    #[test]
+    fn ten_workers_are_balanced_within_a_quarter() {
+        let ring = Ring::new(1, DEFAULT_VNODES, 1..=10);
+        let ratio = max_over_mean(&ring);
+        assert!(ratio <= 1.25, "largest share is {ratio:.3} of the mean");
+        let total: f64 = ring.shares().values().sum();
+        assert!((total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ranges_agree_with_owner_lookup() {
+        let ring = Ring::new(3, 16, [10, 20, 30]);
+        for (r, w) in ring.ranges() {
+            for h in [r.start, r.start.wrapping_add(1), r.end.wrapping_sub(1)] {
+                assert_eq!(ring.owner_of_hash(h), Some(w), "hash {h:#x} in {r:?}");
+            }
+        }
+        for k in 0..2000u32 {
+            let h = key_hash(&k.to_le_bytes());
+            let w = ring.owner_of_hash(h).unwrap();
+            assert!(ring.ranges_of(w).iter().any(|r| r.contains(h)));
+        }
+    }
+
+    #[test]
+    fn a_join_moves_about_one_nth_of_the_space_and_only_to_the_newcomer() {
+        let before = Ring::new(1, DEFAULT_VNODES, 1..=10);
+        let after = before.with(11);
+        assert_eq!(after.epoch(), 2);
+        let mut moved = 0u64;
+        let samples = 200_000u64;
+        for i in 0..samples {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (a, b) = (before.owner_of_hash(h), after.owner_of_hash(h));
+            if a != b {
+                assert_eq!(b, Some(11), "hash {h:#x} moved from {a:?} to {b:?}");
+                moved += 1;
+            }
+        }
+        let fraction = moved as f64 / samples as f64;
+        assert!((0.06..0.12).contains(&fraction), "{fraction:.4} of keys moved; expected about 1/11");
+    }
+
+    #[test]
+    fn a_leave_moves_only_the_leavers_keys() {
+        let before = Ring::new(5, DEFAULT_VNODES, 1..=10);
+        let after = before.without(4);
+        assert_eq!(after.epoch(), 6);
+        assert_eq!(after.members(), vec![1, 2, 3, 5, 6, 7, 8, 9, 10]);
+        for i in 0..100_000u64 {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (a, b) = (before.owner_of_hash(h), after.owner_of_hash(h));
+            if a != Some(4) {
+                assert_eq!(a, b);
+            } else {
+                assert_ne!(b, Some(4));
+            }
+        }
+    }
+
+    #[test]
+    fn positions_are_published_values() {
+        // Any client can rebuild the ring: a point is XXH3-64 of "<id>#<i>".
+        assert_eq!(point_position(1, 0), key_hash(b"1#0"));
+        assert_eq!(point_position(42, 7), key_hash(b"42#7"));
+    }
+}
