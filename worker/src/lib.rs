@@ -1,4 +1,5 @@
 //! The wimpy worker: owns part of the key space, keeps it in a FAWN-DS
 //! log-structured [`store`], and runs compute jobs next to the data.
 
+pub mod server;
 pub mod store;

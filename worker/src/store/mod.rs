@@ -182,6 +182,11 @@ impl Store {
         })
     }
 
+    /// The options the store runs with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
     /// What opening found and repaired.
     pub fn recovery_report(&self) -> &RecoveryReport {
         &self.recovery

@@ -1,0 +1,295 @@
+//! The worker's RPC service: get, put and delete over its store, for the keys
+//! the ring says it owns.
+//!
+//! capnp-rpc objects are `Rc`-based and stay on one thread, so the service
+//! runs one current-thread runtime with a `LocalSet` per core; the accept loop
+//! hands each new connection (a plain socket, which is `Send`) to the next
+//! core in turn. Store calls that may wait for an fsync run on the blocking
+//! pool, so one slow flush does not stall every connection on a core.
+
+mod refusal;
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use tokio::net::TcpListener;
+use wimpy_schema::wimpy_capnp::{failure, worker};
+use wimpy_schema::{Ring, WorkerId, reader_options};
+
+use crate::store::{Store, SyncMode};
+
+pub use refusal::Refusal;
+
+/// Largest value returned inline by `get`; larger ones go by `getStream`.
+pub const MAX_INLINE_VALUE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
+
+/// What every core's service shares.
+#[derive(Debug)]
+pub struct WorkerState {
+    /// This worker's id on the ring.
+    pub id: WorkerId,
+    /// The worker's data.
+    pub store: Arc<Store>,
+    /// The newest ring this worker has been given.
+    ring: ArcSwap<Ring>,
+}
+
+impl WorkerState {
+    /// A worker `id` serving `store`, not yet on any ring.
+    pub fn new(id: WorkerId, store: Arc<Store>) -> WorkerState {
+        WorkerState {
+            id,
+            store,
+            ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
+        }
+    }
+
+    /// The ring requests are checked against.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.load_full()
+    }
+
+    /// Adopts `ring` unless it is older than the one held.
+    pub fn set_ring(&self, ring: Ring) {
+        self.ring.rcu(|cur| {
+            if ring.epoch() >= cur.epoch() {
+                Arc::new(ring.clone())
+            } else {
+                cur.clone()
+            }
+        });
+    }
+
+    /// Whether this worker serves `key` for a caller that routed by `epoch`.
+    fn route(&self, key: &[u8], epoch: u64) -> Result<(), Refusal> {
+        let ring = self.ring.load();
+        if ring.is_empty() {
+            return Err(Refusal::Unavailable(
+                "this worker is not on a ring yet".into(),
+            ));
+        }
+        // A caller ahead of us, or one whose ring sends the key elsewhere,
+        // must refresh (or wait for us to catch up) and retry.
+        if epoch > ring.epoch() || ring.owner(key) != Some(self.id) {
+            return Err(Refusal::StaleEpoch(ring.epoch()));
+        }
+        Ok(())
+    }
+}
+
+/// Serves `state` on `listener` with `cores` threads until `shutdown`
+/// resolves; then closes every connection and returns.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<WorkerState>,
+    cores: usize,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let cores = cores.max(1);
+    let mut lanes = Vec::with_capacity(cores);
+    let mut threads = Vec::with_capacity(cores);
+    for core in 0..cores {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let state = state.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("wimpy-rpc-{core}"))
+                .spawn(move || serve_core(state, rx))?,
+        );
+        lanes.push(tx);
+    }
+    tokio::pin!(shutdown);
+    let mut next = 0;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = accepted?;
+                stream.set_nodelay(true)?;
+                let stream = stream.into_std()?;
+                if lanes[next].send(stream).is_err() {
+                    break;
+                }
+                next = (next + 1) % cores;
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(lanes);
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)
+}
+
+/// One core: a current-thread runtime whose `LocalSet` runs every connection
+/// handed to it, until the accept loop goes away.
+fn serve_core(
+    state: Arc<WorkerState>,
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    let local = tokio::task::LocalSet::new();
+    let service: worker::Client = capnp_rpc::new_client(WorkerService { state });
+    local.block_on(&rt, async move {
+        while let Some(stream) = incoming.recv().await {
+            let client = service.clone();
+            tokio::task::spawn_local(async move {
+                let _ = serve_connection(stream, client).await;
+            });
+        }
+    });
+}
+
+async fn serve_connection(
+    stream: std::net::TcpStream,
+    service: worker::Client,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(true)?;
+    let stream = tokio::net::TcpStream::from_std(stream)?;
+    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Server,
+        reader_options(),
+    );
+    let rpc = RpcSystem::new(Box::new(network), Some(service.client));
+    rpc.await.map_err(std::io::Error::other)
+}
+
+/// The `Worker` interface on one core.
+struct WorkerService {
+    state: Arc<WorkerState>,
+}
+
+impl WorkerService {
+    /// Runs a store write where waiting for its fsync cannot stall the core.
+    async fn write<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+    ) -> Result<T, Refusal> {
+        let store = self.state.store.clone();
+        let result = if store.options().sync == SyncMode::Always {
+            tokio::task::spawn_blocking(move || op(&store))
+                .await
+                .map_err(|e| Refusal::Storage(format!("store task failed: {e}")))?
+        } else {
+            op(&store)
+        };
+        result.map_err(Refusal::from)
+    }
+}
+
+impl worker::Server for WorkerService {
+    async fn get(
+        self: Rc<Self>,
+        params: worker::GetParams,
+        mut results: worker::GetResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let key = p.get_key()?;
+        let outcome = self
+            .state
+            .route(key, p.get_epoch())
+            .and_then(|()| self.state.store.get(key).map_err(Refusal::from));
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(Some(v)) if v.len() > MAX_INLINE_VALUE => Refusal::TooLarge {
+                what: "value (use getStream)",
+                limit: MAX_INLINE_VALUE as u64,
+                actual: v.len() as u64,
+            }
+            .write(r.init_failure()),
+            Ok(Some(v)) => r.set_value(&v),
+            Ok(None) => r.set_not_found(()),
+            Err(refusal) => refusal.write(r.init_failure()),
+        }
+        Ok(())
+    }
+
+    async fn put(
+        self: Rc<Self>,
+        params: worker::PutParams,
+        mut results: worker::PutResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let key = p.get_key()?.to_vec();
+        let value = p.get_value()?.to_vec();
+        let outcome = match self.state.route(&key, p.get_epoch()) {
+            Ok(()) => self.write(move |s| s.put(&key, &value)).await,
+            Err(refusal) => Err(refusal),
+        };
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(()) => r.set_ok(()),
+            Err(refusal) => refusal.write(r.init_failure()),
+        }
+        Ok(())
+    }
+
+    async fn delete(
+        self: Rc<Self>,
+        params: worker::DeleteParams,
+        mut results: worker::DeleteResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let key = p.get_key()?.to_vec();
+        let outcome = match self.state.route(&key, p.get_epoch()) {
+            Ok(()) => self.write(move |s| s.delete(&key)).await,
+            Err(refusal) => Err(refusal),
+        };
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(was) => r.set_deleted(was),
+            Err(refusal) => refusal.write(r.init_failure()),
+        }
+        Ok(())
+    }
+
+    async fn stats(
+        self: Rc<Self>,
+        _: worker::StatsParams,
+        mut results: worker::StatsResults,
+    ) -> Result<(), capnp::Error> {
+        let s = self.state.store.stats();
+        let mut r = results.get();
+        r.set_epoch(self.state.ring().epoch());
+        let mut b = r.init_stats();
+        b.set_live_keys(s.live_keys);
+        b.set_log_bytes(s.log_bytes);
+        b.set_garbage_bytes(s.garbage_bytes);
+        b.set_index_bytes(s.index_bytes);
+        Ok(())
+    }
+
+    async fn set_ring(
+        self: Rc<Self>,
+        params: worker::SetRingParams,
+        _: worker::SetRingResults,
+    ) -> Result<(), capnp::Error> {
+        let ring = params.get()?.get_ring()?;
+        let mut ids = Vec::new();
+        for m in ring.get_members()? {
+            ids.push(m.get_id());
+        }
+        self.state
+            .set_ring(Ring::new(ring.get_epoch(), ring.get_vnodes(), ids));
+        Ok(())
+    }
+}
+
+/// Keeps the generated builder type in view for [`Refusal::write`].
+pub(crate) type FailureBuilder<'a> = failure::Builder<'a>;

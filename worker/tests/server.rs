@@ -1,0 +1,237 @@
+//! The worker's RPC service, served on 127.0.0.1:0 in-process and called
+//! through a real Cap'n Proto connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
+use wimpy_schema::{Ring, reader_options};
+use wimpy_worker::server::{WorkerState, run};
+use wimpy_worker::store::{CompactionOptions, Options, Store, SyncMode};
+
+struct Running {
+    addr: SocketAddr,
+    state: Arc<WorkerState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn start(id: u64, sync: SyncMode) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        sync,
+        segment_bytes: 1 << 22,
+        max_value_bytes: 2 << 20,
+        compaction: CompactionOptions {
+            enabled: false,
+            ..CompactionOptions::default()
+        },
+        ..Options::default()
+    };
+    let store = Arc::new(Store::open(dir.path(), opts).unwrap());
+    let state = Arc::new(WorkerState::new(id, store));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = state.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            run(listener, served, 2, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    Running {
+        addr,
+        state,
+        stop: Some(stop),
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+async fn connect(addr: SocketAddr) -> worker::Client {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Client,
+        reader_options(),
+    );
+    let mut rpc = RpcSystem::new(Box::new(network), None);
+    let client: worker::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
+    tokio::task::spawn_local(rpc);
+    client
+}
+
+/// Runs `body` on a client-side current-thread runtime with a LocalSet.
+fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, body());
+}
+
+#[derive(Debug, PartialEq)]
+enum Got {
+    Value(Vec<u8>),
+    NotFound,
+    Stale(u64),
+    TooLarge(String, u64, u64),
+    Other(String),
+}
+
+fn failure_of(f: failure::Reader<'_>) -> Got {
+    match f.which().unwrap() {
+        failure::StaleEpoch(e) => Got::Stale(e),
+        failure::TooLarge(g) => Got::TooLarge(
+            g.get_what().unwrap().to_string().unwrap(),
+            g.get_limit(),
+            g.get_actual(),
+        ),
+        failure::Invalid(m) => Got::Other(format!("invalid: {}", m.unwrap().to_str().unwrap())),
+        failure::Unavailable(m) => {
+            Got::Other(format!("unavailable: {}", m.unwrap().to_str().unwrap()))
+        }
+        failure::Overloaded(()) => Got::Other("overloaded".into()),
+        failure::Storage(m) => Got::Other(format!("storage: {}", m.unwrap().to_str().unwrap())),
+    }
+}
+
+async fn get(c: &worker::Client, key: &[u8], epoch: u64) -> Got {
+    let mut req = c.get_request();
+    req.get().set_key(key);
+    req.get().set_epoch(epoch);
+    let resp = req.send().promise.await.unwrap();
+    match resp.get().unwrap().get_result().unwrap().which().unwrap() {
+        get_result::Value(v) => Got::Value(v.unwrap().to_vec()),
+        get_result::NotFound(()) => Got::NotFound,
+        get_result::Failure(f) => failure_of(f.unwrap()),
+        get_result::Streamed(n) => Got::Other(format!("streamed {n}")),
+    }
+}
+
+async fn put(c: &worker::Client, key: &[u8], value: &[u8], epoch: u64) -> Result<(), Got> {
+    let mut req = c.put_request();
+    req.get().set_key(key);
+    req.get().set_value(value);
+    req.get().set_epoch(epoch);
+    let resp = req.send().promise.await.unwrap();
+    match resp.get().unwrap().get_result().unwrap().which().unwrap() {
+        write_result::Ok(()) => Ok(()),
+        write_result::Failure(f) => Err(failure_of(f.unwrap())),
+    }
+}
+
+async fn set_ring(c: &worker::Client, ring: &Ring) {
+    let mut req = c.set_ring_request();
+    let mut r = req.get().init_ring();
+    r.set_epoch(ring.epoch());
+    r.set_vnodes(ring.vnodes());
+    let members = ring.members();
+    let mut list = r.init_members(members.len() as u32);
+    for (i, id) in members.iter().enumerate() {
+        list.reborrow().get(i as u32).set_id(*id);
+    }
+    req.send().promise.await.unwrap();
+}
+
+#[test]
+fn put_get_delete_over_rpc() {
+    let w = start(1, SyncMode::Always);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        // Not on a ring yet: nothing is served.
+        assert!(matches!(get(&c, b"k", 0).await, Got::Other(m) if m.starts_with("unavailable")));
+        set_ring(&c, &Ring::new(1, 64, [1])).await;
+        assert_eq!(get(&c, b"k", 1).await, Got::NotFound);
+        put(&c, b"k", b"v1", 1).await.unwrap();
+        assert_eq!(get(&c, b"k", 1).await, Got::Value(b"v1".to_vec()));
+        put(&c, b"k", &vec![7u8; 100_000], 1).await.unwrap();
+        assert_eq!(get(&c, b"k", 1).await, Got::Value(vec![7u8; 100_000]));
+
+        let mut del = c.delete_request();
+        del.get().set_key(b"k");
+        del.get().set_epoch(1);
+        let resp = del.send().promise.await.unwrap();
+        let deleted = match resp.get().unwrap().get_result().unwrap().which().unwrap() {
+            wimpy_schema::wimpy_capnp::delete_result::Deleted(d) => d,
+            wimpy_schema::wimpy_capnp::delete_result::Failure(_) => panic!("delete failed"),
+        };
+        assert!(deleted);
+        assert_eq!(get(&c, b"k", 1).await, Got::NotFound);
+    });
+    assert_eq!(w.state.store.stats().live_keys, 0);
+}
+
+#[test]
+fn keys_routed_by_another_ring_are_refused_with_the_current_epoch() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        // Workers 1 and 2 share the ring at epoch 5; this is worker 1.
+        let ring = Ring::new(5, 64, [1, 2]);
+        set_ring(&c, &ring).await;
+        let mine = (0u32..)
+            .map(|i| i.to_le_bytes())
+            .find(|k| ring.owner(k) == Some(1))
+            .unwrap();
+        let theirs = (0u32..)
+            .map(|i| i.to_le_bytes())
+            .find(|k| ring.owner(k) == Some(2))
+            .unwrap();
+        put(&c, &mine, b"x", 5).await.unwrap();
+        assert_eq!(put(&c, &theirs, b"x", 5).await, Err(Got::Stale(5)));
+        assert_eq!(get(&c, &theirs, 5).await, Got::Stale(5));
+        // A caller ahead of the worker waits for it to catch up.
+        assert_eq!(get(&c, &mine, 6).await, Got::Stale(5));
+        // An older ring is ignored; the worker keeps epoch 5.
+        set_ring(&c, &Ring::new(4, 64, [2])).await;
+        assert_eq!(get(&c, &mine, 5).await, Got::Value(b"x".to_vec()));
+    });
+}
+
+#[test]
+fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 8, [1])).await;
+        let long_key = vec![b'k'; 5000];
+        assert_eq!(
+            put(&c, &long_key, b"v", 1).await,
+            Err(Got::TooLarge("key".into(), 4096, 5000))
+        );
+        assert!(
+            matches!(put(&c, b"", b"v", 1).await, Err(Got::Other(m)) if m.contains("empty key"))
+        );
+        let big = vec![0u8; (2 << 20) + 1];
+        assert_eq!(
+            put(&c, b"big", &big, 1).await,
+            Err(Got::TooLarge("value".into(), 2 << 20, (2 << 20) + 1))
+        );
+        put(&c, b"ok", b"fine", 1).await.unwrap();
+        assert_eq!(get(&c, b"ok", 1).await, Got::Value(b"fine".to_vec()));
+    });
+}
