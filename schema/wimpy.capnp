@@ -148,6 +148,8 @@ interface Master {
   # keep and how often to heartbeat.
   register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32);
   heartbeat @3 (id :UInt64, stats :StoreStats) -> (epoch :UInt64);
+  # The master's current ring epoch: fetch `ring` when it differs from the
+  # worker's. 0 means the master does not know this id: register again.
   leave @4 (id :UInt64) -> ();
 
   # Proxy mode (FAWN-KV front end): the master routes, caches hot keys.

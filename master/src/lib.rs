@@ -4,4 +4,9 @@
 //!
 //! The ring works in the key-hash space defined by [`wimpy_schema::key_hash`].
 
+pub mod membership;
+mod service;
+
+pub use membership::{Member, MemberState, MemberStats, Membership};
+pub use service::{MasterConfig, run};
 pub use wimpy_schema::{KeyHashRange, key_hash};

@@ -1,0 +1,248 @@
+//! Who is in the cluster, and the ring that follows from it.
+//!
+//! Pure bookkeeping with explicit times, so failure detection is tested
+//! without sleeping. Every change that clients must route around (a member
+//! added, removed, or changing state) makes a new epoch.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use wimpy_schema::{Ring, WorkerId};
+
+/// Where a member stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// Registered, receiving its ranges, not yet on the ring.
+    Joining,
+    /// On the ring, serving its keys.
+    Serving,
+    /// On the ring, handing its ranges over before it goes.
+    Leaving,
+    /// On the ring but silent past the failure timeout: its keys answer
+    /// "unavailable" until it comes back (there is no replica to fail over to).
+    Down,
+}
+
+/// The master's record of one worker's store, from its last heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberStats {
+    pub live_keys: u64,
+    pub log_bytes: u64,
+    pub garbage_bytes: u64,
+    pub index_bytes: u64,
+}
+
+/// One worker as the master knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Stable id, kept by the worker across restarts.
+    pub id: WorkerId,
+    /// host:port of the worker's RPC listener.
+    pub address: String,
+    pub state: MemberState,
+    /// When the last heartbeat (or the registration) arrived.
+    pub last_seen: Instant,
+    pub stats: MemberStats,
+}
+
+/// The membership table and its epoch.
+#[derive(Debug)]
+pub struct Membership {
+    members: BTreeMap<WorkerId, Member>,
+    epoch: u64,
+    vnodes: u32,
+    next_id: WorkerId,
+    /// Silence after which a serving member counts as down.
+    down_after: Duration,
+}
+
+impl Membership {
+    pub fn new(vnodes: u32, down_after: Duration) -> Membership {
+        Membership {
+            members: BTreeMap::new(),
+            epoch: 0,
+            vnodes,
+            next_id: 1,
+            down_after,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn vnodes(&self) -> u32 {
+        self.vnodes
+    }
+
+    pub fn down_after(&self) -> Duration {
+        self.down_after
+    }
+
+    /// Members by id.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub fn member(&self, id: WorkerId) -> Option<&Member> {
+        self.members.get(&id)
+    }
+
+    /// The ring at the current epoch: every member but joining ones.
+    pub fn ring(&self) -> Ring {
+        let on_ring = self
+            .members
+            .values()
+            .filter(|m| m.state != MemberState::Joining)
+            .map(|m| m.id);
+        Ring::new(self.epoch, self.vnodes, on_ring)
+    }
+
+    /// Registers a worker at `address`. `id` is the id it kept from an
+    /// earlier run (0 for a new worker). Returns the id it must keep.
+    ///
+    /// A returning worker serves again at once: its data is its own. A new
+    /// worker goes straight onto the ring as well; moving the keys it takes
+    /// over is the caller's job before it publishes the new epoch.
+    pub fn register(&mut self, id: WorkerId, address: String, now: Instant) -> WorkerId {
+        let id = if id == 0 { self.next_id } else { id };
+        self.next_id = self.next_id.max(id + 1);
+        match self.members.get_mut(&id) {
+            Some(m) => {
+                let changed = m.address != address || m.state != MemberState::Serving;
+                m.address = address;
+                m.state = MemberState::Serving;
+                m.last_seen = now;
+                if changed {
+                    self.epoch += 1;
+                }
+            }
+            None => {
+                self.members.insert(
+                    id,
+                    Member {
+                        id,
+                        address,
+                        state: MemberState::Serving,
+                        last_seen: now,
+                        stats: MemberStats::default(),
+                    },
+                );
+                self.epoch += 1;
+            }
+        }
+        id
+    }
+
+    /// Records a heartbeat. Returns the current epoch, or `None` for an
+    /// unknown id (the worker must register again).
+    pub fn heartbeat(&mut self, id: WorkerId, stats: MemberStats, now: Instant) -> Option<u64> {
+        let m = self.members.get_mut(&id)?;
+        m.last_seen = now;
+        m.stats = stats;
+        if m.state == MemberState::Down {
+            m.state = MemberState::Serving;
+            self.epoch += 1;
+        }
+        Some(self.epoch)
+    }
+
+    /// Marks members silent for longer than the timeout as down. Returns
+    /// whether anything changed (and so the epoch moved).
+    pub fn sweep(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        for m in self.members.values_mut() {
+            if matches!(m.state, MemberState::Serving | MemberState::Leaving)
+                && now.saturating_duration_since(m.last_seen) > self.down_after
+            {
+                m.state = MemberState::Down;
+                changed = true;
+            }
+        }
+        if changed {
+            self.epoch += 1;
+        }
+        changed
+    }
+
+    /// Removes a member. Returns whether it was there.
+    pub fn remove(&mut self, id: WorkerId) -> bool {
+        let was = self.members.remove(&id).is_some();
+        if was {
+            self.epoch += 1;
+        }
+        was
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registering_assigns_ids_and_moves_the_epoch() {
+        let t = Instant::now();
+        let mut m = Membership::new(16, Duration::from_secs(3));
+        assert_eq!(m.register(0, "a:1".into(), t), 1);
+        assert_eq!(m.register(0, "b:1".into(), t), 2);
+        assert_eq!(m.epoch(), 2);
+        assert_eq!(m.ring().members(), vec![1, 2]);
+        // A restart on the same address with its id changes nothing.
+        assert_eq!(m.register(1, "a:1".into(), t), 1);
+        assert_eq!(m.epoch(), 2);
+        // A known id on a new address is the same member, moved.
+        assert_eq!(m.register(1, "a:2".into(), t), 1);
+        assert_eq!(m.epoch(), 3);
+        assert_eq!(m.member(1).unwrap().address, "a:2");
+        // An id kept from an earlier master run is honoured, and new ids
+        // are allocated past it.
+        assert_eq!(m.register(9, "c:1".into(), t), 9);
+        assert_eq!(m.register(0, "d:1".into(), t), 10);
+    }
+
+    #[test]
+    fn silent_members_go_down_and_come_back_with_a_heartbeat() {
+        let t = Instant::now();
+        let mut m = Membership::new(16, Duration::from_secs(3));
+        m.register(0, "a".into(), t);
+        m.register(0, "b".into(), t);
+        let e = m.epoch();
+        assert_eq!(
+            m.heartbeat(
+                1,
+                MemberStats {
+                    live_keys: 5,
+                    ..Default::default()
+                },
+                t + Duration::from_secs(2)
+            ),
+            Some(e)
+        );
+        assert!(!m.sweep(t + Duration::from_secs(3)));
+        assert!(m.sweep(t + Duration::from_millis(3500)));
+        assert_eq!(m.member(2).unwrap().state, MemberState::Down);
+        assert_eq!(m.member(1).unwrap().state, MemberState::Serving);
+        assert_eq!(m.epoch(), e + 1);
+        // Down members stay on the ring: their keys have nowhere else to go.
+        assert_eq!(m.ring().members(), vec![1, 2]);
+        assert_eq!(
+            m.heartbeat(2, MemberStats::default(), t + Duration::from_secs(4)),
+            Some(e + 2)
+        );
+        assert_eq!(m.member(2).unwrap().state, MemberState::Serving);
+        assert_eq!(m.heartbeat(77, MemberStats::default(), t), None);
+        assert_eq!(m.member(1).unwrap().stats.live_keys, 5);
+    }
+
+    #[test]
+    fn removing_a_member_takes_it_off_the_ring() {
+        let t = Instant::now();
+        let mut m = Membership::new(16, Duration::from_secs(3));
+        m.register(0, "a".into(), t);
+        m.register(0, "b".into(), t);
+        assert!(m.remove(1));
+        assert!(!m.remove(1));
+        assert_eq!(m.ring().members(), vec![2]);
+        assert_eq!(m.epoch(), 3);
+    }
+}

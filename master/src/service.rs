@@ -1,0 +1,232 @@
+//! The master's RPC service, and the loop that serves it.
+//!
+//! Membership is small and changes rarely, so the master runs on one thread:
+//! a `LocalSet` holds every connection and the failure detector, and the
+//! table sits in a `RefCell` no other thread can reach.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use tokio::net::TcpListener;
+use wimpy_schema::reader_options;
+use wimpy_schema::wimpy_capnp::{master, member, ring_info};
+
+use crate::membership::{MemberState, MemberStats, Membership};
+
+/// How the master runs.
+#[derive(Clone, Debug)]
+pub struct MasterConfig {
+    /// Virtual nodes per worker on the ring.
+    pub vnodes: u32,
+    /// How often workers are told to heartbeat.
+    pub heartbeat: Duration,
+    /// Silence after which a worker counts as down. Several heartbeats, so
+    /// one delayed packet does not take a worker's keys offline.
+    pub down_after: Duration,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            vnodes: wimpy_schema::ring::DEFAULT_VNODES,
+            heartbeat: Duration::from_millis(500),
+            down_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Serves the master on `listener` until `shutdown` resolves. Must run on a
+/// current-thread runtime (capnp-rpc objects stay on one thread).
+pub async fn run(
+    listener: TcpListener,
+    config: MasterConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let membership = Rc::new(RefCell::new(Membership::new(
+        config.vnodes,
+        config.down_after,
+    )));
+    let local = tokio::task::LocalSet::new();
+    local
+        .run_until(async move {
+            let service: master::Client = capnp_rpc::new_client(MasterService {
+                membership: membership.clone(),
+                heartbeat: config.heartbeat,
+            });
+            // The failure detector looks several times per timeout, so a
+            // dead worker is marked down within about 1.25 timeouts.
+            let sweeper = {
+                let membership = membership.clone();
+                let every = (config.down_after / 4).max(Duration::from_millis(10));
+                tokio::task::spawn_local(async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tick.tick().await;
+                        membership.borrow_mut().sweep(Instant::now());
+                    }
+                })
+            };
+            tokio::pin!(shutdown);
+            let result = loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let service = service.clone();
+                            tokio::task::spawn_local(async move {
+                                let _ = serve_connection(stream, service).await;
+                            });
+                        }
+                        Err(e) => break Err(e),
+                    },
+                    _ = &mut shutdown => break Ok(()),
+                }
+            };
+            sweeper.abort();
+            result
+        })
+        .await
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    service: master::Client,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Server,
+        reader_options(),
+    );
+    RpcSystem::new(Box::new(network), Some(service.client))
+        .await
+        .map_err(std::io::Error::other)
+}
+
+struct MasterService {
+    membership: Rc<RefCell<Membership>>,
+    heartbeat: Duration,
+}
+
+fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
+    b.set_id(m.id);
+    b.set_address(m.address.as_str());
+    b.set_state(match m.state {
+        MemberState::Joining => member::State::Joining,
+        MemberState::Serving => member::State::Serving,
+        MemberState::Leaving => member::State::Leaving,
+        MemberState::Down => member::State::Down,
+    });
+    let mut s = b.init_stats();
+    s.set_live_keys(m.stats.live_keys);
+    s.set_log_bytes(m.stats.log_bytes);
+    s.set_garbage_bytes(m.stats.garbage_bytes);
+    s.set_index_bytes(m.stats.index_bytes);
+}
+
+/// Writes the ring at the current epoch: every member but joining ones.
+fn write_ring(mut b: ring_info::Builder<'_>, m: &Membership) {
+    b.set_epoch(m.epoch());
+    b.set_vnodes(m.vnodes());
+    let on_ring: Vec<_> = m
+        .members()
+        .filter(|x| x.state != MemberState::Joining)
+        .collect();
+    let mut list = b.init_members(on_ring.len() as u32);
+    for (i, x) in on_ring.into_iter().enumerate() {
+        write_member(list.reborrow().get(i as u32), x);
+    }
+}
+
+impl master::Server for MasterService {
+    async fn ring(
+        self: Rc<Self>,
+        _: master::RingParams,
+        mut results: master::RingResults,
+    ) -> Result<(), capnp::Error> {
+        write_ring(results.get().init_ring(), &self.membership.borrow());
+        Ok(())
+    }
+
+    async fn status(
+        self: Rc<Self>,
+        _: master::StatusParams,
+        mut results: master::StatusResults,
+    ) -> Result<(), capnp::Error> {
+        let m = self.membership.borrow();
+        let mut r = results.get();
+        write_ring(r.reborrow().init_ring(), &m);
+        let joining: Vec<_> = m
+            .members()
+            .filter(|x| x.state == MemberState::Joining)
+            .collect();
+        let mut list = r.init_joining(joining.len() as u32);
+        for (i, x) in joining.into_iter().enumerate() {
+            write_member(list.reborrow().get(i as u32), x);
+        }
+        Ok(())
+    }
+
+    async fn register(
+        self: Rc<Self>,
+        params: master::RegisterParams,
+        mut results: master::RegisterResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let address = p
+            .get_address()?
+            .to_str()
+            .map_err(|e| capnp::Error::failed(format!("address: {e}")))?;
+        if address.is_empty() {
+            return Err(capnp::Error::failed(
+                "register: empty worker address".into(),
+            ));
+        }
+        let id =
+            self.membership
+                .borrow_mut()
+                .register(p.get_id(), address.to_owned(), Instant::now());
+        let mut r = results.get();
+        r.set_id(id);
+        r.set_heartbeat_millis(self.heartbeat.as_millis().min(u32::MAX as u128) as u32);
+        Ok(())
+    }
+
+    async fn heartbeat(
+        self: Rc<Self>,
+        params: master::HeartbeatParams,
+        mut results: master::HeartbeatResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let s = p.get_stats()?;
+        let stats = MemberStats {
+            live_keys: s.get_live_keys(),
+            log_bytes: s.get_log_bytes(),
+            garbage_bytes: s.get_garbage_bytes(),
+            index_bytes: s.get_index_bytes(),
+        };
+        let epoch = self
+            .membership
+            .borrow_mut()
+            .heartbeat(p.get_id(), stats, Instant::now());
+        results.get().set_epoch(epoch.unwrap_or(0));
+        Ok(())
+    }
+
+    /// Takes the worker off the ring at a new epoch. Its keys go to the
+    /// members that now own their hashes, so a worker hands its ranges over
+    /// before it calls this.
+    async fn leave(
+        self: Rc<Self>,
+        params: master::LeaveParams,
+        _: master::LeaveResults,
+    ) -> Result<(), capnp::Error> {
+        self.membership.borrow_mut().remove(params.get()?.get_id());
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! The master's RPC service on 127.0.0.1:0, driven through a real Cap'n Proto
+//! connection.
+
+use std::net::SocketAddr;
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use wimpy_master::{MasterConfig, run};
+use wimpy_schema::wimpy_capnp::{master, member};
+use wimpy_schema::{Ring, reader_options};
+
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn start(config: MasterConfig) -> Running {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    Running {
+        addr: addr_rx.recv().unwrap(),
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+async fn connect(addr: SocketAddr) -> master::Client {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Client,
+        reader_options(),
+    );
+    let mut rpc = RpcSystem::new(Box::new(network), None);
+    let client: master::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
+    tokio::task::spawn_local(rpc);
+    client
+}
+
+fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, body());
+}
+
+async fn register(m: &master::Client, id: u64, address: &str) -> (u64, u32) {
+    let mut req = m.register_request();
+    req.get().set_id(id);
+    req.get().set_address(address);
+    let resp = req.send().promise.await.unwrap();
+    let r = resp.get().unwrap();
+    (r.get_id(), r.get_heartbeat_millis())
+}
+
+/// The ring as the master publishes it: (epoch, vnodes, [(id, address, state)]).
+async fn ring(m: &master::Client) -> (u64, u32, Vec<(u64, String, member::State)>) {
+    let resp = m.ring_request().send().promise.await.unwrap();
+    let r = resp.get().unwrap().get_ring().unwrap();
+    let members = r
+        .get_members()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x.get_id(),
+                x.get_address().unwrap().to_string().unwrap(),
+                x.get_state().unwrap(),
+            )
+        })
+        .collect();
+    (r.get_epoch(), r.get_vnodes(), members)
+}
+
+async fn heartbeat(m: &master::Client, id: u64, live_keys: u64) -> u64 {
+    let mut req = m.heartbeat_request();
+    req.get().set_id(id);
+    req.get().init_stats().set_live_keys(live_keys);
+    req.send().promise.await.unwrap().get().unwrap().get_epoch()
+}
+
+#[test]
+fn workers_register_heartbeat_and_leave() {
+    let master = start(MasterConfig {
+        vnodes: 32,
+        ..MasterConfig::default()
+    });
+    client_side(|| async move {
+        let m = connect(master.addr).await;
+        assert_eq!(ring(&m).await, (0, 32, vec![]));
+        assert_eq!(register(&m, 0, "127.0.0.1:7001").await, (1, 500));
+        assert_eq!(register(&m, 0, "127.0.0.1:7002").await.0, 2);
+        let (epoch, vnodes, members) = ring(&m).await;
+        assert_eq!(epoch, 2);
+        assert_eq!(
+            members,
+            vec![
+                (1, "127.0.0.1:7001".into(), member::State::Serving),
+                (2, "127.0.0.1:7002".into(), member::State::Serving)
+            ]
+        );
+        // A client rebuilds the same ring from ids alone.
+        let rebuilt = Ring::new(epoch, vnodes, members.iter().map(|m| m.0));
+        assert_eq!(rebuilt.members(), vec![1, 2]);
+
+        assert_eq!(heartbeat(&m, 1, 42).await, 2);
+        assert_eq!(
+            heartbeat(&m, 99, 0).await,
+            0,
+            "unknown ids are told to register"
+        );
+
+        // A worker restarted on its data directory comes back with its id.
+        assert_eq!(register(&m, 2, "127.0.0.1:7002").await.0, 2);
+        assert_eq!(ring(&m).await.0, 2);
+
+        let mut leave = m.leave_request();
+        leave.get().set_id(1);
+        leave.send().promise.await.unwrap();
+        let (epoch, _, members) = ring(&m).await;
+        assert_eq!(epoch, 3);
+        assert_eq!(members.iter().map(|m| m.0).collect::<Vec<_>>(), vec![2]);
+
+        let status = m.status_request().send().promise.await.unwrap();
+        let s = status.get().unwrap();
+        assert_eq!(s.get_ring().unwrap().get_epoch(), 3);
+        assert_eq!(s.get_joining().unwrap().len(), 0);
+    });
+}
+
+#[test]
+fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
+    let master = start(MasterConfig {
+        vnodes: 8,
+        heartbeat: std::time::Duration::from_millis(20),
+        down_after: std::time::Duration::from_millis(100),
+    });
+    client_side(|| async move {
+        let m = connect(master.addr).await;
+        register(&m, 0, "127.0.0.1:7001").await;
+        // The failure detector runs on the master's real clock: wait until it
+        // has had the chance to see the silence, bounded.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, _, members) = ring(&m).await;
+            if members[0].2 == member::State::Down {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker never marked down"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let epoch = heartbeat(&m, 1, 0).await;
+        assert_eq!(
+            ring(&m).await,
+            (
+                epoch,
+                8,
+                vec![(1, "127.0.0.1:7001".into(), member::State::Serving)]
+            )
+        );
+    });
+}
