@@ -58,17 +58,18 @@ pub struct Membership {
 
 impl Membership {
     pub fn new(vnodes: u32, down_after: Duration) -> Membership {
-        Membership {
-            members: BTreeMap::new(),
-            epoch: 0,
-            vnodes,
-            next_id: 1,
-            down_after,
-        }
+        Membership { members: BTreeMap::new(), epoch: 0, vnodes, next_id: 1, down_after }
     }
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Continues numbering epochs after `epoch`, so a restarted master never
+    /// publishes an epoch its workers have already seen.
+    pub fn resume_after(mut self, epoch: u64) -> Membership {
+        self.epoch = self.epoch.max(epoch);
+        self
     }
 
     pub fn vnodes(&self) -> u32 {
@@ -90,11 +91,7 @@ impl Membership {
 
     /// The ring at the current epoch: every member but joining ones.
     pub fn ring(&self) -> Ring {
-        let on_ring = self
-            .members
-            .values()
-            .filter(|m| m.state != MemberState::Joining)
-            .map(|m| m.id);
+        let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining).map(|m| m.id);
         Ring::new(self.epoch, self.vnodes, on_ring)
     }
 
@@ -120,13 +117,7 @@ impl Membership {
             None => {
                 self.members.insert(
                     id,
-                    Member {
-                        id,
-                        address,
-                        state: MemberState::Serving,
-                        last_seen: now,
-                        stats: MemberStats::default(),
-                    },
+                    Member { id, address, state: MemberState::Serving, last_seen: now, stats: MemberStats::default() },
                 );
                 self.epoch += 1;
             }
@@ -208,14 +199,7 @@ mod tests {
         m.register(0, "b".into(), t);
         let e = m.epoch();
         assert_eq!(
-            m.heartbeat(
-                1,
-                MemberStats {
-                    live_keys: 5,
-                    ..Default::default()
-                },
-                t + Duration::from_secs(2)
-            ),
+            m.heartbeat(1, MemberStats { live_keys: 5, ..Default::default() }, t + Duration::from_secs(2)),
             Some(e)
         );
         assert!(!m.sweep(t + Duration::from_secs(3)));
@@ -225,10 +209,7 @@ mod tests {
         assert_eq!(m.epoch(), e + 1);
         // Down members stay on the ring: their keys have nowhere else to go.
         assert_eq!(m.ring().members(), vec![1, 2]);
-        assert_eq!(
-            m.heartbeat(2, MemberStats::default(), t + Duration::from_secs(4)),
-            Some(e + 2)
-        );
+        assert_eq!(m.heartbeat(2, MemberStats::default(), t + Duration::from_secs(4)), Some(e + 2));
         assert_eq!(m.member(2).unwrap().state, MemberState::Serving);
         assert_eq!(m.heartbeat(77, MemberStats::default(), t), None);
         assert_eq!(m.member(1).unwrap().stats.live_keys, 5);

@@ -27,6 +27,10 @@ pub struct MasterConfig {
     /// Silence after which a worker counts as down. Several heartbeats, so
     /// one delayed packet does not take a worker's keys offline.
     pub down_after: Duration,
+    /// Where the master keeps the last epoch it published, so that after a
+    /// restart epochs keep rising (workers ignore rings older than theirs).
+    /// Workers re-register on their own; the member list need not be kept.
+    pub data: Option<std::path::PathBuf>,
 }
 
 impl Default for MasterConfig {
@@ -35,6 +39,7 @@ impl Default for MasterConfig {
             vnodes: wimpy_schema::ring::DEFAULT_VNODES,
             heartbeat: Duration::from_millis(500),
             down_after: Duration::from_secs(2),
+            data: None,
         }
     }
 }
@@ -46,16 +51,20 @@ pub async fn run(
     config: MasterConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let membership = Rc::new(RefCell::new(Membership::new(
-        config.vnodes,
-        config.down_after,
-    )));
+    let epochs = config.data.as_ref().map(|d| EpochFile(d.join(EPOCH_FILE)));
+    let last = match &epochs {
+        Some(f) => f.load()?,
+        None => 0,
+    };
+    let membership = Rc::new(RefCell::new(Membership::new(config.vnodes, config.down_after).resume_after(last)));
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
+            let epochs = Rc::new(epochs);
             let service: master::Client = capnp_rpc::new_client(MasterService {
                 membership: membership.clone(),
                 heartbeat: config.heartbeat,
+                epochs: epochs.clone(),
             });
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
@@ -66,7 +75,9 @@ pub async fn run(
                     let mut tick = tokio::time::interval(every);
                     loop {
                         tick.tick().await;
-                        membership.borrow_mut().sweep(Instant::now());
+                        if membership.borrow_mut().sweep(Instant::now()) {
+                            let _ = save_epoch(&epochs, membership.borrow().epoch());
+                        }
                     }
                 })
             };
@@ -91,10 +102,7 @@ pub async fn run(
         .await
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    service: master::Client,
-) -> std::io::Result<()> {
+async fn serve_connection(stream: tokio::net::TcpStream, service: master::Client) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
     let network = twoparty::VatNetwork::new(
@@ -103,14 +111,51 @@ async fn serve_connection(
         rpc_twoparty_capnp::Side::Server,
         reader_options(),
     );
-    RpcSystem::new(Box::new(network), Some(service.client))
-        .await
-        .map_err(std::io::Error::other)
+    RpcSystem::new(Box::new(network), Some(service.client)).await.map_err(std::io::Error::other)
 }
 
 struct MasterService {
     membership: Rc<RefCell<Membership>>,
     heartbeat: Duration,
+    epochs: Rc<Option<EpochFile>>,
+}
+
+/// Name of the file in the master's data directory holding the last epoch.
+const EPOCH_FILE: &str = "epoch";
+
+/// The last published epoch, on disk.
+struct EpochFile(std::path::PathBuf);
+
+impl EpochFile {
+    fn load(&self) -> std::io::Result<u64> {
+        match std::fs::read_to_string(&self.0) {
+            Ok(s) => s.trim().parse().map_err(|e| std::io::Error::other(format!("{}: {e}", self.0.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save(&self, epoch: u64) -> std::io::Result<()> {
+        let tmp = self.0.with_extension("tmp");
+        std::fs::write(&tmp, format!("{epoch}\n"))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &self.0)
+    }
+}
+
+fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error> {
+    match epochs {
+        Some(f) => f.save(epoch).map_err(|e| capnp::Error::failed(format!("saving the ring epoch: {e}"))),
+        None => Ok(()),
+    }
+}
+
+impl MasterService {
+    /// Makes a new epoch durable before anyone hears of it.
+    fn publish(&self, before: u64) -> Result<(), capnp::Error> {
+        let now = self.membership.borrow().epoch();
+        if now != before { save_epoch(&self.epochs, now) } else { Ok(()) }
+    }
 }
 
 fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
@@ -133,10 +178,7 @@ fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
 fn write_ring(mut b: ring_info::Builder<'_>, m: &Membership) {
     b.set_epoch(m.epoch());
     b.set_vnodes(m.vnodes());
-    let on_ring: Vec<_> = m
-        .members()
-        .filter(|x| x.state != MemberState::Joining)
-        .collect();
+    let on_ring: Vec<_> = m.members().filter(|x| x.state != MemberState::Joining).collect();
     let mut list = b.init_members(on_ring.len() as u32);
     for (i, x) in on_ring.into_iter().enumerate() {
         write_member(list.reborrow().get(i as u32), x);
@@ -144,11 +186,7 @@ fn write_ring(mut b: ring_info::Builder<'_>, m: &Membership) {
 }
 
 impl master::Server for MasterService {
-    async fn ring(
-        self: Rc<Self>,
-        _: master::RingParams,
-        mut results: master::RingResults,
-    ) -> Result<(), capnp::Error> {
+    async fn ring(self: Rc<Self>, _: master::RingParams, mut results: master::RingResults) -> Result<(), capnp::Error> {
         write_ring(results.get().init_ring(), &self.membership.borrow());
         Ok(())
     }
@@ -161,10 +199,7 @@ impl master::Server for MasterService {
         let m = self.membership.borrow();
         let mut r = results.get();
         write_ring(r.reborrow().init_ring(), &m);
-        let joining: Vec<_> = m
-            .members()
-            .filter(|x| x.state == MemberState::Joining)
-            .collect();
+        let joining: Vec<_> = m.members().filter(|x| x.state == MemberState::Joining).collect();
         let mut list = r.init_joining(joining.len() as u32);
         for (i, x) in joining.into_iter().enumerate() {
             write_member(list.reborrow().get(i as u32), x);
@@ -178,19 +213,13 @@ impl master::Server for MasterService {
         mut results: master::RegisterResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        let address = p
-            .get_address()?
-            .to_str()
-            .map_err(|e| capnp::Error::failed(format!("address: {e}")))?;
+        let address = p.get_address()?.to_str().map_err(|e| capnp::Error::failed(format!("address: {e}")))?;
         if address.is_empty() {
-            return Err(capnp::Error::failed(
-                "register: empty worker address".into(),
-            ));
+            return Err(capnp::Error::failed("register: empty worker address".into()));
         }
-        let id =
-            self.membership
-                .borrow_mut()
-                .register(p.get_id(), address.to_owned(), Instant::now());
+        let before = self.membership.borrow().epoch();
+        let id = self.membership.borrow_mut().register(p.get_id(), address.to_owned(), Instant::now());
+        self.publish(before)?;
         let mut r = results.get();
         r.set_id(id);
         r.set_heartbeat_millis(self.heartbeat.as_millis().min(u32::MAX as u128) as u32);
@@ -210,10 +239,9 @@ impl master::Server for MasterService {
             garbage_bytes: s.get_garbage_bytes(),
             index_bytes: s.get_index_bytes(),
         };
-        let epoch = self
-            .membership
-            .borrow_mut()
-            .heartbeat(p.get_id(), stats, Instant::now());
+        let before = self.membership.borrow().epoch();
+        let epoch = self.membership.borrow_mut().heartbeat(p.get_id(), stats, Instant::now());
+        self.publish(before)?;
         results.get().set_epoch(epoch.unwrap_or(0));
         Ok(())
     }
@@ -221,12 +249,9 @@ impl master::Server for MasterService {
     /// Takes the worker off the ring at a new epoch. Its keys go to the
     /// members that now own their hashes, so a worker hands its ranges over
     /// before it calls this.
-    async fn leave(
-        self: Rc<Self>,
-        params: master::LeaveParams,
-        _: master::LeaveResults,
-    ) -> Result<(), capnp::Error> {
+    async fn leave(self: Rc<Self>, params: master::LeaveParams, _: master::LeaveResults) -> Result<(), capnp::Error> {
+        let before = self.membership.borrow().epoch();
         self.membership.borrow_mut().remove(params.get()?.get_id());
-        Ok(())
+        self.publish(before)
     }
 }

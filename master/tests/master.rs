@@ -26,10 +26,7 @@ fn start(config: MasterConfig) -> Running {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
@@ -40,11 +37,7 @@ fn start(config: MasterConfig) -> Running {
             .unwrap();
         });
     });
-    Running {
-        addr: addr_rx.recv().unwrap(),
-        stop: Some(stop),
-        thread: Some(thread),
-    }
+    Running { addr: addr_rx.recv().unwrap(), stop: Some(stop), thread: Some(thread) }
 }
 
 async fn connect(addr: SocketAddr) -> master::Client {
@@ -63,10 +56,7 @@ async fn connect(addr: SocketAddr) -> master::Client {
 }
 
 fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, body());
 }
 
@@ -87,13 +77,7 @@ async fn ring(m: &master::Client) -> (u64, u32, Vec<(u64, String, member::State)
         .get_members()
         .unwrap()
         .iter()
-        .map(|x| {
-            (
-                x.get_id(),
-                x.get_address().unwrap().to_string().unwrap(),
-                x.get_state().unwrap(),
-            )
-        })
+        .map(|x| (x.get_id(), x.get_address().unwrap().to_string().unwrap(), x.get_state().unwrap()))
         .collect();
     (r.get_epoch(), r.get_vnodes(), members)
 }
@@ -107,10 +91,7 @@ async fn heartbeat(m: &master::Client, id: u64, live_keys: u64) -> u64 {
 
 #[test]
 fn workers_register_heartbeat_and_leave() {
-    let master = start(MasterConfig {
-        vnodes: 32,
-        ..MasterConfig::default()
-    });
+    let master = start(MasterConfig { vnodes: 32, ..MasterConfig::default() });
     client_side(|| async move {
         let m = connect(master.addr).await;
         assert_eq!(ring(&m).await, (0, 32, vec![]));
@@ -130,11 +111,7 @@ fn workers_register_heartbeat_and_leave() {
         assert_eq!(rebuilt.members(), vec![1, 2]);
 
         assert_eq!(heartbeat(&m, 1, 42).await, 2);
-        assert_eq!(
-            heartbeat(&m, 99, 0).await,
-            0,
-            "unknown ids are told to register"
-        );
+        assert_eq!(heartbeat(&m, 99, 0).await, 0, "unknown ids are told to register");
 
         // A worker restarted on its data directory comes back with its id.
         assert_eq!(register(&m, 2, "127.0.0.1:7002").await.0, 2);
@@ -160,6 +137,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         vnodes: 8,
         heartbeat: std::time::Duration::from_millis(20),
         down_after: std::time::Duration::from_millis(100),
+        data: None,
     });
     client_side(|| async move {
         let m = connect(master.addr).await;
@@ -172,20 +150,33 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
             if members[0].2 == member::State::Down {
                 break;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "worker never marked down"
-            );
+            assert!(std::time::Instant::now() < deadline, "worker never marked down");
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let epoch = heartbeat(&m, 1, 0).await;
-        assert_eq!(
-            ring(&m).await,
-            (
-                epoch,
-                8,
-                vec![(1, "127.0.0.1:7001".into(), member::State::Serving)]
-            )
-        );
+        assert_eq!(ring(&m).await, (epoch, 8, vec![(1, "127.0.0.1:7001".into(), member::State::Serving)]));
+    });
+}
+
+#[test]
+fn a_restarted_master_continues_the_epochs_it_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MasterConfig { vnodes: 8, data: Some(dir.path().to_path_buf()), ..MasterConfig::default() };
+    {
+        let master = start(config.clone());
+        client_side(|| async move {
+            let m = connect(master.addr).await;
+            register(&m, 0, "127.0.0.1:7001").await;
+            register(&m, 0, "127.0.0.1:7002").await;
+            assert_eq!(ring(&m).await.0, 2);
+        });
+    }
+    let master = start(config);
+    client_side(|| async move {
+        let m = connect(master.addr).await;
+        assert_eq!(ring(&m).await.0, 2, "a restarted master starts from the last epoch");
+        // Workers come back with their ids; the epoch moves past anything seen.
+        register(&m, 1, "127.0.0.1:7001").await;
+        assert_eq!(ring(&m).await.0, 3);
     });
 }

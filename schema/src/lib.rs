@@ -21,12 +21,7 @@ pub fn reader_options() -> capnp::message::ReaderOptions {
 }
 
 /// Code generated from `schema/wimpy.capnp` by capnpc at build time.
-#[allow(
-    missing_debug_implementations,
-    clippy::all,
-    clippy::unimplemented,
-    clippy::undocumented_unsafe_blocks
-)]
+#[allow(missing_debug_implementations, clippy::all, clippy::unimplemented, clippy::undocumented_unsafe_blocks)]
 pub mod wimpy_capnp {
     include!(concat!(env!("OUT_DIR"), "/wimpy_capnp.rs"));
 }

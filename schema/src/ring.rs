@@ -35,27 +35,17 @@ pub struct Ring {
 impl Ring {
     /// An empty ring (no owners) at `epoch`.
     pub fn empty(epoch: u64, vnodes: u32) -> Ring {
-        Ring {
-            epoch,
-            vnodes: vnodes.max(1),
-            points: Vec::new(),
-        }
+        Ring { epoch, vnodes: vnodes.max(1), points: Vec::new() }
     }
 
     /// The ring of `workers` at `epoch`.
     pub fn new(epoch: u64, vnodes: u32, workers: impl IntoIterator<Item = WorkerId>) -> Ring {
         let vnodes = vnodes.max(1);
-        let mut points: Vec<(u64, WorkerId)> = workers
-            .into_iter()
-            .flat_map(|w| (0..vnodes).map(move |i| (point_position(w, i), w)))
-            .collect();
+        let mut points: Vec<(u64, WorkerId)> =
+            workers.into_iter().flat_map(|w| (0..vnodes).map(move |i| (point_position(w, i), w))).collect();
         points.sort_unstable();
         points.dedup_by_key(|p| p.0);
-        Ring {
-            epoch,
-            vnodes,
-            points,
-        }
+        Ring { epoch, vnodes, points }
     }
 
     /// The same members plus `worker`, one epoch later.
@@ -131,11 +121,7 @@ impl Ring {
 
     /// The ranges `worker` owns.
     pub fn ranges_of(&self, worker: WorkerId) -> Vec<KeyHashRange> {
-        self.ranges()
-            .into_iter()
-            .filter(|r| r.1 == worker)
-            .map(|r| r.0)
-            .collect()
+        self.ranges().into_iter().filter(|r| r.1 == worker).map(|r| r.0).collect()
     }
 
     /// Share of the hash space each member owns, summing to 1.
@@ -155,11 +141,7 @@ pub fn point_position(worker: WorkerId, i: u32) -> u64 {
 
 /// Number of hashes in `r` (the whole space counts as 2^64, saturated).
 fn range_len(r: KeyHashRange) -> u64 {
-    if r.start == r.end {
-        u64::MAX
-    } else {
-        r.end.wrapping_sub(r.start)
-    }
+    if r.start == r.end { u64::MAX } else { r.end.wrapping_sub(r.start) }
 }
 
 #[cfg(test)]
@@ -225,10 +207,7 @@ mod tests {
             }
         }
         let fraction = moved as f64 / samples as f64;
-        assert!(
-            (0.06..0.12).contains(&fraction),
-            "{fraction:.4} of keys moved; expected about 1/11"
-        );
+        assert!((0.06..0.12).contains(&fraction), "{fraction:.4} of keys moved; expected about 1/11");
     }
 
     #[test]

@@ -40,9 +40,7 @@ fn key(i: u64) -> [u8; KEY_LEN] {
 fn value(i: u64, out: &mut [u8; VALUE_LEN]) {
     let mut x = i ^ 0xdead_beef;
     for chunk in out.chunks_mut(8) {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
 }
@@ -141,9 +139,7 @@ fn open(engine: &str, dir: &Path, n: u64) -> Box<dyn Engine> {
         "wimpy-grow" => wimpy(wimpy_worker::store::Options::default().expected_keys),
         "fjall" => {
             let db = fjall::Database::builder(dir).open().unwrap();
-            let ks = db
-                .keyspace("kv", fjall::KeyspaceCreateOptions::default)
-                .unwrap();
+            let ks = db.keyspace("kv", fjall::KeyspaceCreateOptions::default).unwrap();
             Box::new(Fjall(db, ks))
         }
         "redb" => {
@@ -187,11 +183,7 @@ fn dir_bytes(p: &Path) -> u64 {
             rd.flatten()
                 .map(|e| {
                     let m = e.metadata().unwrap();
-                    if m.is_dir() {
-                        dir_bytes(&e.path())
-                    } else {
-                        m.len()
-                    }
+                    if m.is_dir() { dir_bytes(&e.path()) } else { m.len() }
                 })
                 .sum()
         })
@@ -228,15 +220,8 @@ fn run(engine: &str, root: &Path, n: u64, gets: u64) -> Result {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(c.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let fill_secs: f64 = line
-        .trim()
-        .strip_prefix("filled ")
-        .expect("child reports its fill")
-        .parse()
-        .unwrap();
+    BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let fill_secs: f64 = line.trim().strip_prefix("filled ").expect("child reports its fill").parse().unwrap();
     c.kill().unwrap();
     c.wait().unwrap();
     let disk_bytes = dir_bytes(&dir);
@@ -254,14 +239,7 @@ fn run(engine: &str, root: &Path, n: u64, gets: u64) -> Result {
     let index_bytes_per_key = e.index_bytes().map(|b| b as f64 / n as f64);
     drop(e);
     let _ = std::fs::remove_dir_all(&dir);
-    Result {
-        engine: engine.into(),
-        fill_secs,
-        recovery_secs,
-        get_ops: [g1, g2],
-        index_bytes_per_key,
-        disk_bytes,
-    }
+    Result { engine: engine.into(), fill_secs, recovery_secs, get_ops: [g1, g2], index_bytes_per_key, disk_bytes }
 }
 
 fn main() {
@@ -272,50 +250,22 @@ fn main() {
         Some("reopen") => {
             let started = Instant::now();
             let e = open(&args[2], Path::new(&args[3]), args[4].parse().unwrap());
-            println!(
-                "reopen {:?} {}",
-                started.elapsed(),
-                e.recovery_detail().unwrap_or_default()
-            );
+            println!("reopen {:?} {}", started.elapsed(), e.recovery_detail().unwrap_or_default());
             return;
         }
         _ => {}
     }
-    let n: u64 = std::env::var("WIMPY_BENCH_KEYS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000_000);
-    let gets: u64 = std::env::var("WIMPY_BENCH_GETS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2_000_000);
+    let n: u64 = std::env::var("WIMPY_BENCH_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let gets: u64 = std::env::var("WIMPY_BENCH_GETS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
     let root = std::env::var("WIMPY_BENCH_DIR").unwrap_or_else(|_| "target/store-bench".into());
-    let mut engines: Vec<String> = args[1..]
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .cloned()
-        .collect();
+    let mut engines: Vec<String> = args[1..].iter().filter(|a| !a.starts_with('-')).cloned().collect();
     if engines.is_empty() {
-        engines = vec![
-            "wimpy".into(),
-            "wimpy-grow".into(),
-            "fjall".into(),
-            "redb".into(),
-        ];
+        engines = vec!["wimpy".into(), "wimpy-grow".into(), "fjall".into(), "redb".into()];
     }
-    println!(
-        "{n} keys x {VALUE_LEN}-byte values, {KEY_LEN}-byte keys, {gets} random gets per thread count"
-    );
+    println!("{n} keys x {VALUE_LEN}-byte values, {KEY_LEN}-byte keys, {gets} random gets per thread count");
     println!(
         "{:<10} {:>10} {:>12} {:>14} {:>14} {:>12} {:>10} {:>10}",
-        "engine",
-        "fill MB/s",
-        "fill ops/s",
-        "get ops/s 1t",
-        "get ops/s 2t",
-        "recovery s",
-        "index B/k",
-        "disk MB"
+        "engine", "fill MB/s", "fill ops/s", "get ops/s 1t", "get ops/s 2t", "recovery s", "index B/k", "disk MB"
     );
     for e in &engines {
         let r = run(e, Path::new(&root), n, gets);
@@ -328,8 +278,7 @@ fn main() {
             r.get_ops[0],
             r.get_ops[1],
             r.recovery_secs,
-            r.index_bytes_per_key
-                .map_or("-".into(), |b| format!("{b:.2}")),
+            r.index_bytes_per_key.map_or("-".into(), |b| format!("{b:.2}")),
             r.disk_bytes as f64 / 1e6
         );
         println!(
@@ -340,8 +289,7 @@ fn main() {
             r.get_ops[0],
             r.get_ops[1],
             r.recovery_secs,
-            r.index_bytes_per_key
-                .map_or("null".into(), |b| format!("{b:.3}")),
+            r.index_bytes_per_key.map_or("null".into(), |b| format!("{b:.3}")),
             r.disk_bytes
         );
     }

@@ -32,10 +32,7 @@ fn start(id: u64, sync: SyncMode) -> Running {
         sync,
         segment_bytes: 1 << 22,
         max_value_bytes: 2 << 20,
-        compaction: CompactionOptions {
-            enabled: false,
-            ..CompactionOptions::default()
-        },
+        compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
         ..Options::default()
     };
     let store = Arc::new(Store::open(dir.path(), opts).unwrap());
@@ -44,10 +41,7 @@ fn start(id: u64, sync: SyncMode) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = state.clone();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
@@ -59,13 +53,7 @@ fn start(id: u64, sync: SyncMode) -> Running {
         });
     });
     let addr = addr_rx.recv().unwrap();
-    Running {
-        addr,
-        state,
-        stop: Some(stop),
-        thread: Some(thread),
-        _dir: dir,
-    }
+    Running { addr, state, stop: Some(stop), thread: Some(thread), _dir: dir }
 }
 
 async fn connect(addr: SocketAddr) -> worker::Client {
@@ -86,10 +74,7 @@ async fn connect(addr: SocketAddr) -> worker::Client {
 
 /// Runs `body` on a client-side current-thread runtime with a LocalSet.
 fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, body());
 }
 
@@ -105,15 +90,11 @@ enum Got {
 fn failure_of(f: failure::Reader<'_>) -> Got {
     match f.which().unwrap() {
         failure::StaleEpoch(e) => Got::Stale(e),
-        failure::TooLarge(g) => Got::TooLarge(
-            g.get_what().unwrap().to_string().unwrap(),
-            g.get_limit(),
-            g.get_actual(),
-        ),
-        failure::Invalid(m) => Got::Other(format!("invalid: {}", m.unwrap().to_str().unwrap())),
-        failure::Unavailable(m) => {
-            Got::Other(format!("unavailable: {}", m.unwrap().to_str().unwrap()))
+        failure::TooLarge(g) => {
+            Got::TooLarge(g.get_what().unwrap().to_string().unwrap(), g.get_limit(), g.get_actual())
         }
+        failure::Invalid(m) => Got::Other(format!("invalid: {}", m.unwrap().to_str().unwrap())),
+        failure::Unavailable(m) => Got::Other(format!("unavailable: {}", m.unwrap().to_str().unwrap())),
         failure::Overloaded(()) => Got::Other("overloaded".into()),
         failure::Storage(m) => Got::Other(format!("storage: {}", m.unwrap().to_str().unwrap())),
     }
@@ -193,14 +174,8 @@ fn keys_routed_by_another_ring_are_refused_with_the_current_epoch() {
         // Workers 1 and 2 share the ring at epoch 5; this is worker 1.
         let ring = Ring::new(5, 64, [1, 2]);
         set_ring(&c, &ring).await;
-        let mine = (0u32..)
-            .map(|i| i.to_le_bytes())
-            .find(|k| ring.owner(k) == Some(1))
-            .unwrap();
-        let theirs = (0u32..)
-            .map(|i| i.to_le_bytes())
-            .find(|k| ring.owner(k) == Some(2))
-            .unwrap();
+        let mine = (0u32..).map(|i| i.to_le_bytes()).find(|k| ring.owner(k) == Some(1)).unwrap();
+        let theirs = (0u32..).map(|i| i.to_le_bytes()).find(|k| ring.owner(k) == Some(2)).unwrap();
         put(&c, &mine, b"x", 5).await.unwrap();
         assert_eq!(put(&c, &theirs, b"x", 5).await, Err(Got::Stale(5)));
         assert_eq!(get(&c, &theirs, 5).await, Got::Stale(5));
@@ -219,18 +194,10 @@ fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
         let c = connect(w.addr).await;
         set_ring(&c, &Ring::new(1, 8, [1])).await;
         let long_key = vec![b'k'; 5000];
-        assert_eq!(
-            put(&c, &long_key, b"v", 1).await,
-            Err(Got::TooLarge("key".into(), 4096, 5000))
-        );
-        assert!(
-            matches!(put(&c, b"", b"v", 1).await, Err(Got::Other(m)) if m.contains("empty key"))
-        );
+        assert_eq!(put(&c, &long_key, b"v", 1).await, Err(Got::TooLarge("key".into(), 4096, 5000)));
+        assert!(matches!(put(&c, b"", b"v", 1).await, Err(Got::Other(m)) if m.contains("empty key")));
         let big = vec![0u8; (2 << 20) + 1];
-        assert_eq!(
-            put(&c, b"big", &big, 1).await,
-            Err(Got::TooLarge("value".into(), 2 << 20, (2 << 20) + 1))
-        );
+        assert_eq!(put(&c, b"big", &big, 1).await, Err(Got::TooLarge("value".into(), 2 << 20, (2 << 20) + 1)));
         put(&c, b"ok", b"fine", 1).await.unwrap();
         assert_eq!(get(&c, b"ok", 1).await, Got::Value(b"fine".to_vec()));
     });

@@ -14,10 +14,7 @@ fn small() -> Options {
         segment_bytes: 1 << 20,
         max_value_bytes: 64 << 10,
         expected_keys: 64,
-        compaction: CompactionOptions {
-            enabled: false,
-            ..CompactionOptions::default()
-        },
+        compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
         ..Options::default()
     }
 }
@@ -47,29 +44,13 @@ fn put_get_overwrite_delete() {
 #[test]
 fn limits_are_typed_errors_that_name_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        max_key_bytes: 8,
-        max_value_bytes: 16,
-        ..small()
-    };
+    let opts = Options { max_key_bytes: 8, max_value_bytes: 16, ..small() };
     let store = Store::open(dir.path(), opts).unwrap();
-    assert!(matches!(
-        store.put(b"", b"x"),
-        Err(StoreError::KeyTooLarge { len: 0, max: 8 })
-    ));
-    assert!(matches!(
-        store.put(b"123456789", b"x"),
-        Err(StoreError::KeyTooLarge { len: 9, max: 8 })
-    ));
-    assert!(matches!(
-        store.get(b"123456789"),
-        Err(StoreError::KeyTooLarge { .. })
-    ));
+    assert!(matches!(store.put(b"", b"x"), Err(StoreError::KeyTooLarge { len: 0, max: 8 })));
+    assert!(matches!(store.put(b"123456789", b"x"), Err(StoreError::KeyTooLarge { len: 9, max: 8 })));
+    assert!(matches!(store.get(b"123456789"), Err(StoreError::KeyTooLarge { .. })));
     let err = store.put(b"k", &[0; 17]).unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::ValueTooLarge { len: 17, max: 16 }
-    ));
+    assert!(matches!(err, StoreError::ValueTooLarge { len: 17, max: 16 }));
     assert!(err.to_string().contains("16"), "{err}");
     store.put(b"k", &[0; 16]).unwrap();
     assert_eq!(store.stats().live_keys, 1);
@@ -100,11 +81,7 @@ fn many_keys_across_segments_and_index_growth_survive_reopen() {
         }
         let stats = store.stats();
         assert_eq!(stats.live_keys, model.len() as u64);
-        assert!(
-            stats.segments > 3,
-            "expected several segments, got {}",
-            stats.segments
-        );
+        assert!(stats.segments > 3, "expected several segments, got {}", stats.segments);
         for (k, v) in &model {
             assert_eq!(store.get(k).unwrap().as_ref(), Some(v));
         }
@@ -115,12 +92,7 @@ fn many_keys_across_segments_and_index_growth_survive_reopen() {
     assert_eq!(store.recovery_report().replayed_records, 0);
     assert_eq!(store.stats().live_keys, model.len() as u64);
     for (k, v) in &model {
-        assert_eq!(
-            store.get(k).unwrap().as_ref(),
-            Some(v),
-            "{}",
-            String::from_utf8_lossy(k)
-        );
+        assert_eq!(store.get(k).unwrap().as_ref(), Some(v), "{}", String::from_utf8_lossy(k));
     }
 }
 
@@ -162,13 +134,7 @@ fn a_damaged_checkpoint_is_rejected_and_the_log_replayed() {
     let store = Store::open(dir.path(), small()).unwrap();
     let report = store.recovery_report();
     assert!(!report.checkpoint_used);
-    assert!(
-        report
-            .checkpoint_rejected
-            .as_deref()
-            .unwrap()
-            .contains("checksum")
-    );
+    assert!(report.checkpoint_rejected.as_deref().unwrap().contains("checksum"));
     for i in 0..3000u64 {
         assert_eq!(store.get(&i.to_le_bytes()).unwrap(), Some(value(i, 0)));
     }
@@ -191,10 +157,7 @@ fn compaction_reclaims_overwritten_and_deleted_space() {
     let report = store.compact().unwrap();
     let after = store.stats();
     assert!(report.segments_compacted > 0);
-    assert!(
-        after.log_bytes < before.log_bytes / 2,
-        "before {before:?} after {after:?} {report:?}"
-    );
+    assert!(after.log_bytes < before.log_bytes / 2, "before {before:?} after {after:?} {report:?}");
     assert_eq!(after.live_keys, 1500);
     for i in 0..2000u64 {
         let want = (i % 4 != 0).then(|| value(i, 4));
@@ -204,11 +167,7 @@ fn compaction_reclaims_overwritten_and_deleted_space() {
     let store = Store::open(dir.path(), small()).unwrap();
     for i in 0..2000u64 {
         let want = (i % 4 != 0).then(|| value(i, 4));
-        assert_eq!(
-            store.get(&i.to_le_bytes()).unwrap(),
-            want,
-            "key {i} after reopen"
-        );
+        assert_eq!(store.get(&i.to_le_bytes()).unwrap(), want, "key {i} after reopen");
     }
 }
 
@@ -228,9 +187,7 @@ fn background_compaction_keeps_the_log_bounded() {
     // 200 keys of ~4 KiB rewritten 100 times: 80 MiB written, under 1 MiB live.
     for round in 0..100u64 {
         for i in 0..200u64 {
-            store
-                .put(&i.to_le_bytes(), &vec![round as u8; 4096])
-                .unwrap();
+            store.put(&i.to_le_bytes(), &vec![round as u8; 4096]).unwrap();
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -238,10 +195,7 @@ fn background_compaction_keeps_the_log_bounded() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let stats = store.stats();
-    assert!(
-        stats.log_bytes <= 8 << 20,
-        "background compaction left {stats:?}"
-    );
+    assert!(stats.log_bytes <= 8 << 20, "background compaction left {stats:?}");
     for i in 0..200u64 {
         assert_eq!(store.get(&i.to_le_bytes()).unwrap(), Some(vec![99; 4096]));
     }
@@ -253,9 +207,7 @@ fn gets_run_beside_a_put_stream_and_compaction() {
     let store = Arc::new(Store::open(dir.path(), small()).unwrap());
     // Stable keys that readers check throughout; churn keys make garbage.
     for i in 0..1000u64 {
-        store
-            .put(format!("stable-{i}").as_bytes(), &value(i, 7))
-            .unwrap();
+        store.put(format!("stable-{i}").as_bytes(), &value(i, 7)).unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
@@ -279,9 +231,7 @@ fn gets_run_beside_a_put_stream_and_compaction() {
         std::thread::spawn(move || {
             for round in 0..20u64 {
                 for i in 0..1000u64 {
-                    store
-                        .put(format!("churn-{i}").as_bytes(), &value(i, round))
-                        .unwrap();
+                    store.put(format!("churn-{i}").as_bytes(), &value(i, round)).unwrap();
                 }
             }
         })
@@ -296,10 +246,7 @@ fn gets_run_beside_a_put_stream_and_compaction() {
         assert!(r.join().unwrap() > 0);
     }
     for i in 0..1000u64 {
-        assert_eq!(
-            store.get(format!("churn-{i}").as_bytes()).unwrap(),
-            Some(value(i, 19))
-        );
+        assert_eq!(store.get(format!("churn-{i}").as_bytes()).unwrap(), Some(value(i, 19)));
     }
 }
 
@@ -336,11 +283,7 @@ fn split_streams_a_hash_range_and_merge_takes_it_in() {
             assert_eq!(target.get(&k).unwrap(), want, "key {i}");
             expected += u64::from(live);
         } else {
-            assert_eq!(
-                target.get(&k).unwrap(),
-                None,
-                "key {i} is outside the range"
-            );
+            assert_eq!(target.get(&k).unwrap(), None, "key {i} is outside the range");
         }
     }
     assert_eq!(sent, expected);
@@ -350,19 +293,14 @@ fn split_streams_a_hash_range_and_merge_takes_it_in() {
 #[test]
 fn sync_always_with_concurrent_writers_acknowledges_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        sync: SyncMode::Always,
-        ..small()
-    };
+    let opts = Options { sync: SyncMode::Always, ..small() };
     let store = Arc::new(Store::open(dir.path(), opts).unwrap());
     let writers: Vec<_> = (0..4u64)
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
                 for i in 0..200u64 {
-                    store
-                        .put(format!("{t}-{i}").as_bytes(), &value(i, t))
-                        .unwrap();
+                    store.put(format!("{t}-{i}").as_bytes(), &value(i, t)).unwrap();
                 }
             })
         })
@@ -374,10 +312,7 @@ fn sync_always_with_concurrent_writers_acknowledges_everything() {
     let store = Store::open(dir.path(), small()).unwrap();
     for t in 0..4u64 {
         for i in 0..200u64 {
-            assert_eq!(
-                store.get(format!("{t}-{i}").as_bytes()).unwrap(),
-                Some(value(i, t))
-            );
+            assert_eq!(store.get(format!("{t}-{i}").as_bytes()).unwrap(), Some(value(i, t)));
         }
     }
 }

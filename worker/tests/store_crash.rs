@@ -69,13 +69,7 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked_by_round: Vec<Option<u64>> = Vec::new();
     for round in 0..ROUNDS {
         let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_child_writer",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--ignored", "--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
             .env(CHILD_ROUND, round.to_string())
             .stdout(Stdio::piped())

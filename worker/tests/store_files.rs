@@ -15,10 +15,7 @@ fn options() -> Options {
         max_value_bytes: 64 << 10,
         // Only explicit checkpoints, so tests know where replay starts.
         checkpoint_every_bytes: u64::MAX,
-        compaction: CompactionOptions {
-            enabled: false,
-            ..CompactionOptions::default()
-        },
+        compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
         ..Options::default()
     }
 }
@@ -88,11 +85,7 @@ fn a_torn_tail_is_cut_at_the_last_good_record_and_reported() {
     assert_eq!(report.replayed_records, 100);
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
     for i in 0..200u64 {
-        assert_eq!(
-            store.get(&i.to_be_bytes()).unwrap(),
-            Some(value(i)),
-            "key {i}"
-        );
+        assert_eq!(store.get(&i.to_be_bytes()).unwrap(), Some(value(i)), "key {i}");
     }
     store.put(b"new", b"works").unwrap();
     store.close().unwrap();
@@ -117,24 +110,13 @@ fn a_flipped_byte_after_the_checkpoint_cuts_the_log_there() {
     assert_eq!(report.truncations.len(), 1, "{report:?}");
     let cut = &report.truncations[0];
     assert_eq!(cut.at, offsets[60]);
-    assert_eq!(
-        cut.dropped_records, 39,
-        "intact records behind the damage are counted: {cut:?}"
-    );
+    assert_eq!(cut.dropped_records, 39, "intact records behind the damage are counted: {cut:?}");
     assert_eq!(cut.dropped_bytes, bytes.len() as u64 - offsets[60]);
     for i in 0..160u64 {
-        assert_eq!(
-            store.get(&i.to_be_bytes()).unwrap(),
-            Some(value(i)),
-            "key {i}"
-        );
+        assert_eq!(store.get(&i.to_be_bytes()).unwrap(), Some(value(i)), "key {i}");
     }
     for i in 160..200u64 {
-        assert_eq!(
-            store.get(&i.to_be_bytes()).unwrap(),
-            None,
-            "key {i} was behind the damage"
-        );
+        assert_eq!(store.get(&i.to_be_bytes()).unwrap(), None, "key {i} was behind the damage");
     }
 }
 
@@ -149,18 +131,12 @@ fn damage_before_the_checkpoint_is_reported_on_read_not_ignored() {
     std::fs::write(&seg, &bytes).unwrap();
     let store = open(&faulty).unwrap();
     let err = store.get(&0u64.to_be_bytes()).unwrap_err();
-    assert!(
-        matches!(err, StoreError::Corrupt { offset: 32, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Corrupt { offset: 32, .. }), "{err:?}");
     assert!(err.to_string().contains("checksum"), "{err}");
     assert_eq!(store.get(&1u64.to_be_bytes()).unwrap(), Some(value(1)));
     // The damaged record does not pin its key: a new value replaces it.
     store.put(&0u64.to_be_bytes(), b"fresh").unwrap();
-    assert_eq!(
-        store.get(&0u64.to_be_bytes()).unwrap(),
-        Some(b"fresh".to_vec())
-    );
+    assert_eq!(store.get(&0u64.to_be_bytes()).unwrap(), Some(b"fresh".to_vec()));
     assert!(store.delete(&0u64.to_be_bytes()).unwrap());
     assert_eq!(store.get(&0u64.to_be_bytes()).unwrap(), None);
 }
@@ -190,11 +166,7 @@ fn crc32c(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82f6_3b78
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
         }
     }
     !crc
@@ -229,9 +201,7 @@ fn write_v1_fixture() {
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir, options()).unwrap();
     for (i, (k, _)) in fixture_expected().iter().enumerate() {
-        store
-            .put(k, format!("value-{i}-{}", "x".repeat(i % 17)).as_bytes())
-            .unwrap();
+        store.put(k, format!("value-{i}-{}", "x".repeat(i % 17)).as_bytes()).unwrap();
     }
     store.checkpoint().unwrap();
     for (i, (k, v)) in fixture_expected().iter().enumerate() {

@@ -48,10 +48,7 @@ enum Fault {
 }
 
 fn fault() -> impl Strategy<Value = Fault> {
-    prop_oneof![
-        (0u64..12).prop_map(Fault::Write),
-        (0u64..6).prop_map(Fault::Sync)
-    ]
+    prop_oneof![(0u64..12).prop_map(Fault::Write), (0u64..6).prop_map(Fault::Sync)]
 }
 
 fn sync_mode() -> impl Strategy<Value = SyncMode> {
@@ -70,10 +67,7 @@ fn options(sync: SyncMode) -> Options {
         expected_keys: 8,
         // Background work would consume planned faults at random moments.
         checkpoint_every_bytes: u64::MAX,
-        compaction: CompactionOptions {
-            enabled: false,
-            ..CompactionOptions::default()
-        },
+        compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
         ..Options::default()
     }
 }
@@ -83,9 +77,7 @@ fn key(k: u8) -> Vec<u8> {
 }
 
 fn value(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
 }
 
 fn open(dir: &FaultyDir, sync: SyncMode) -> Store {
@@ -98,20 +90,14 @@ fn try_open(dir: &FaultyDir, sync: SyncMode) -> Result<Store, StoreError> {
 
 fn assert_matches_model(store: &Store, model: &Model) {
     for k in 0..48u8 {
-        assert_eq!(
-            store.get(&key(k)).unwrap(),
-            model.get(&k).cloned(),
-            "key {k}"
-        );
+        assert_eq!(store.get(&key(k)).unwrap(), model.get(&k).cloned(), "key {k}");
     }
     assert_eq!(store.stats().live_keys, model.len() as u64);
 }
 
 /// Reads every key the model may hold into a model-shaped map.
 fn read_back(store: &Store) -> Model {
-    (0..48u8)
-        .filter_map(|k| store.get(&key(k)).unwrap().map(|v| (k, v)))
-        .collect()
+    (0..48u8).filter_map(|k| store.get(&key(k)).unwrap().map(|v| (k, v))).collect()
 }
 
 /// Applies `op`; `Err` when the store refused or failed. A failed reopen
@@ -140,11 +126,7 @@ fn apply(
         }
         Op::Delete(k) => {
             let was = store.delete(&key(*k))?;
-            assert_eq!(
-                was,
-                model.remove(k).is_some(),
-                "delete of key {k} said {was}"
-            );
+            assert_eq!(was, model.remove(k).is_some(), "delete of key {k} said {was}");
         }
         Op::Get(k) => {
             let got = store.get(&key(*k))?;

@@ -41,11 +41,7 @@ pub struct WorkerState {
 impl WorkerState {
     /// A worker `id` serving `store`, not yet on any ring.
     pub fn new(id: WorkerId, store: Arc<Store>) -> WorkerState {
-        WorkerState {
-            id,
-            store,
-            ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
-        }
+        WorkerState { id, store, ring: ArcSwap::from_pointee(Ring::empty(0, 1)) }
     }
 
     /// The ring requests are checked against.
@@ -55,22 +51,14 @@ impl WorkerState {
 
     /// Adopts `ring` unless it is older than the one held.
     pub fn set_ring(&self, ring: Ring) {
-        self.ring.rcu(|cur| {
-            if ring.epoch() >= cur.epoch() {
-                Arc::new(ring.clone())
-            } else {
-                cur.clone()
-            }
-        });
+        self.ring.rcu(|cur| if ring.epoch() >= cur.epoch() { Arc::new(ring.clone()) } else { cur.clone() });
     }
 
     /// Whether this worker serves `key` for a caller that routed by `epoch`.
     fn route(&self, key: &[u8], epoch: u64) -> Result<(), Refusal> {
         let ring = self.ring.load();
         if ring.is_empty() {
-            return Err(Refusal::Unavailable(
-                "this worker is not on a ring yet".into(),
-            ));
+            return Err(Refusal::Unavailable("this worker is not on a ring yet".into()));
         }
         // A caller ahead of us, or one whose ring sends the key elsewhere,
         // must refresh (or wait for us to catch up) and retry.
@@ -95,11 +83,8 @@ pub async fn run(
     for core in 0..cores {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
         let state = state.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("wimpy-rpc-{core}"))
-                .spawn(move || serve_core(state, rx))?,
-        );
+        threads
+            .push(std::thread::Builder::new().name(format!("wimpy-rpc-{core}")).spawn(move || serve_core(state, rx))?);
         lanes.push(tx);
     }
     tokio::pin!(shutdown);
@@ -130,14 +115,8 @@ pub async fn run(
 
 /// One core: a current-thread runtime whose `LocalSet` runs every connection
 /// handed to it, until the accept loop goes away.
-fn serve_core(
-    state: Arc<WorkerState>,
-    mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(_) => return,
     };
@@ -153,10 +132,7 @@ fn serve_core(
     });
 }
 
-async fn serve_connection(
-    stream: std::net::TcpStream,
-    service: worker::Client,
-) -> std::io::Result<()> {
+async fn serve_connection(stream: std::net::TcpStream, service: worker::Client) -> std::io::Result<()> {
     stream.set_nonblocking(true)?;
     let stream = tokio::net::TcpStream::from_std(stream)?;
     let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
@@ -201,10 +177,8 @@ impl worker::Server for WorkerService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let key = p.get_key()?;
-        let outcome = self
-            .state
-            .route(key, p.get_epoch())
-            .and_then(|()| self.state.store.get(key).map_err(Refusal::from));
+        let outcome =
+            self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(Refusal::from));
         let mut r = results.get().init_result();
         match outcome {
             Ok(Some(v)) if v.len() > MAX_INLINE_VALUE => Refusal::TooLarge {
@@ -285,8 +259,7 @@ impl worker::Server for WorkerService {
         for m in ring.get_members()? {
             ids.push(m.get_id());
         }
-        self.state
-            .set_ring(Ring::new(ring.get_epoch(), ring.get_vnodes(), ids));
+        self.state.set_ring(Ring::new(ring.get_epoch(), ring.get_vnodes(), ids));
         Ok(())
     }
 }

@@ -9,11 +9,7 @@ pub enum Refusal {
     /// Routed by another ring than the worker's; the worker is at this epoch.
     StaleEpoch(u64),
     /// A key or value over a limit.
-    TooLarge {
-        what: &'static str,
-        limit: u64,
-        actual: u64,
-    },
+    TooLarge { what: &'static str, limit: u64, actual: u64 },
     /// A malformed request.
     Invalid(String),
     /// The key's owner cannot serve it now.
@@ -29,11 +25,7 @@ impl Refusal {
     pub(crate) fn write(&self, mut f: FailureBuilder<'_>) {
         match self {
             Refusal::StaleEpoch(epoch) => f.set_stale_epoch(*epoch),
-            Refusal::TooLarge {
-                what,
-                limit,
-                actual,
-            } => {
+            Refusal::TooLarge { what, limit, actual } => {
                 let mut g = f.init_too_large();
                 g.set_what(*what);
                 g.set_limit(*limit);
@@ -51,16 +43,12 @@ impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Refusal {
         match e {
             StoreError::KeyTooLarge { len: 0, .. } => Refusal::Invalid("empty key".into()),
-            StoreError::KeyTooLarge { len, max } => Refusal::TooLarge {
-                what: "key",
-                limit: max as u64,
-                actual: len as u64,
-            },
-            StoreError::ValueTooLarge { len, max } => Refusal::TooLarge {
-                what: "value",
-                limit: max as u64,
-                actual: len as u64,
-            },
+            StoreError::KeyTooLarge { len, max } => {
+                Refusal::TooLarge { what: "key", limit: max as u64, actual: len as u64 }
+            }
+            StoreError::ValueTooLarge { len, max } => {
+                Refusal::TooLarge { what: "value", limit: max as u64, actual: len as u64 }
+            }
             other => Refusal::Storage(other.to_string()),
         }
     }

@@ -59,8 +59,7 @@ impl Inner {
         let stats = self.stats();
         let opts = &self.opts.compaction;
         if !forced
-            && (stats.log_bytes == 0
-                || (stats.garbage_bytes as f64) < opts.garbage_ratio * stats.log_bytes as f64)
+            && (stats.log_bytes == 0 || (stats.garbage_bytes as f64) < opts.garbage_ratio * stats.log_bytes as f64)
         {
             return Ok(report);
         }
@@ -75,11 +74,7 @@ impl Inner {
             .filter(|s| s.seq < active_seq && !s.damaged.load(Ordering::Acquire))
             .filter(|s| {
                 let g = garbage(s);
-                if forced {
-                    g > 0
-                } else {
-                    g as f64 >= opts.min_segment_garbage * s.end() as f64
-                }
+                if forced { g > 0 } else { g as f64 >= opts.min_segment_garbage * s.end() as f64 }
             })
             .cloned()
             .collect();
@@ -91,12 +86,8 @@ impl Inner {
         victims.sort_by_key(|s| s.seq);
         // A tombstone must be kept while an older segment outside this
         // round might still hold a value of its key.
-        let oldest_survivor = all
-            .iter()
-            .filter(|s| !victims.iter().any(|v| v.seq == s.seq))
-            .map(|s| s.seq)
-            .min()
-            .unwrap_or(u64::MAX);
+        let oldest_survivor =
+            all.iter().filter(|s| !victims.iter().any(|v| v.seq == s.seq)).map(|s| s.seq).min().unwrap_or(u64::MAX);
 
         let started = Instant::now();
         let mut read = 0u64;
@@ -147,37 +138,23 @@ impl Inner {
                 .map_err(|e| self.poison(StoreError::io("deleting a compacted segment")(e)))?;
             report.bytes_freed += v.end();
         }
-        self.dir
-            .sync()
-            .map_err(|e| self.poison(StoreError::io("deleting a compacted segment")(e)))?;
+        self.dir.sync().map_err(|e| self.poison(StoreError::io("deleting a compacted segment")(e)))?;
         report.segments_compacted = victims.len();
         self.writer.lock().retired.extend(victims);
         Ok(report)
     }
 
     /// Copies the live records (and needed tombstones) of `v` to the head.
-    fn move_live_records(
-        &self,
-        v: &Arc<Segment>,
-        oldest_survivor: u64,
-        report: &mut CompactionReport,
-    ) -> Result<()> {
+    fn move_live_records(&self, v: &Arc<Segment>, oldest_survivor: u64, report: &mut CompactionReport) -> Result<()> {
         let mut scanner = Scanner::new(&*v.file, SEGMENT_HEADER_LEN, v.end());
         let mut batch: Vec<(u64, Vec<u8>, Vec<u8>, bool)> = Vec::new();
         let mut batch_bytes = 0;
         loop {
-            let next = scanner
-                .next_record()
-                .map_err(StoreError::io("reading a segment to compact"))?;
+            let next = scanner.next_record().map_err(StoreError::io("reading a segment to compact"))?;
             let done = match next {
                 Ok(Some((pos, rec))) => {
                     batch_bytes += rec.header.padded_len();
-                    batch.push((
-                        pos,
-                        rec.key.to_vec(),
-                        rec.value.to_vec(),
-                        rec.is_tombstone(),
-                    ));
+                    batch.push((pos, rec.key.to_vec(), rec.value.to_vec(), rec.is_tombstone()));
                     false
                 }
                 Ok(None) | Err(ScanEnd::Clean) => true,
@@ -207,8 +184,7 @@ impl Inner {
             let h = key_hash(&key);
             let len = record_len(key.len(), value.len());
             if tombstone {
-                let needed =
-                    oldest_survivor < v.seq && self.find_live_locked(&mut w, h, &key)?.is_none();
+                let needed = oldest_survivor < v.seq && self.find_live_locked(&mut w, h, &key)?.is_none();
                 if needed {
                     let (new, _) = self.append(&mut w, &key, &[], FLAG_TOMBSTONE)?;
                     // Kept tombstones count as live so they do not make

@@ -61,9 +61,7 @@ pub enum StoreError {
     },
     /// The log address space (2^32 units of 8 bytes, 32 GiB) is used up by
     /// live and not yet compacted data; compact or split the store.
-    #[error(
-        "store is full: {live_bytes} live bytes in {segments} segments fill the 32 GiB log address space"
-    )]
+    #[error("store is full: {live_bytes} live bytes in {segments} segments fill the 32 GiB log address space")]
     Full {
         /// Bytes of records a get could still reach.
         live_bytes: u64,

@@ -110,21 +110,10 @@ pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
         )));
     }
     if !(MIN_SEGMENT_SHIFT..=MAX_SEGMENT_SHIFT).contains(&h.segment_shift) {
-        return Err(HeaderError::Unsupported(format!(
-            "segment size 2^{} is out of range",
-            h.segment_shift
-        )));
+        return Err(HeaderError::Unsupported(format!("segment size 2^{} is out of range", h.segment_shift)));
     }
-    if h.slot
-        >= (AddrSpace {
-            segment_shift: h.segment_shift,
-        })
-        .slots()
-    {
-        return Err(HeaderError::Damaged(format!(
-            "slot {} is outside the address space",
-            h.slot
-        )));
+    if h.slot >= (AddrSpace { segment_shift: h.segment_shift }).slots() {
+        return Err(HeaderError::Damaged(format!("slot {} is outside the address space", h.slot)));
     }
     Ok(h)
 }
@@ -132,10 +121,7 @@ pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
 /// The checksummed part of the header, before its meaning is checked.
 fn parse_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
     if b.len() < SEGMENT_HEADER_LEN as usize {
-        return Err(format!(
-            "{} bytes is too short for a segment header",
-            b.len()
-        ));
+        return Err(format!("{} bytes is too short for a segment header", b.len()));
     }
     if b[0..8] != SEGMENT_MAGIC {
         return Err("not a wimpy segment (bad magic)".into());
@@ -150,11 +136,7 @@ fn parse_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
     let segment_shift = b[10];
     let slot = u32::from_le_bytes(b[12..16].try_into().unwrap());
     let seq = u64::from_le_bytes(b[16..24].try_into().unwrap());
-    Ok(SegmentHeader {
-        seq,
-        slot,
-        segment_shift,
-    })
+    Ok(SegmentHeader { seq, slot, segment_shift })
 }
 
 /// Bytes a record of this key and value occupies in the log, padding included.
@@ -252,11 +234,7 @@ impl<'a> RecordRef<'a> {
             return Err("record checksum mismatch");
         }
         let key_end = RECORD_HEADER_LEN + header.key_len as usize;
-        Ok(RecordRef {
-            header,
-            key: &b[RECORD_HEADER_LEN..key_end],
-            value: &b[key_end..end],
-        })
+        Ok(RecordRef { header, key: &b[RECORD_HEADER_LEN..key_end], value: &b[key_end..end] })
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -288,10 +266,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(
-                    RecordRef::decode(&bad).is_err(),
-                    "flip at {byte}.{bit} went unnoticed"
-                );
+                assert!(RecordRef::decode(&bad).is_err(), "flip at {byte}.{bit} went unnoticed");
             }
         }
     }
@@ -304,28 +279,18 @@ mod tests {
     #[test]
     fn addresses_split_back_into_slot_and_position() {
         for shift in [MIN_SEGMENT_SHIFT, 20, 28, MAX_SEGMENT_SHIFT] {
-            let space = AddrSpace {
-                segment_shift: shift,
-            };
+            let space = AddrSpace { segment_shift: shift };
             let last_slot = space.slots() - 1;
             let last_pos = space.segment_bytes() - RECORD_ALIGN;
             for (slot, pos) in [(0, 0), (0, 8), (last_slot, last_pos), (last_slot / 2, 4096)] {
-                assert_eq!(
-                    space.split(space.addr(slot, pos)),
-                    (slot, pos),
-                    "shift {shift}"
-                );
+                assert_eq!(space.split(space.addr(slot, pos)), (slot, pos), "shift {shift}");
             }
         }
     }
 
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
-        let h = SegmentHeader {
-            seq: 42,
-            slot: 3,
-            segment_shift: 20,
-        };
+        let h = SegmentHeader { seq: 42, slot: 3, segment_shift: 20 };
         let b = h.encode();
         assert_eq!(read_segment_header(&b).unwrap(), h);
         let mut bad = b;

@@ -54,8 +54,7 @@ pub type Candidates = smallvec_lite::Candidates;
 
 /// A set of bucket numbers. They come from a hash already, so they serve
 /// as their own hash: no need for SipHash on the insert path.
-type BucketSet =
-    std::collections::HashSet<usize, std::hash::BuildHasherDefault<BucketNumberHasher>>;
+type BucketSet = std::collections::HashSet<usize, std::hash::BuildHasherDefault<BucketNumberHasher>>;
 
 #[derive(Default)]
 struct BucketNumberHasher(u64);
@@ -146,11 +145,7 @@ impl Index {
         let n = self.buckets.len();
         let tag = VALID | ((m >> 32) as u16 & 0x7fff);
         let first = fast_range(m as u32, n);
-        Probe {
-            tag,
-            first,
-            second: alt_bucket(first, tag, n),
-        }
+        Probe { tag, first, second: alt_bucket(first, tag, n) }
     }
 
     fn stripe(&self, bucket: usize) -> &AtomicU64 {
@@ -200,8 +195,7 @@ impl Index {
         for b in [p.first, p.second] {
             let bucket = &self.buckets[b];
             for s in 0..SLOTS {
-                if bucket.tags[s].load(Ordering::Relaxed) == p.tag
-                    && bucket.addrs[s].load(Ordering::Relaxed) == addr.0
+                if bucket.tags[s].load(Ordering::Relaxed) == p.tag && bucket.addrs[s].load(Ordering::Relaxed) == addr.0
                 {
                     return Some((b, s));
                 }
@@ -368,11 +362,7 @@ impl Index {
         }
         let index = Index::with_buckets(buckets);
         let mut len = 0;
-        for (bucket, chunk) in index
-            .buckets
-            .iter()
-            .zip(raw.chunks_exact(SLOTS * SLOT_BYTES))
-        {
+        for (bucket, chunk) in index.buckets.iter().zip(raw.chunks_exact(SLOTS * SLOT_BYTES)) {
             for s in 0..SLOTS {
                 let tag = u16::from_le_bytes([chunk[2 * s], chunk[2 * s + 1]]);
                 let at = 2 * SLOTS + 4 * s;
@@ -403,10 +393,7 @@ pub mod smallvec_lite {
 
     impl Candidates {
         pub fn new() -> Self {
-            Candidates {
-                len: 0,
-                items: [LogAddr(0); 8],
-            }
+            Candidates { len: 0, items: [LogAddr(0); 8] }
         }
         pub fn push(&mut self, a: LogAddr) {
             self.items[self.len] = a;
@@ -461,10 +448,7 @@ mod tests {
         let load = index.len() as f64 / index.capacity() as f64;
         assert!(load > 0.93, "table filled only to {load:.3}");
         for (k, addr) in &placed {
-            assert!(
-                index.lookup(hash(*k)).as_slice().contains(addr),
-                "lost key {k}"
-            );
+            assert!(index.lookup(hash(*k)).as_slice().contains(addr), "lost key {k}");
         }
     }
 
@@ -515,10 +499,7 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) || rounds == 0 {
                     for i in 0..1000 {
                         let found = index.lookup(hash(i));
-                        assert!(
-                            found.as_slice().contains(&LogAddr(i as u32)),
-                            "reader missed {i}"
-                        );
+                        assert!(found.as_slice().contains(&LogAddr(i as u32)), "reader missed {i}");
                     }
                     rounds += 1;
                 }

@@ -90,10 +90,7 @@ impl OsDir {
             std::fs::TryLockError::WouldBlock => io::Error::from(io::ErrorKind::WouldBlock),
             std::fs::TryLockError::Error(e) => e,
         })?;
-        Ok(OsDir {
-            path: path.as_ref().to_path_buf(),
-            _lock: lock,
-        })
+        Ok(OsDir { path: path.as_ref().to_path_buf(), _lock: lock })
     }
 }
 
@@ -108,18 +105,11 @@ impl Dir for OsDir {
         Ok(names)
     }
     fn open(&self, name: &str) -> io::Result<Arc<dyn LogFile>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path.join(name))?;
+        let f = OpenOptions::new().read(true).write(true).open(self.path.join(name))?;
         Ok(Arc::new(OsFile(f)))
     }
     fn create(&self, name: &str) -> io::Result<Arc<dyn LogFile>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(self.path.join(name))?;
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(self.path.join(name))?;
         Ok(Arc::new(OsFile(f)))
     }
     fn remove(&self, name: &str) -> io::Result<()> {
@@ -232,9 +222,7 @@ impl FaultyDir {
         for name in self.inner.list()? {
             match durable.get(&name) {
                 Some(d) if d.name_synced => {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(self.inner.path.join(&name))?;
+                    let f = OpenOptions::new().write(true).open(self.inner.path.join(&name))?;
                     if f.metadata()?.len() > d.synced_len {
                         f.set_len(d.synced_len)?;
                     }
@@ -259,23 +247,13 @@ impl FaultyDir {
         durable.clear();
         for name in self.inner.list()? {
             let len = std::fs::metadata(self.inner.path.join(&name))?.len();
-            durable.insert(
-                name,
-                Durable {
-                    synced_len: len,
-                    name_synced: true,
-                },
-            );
+            durable.insert(name, Durable { synced_len: len, name_synced: true });
         }
         Ok(())
     }
 
     fn check_alive(&self) -> io::Result<()> {
-        if self.crashed() {
-            Err(io::Error::other("injected crash: the process is dead"))
-        } else {
-            Ok(())
-        }
+        if self.crashed() { Err(io::Error::other("injected crash: the process is dead")) } else { Ok(()) }
     }
 }
 
@@ -302,24 +280,13 @@ impl Dir for FaultyDir {
     fn open(&self, name: &str) -> io::Result<Arc<dyn LogFile>> {
         self.check_alive()?;
         let inner = self.inner.open(name)?;
-        Ok(Arc::new(FaultyFile {
-            inner,
-            name: name.to_owned(),
-            dir: self.clone(),
-        }))
+        Ok(Arc::new(FaultyFile { inner, name: name.to_owned(), dir: self.clone() }))
     }
     fn create(&self, name: &str) -> io::Result<Arc<dyn LogFile>> {
         self.check_alive()?;
         let inner = self.inner.create(name)?;
-        self.state
-            .durable
-            .lock()
-            .insert(name.to_owned(), Durable::default());
-        Ok(Arc::new(FaultyFile {
-            inner,
-            name: name.to_owned(),
-            dir: self.clone(),
-        }))
+        self.state.durable.lock().insert(name.to_owned(), Durable::default());
+        Ok(Arc::new(FaultyFile { inner, name: name.to_owned(), dir: self.clone() }))
     }
     fn remove(&self, name: &str) -> io::Result<()> {
         self.check_alive()?;
@@ -334,13 +301,7 @@ impl Dir for FaultyDir {
         let mut durable = self.state.durable.lock();
         let moved = durable.remove(from).unwrap_or_default();
         // Until the directory is synced the new name is not durable.
-        durable.insert(
-            to.to_owned(),
-            Durable {
-                name_synced: false,
-                ..moved
-            },
-        );
+        durable.insert(to.to_owned(), Durable { name_synced: false, ..moved });
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {

@@ -39,9 +39,7 @@ pub use options::{CompactionOptions, Options, SyncMode};
 pub use recovery::{RecoveryReport, Truncation};
 pub use stream::{Record, RecordStreamReader, encode_stream_record};
 
-use format::{
-    AddrSpace, FLAG_TOMBSTONE, LogAddr, RecordRef, SegmentHeader, encode_record, record_len,
-};
+use format::{AddrSpace, FLAG_TOMBSTONE, LogAddr, RecordRef, SegmentHeader, encode_record, record_len};
 use index::Index;
 use io::{Dir, OsDir};
 use segment::{Scanner, Segment, SegmentTable, segment_name};
@@ -145,13 +143,8 @@ impl Store {
     /// whatever a crash left there.
     pub fn open(path: impl AsRef<std::path::Path>, opts: Options) -> Result<Store> {
         let dir = OsDir::new(path.as_ref()).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => StoreError::Locked {
-                path: path.as_ref().to_path_buf(),
-            },
-            _ => StoreError::Io {
-                op: "opening the store directory",
-                source: e,
-            },
+            std::io::ErrorKind::WouldBlock => StoreError::Locked { path: path.as_ref().to_path_buf() },
+            _ => StoreError::Io { op: "opening the store directory", source: e },
         })?;
         Store::open_in(Arc::new(dir), opts)
     }
@@ -175,11 +168,7 @@ impl Store {
             // fsync that bounds what a crash may lose.
             threads.push(spawn("wimpy-sync", Inner::sync_every_interval)?);
         }
-        Ok(Store {
-            inner,
-            threads,
-            recovery,
-        })
+        Ok(Store { inner, threads, recovery })
     }
 
     /// The options the store runs with.
@@ -196,10 +185,7 @@ impl Store {
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.inner.check_key(key)?;
         if value.len() > self.inner.opts.max_value_bytes {
-            return Err(StoreError::ValueTooLarge {
-                len: value.len(),
-                max: self.inner.opts.max_value_bytes,
-            });
+            return Err(StoreError::ValueTooLarge { len: value.len(), max: self.inner.opts.max_value_bytes });
         }
         let lsn = self.inner.write(key, value, 0)?;
         self.inner.wait_durable(lsn)
@@ -211,9 +197,7 @@ impl Store {
         self.inner.check_poison()?;
         let mut buf = Vec::new();
         match self.inner.read_live(key_hash(key), key, &mut buf)? {
-            Some(Found {
-                damage: Some(e), ..
-            }) => Err(e),
+            Some(Found { damage: Some(e), .. }) => Err(e),
             Some(Found { damage: None, .. }) => {
                 let rec = RecordRef::decode(&buf).expect("verified when read");
                 Ok(Some(rec.value.to_vec()))
@@ -269,12 +253,7 @@ impl Store {
 
     /// The records of `range` as a stream for another node: a split.
     pub fn split(&self, range: KeyHashRange) -> impl Iterator<Item = Result<Record>> + '_ {
-        self.scan(range).map(|r| {
-            r.map(|(key, value)| Record {
-                key,
-                value: Some(value),
-            })
-        })
+        self.scan(range).map(|r| r.map(|(key, value)| Record { key, value: Some(value) }))
     }
 
     /// Applies a record stream from another node (a merge): puts and, for
@@ -331,10 +310,7 @@ impl Drop for Store {
 impl Inner {
     fn check_key(&self, key: &[u8]) -> Result<()> {
         if key.is_empty() || key.len() > self.opts.max_key_bytes {
-            return Err(StoreError::KeyTooLarge {
-                len: key.len(),
-                max: self.opts.max_key_bytes,
-            });
+            return Err(StoreError::KeyTooLarge { len: key.len(), max: self.opts.max_key_bytes });
         }
         Ok(())
     }
@@ -347,14 +323,7 @@ impl Inner {
     }
 
     fn poisoned(&self) -> StoreError {
-        StoreError::Poisoned {
-            cause: self
-                .poison
-                .cause
-                .lock()
-                .clone()
-                .unwrap_or_else(|| "unknown".into()),
-        }
+        StoreError::Poisoned { cause: self.poison.cause.lock().clone().unwrap_or_else(|| "unknown".into()) }
     }
 
     /// Marks the store poisoned by `err` and returns the error to hand up.
@@ -403,10 +372,7 @@ impl Inner {
                 Candidate::NotMine => {}
                 Candidate::Mine => return Ok(Some(Found { addr, damage: None })),
                 Candidate::DamagedMine(e) => {
-                    return Ok(Some(Found {
-                        addr,
-                        damage: Some(e),
-                    }));
+                    return Ok(Some(Found { addr, damage: Some(e) }));
                 }
             }
         }
@@ -416,19 +382,12 @@ impl Inner {
     /// Like [`Inner::read_live`] under the writer lock: the address and
     /// padded length of `key`'s live record. A damaged record of the key
     /// still counts as its record, so a put or delete can replace it.
-    fn find_live_locked(
-        &self,
-        w: &mut Writer,
-        h: u64,
-        key: &[u8],
-    ) -> Result<Option<(LogAddr, u64)>> {
+    fn find_live_locked(&self, w: &mut Writer, h: u64, key: &[u8]) -> Result<Option<(LogAddr, u64)>> {
         let mut buf = std::mem::take(&mut w.scratch);
         let found = self.read_live(h, key, &mut buf);
         // The header's value length, checksum or not: a damaged record is
         // still framed by it (the key matched at its place).
-        let value_len = buf
-            .get(4..8)
-            .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+        let value_len = buf.get(4..8).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
         let len = record_len(key.len(), value_len);
         w.scratch = buf;
         Ok(found?.map(|f| (f.addr, len)))
@@ -441,11 +400,7 @@ impl Inner {
     /// Takes `len` bytes off the live count of the segment holding `addr`.
     fn release_live(&self, addr: LogAddr, len: u64) {
         if let Some(seg) = self.segment_of(addr) {
-            let _ = seg
-                .live_bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                    Some(v.saturating_sub(len))
-                });
+            let _ = seg.live_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(len)));
         }
     }
 
@@ -471,9 +426,7 @@ impl Inner {
                 self.index.load().replace(h, old_addr, addr);
                 self.release_live(old_addr, old_len);
             }
-            None => self
-                .index_insert(&mut w, h, addr)
-                .map_err(|e| self.poison(e))?,
+            None => self.index_insert(&mut w, h, addr).map_err(|e| self.poison(e))?,
         }
         Ok(lsn)
     }
@@ -502,11 +455,7 @@ impl Inner {
             if self.index.load().insert(h, addr) {
                 Ok(())
             } else {
-                Err(self.poison(StoreError::Corrupt {
-                    segment: 0,
-                    offset: 0,
-                    reason: "index cannot place an entry",
-                }))
+                Err(self.poison(StoreError::Corrupt { segment: 0, offset: 0, reason: "index cannot place an entry" }))
             }
         }
     }
@@ -515,19 +464,13 @@ impl Inner {
     /// the entries are found again by scanning the log: a record is live iff
     /// the old index points at exactly its address.
     fn grow_index(&self, w: &mut Writer) -> Result<()> {
-        w.active
-            .flush_tail()
-            .map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
+        w.active.flush_tail().map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
         let old = self.index.load_full();
         // A replay's estimate counts overwritten records too: trust it for
         // at most a few growth steps at once.
-        let hinted = Index::buckets_for(
-            self.grow_hint.load(Ordering::Relaxed),
-            self.opts.max_index_load,
-        )
-        .min(old.bucket_count() * 4);
-        let mut buckets =
-            ((old.bucket_count() as f64 * self.opts.index_growth).ceil() as usize).max(hinted);
+        let hinted = Index::buckets_for(self.grow_hint.load(Ordering::Relaxed), self.opts.max_index_load)
+            .min(old.bucket_count() * 4);
+        let mut buckets = ((old.bucket_count() as f64 * self.opts.index_growth).ceil() as usize).max(hinted);
         loop {
             let new = Index::with_buckets(buckets);
             let mut placed_all = true;
@@ -560,16 +503,10 @@ impl Inner {
     /// damage since: reported, not skipped.
     fn for_each_record(&self, mut f: impl FnMut(LogAddr, RecordRef<'_>)) -> Result<()> {
         for seg in self.segments.load().by_seq() {
-            let mut scanner = Scanner::new(
-                &*seg.file,
-                segment::first_record_pos(),
-                seg.flushed.load(Ordering::Acquire),
-            );
+            let mut scanner =
+                Scanner::new(&*seg.file, segment::first_record_pos(), seg.flushed.load(Ordering::Acquire));
             loop {
-                match scanner
-                    .next_record()
-                    .map_err(StoreError::io("scanning the log"))?
-                {
+                match scanner.next_record().map_err(StoreError::io("scanning the log"))? {
                     Ok(Some((pos, rec))) => f(self.space.addr(seg.slot, pos), rec),
                     Ok(None) => break,
                     Err(segment::ScanEnd::Bad { at, reason }) => {
@@ -584,13 +521,7 @@ impl Inner {
 
     /// Frames a record into the active segment's tail, rolling to a new
     /// segment when it does not fit.
-    fn append(
-        &self,
-        w: &mut Writer,
-        key: &[u8],
-        value: &[u8],
-        flags: u8,
-    ) -> Result<(LogAddr, u64)> {
+    fn append(&self, w: &mut Writer, key: &[u8], value: &[u8], flags: u8) -> Result<(LogAddr, u64)> {
         let len = record_len(key.len(), value.len());
         if w.active.end() + len > self.space.segment_bytes() {
             self.roll(w)?;
@@ -606,8 +537,7 @@ impl Inner {
         w.appended += len;
         self.since_checkpoint.fetch_add(len, Ordering::Relaxed);
         if flush {
-            seg.flush_tail()
-                .map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
+            seg.flush_tail().map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
         }
         Ok((self.space.addr(seg.slot, pos), w.appended))
     }
@@ -615,8 +545,7 @@ impl Inner {
     /// Seals the active segment and starts the next one.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = w.active.clone();
-        old.flush_tail()
-            .map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
+        old.flush_tail().map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
         if self.opts.sync != SyncMode::Never {
             // Records acknowledged later by group commit may sit in this
             // segment; group commit only fsyncs the active one.
@@ -646,11 +575,7 @@ impl Inner {
         let slot = self.allocate_slot(w)?;
         let seq = w.next_seq;
         let name = segment_name(seq);
-        let header = SegmentHeader {
-            seq,
-            slot,
-            segment_shift: self.space.segment_shift,
-        };
+        let header = SegmentHeader { seq, slot, segment_shift: self.space.segment_shift };
         let io_err = |e| self.poison(StoreError::io("creating a segment")(e));
         let file = self.dir.create(&name).map_err(io_err)?;
         file.write_all_at(&header.encode(), 0).map_err(io_err)?;
@@ -715,9 +640,7 @@ impl Inner {
     fn sync_active(&self) -> Result<u64> {
         let (seg, upto) = {
             let w = self.writer.lock();
-            w.active
-                .flush_tail()
-                .map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
+            w.active.flush_tail().map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
             (w.active.clone(), w.appended)
         };
         // Outside the writer lock: the next group keeps appending meanwhile.
@@ -738,11 +661,7 @@ impl Inner {
 
     fn stats(&self) -> StoreStats {
         let index = self.index.load();
-        let mut s = StoreStats {
-            live_keys: index.len(),
-            index_bytes: index.memory_bytes(),
-            ..StoreStats::default()
-        };
+        let mut s = StoreStats { live_keys: index.len(), index_bytes: index.memory_bytes(), ..StoreStats::default() };
         let mut live = 0;
         for seg in self.segments.load().by_seq() {
             s.log_bytes += seg.end();
@@ -808,21 +727,14 @@ fn read_candidate(seg: &Segment, pos: u64, key: &[u8], buf: &mut Vec<u8>) -> Res
         Err(e @ StoreError::Corrupt { .. }) => e,
         Err(e) => return Err(e),
     };
-    Ok(if record_key_is(buf, key) {
-        Candidate::DamagedMine(damaged)
-    } else {
-        Candidate::NotMine
-    })
+    Ok(if record_key_is(buf, key) { Candidate::DamagedMine(damaged) } else { Candidate::NotMine })
 }
 
 /// Whether `buf` starts with a record header naming `key` (checked without
 /// the checksum, to tell damage to this key's record from another's).
 fn record_key_is(buf: &[u8], key: &[u8]) -> bool {
     buf.get(12..12 + key.len()) == Some(key)
-        && buf
-            .get(8..10)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-            == Some(key.len())
+        && buf.get(8..10).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize) == Some(key.len())
 }
 
 /// Iterator over the live records of a key-hash range; see [`Store::scan`].
@@ -841,9 +753,7 @@ pub struct RangeScan<'a> {
 
 impl std::fmt::Debug for RangeScan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RangeScan")
-            .field("range", &self.range)
-            .finish_non_exhaustive()
+        f.debug_struct("RangeScan").field("range", &self.range).finish_non_exhaustive()
     }
 }
 
@@ -852,16 +762,7 @@ impl<'a> RangeScan<'a> {
         let gate = inner.scan_gate.read_recursive();
         let pending: std::collections::VecDeque<_> = inner.segments.load().by_seq().into();
         let last_seq = pending.back().map(|s| s.seq);
-        RangeScan {
-            inner,
-            range,
-            _gate: gate,
-            pending,
-            last_seq,
-            current: None,
-            buf: Vec::new(),
-            failed: false,
-        }
+        RangeScan { inner, range, _gate: gate, pending, last_seq, current: None, buf: Vec::new(), failed: false }
     }
 
     /// Reads the next slice of the current segment into `buf`.
@@ -894,18 +795,14 @@ impl<'a> RangeScan<'a> {
             if seg.flushed.load(Ordering::Acquire) < seg.end() {
                 // Recent records still in memory: write them out to read them.
                 let _w = self.inner.writer.lock();
-                seg.flush_tail()
-                    .map_err(|e| self.inner.poison(StoreError::io("writing the log")(e)))?;
+                seg.flush_tail().map_err(|e| self.inner.poison(StoreError::io("writing the log")(e)))?;
             }
             let end = seg.flushed.load(Ordering::Acquire);
             let mut scanner = Scanner::new(&*seg.file, pos, end);
             let index = self.inner.index.load();
             let mut read = 0;
             while read < 1 << 20 {
-                match scanner
-                    .next_record()
-                    .map_err(StoreError::io("scanning the log"))?
-                {
+                match scanner.next_record().map_err(StoreError::io("scanning the log"))? {
                     Ok(Some((at, rec))) => {
                         read += rec.header.padded_len();
                         if rec.is_tombstone() {
@@ -913,10 +810,7 @@ impl<'a> RangeScan<'a> {
                         }
                         let h = key_hash(rec.key);
                         if self.range.contains(h)
-                            && index
-                                .lookup(h)
-                                .as_slice()
-                                .contains(&self.inner.space.addr(seg.slot, at))
+                            && index.lookup(h).as_slice().contains(&self.inner.space.addr(seg.slot, at))
                         {
                             self.buf.push((rec.key.to_vec(), rec.value.to_vec()));
                         }

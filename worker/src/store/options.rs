@@ -4,9 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::error::StoreError;
-use super::format::{
-    MAX_KEY_LEN, MAX_SEGMENT_SHIFT, MIN_SEGMENT_SHIFT, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
-};
+use super::format::{MAX_KEY_LEN, MAX_SEGMENT_SHIFT, MIN_SEGMENT_SHIFT, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 
 /// When written data is forced to flash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,10 +121,7 @@ impl Options {
         let bad = |m: String| Err(StoreError::InvalidOptions(m));
         self.segment_shift()?;
         if self.max_key_bytes == 0 || self.max_key_bytes > MAX_KEY_LEN {
-            return bad(format!(
-                "max_key_bytes {} must be 1..={MAX_KEY_LEN}",
-                self.max_key_bytes
-            ));
+            return bad(format!("max_key_bytes {} must be 1..={MAX_KEY_LEN}", self.max_key_bytes));
         }
         let largest = (SEGMENT_HEADER_LEN as usize + RECORD_HEADER_LEN + 8) as u64
             + self.max_key_bytes as u64
@@ -138,16 +133,10 @@ impl Options {
             ));
         }
         if !(0.5..=0.98).contains(&self.max_index_load) {
-            return bad(format!(
-                "max_index_load {} must be in 0.5..=0.98",
-                self.max_index_load
-            ));
+            return bad(format!("max_index_load {} must be in 0.5..=0.98", self.max_index_load));
         }
         if !(1.1..=4.0).contains(&self.index_growth) {
-            return bad(format!(
-                "index_growth {} must be in 1.1..=4.0",
-                self.index_growth
-            ));
+            return bad(format!("index_growth {} must be in 1.1..=4.0", self.index_growth));
         }
         let c = &self.compaction;
         if !(0.0..1.0).contains(&c.garbage_ratio) || !(0.0..1.0).contains(&c.min_segment_garbage) {
@@ -168,10 +157,7 @@ mod tests {
     fn sync_modes_parse_and_bad_ones_say_what_is_expected() {
         assert_eq!("always".parse::<SyncMode>().unwrap(), SyncMode::Always);
         assert_eq!("never".parse::<SyncMode>().unwrap(), SyncMode::Never);
-        assert_eq!(
-            "interval:250".parse::<SyncMode>().unwrap(),
-            SyncMode::Interval(Duration::from_millis(250))
-        );
+        assert_eq!("interval:250".parse::<SyncMode>().unwrap(), SyncMode::Interval(Duration::from_millis(250)));
         for bad in ["", "sometimes", "interval:", "interval:0", "interval:x"] {
             let err = bad.parse::<SyncMode>().unwrap_err().to_string();
             assert!(err.contains("interval:<milliseconds"), "{err}");
@@ -181,15 +167,9 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_oversized_values_are_not() {
         Options::default().validate().unwrap();
-        let o = Options {
-            segment_bytes: 1 << 20,
-            ..Options::default()
-        };
+        let o = Options { segment_bytes: 1 << 20, ..Options::default() };
         assert!(matches!(o.validate(), Err(StoreError::InvalidOptions(_))));
-        let o = Options {
-            segment_bytes: 3 << 20,
-            ..Options::default()
-        };
+        let o = Options { segment_bytes: 3 << 20, ..Options::default() };
         assert!(o.validate().is_err());
     }
 }

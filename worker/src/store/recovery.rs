@@ -15,15 +15,11 @@ use parking_lot::{Condvar, Mutex};
 use wimpy_schema::key_hash;
 
 use super::error::{Result, StoreError};
-use super::format::{
-    self, AddrSpace, HeaderError, LogAddr, SEGMENT_HEADER_LEN, read_segment_header,
-};
+use super::format::{self, AddrSpace, HeaderError, LogAddr, SEGMENT_HEADER_LEN, read_segment_header};
 use super::index::{Index, SLOT_BYTES, SLOTS};
 use super::io::{Dir, LogFile};
 use super::options::Options;
-use super::segment::{
-    ScanEnd, Scanner, Segment, SegmentTable, count_intact_after, parse_segment_name,
-};
+use super::segment::{ScanEnd, Scanner, Segment, SegmentTable, count_intact_after, parse_segment_name};
 use super::{GroupCommit, Inner, Poison, Writer};
 
 /// Name of the index checkpoint file.
@@ -97,58 +93,41 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
     let io = |op| StoreError::io(op);
     let names = dir.list().map_err(io("listing the store directory"))?;
     if names.iter().any(|n| n == CHECKPOINT_TMP) {
-        dir.remove(CHECKPOINT_TMP)
-            .map_err(io("removing a half-written checkpoint"))?;
+        dir.remove(CHECKPOINT_TMP).map_err(io("removing a half-written checkpoint"))?;
     }
 
     // 1. Segments with a readable header. Sequence numbers are never reused,
     // not even those of segments set aside earlier.
     let newest = names.iter().filter_map(|n| parse_segment_name(n)).max();
-    let highest_seen = names
-        .iter()
-        .filter_map(|n| parse_segment_name(n.strip_suffix(".corrupt").unwrap_or(n)))
-        .max()
-        .unwrap_or(0);
+    let highest_seen =
+        names.iter().filter_map(|n| parse_segment_name(n.strip_suffix(".corrupt").unwrap_or(n))).max().unwrap_or(0);
     let mut found: Vec<FoundSegment> = Vec::new();
     for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
         let file = dir.open(name).map_err(io("opening a segment"))?;
         let len = file.len().map_err(io("reading a segment's length"))?;
         let mut head = [0u8; SEGMENT_HEADER_LEN as usize];
         let header = if len < SEGMENT_HEADER_LEN {
-            Err(HeaderError::Damaged(format!(
-                "{len} bytes is too short for a segment header"
-            )))
+            Err(HeaderError::Damaged(format!("{len} bytes is too short for a segment header")))
         } else {
-            file.read_exact_at(&mut head, 0)
-                .map_err(io("reading a segment header"))?;
+            file.read_exact_at(&mut head, 0).map_err(io("reading a segment header"))?;
             read_segment_header(&head).and_then(|h| {
                 if Some(h.seq) == parse_segment_name(name) {
                     Ok(h)
                 } else {
-                    Err(HeaderError::Damaged(
-                        "header sequence number differs from the file name".into(),
-                    ))
+                    Err(HeaderError::Damaged("header sequence number differs from the file name".into()))
                 }
             })
         };
         match header {
-            Ok(header) => found.push(FoundSegment {
-                name: name.clone(),
-                header,
-                file,
-                len,
-            }),
+            Ok(header) => found.push(FoundSegment { name: name.clone(), header, file, len }),
             // Only the newest segment can lack its header because a crash
             // cut its creation short; it holds no acknowledged record. Keep
             // the bytes for inspection rather than deleting them.
             // (Its header is fsynced before any record is appended, so a
             // longer file with a bad header is damage, not a torn creation.)
-            Err(HeaderError::Damaged(reason))
-                if parse_segment_name(name) == newest && len <= SEGMENT_HEADER_LEN =>
-            {
+            Err(HeaderError::Damaged(reason)) if parse_segment_name(name) == newest && len <= SEGMENT_HEADER_LEN => {
                 let aside = format!("{name}.corrupt");
-                dir.rename(name, &aside)
-                    .map_err(io("setting aside a damaged segment"))?;
+                dir.rename(name, &aside).map_err(io("setting aside a damaged segment"))?;
                 report.set_aside.push(format!("{name}: {reason}"));
             }
             // Anywhere else, skipping the segment would bring back older
@@ -162,10 +141,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
                 });
             }
             Err(HeaderError::Unsupported(reason)) => {
-                return Err(StoreError::Format {
-                    path: dir.path().join(name),
-                    reason,
-                });
+                return Err(StoreError::Format { path: dir.path().join(name), reason });
             }
         }
     }
@@ -178,15 +154,10 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
     if let Some(s) = found.iter().find(|s| s.header.segment_shift != shift) {
         return Err(StoreError::Format {
             path: dir.path().join(&s.name),
-            reason: format!(
-                "segment size 2^{} differs from the store's 2^{shift}",
-                s.header.segment_shift
-            ),
+            reason: format!("segment size 2^{} differs from the store's 2^{shift}", s.header.segment_shift),
         });
     }
-    let space = AddrSpace {
-        segment_shift: shift,
-    };
+    let space = AddrSpace { segment_shift: shift };
 
     // 2. The checkpoint, if it matches the segments.
     let mut checkpoint = None;
@@ -203,12 +174,8 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         let mut kept = Vec::new();
         for s in found {
             if s.header.seq < c.replay_seq && !c.segments.contains_key(&s.header.seq) {
-                dir.remove(&s.name)
-                    .map_err(io("removing a compacted segment"))?;
-                report.set_aside.push(format!(
-                    "{}: compacted before the last checkpoint; removed",
-                    s.name
-                ));
+                dir.remove(&s.name).map_err(io("removing a compacted segment"))?;
+                report.set_aside.push(format!("{}: compacted before the last checkpoint; removed", s.name));
             } else {
                 kept.push(s);
             }
@@ -226,26 +193,13 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
     }
 
     // 3. Segment objects, with the lengths and live bytes the checkpoint knew.
-    let (replay_seq, replay_pos) = checkpoint
-        .as_ref()
-        .map_or((0, 0), |c| (c.replay_seq, c.replay_pos));
+    let (replay_seq, replay_pos) = checkpoint.as_ref().map_or((0, 0), |c| (c.replay_seq, c.replay_pos));
     let mut table = SegmentTable::default();
     let mut segs = Vec::new();
     for s in &found {
-        let known = checkpoint
-            .as_ref()
-            .and_then(|c| c.segments.get(&s.header.seq));
-        let end = if s.header.seq < replay_seq {
-            known.map_or(s.len, |k| k.2)
-        } else {
-            s.len
-        };
-        let seg = Arc::new(Segment::new(
-            s.header.seq,
-            s.header.slot,
-            s.file.clone(),
-            end,
-        ));
+        let known = checkpoint.as_ref().and_then(|c| c.segments.get(&s.header.seq));
+        let end = if s.header.seq < replay_seq { known.map_or(s.len, |k| k.2) } else { s.len };
+        let seg = Arc::new(Segment::new(s.header.seq, s.header.slot, s.file.clone(), end));
         if let Some(k) = known {
             seg.live_bytes.store(k.1, Ordering::Relaxed);
         }
@@ -294,19 +248,12 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         if seg.seq < replay_seq {
             continue;
         }
-        let from = if seg.seq == replay_seq {
-            replay_pos.max(SEGMENT_HEADER_LEN)
-        } else {
-            SEGMENT_HEADER_LEN
-        };
+        let from = if seg.seq == replay_seq { replay_pos.max(SEGMENT_HEADER_LEN) } else { SEGMENT_HEADER_LEN };
         // Bytes past the segment size cannot be addressed: never records.
         to_replay.push((seg.clone(), from, seg.end().min(space.segment_bytes())));
         seg.set_end(from);
     }
-    let replay_total: u64 = to_replay
-        .iter()
-        .map(|(_, from, end)| end.saturating_sub(*from))
-        .sum();
+    let replay_total: u64 = to_replay.iter().map(|(_, from, end)| end.saturating_sub(*from)).sum();
     for (seg, from, end) in to_replay {
         let file_len = seg.file.len().map_err(io("reading a segment's length"))?;
         // What was replayed may sit in the page cache only (an earlier process
@@ -315,20 +262,13 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         seg.dirty.store(true, Ordering::Release);
         let mut stopped = replay_segment(&inner, &seg, from, end, replay_total, &mut report)?;
         if stopped == ScanEnd::Clean && file_len > end {
-            stopped = ScanEnd::Bad {
-                at: end,
-                reason: "file is longer than the store's segment size",
-            };
+            stopped = ScanEnd::Bad { at: end, reason: "file is longer than the store's segment size" };
         }
         if let ScanEnd::Bad { at, reason } = stopped {
             let end = file_len;
             let dropped_records = count_intact_after(&*seg.file, at, end);
-            seg.file
-                .set_len(at)
-                .map_err(io("cutting a torn log tail"))?;
-            seg.file
-                .sync_data()
-                .map_err(io("cutting a torn log tail"))?;
+            seg.file.set_len(at).map_err(io("cutting a torn log tail"))?;
+            seg.file.sync_data().map_err(io("cutting a torn log tail"))?;
             seg.set_end(at);
             report.truncations.push(Truncation {
                 segment: seg.seq,
@@ -348,9 +288,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
             w.active = seg;
         }
     }
-    inner
-        .since_checkpoint
-        .store(report.replayed_bytes, Ordering::Relaxed);
+    inner.since_checkpoint.store(report.replayed_bytes, Ordering::Relaxed);
     inner.grow_hint.store(0, Ordering::Relaxed);
     report.segments = inner.segments.load().by_seq().len();
     report.live_keys = inner.index.load().len();
@@ -375,27 +313,16 @@ fn replay_segment(
     // updated (which may read other records) while scanning continues.
     let mut batch: Vec<Replayed> = Vec::new();
     let result = loop {
-        match scanner
-            .next_record()
-            .map_err(StoreError::io("reading the log"))?
-        {
+        match scanner.next_record().map_err(StoreError::io("reading the log"))? {
             Ok(Some((pos, rec))) => {
                 report.replayed_records += 1;
                 report.replayed_bytes += rec.header.padded_len();
-                batch.push((
-                    pos,
-                    rec.key.to_vec(),
-                    (!rec.is_tombstone()).then_some(rec.value.len()),
-                ));
+                batch.push((pos, rec.key.to_vec(), (!rec.is_tombstone()).then_some(rec.value.len())));
                 if batch.len() >= 4096 {
                     // Size the index for the whole replay: records seen so far,
                     // scaled by the share of the log they took.
-                    let estimate = report.replayed_records as f64 * replay_total as f64
-                        / report.replayed_bytes as f64;
-                    inner.grow_hint.fetch_max(
-                        estimate as u64 + inner.index.load().len(),
-                        Ordering::Relaxed,
-                    );
+                    let estimate = report.replayed_records as f64 * replay_total as f64 / report.replayed_bytes as f64;
+                    inner.grow_hint.fetch_max(estimate as u64 + inner.index.load().len(), Ordering::Relaxed);
                     seg.set_end(scanner.position());
                     apply_batch(inner, seg, &mut batch)?;
                 }
@@ -425,8 +352,7 @@ fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> 
                 }
             }
             Some(len) => {
-                seg.live_bytes
-                    .fetch_add(format::record_len(key.len(), len), Ordering::Relaxed);
+                seg.live_bytes.fetch_add(format::record_len(key.len(), len), Ordering::Relaxed);
                 match old {
                     Some((old_addr, _)) => {
                         inner.index.load().replace(h, old_addr, addr);
@@ -440,21 +366,16 @@ fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> 
 }
 
 fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
-    let file = dir
-        .open(CHECKPOINT)
-        .map_err(|e| format!("cannot open: {e}"))?;
+    let file = dir.open(CHECKPOINT).map_err(|e| format!("cannot open: {e}"))?;
     let len = file.len().map_err(|e| format!("cannot stat: {e}"))?;
     if len < (CHECKPOINT_HEADER + 4) as u64 {
         return Err(format!("{len} bytes is not a checkpoint"));
     }
     // Check the size the header promises before allocating for it.
     let mut head = [0u8; CHECKPOINT_HEADER];
-    file.read_exact_at(&mut head, 0)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read: {e}"))?;
     let promised = (CHECKPOINT_SEGMENT as u64)
-        .checked_mul(u64::from(u32::from_le_bytes(
-            head[40..44].try_into().unwrap(),
-        )))
+        .checked_mul(u64::from(u32::from_le_bytes(head[40..44].try_into().unwrap())))
         .and_then(|segs| {
             u64::from_le_bytes(head[16..24].try_into().unwrap())
                 .checked_mul((SLOTS * SLOT_BYTES) as u64)
@@ -465,8 +386,7 @@ fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
         return Err("its header does not match its size".into());
     }
     let mut b = vec![0u8; len as usize];
-    file.read_exact_at(&mut b, 0)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    file.read_exact_at(&mut b, 0).map_err(|e| format!("cannot read: {e}"))?;
     let (body, crc) = b.split_at(b.len() - 4);
     if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
         return Err("checksum mismatch".into());
@@ -476,49 +396,32 @@ fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
     }
     let version = u16::from_le_bytes(body[8..10].try_into().unwrap());
     if version != CHECKPOINT_VERSION {
-        return Err(format!(
-            "checkpoint version {version}, expected {CHECKPOINT_VERSION}"
-        ));
+        return Err(format!("checkpoint version {version}, expected {CHECKPOINT_VERSION}"));
     }
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap());
     let buckets = u64_at(16);
     let replay_seq = u64_at(24);
     let replay_pos = u64_at(32);
     let count = u32::from_le_bytes(body[40..44].try_into().unwrap()) as usize;
-    let seg_bytes = count
-        .checked_mul(CHECKPOINT_SEGMENT)
-        .ok_or("segment count overflows")?;
+    let seg_bytes = count.checked_mul(CHECKPOINT_SEGMENT).ok_or("segment count overflows")?;
     let idx_bytes = usize::try_from(buckets)
         .ok()
         .and_then(|b| b.checked_mul(SLOTS * SLOT_BYTES))
         .ok_or("bucket count overflows")?;
-    if CHECKPOINT_HEADER
-        .checked_add(seg_bytes)
-        .and_then(|x| x.checked_add(idx_bytes))
-        != Some(body.len())
-    {
+    if CHECKPOINT_HEADER.checked_add(seg_bytes).and_then(|x| x.checked_add(idx_bytes)) != Some(body.len()) {
         return Err("lengths inside do not add up to the file size".into());
     }
     let mut segments = BTreeMap::new();
     for i in 0..count {
         let at = CHECKPOINT_HEADER + i * CHECKPOINT_SEGMENT;
         let slot = u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
-        if segments
-            .insert(u64_at(at + 8), (slot, u64_at(at + 16), u64_at(at + 24)))
-            .is_some()
-        {
+        if segments.insert(u64_at(at + 8), (slot, u64_at(at + 16), u64_at(at + 24))).is_some() {
             return Err("a segment is listed twice".into());
         }
     }
     let index = Index::read_raw(buckets as usize, &body[CHECKPOINT_HEADER + seg_bytes..])
         .ok_or("index table does not parse")?;
-    Ok(Checkpoint {
-        buckets: buckets as usize,
-        replay_seq,
-        replay_pos,
-        segments,
-        index,
-    })
+    Ok(Checkpoint { buckets: buckets as usize, replay_seq, replay_pos, segments, index })
 }
 
 /// Accepts a checkpoint only if every segment it names is on disk, in the
@@ -546,10 +449,7 @@ fn check_checkpoint(
     {
         return Err("replay position lies past its segment's end".into());
     }
-    if c.segments
-        .values()
-        .any(|&(_, _, end)| end > space.segment_bytes())
-    {
+    if c.segments.values().any(|&(_, _, end)| end > space.segment_bytes()) {
         return Err("a segment end lies past the segment size".into());
     }
     if !c.replay_pos.is_multiple_of(format::RECORD_ALIGN) {
@@ -557,12 +457,7 @@ fn check_checkpoint(
     }
     // End of each listed slot's segment, 0 for slots not listed: a plain
     // table, since this runs once per index entry.
-    let top = c
-        .segments
-        .values()
-        .map(|&(slot, _, _)| slot as usize + 1)
-        .max()
-        .unwrap_or(0);
+    let top = c.segments.values().map(|&(slot, _, _)| slot as usize + 1).max().unwrap_or(0);
     let mut ends = vec![0u64; top];
     for &(slot, _, end) in c.segments.values() {
         ends[slot as usize] = end;
@@ -593,16 +488,11 @@ impl Inner {
         self.check_poison()?;
         let (mut bytes, segs) = {
             let w = self.writer.lock();
-            w.active
-                .flush_tail()
-                .map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
+            w.active.flush_tail().map_err(|e| self.poison(StoreError::io("writing the log")(e)))?;
             let segs = self.segments.load().by_seq();
             let index = self.index.load();
             let mut b = Vec::with_capacity(
-                CHECKPOINT_HEADER
-                    + segs.len() * CHECKPOINT_SEGMENT
-                    + index.memory_bytes() as usize
-                    + 4,
+                CHECKPOINT_HEADER + segs.len() * CHECKPOINT_SEGMENT + index.memory_bytes() as usize + 4,
             );
             b.extend_from_slice(&CHECKPOINT_MAGIC);
             b.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());

@@ -71,10 +71,7 @@ impl Segment {
             file,
             flushed: AtomicU64::new(end),
             end: AtomicU64::new(end),
-            tail: Mutex::new(Tail {
-                start: end,
-                buf: Vec::new(),
-            }),
+            tail: Mutex::new(Tail { start: end, buf: Vec::new() }),
             live_bytes: AtomicU64::new(0),
             dirty: AtomicBool::new(false),
             sync_lock: Mutex::new(()),
@@ -141,9 +138,7 @@ impl Segment {
             return Err(self.corrupt(pos, "address past the end of the segment"));
         }
         out.resize(want, 0);
-        self.file
-            .read_exact_at(out, pos)
-            .map_err(StoreError::io("reading a record"))?;
+        self.file.read_exact_at(out, pos).map_err(StoreError::io("reading a record"))?;
         let header = RecordHeader::parse(out).map_err(|reason| self.corrupt(pos, reason))?;
         let body = header.body_end();
         if pos + body as u64 > end {
@@ -152,9 +147,7 @@ impl Segment {
         if body > out.len() {
             let have = out.len();
             out.resize(body, 0);
-            self.file
-                .read_exact_at(&mut out[have..], pos + have as u64)
-                .map_err(StoreError::io("reading a record"))?;
+            self.file.read_exact_at(&mut out[have..], pos + have as u64).map_err(StoreError::io("reading a record"))?;
         } else {
             out.truncate(body);
         }
@@ -162,11 +155,7 @@ impl Segment {
     }
 
     pub fn corrupt(&self, offset: u64, reason: &'static str) -> StoreError {
-        StoreError::Corrupt {
-            segment: self.seq,
-            offset,
-            reason,
-        }
+        StoreError::Corrupt { segment: self.seq, offset, reason }
     }
 }
 
@@ -242,13 +231,7 @@ const SCAN_CHUNK: usize = 1 << 20;
 
 impl<'a> Scanner<'a> {
     pub fn new(file: &'a dyn LogFile, from: u64, end: u64) -> Scanner<'a> {
-        Scanner {
-            file,
-            buf_start: from,
-            buf: Vec::new(),
-            pos: from,
-            end,
-        }
+        Scanner { file, buf_start: from, buf: Vec::new(), pos: from, end }
     }
 
     pub fn position(&self) -> u64 {
@@ -257,9 +240,7 @@ impl<'a> Scanner<'a> {
 
     /// The next record and its offset, `Ok(None)` at the end, or the place
     /// where the bytes stop being records. I/O errors are returned as such.
-    pub fn next_record(
-        &mut self,
-    ) -> std::io::Result<Result<Option<(u64, RecordRef<'_>)>, ScanEnd>> {
+    pub fn next_record(&mut self) -> std::io::Result<Result<Option<(u64, RecordRef<'_>)>, ScanEnd>> {
         if self.pos >= self.end {
             return Ok(Ok(None));
         }
@@ -302,8 +283,7 @@ impl<'a> Scanner<'a> {
         let have = self.buf.len();
         if want > have {
             self.buf.resize(want, 0);
-            self.file
-                .read_exact_at(&mut self.buf[have..], self.pos + have as u64)?;
+            self.file.read_exact_at(&mut self.buf[have..], self.pos + have as u64)?;
         }
         Ok(())
     }
@@ -349,13 +329,9 @@ mod tests {
     #[test]
     fn segment_names_round_trip_and_strangers_are_ignored() {
         assert_eq!(parse_segment_name(&segment_name(0xabc)), Some(0xabc));
-        for other in [
-            "index.ckpt",
-            "00000000000000g1.log",
-            "1.log",
-            "0000000000000001.log.corrupt",
-            "00000000000000AB.log",
-        ] {
+        for other in
+            ["index.ckpt", "00000000000000g1.log", "1.log", "0000000000000001.log.corrupt", "00000000000000AB.log"]
+        {
             assert_eq!(parse_segment_name(other), None, "{other}");
         }
     }

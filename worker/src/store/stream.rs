@@ -38,21 +38,11 @@ pub struct RecordStreamReader<R> {
 
 impl<R: Read> RecordStreamReader<R> {
     pub fn new(src: R, max_key: usize, max_value: usize) -> Self {
-        RecordStreamReader {
-            src,
-            max_key,
-            max_value,
-            offset: 0,
-            done: false,
-        }
+        RecordStreamReader { src, max_key, max_value, offset: 0, done: false }
     }
 
     fn bad(&self, reason: &'static str) -> StoreError {
-        StoreError::Corrupt {
-            segment: u64::MAX,
-            offset: self.offset,
-            reason,
-        }
+        StoreError::Corrupt { segment: u64::MAX, offset: self.offset, reason }
     }
 
     fn read_one(&mut self) -> Result<Option<Record>> {
@@ -65,37 +55,23 @@ impl<R: Read> RecordStreamReader<R> {
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(StoreError::Io {
-                        op: "reading a record stream",
-                        source: e,
-                    });
+                    return Err(StoreError::Io { op: "reading a record stream", source: e });
                 }
             }
         }
         let h = RecordHeader::parse(&head).map_err(|r| self.bad(r))?;
         if h.key_len as usize > self.max_key {
-            return Err(StoreError::KeyTooLarge {
-                len: h.key_len as usize,
-                max: self.max_key,
-            });
+            return Err(StoreError::KeyTooLarge { len: h.key_len as usize, max: self.max_key });
         }
         if h.value_len as usize > self.max_value {
-            return Err(StoreError::ValueTooLarge {
-                len: h.value_len as usize,
-                max: self.max_value,
-            });
+            return Err(StoreError::ValueTooLarge { len: h.value_len as usize, max: self.max_value });
         }
         let mut frame = head.to_vec();
         frame.resize(h.padded_len() as usize, 0);
-        self.src
-            .read_exact(&mut frame[RECORD_HEADER_LEN..])
-            .map_err(|_| self.bad("stream ends inside a record"))?;
+        self.src.read_exact(&mut frame[RECORD_HEADER_LEN..]).map_err(|_| self.bad("stream ends inside a record"))?;
         let rec = RecordRef::decode(&frame).map_err(|r| self.bad(r))?;
         self.offset += frame.len() as u64;
-        Ok(Some(Record {
-            key: rec.key.to_vec(),
-            value: (!rec.is_tombstone()).then(|| rec.value.to_vec()),
-        }))
+        Ok(Some(Record { key: rec.key.to_vec(), value: (!rec.is_tombstone()).then(|| rec.value.to_vec()) }))
     }
 }
 
@@ -120,26 +96,15 @@ mod tests {
     #[test]
     fn frames_round_trip_and_damage_is_refused() {
         let records = vec![
-            Record {
-                key: b"a".to_vec(),
-                value: Some(b"1".to_vec()),
-            },
-            Record {
-                key: b"bb".to_vec(),
-                value: None,
-            },
-            Record {
-                key: b"c".to_vec(),
-                value: Some(vec![7; 1000]),
-            },
+            Record { key: b"a".to_vec(), value: Some(b"1".to_vec()) },
+            Record { key: b"bb".to_vec(), value: None },
+            Record { key: b"c".to_vec(), value: Some(vec![7; 1000]) },
         ];
         let mut bytes = Vec::new();
         for r in &records {
             encode_stream_record(&mut bytes, r);
         }
-        let back: Vec<_> = RecordStreamReader::new(&bytes[..], 100, 2000)
-            .collect::<Result<_>>()
-            .unwrap();
+        let back: Vec<_> = RecordStreamReader::new(&bytes[..], 100, 2000).collect::<Result<_>>().unwrap();
         assert_eq!(back, records);
 
         let mut bad = bytes.clone();
@@ -148,9 +113,6 @@ mod tests {
         let cut = &bytes[..bytes.len() - 3];
         assert!(RecordStreamReader::new(cut, 100, 2000).any(|r| r.is_err()));
         let refused = RecordStreamReader::new(&bytes[..], 100, 10).find_map(|r| r.err());
-        assert!(matches!(
-            refused,
-            Some(StoreError::ValueTooLarge { len: 1000, max: 10 })
-        ));
+        assert!(matches!(refused, Some(StoreError::ValueTooLarge { len: 1000, max: 10 })));
     }
 }

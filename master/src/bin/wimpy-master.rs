@@ -1,0 +1,42 @@
+//! `wimpy-master`: keeps membership and the ring. Parses flags, binds, and
+//! hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use wimpy_master::{MasterConfig, run};
+
+/// Serve the wimpy master.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to serve RPC on.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Data directory for the master's state (the last ring epoch).
+    #[arg(long)]
+    data: PathBuf,
+    /// Virtual nodes per worker on the ring.
+    #[arg(long, default_value_t = wimpy_schema::ring::DEFAULT_VNODES)]
+    vnodes: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        eprintln!("wimpy-master: serving on {}", listener.local_addr()?);
+        let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), ..MasterConfig::default() };
+        run(listener, config, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        eprintln!("wimpy-master: shut down");
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,105 @@
+//! Keeping a worker on the ring: register with the master, heartbeat, and
+//! adopt each new ring epoch the master announces.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use wimpy_schema::wimpy_capnp::master;
+use wimpy_schema::{Ring, WorkerId, reader_options};
+
+use crate::server::WorkerState;
+
+/// File in the data directory that keeps the worker's id across restarts.
+pub const ID_FILE: &str = "worker.id";
+
+/// The id this data directory belongs to (0 if it has none yet).
+pub fn load_id(data: &Path) -> std::io::Result<WorkerId> {
+    match std::fs::read_to_string(data.join(ID_FILE)) {
+        Ok(s) => s.trim().parse().map_err(|e| std::io::Error::other(format!("{}: {e}", ID_FILE))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records the id the master gave this data directory, durably.
+pub fn save_id(data: &Path, id: WorkerId) -> std::io::Result<()> {
+    let tmp = data.join(format!("{ID_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, data.join(ID_FILE))?;
+    std::fs::File::open(data)?.sync_all()
+}
+
+/// Connects to the master. Must run inside a `LocalSet`.
+pub async fn connect_master(addr: SocketAddr) -> std::io::Result<master::Client> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Client,
+        reader_options(),
+    );
+    let mut rpc = RpcSystem::new(Box::new(network), None);
+    let client: master::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
+    tokio::task::spawn_local(rpc);
+    Ok(client)
+}
+
+/// Registers `address` (with the id kept from an earlier run, or 0) and
+/// returns the id to keep and the heartbeat interval.
+pub async fn register(
+    master: &master::Client,
+    id: WorkerId,
+    address: &str,
+) -> Result<(WorkerId, Duration), capnp::Error> {
+    let mut req = master.register_request();
+    req.get().set_id(id);
+    req.get().set_address(address);
+    let resp = req.send().promise.await?;
+    let r = resp.get()?;
+    Ok((r.get_id(), Duration::from_millis(u64::from(r.get_heartbeat_millis().max(10)))))
+}
+
+/// Fetches the master's ring.
+pub async fn fetch_ring(master: &master::Client) -> Result<Ring, capnp::Error> {
+    let resp = master.ring_request().send().promise.await?;
+    let r = resp.get()?.get_ring()?;
+    let ids: Vec<_> = r.get_members()?.iter().map(|m| m.get_id()).collect();
+    Ok(Ring::new(r.get_epoch(), r.get_vnodes(), ids))
+}
+
+/// Heartbeats until the connection fails; adopts every new epoch and
+/// registers again if the master forgot this worker (it restarted).
+pub async fn heartbeat_loop(
+    master: &master::Client,
+    state: &Arc<WorkerState>,
+    address: &str,
+    every: Duration,
+) -> Result<(), capnp::Error> {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let stats = state.store.stats();
+        let mut req = master.heartbeat_request();
+        req.get().set_id(state.id);
+        let mut s = req.get().init_stats();
+        s.set_live_keys(stats.live_keys);
+        s.set_log_bytes(stats.log_bytes);
+        s.set_garbage_bytes(stats.garbage_bytes);
+        s.set_index_bytes(stats.index_bytes);
+        let epoch = req.send().promise.await?.get()?.get_epoch();
+        if epoch == 0 {
+            register(master, state.id, address).await?;
+        }
+        if epoch != state.ring().epoch() {
+            state.set_ring(fetch_ring(master).await?);
+        }
+    }
+}
