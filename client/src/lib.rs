@@ -1,4 +1,14 @@
-//! The wimpy client SDK: routes each key straight to the worker that owns it,
-//! by the key hash every node agrees on.
+//! The wimpy client SDK: fetches the ring from the master, caches it, and
+//! sends each request straight to the worker that owns the key. A worker that
+//! answers "stale epoch" makes the client refresh the ring and retry; a
+//! dropped connection is re-opened. The master stays off the data path.
+//!
+//! capnp-rpc is single-threaded, so a [`Client`] lives on one thread: use it
+//! inside a tokio `LocalSet` on a current-thread runtime.
 
-pub use wimpy_schema::{KeyHashRange, key_hash};
+mod client;
+mod error;
+
+pub use client::{Client, ClientOptions, Member, MemberState, RingView};
+pub use error::ClientError;
+pub use wimpy_schema::{KeyHashRange, Ring, key_hash};

@@ -2,5 +2,6 @@
 //! log-structured [`store`], and runs compute jobs next to the data.
 
 pub mod membership;
+pub mod node;
 pub mod server;
 pub mod store;

@@ -1,0 +1,318 @@
+//! The routing client.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
+use futures::AsyncReadExt;
+use wimpy_schema::wimpy_capnp::{delete_result, failure, get_result, master, member, worker, write_result};
+use wimpy_schema::{Ring, WorkerId, reader_options};
+
+use crate::ClientError;
+
+/// How a client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Limit on one request, retries included.
+    pub timeout: Duration,
+    /// Attempts per request when the ring moves or a connection drops.
+    pub attempts: u32,
+    /// First pause between attempts; doubles each time.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { timeout: Duration::from_secs(10), attempts: 6, backoff: Duration::from_millis(20) }
+    }
+}
+
+/// Where a member stands, as the master reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    Joining,
+    Serving,
+    Leaving,
+    Down,
+}
+
+/// A member of the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: WorkerId,
+    pub address: String,
+    pub state: MemberState,
+    pub live_keys: u64,
+    pub log_bytes: u64,
+    pub garbage_bytes: u64,
+    pub index_bytes: u64,
+}
+
+/// The ring and its members' addresses, as of one epoch.
+#[derive(Clone, Debug)]
+pub struct RingView {
+    pub ring: Ring,
+    pub members: Vec<Member>,
+}
+
+impl RingView {
+    fn member(&self, id: WorkerId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
+
+/// A connection to a wimpy cluster.
+pub struct Client {
+    master_addr: SocketAddr,
+    master: RefCell<Option<master::Client>>,
+    ring: RefCell<Rc<RingView>>,
+    /// One RPC connection per worker address; capnp multiplexes requests.
+    workers: RefCell<HashMap<String, worker::Client>>,
+    opts: ClientOptions,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("master", &self.master_addr)
+            .field("epoch", &self.ring.borrow().ring.epoch())
+            .finish()
+    }
+}
+
+/// What one attempt at a request came to.
+enum Attempt<T> {
+    Done(T),
+    /// Routing was stale or the connection dropped: refresh and retry.
+    Retry,
+}
+
+impl Client {
+    /// Connects to the master at `addr` and fetches the ring.
+    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ClientOptions::default()).await
+    }
+
+    pub async fn connect_with(addr: SocketAddr, opts: ClientOptions) -> Result<Client, ClientError> {
+        let client = Client {
+            master_addr: addr,
+            master: RefCell::new(None),
+            ring: RefCell::new(Rc::new(RingView { ring: Ring::empty(0, 1), members: Vec::new() })),
+            workers: RefCell::new(HashMap::new()),
+            opts,
+        };
+        client.refresh_ring().await?;
+        Ok(client)
+    }
+
+    /// The ring as last fetched.
+    pub fn ring(&self) -> Rc<RingView> {
+        self.ring.borrow().clone()
+    }
+
+    async fn master(&self) -> Result<master::Client, ClientError> {
+        if let Some(m) = self.master.borrow().as_ref() {
+            return Ok(m.clone());
+        }
+        let m: master::Client = connect(&self.master_addr.to_string()).await?;
+        *self.master.borrow_mut() = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Fetches the ring from the master.
+    pub async fn refresh_ring(&self) -> Result<Rc<RingView>, ClientError> {
+        let master = self.master().await?;
+        let resp = match master.ring_request().send().promise.await {
+            Ok(r) => r,
+            Err(e) => {
+                *self.master.borrow_mut() = None;
+                return Err(unreachable(&self.master_addr.to_string(), e));
+            }
+        };
+        let view = Rc::new(read_ring(resp.get()?.get_ring()?)?);
+        *self.ring.borrow_mut() = view.clone();
+        Ok(view)
+    }
+
+    /// The full membership report of the master: the ring and joining members.
+    pub async fn status(&self) -> Result<(RingView, Vec<Member>), ClientError> {
+        let master = self.master().await?;
+        let resp =
+            master.status_request().send().promise.await.map_err(|e| unreachable(&self.master_addr.to_string(), e))?;
+        let r = resp.get()?;
+        let view = read_ring(r.get_ring()?)?;
+        let joining = r.get_joining()?.iter().map(read_member).collect::<Result<_, _>>()?;
+        Ok((view, joining))
+    }
+
+    /// The worker owning `key` under the cached ring, with its address.
+    fn route(&self, key: &[u8]) -> Result<(u64, Member), ClientError> {
+        let view = self.ring.borrow();
+        let owner = view.ring.owner(key).ok_or(ClientError::NoWorkers)?;
+        let m = view.member(owner).ok_or(ClientError::NoWorkers)?.clone();
+        if m.state == MemberState::Down {
+            return Err(ClientError::Unavailable(format!("worker {} at {} is down", m.id, m.address)));
+        }
+        Ok((view.ring.epoch(), m))
+    }
+
+    async fn worker(&self, address: &str) -> Result<worker::Client, ClientError> {
+        if let Some(w) = self.workers.borrow().get(address) {
+            return Ok(w.clone());
+        }
+        let w: worker::Client = connect(address).await?;
+        self.workers.borrow_mut().insert(address.to_owned(), w.clone());
+        Ok(w)
+    }
+
+    /// Runs `attempt` against the key's owner, refreshing the ring and
+    /// retrying with backoff while routing is stale or a connection drops.
+    async fn with_owner<T, F, Fut>(&self, key: &[u8], attempt: F) -> Result<T, ClientError>
+    where
+        F: Fn(worker::Client, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
+    {
+        let run = async {
+            let mut pause = self.opts.backoff;
+            for _ in 0..self.opts.attempts {
+                let (epoch, owner) = self.route(key)?;
+                let outcome = match self.worker(&owner.address).await {
+                    Ok(w) => attempt(w, epoch).await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(Attempt::Done(v)) => return Ok(v),
+                    Ok(Attempt::Retry) => {}
+                    // The owner went away: forget the connection; the master
+                    // may already know where its keys went.
+                    Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Disconnected => {
+                        self.workers.borrow_mut().remove(&owner.address);
+                    }
+                    Err(ClientError::Unreachable { .. }) => {
+                        self.workers.borrow_mut().remove(&owner.address);
+                    }
+                    Err(e) => return Err(e),
+                }
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                self.refresh_ring().await?;
+            }
+            Err(ClientError::Unsettled(self.opts.attempts))
+        };
+        tokio::time::timeout(self.opts.timeout, run).await.map_err(|_| ClientError::Timeout(self.opts.timeout))?
+    }
+
+    /// The value stored under `key`.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+        self.with_owner(key, |w, epoch| async move {
+            let mut req = w.get_request();
+            req.get().set_key(key);
+            req.get().set_epoch(epoch);
+            let resp = req.send().promise.await?;
+            match resp.get()?.get_result()?.which()? {
+                get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
+                get_result::NotFound(()) => Ok(Attempt::Done(None)),
+                get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
+                get_result::Failure(f) => failure_to(f?),
+            }
+        })
+        .await
+    }
+
+    /// Stores `value` under `key`; returns once the owner made it durable.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        self.with_owner(key, |w, epoch| async move {
+            let mut req = w.put_request();
+            req.get().set_key(key);
+            req.get().set_value(value);
+            req.get().set_epoch(epoch);
+            let resp = req.send().promise.await?;
+            match resp.get()?.get_result()?.which()? {
+                write_result::Ok(()) => Ok(Attempt::Done(())),
+                write_result::Failure(f) => failure_to(f?),
+            }
+        })
+        .await
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
+        self.with_owner(key, |w, epoch| async move {
+            let mut req = w.delete_request();
+            req.get().set_key(key);
+            req.get().set_epoch(epoch);
+            let resp = req.send().promise.await?;
+            match resp.get()?.get_result()?.which()? {
+                delete_result::Deleted(d) => Ok(Attempt::Done(d)),
+                delete_result::Failure(f) => failure_to(f?),
+            }
+        })
+        .await
+    }
+}
+
+/// Turns a worker's `Failure` into a retry (stale routing) or an error.
+fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
+    let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, ClientError> {
+        Ok(t?.to_string().unwrap_or_else(|_| "(not UTF-8)".into()))
+    };
+    Err(match f.which()? {
+        failure::StaleEpoch(_) => return Ok(Attempt::Retry),
+        failure::TooLarge(g) => {
+            ClientError::TooLarge { what: text(g.get_what())?, limit: g.get_limit(), actual: g.get_actual() }
+        }
+        failure::Invalid(m) => ClientError::Invalid(text(m)?),
+        failure::Unavailable(m) => ClientError::Unavailable(text(m)?),
+        failure::Overloaded(()) => ClientError::Overloaded,
+        failure::Storage(m) => ClientError::Storage(text(m)?),
+    })
+}
+
+fn unreachable(addr: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Unreachable { addr: addr.to_owned(), reason: e.to_string() }
+}
+
+fn read_member(m: member::Reader<'_>) -> Result<Member, ClientError> {
+    let s = m.get_stats()?;
+    Ok(Member {
+        id: m.get_id(),
+        address: m.get_address()?.to_string().map_err(|e| ClientError::Invalid(e.to_string()))?,
+        state: match m.get_state()? {
+            member::State::Joining => MemberState::Joining,
+            member::State::Serving => MemberState::Serving,
+            member::State::Leaving => MemberState::Leaving,
+            member::State::Down => MemberState::Down,
+        },
+        live_keys: s.get_live_keys(),
+        log_bytes: s.get_log_bytes(),
+        garbage_bytes: s.get_garbage_bytes(),
+        index_bytes: s.get_index_bytes(),
+    })
+}
+
+fn read_ring(r: wimpy_schema::wimpy_capnp::ring_info::Reader<'_>) -> Result<RingView, ClientError> {
+    let members: Vec<Member> = r.get_members()?.iter().map(read_member).collect::<Result<_, _>>()?;
+    let ring = Ring::new(r.get_epoch(), r.get_vnodes(), members.iter().map(|m| m.id));
+    Ok(RingView { ring, members })
+}
+
+/// Opens a Cap'n Proto connection to `addr` and returns its bootstrap
+/// capability. Must run inside a `LocalSet`.
+async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> Result<C, ClientError> {
+    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(addr, e))?;
+    stream.set_nodelay(true).map_err(|e| unreachable(addr, e))?;
+    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let network = twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Client,
+        reader_options(),
+    );
+    let mut rpc = RpcSystem::new(Box::new(network), None);
+    let client: C = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
+    tokio::task::spawn_local(rpc);
+    Ok(client)
+}

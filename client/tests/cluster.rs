@@ -1,0 +1,214 @@
+//! A whole cluster in one process: a master and workers on 127.0.0.1:0,
+//! driven through the client SDK.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wimpy_client::{Client, ClientError};
+use wimpy_master::MasterConfig;
+use wimpy_worker::node::WorkerConfig;
+use wimpy_worker::store::{CompactionOptions, Options, SyncMode};
+
+/// A node running on its own thread until dropped.
+struct Node {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let _ = self.thread.take().unwrap().join();
+    }
+}
+
+fn spawn_node<F, Fut>(serve: F) -> Node
+where
+    F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            serve(listener, stopped).await;
+        });
+    });
+    Node { addr: addr_rx.recv().unwrap(), stop: Some(stop), thread: Some(thread) }
+}
+
+fn master() -> Node {
+    spawn_node(|listener, stopped| async move {
+        let config = MasterConfig {
+            vnodes: 64,
+            heartbeat: Duration::from_millis(20),
+            down_after: Duration::from_millis(300),
+            data: None,
+        };
+        wimpy_master::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    })
+}
+
+fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
+    spawn_node(move |listener, stopped| async move {
+        let config = WorkerConfig {
+            master,
+            data,
+            store: Options {
+                sync: SyncMode::Never,
+                segment_bytes: 1 << 22,
+                max_value_bytes: 1 << 20,
+                compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
+                ..Options::default()
+            },
+            cores: 1,
+        };
+        wimpy_worker::node::run(listener, config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    })
+}
+
+fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, body());
+}
+
+/// Waits (bounded) until the master's ring has `n` serving members.
+async fn wait_for_members(client: &Client, n: usize) {
+    for _ in 0..500 {
+        let view = client.refresh_ring().await.unwrap();
+        if view.members.len() == n && view.members.iter().all(|m| m.state == wimpy_client::MemberState::Serving) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the ring never reached {n} serving members");
+}
+
+#[test]
+fn keys_route_to_their_owners_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let workers: Vec<_> = (0..3).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
+    let maddr = m.addr;
+    client_side(|| async move {
+        let client = Client::connect(maddr).await.unwrap();
+        wait_for_members(&client, 3).await;
+        for i in 0..300u32 {
+            client.put(format!("key-{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
+        }
+        for i in 0..300u32 {
+            assert_eq!(client.get(format!("key-{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()));
+        }
+        assert!(client.delete(b"key-7").await.unwrap());
+        assert!(!client.delete(b"key-7").await.unwrap());
+        assert_eq!(client.get(b"key-7").await.unwrap(), None);
+        // Every worker holds a share: routing spreads the keys.
+        let (view, _) = client.status().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await; // a heartbeat carries fresh stats
+        let (view2, _) = client.status().await.unwrap();
+        let total: u64 = view2.members.iter().map(|m| m.live_keys).sum();
+        assert_eq!(view.members.len(), 3);
+        assert_eq!(total, 299, "{:?}", view2.members);
+        assert!(view2.members.iter().all(|m| m.live_keys > 30), "{:?}", view2.members);
+        // Refusals come back typed.
+        let err = client.put(b"", b"x").await.unwrap_err();
+        assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
+        let err = client.put(&vec![b'k'; 5000], b"x").await.unwrap_err();
+        assert!(matches!(err, ClientError::TooLarge { limit: 4096, actual: 5000, .. }), "{err:?}");
+    });
+    drop(workers);
+}
+
+#[test]
+fn a_client_with_an_old_ring_is_told_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let first = worker(m.addr, dir.path().join("w0"));
+    let maddr = m.addr;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let client_thread = std::thread::spawn(move || {
+        client_side(|| async move {
+            let client = Client::connect(maddr).await.unwrap();
+            wait_for_members(&client, 1).await;
+            let epoch = client.ring().ring.epoch();
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // The cached ring still has one member; the cluster has two now.
+            // Writes to keys the newcomer owns are refused as stale by the
+            // first worker, and land on the newcomer after a refresh.
+            for i in 0..100u32 {
+                client.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
+            }
+            assert!(client.ring().ring.epoch() > epoch, "the client never refreshed its ring");
+            assert_eq!(client.ring().members.len(), 2);
+            for i in 0..100u32 {
+                assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(b"v".to_vec()));
+            }
+        })
+    });
+    ready_rx.recv().unwrap();
+    let second = worker(m.addr, dir.path().join("w1"));
+    // Let the second worker register and both learn the new ring.
+    std::thread::sleep(Duration::from_millis(300));
+    go_tx.send(()).unwrap();
+    client_thread.join().unwrap();
+    drop((first, second));
+}
+
+#[test]
+fn keys_of_a_dead_worker_fail_fast_with_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let a = worker(m.addr, dir.path().join("w0"));
+    let b = worker(m.addr, dir.path().join("w1"));
+    let maddr = m.addr;
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let client_thread = std::thread::spawn(move || {
+        client_side(|| async move {
+            let client = Client::connect(maddr).await.unwrap();
+            wait_for_members(&client, 2).await;
+            ready_tx.send(()).unwrap();
+            killed_rx.recv().unwrap();
+            // Wait (bounded) for the master to mark the dead worker down.
+            let mut down = None;
+            for _ in 0..300 {
+                let view = client.refresh_ring().await.unwrap();
+                if let Some(m) = view.members.iter().find(|m| m.state == wimpy_client::MemberState::Down) {
+                    down = Some(m.id);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let down = down.expect("the master never noticed the dead worker");
+            let ring = client.ring().ring.clone();
+            let key = (0u32..).map(|i| format!("k{i}")).find(|k| ring.owner(k.as_bytes()) == Some(down)).unwrap();
+            let started = std::time::Instant::now();
+            let err = client.get(key.as_bytes()).await.unwrap_err();
+            assert!(matches!(err, ClientError::Unavailable(_)), "{err:?}");
+            assert!(err.is_unavailable());
+            assert!(started.elapsed() < Duration::from_secs(1), "a dead worker's key should fail fast");
+            // Keys of the live worker still work.
+            let live = (0u32..).map(|i| format!("k{i}")).find(|k| ring.owner(k.as_bytes()) != Some(down)).unwrap();
+            client.put(live.as_bytes(), b"still here").await.unwrap();
+        })
+    });
+    ready_rx.recv().unwrap();
+    drop(b);
+    killed_tx.send(()).unwrap();
+    client_thread.join().unwrap();
+    drop(a);
+}

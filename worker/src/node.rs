@@ -1,0 +1,81 @@
+//! A whole worker process, as a library call: open the store, register with
+//! the master, serve RPC, heartbeat, until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::membership;
+use crate::server::{WorkerState, run as serve};
+use crate::store::{Options, Store};
+
+/// How a worker runs.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The master to register with.
+    pub master: SocketAddr,
+    /// Data directory: the store and the worker's id.
+    pub data: PathBuf,
+    /// Store settings.
+    pub store: Options,
+    /// Threads serving RPC.
+    pub cores: usize,
+}
+
+/// Runs a worker on `listener` until `shutdown` resolves. Must run inside a
+/// `LocalSet` on a current-thread runtime.
+pub async fn run(
+    listener: TcpListener,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(&config.data)?;
+    let store = Arc::new(
+        Store::open(&config.data, config.store.clone())
+            .map_err(|e| std::io::Error::other(format!("opening the store: {e}")))?,
+    );
+    let address = listener.local_addr()?.to_string();
+    let master = connect_with_retry(config.master).await;
+    let (id, every) = membership::register(&master, membership::load_id(&config.data)?, &address)
+        .await
+        .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
+    membership::save_id(&config.data, id)?;
+    let state = Arc::new(WorkerState::new(id, store));
+    if let Ok(ring) = membership::fetch_ring(&master).await {
+        state.set_ring(ring);
+    }
+    let heartbeat = tokio::task::spawn_local({
+        let state = state.clone();
+        let address = address.clone();
+        let master_addr = config.master;
+        async move {
+            let mut master = master;
+            loop {
+                if membership::heartbeat_loop(&master, &state, &address, every).await.is_err() {
+                    master = connect_with_retry(master_addr).await;
+                }
+            }
+        }
+    });
+    let served = serve(listener, state, config.cores, shutdown).await;
+    heartbeat.abort();
+    served
+}
+
+/// Connects to the master, retrying with backoff until it answers.
+async fn connect_with_retry(addr: SocketAddr) -> wimpy_schema::wimpy_capnp::master::Client {
+    let mut wait = Duration::from_millis(20);
+    loop {
+        match membership::connect_master(addr).await {
+            Ok(c) => return c,
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
