@@ -1,0 +1,135 @@
+//! End to end: the real binaries. `wimpy local` starts a master and three
+//! worker processes; the `wimpy` CLI drives them; Ctrl-C stops them all.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const WIMPY: &str = env!("CARGO_BIN_EXE_wimpy");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Local {
+    child: Child,
+    master: String,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wimpy(master: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(WIMPY)
+        .arg("--master")
+        .arg(master)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn start_local(data: &std::path::Path) -> Local {
+    let siblings: Vec<PathBuf> =
+        ["wimpy-master", "wimpy-worker"].iter().map(|n| PathBuf::from(WIMPY).with_file_name(n)).collect();
+    for s in &siblings {
+        assert!(s.exists(), "{} is missing: run the tests with `cargo test --workspace`", s.display());
+    }
+    let master = format!("127.0.0.1:{}", free_port());
+    let child = Command::new(WIMPY)
+        .args(["--master", &master, "local", "--workers", "3", "--data"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let local = Local { child, master };
+    // Bounded wait until all three workers serve.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = wimpy(&local.master, &["-o", "json", "status"], None);
+        if o.status.success() && text(&o).matches("\"serving\"").count() == 3 {
+            return local;
+        }
+        assert!(Instant::now() < deadline, "cluster did not come up: {}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_cli_drives_a_local_cluster_of_real_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut local = start_local(dir.path());
+    let m = local.master.clone();
+
+    let o = wimpy(&m, &["put", "greeting", "-"], Some(b"hello wimpy"));
+    assert!(o.status.success(), "{o:?}");
+    let o = wimpy(&m, &["get", "greeting"], None);
+    assert_eq!((o.status.code(), text(&o).as_str()), (Some(0), "hello wimpy"));
+
+    let file = dir.path().join("value.bin");
+    let value: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&file, &value).unwrap();
+    assert!(wimpy(&m, &["put", "blob", file.to_str().unwrap()], None).status.success());
+    let back = dir.path().join("back.bin");
+    assert!(wimpy(&m, &["get", "blob", "-o", back.to_str().unwrap()], None).status.success());
+    assert_eq!(std::fs::read(&back).unwrap(), value);
+
+    let o = wimpy(&m, &["-o", "json", "get", "greeting"], None);
+    assert!(text(&o).contains("\"value\":\"hello wimpy\""), "{}", text(&o));
+
+    // Exit codes: 3 not found, 5 refused input, 4 unreachable, 2 usage.
+    assert_eq!(wimpy(&m, &["get", "missing"], None).status.code(), Some(3));
+    assert_eq!(wimpy(&m, &["put", "", "-"], Some(b"x")).status.code(), Some(5));
+    let nobody = format!("127.0.0.1:{}", free_port());
+    assert_eq!(wimpy(&nobody, &["get", "greeting"], None).status.code(), Some(4));
+    assert_eq!(wimpy(&m, &["frobnicate"], None).status.code(), Some(2));
+
+    let o = wimpy(&m, &["del", "greeting"], None);
+    assert!(o.status.success());
+    assert_eq!(wimpy(&m, &["del", "greeting"], None).status.code(), Some(3));
+
+    let o = wimpy(&m, &["status"], None);
+    assert!(text(&o).contains("3 member(s)"), "{}", text(&o));
+    let o = wimpy(&m, &["ring"], None);
+    assert_eq!(text(&o).matches("% of keys").count(), 3, "{}", text(&o));
+
+    // Ctrl-C: everything stops and `wimpy local` exits cleanly.
+    // SAFETY: kill(2) sends SIGINT to the child we spawned and still own.
+    unsafe {
+        libc::kill(local.child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = local.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "wimpy local did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert_eq!(wimpy(&m, &["get", "blob"], None).status.code(), Some(4), "the cluster should be gone");
+
+    // Restarted on the same data, the workers come back with their keys.
+    let local = start_local(dir.path());
+    let o = wimpy(&local.master, &["get", "blob", "-o", back.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&back).unwrap(), value);
+}
