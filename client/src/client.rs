@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
 use wimpy_schema::wimpy_capnp::{delete_result, failure, get_result, master, member, worker, write_result};
-use wimpy_schema::{Ring, WorkerId, reader_options};
+use wimpy_schema::{Ring, WorkerId};
 
 use crate::ClientError;
 
@@ -299,20 +297,7 @@ fn read_ring(r: wimpy_schema::wimpy_capnp::ring_info::Reader<'_>) -> Result<Ring
     Ok(RingView { ring, members })
 }
 
-/// Opens a Cap'n Proto connection to `addr` and returns its bootstrap
-/// capability. Must run inside a `LocalSet`.
+/// Opens a connection to `addr`. Must run inside a `LocalSet`.
 async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> Result<C, ClientError> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| unreachable(addr, e))?;
-    stream.set_nodelay(true).map_err(|e| unreachable(addr, e))?;
-    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Client,
-        reader_options(),
-    );
-    let mut rpc = RpcSystem::new(Box::new(network), None);
-    let client: C = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
-    tokio::task::spawn_local(rpc);
-    Ok(client)
+    wimpy_schema::rpc::connect(addr).await.map_err(|e| unreachable(addr, e))
 }

@@ -9,10 +9,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
 use tokio::net::TcpListener;
-use wimpy_schema::reader_options;
 use wimpy_schema::wimpy_capnp::{master, member, ring_info};
 
 use crate::membership::{MemberState, MemberStats, Membership};
@@ -103,15 +100,7 @@ pub async fn run(
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, service: master::Client) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Server,
-        reader_options(),
-    );
-    RpcSystem::new(Box::new(network), Some(service.client)).await.map_err(std::io::Error::other)
+    wimpy_schema::rpc::serve(stream, service.client).await
 }
 
 struct MasterService {

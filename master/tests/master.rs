@@ -3,11 +3,9 @@
 
 use std::net::SocketAddr;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
 use wimpy_master::{MasterConfig, run};
+use wimpy_schema::Ring;
 use wimpy_schema::wimpy_capnp::{master, member};
-use wimpy_schema::{Ring, reader_options};
 
 struct Running {
     addr: SocketAddr,
@@ -41,18 +39,7 @@ fn start(config: MasterConfig) -> Running {
 }
 
 async fn connect(addr: SocketAddr) -> master::Client {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Client,
-        reader_options(),
-    );
-    let mut rpc = RpcSystem::new(Box::new(network), None);
-    let client: master::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
-    tokio::task::spawn_local(rpc);
-    client
+    wimpy_schema::rpc::connect(&addr.to_string()).await.unwrap()
 }
 
 fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {

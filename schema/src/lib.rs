@@ -4,6 +4,7 @@
 
 mod key_hash;
 pub mod ring;
+pub mod rpc;
 
 pub use key_hash::{KeyHashRange, key_hash};
 pub use ring::{Ring, WorkerId};

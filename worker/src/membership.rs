@@ -6,10 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
 use wimpy_schema::wimpy_capnp::master;
-use wimpy_schema::{Ring, WorkerId, reader_options};
+use wimpy_schema::{Ring, WorkerId};
 
 use crate::server::WorkerState;
 
@@ -36,19 +34,7 @@ pub fn save_id(data: &Path, id: WorkerId) -> std::io::Result<()> {
 
 /// Connects to the master. Must run inside a `LocalSet`.
 pub async fn connect_master(addr: SocketAddr) -> std::io::Result<master::Client> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Client,
-        reader_options(),
-    );
-    let mut rpc = RpcSystem::new(Box::new(network), None);
-    let client: master::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
-    tokio::task::spawn_local(rpc);
-    Ok(client)
+    wimpy_schema::rpc::connect(&addr.to_string()).await
 }
 
 /// Registers `address` (with the id kept from an earlier run, or 0) and

@@ -4,10 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
+use wimpy_schema::Ring;
 use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
-use wimpy_schema::{Ring, reader_options};
 use wimpy_worker::server::{WorkerState, run};
 use wimpy_worker::store::{CompactionOptions, Options, Store, SyncMode};
 
@@ -57,19 +55,7 @@ fn start(id: u64, sync: SyncMode) -> Running {
 }
 
 async fn connect(addr: SocketAddr) -> worker::Client {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Client,
-        reader_options(),
-    );
-    let mut rpc = RpcSystem::new(Box::new(network), None);
-    let client: worker::Client = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
-    tokio::task::spawn_local(rpc);
-    client
+    wimpy_schema::rpc::connect(&addr.to_string()).await.unwrap()
 }
 
 /// Runs `body` on a client-side current-thread runtime with a LocalSet.

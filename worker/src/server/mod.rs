@@ -14,11 +14,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
-use futures::AsyncReadExt;
 use tokio::net::TcpListener;
 use wimpy_schema::wimpy_capnp::{failure, worker};
-use wimpy_schema::{Ring, WorkerId, reader_options};
+use wimpy_schema::{Ring, WorkerId};
 
 use crate::store::{Store, SyncMode};
 
@@ -134,16 +132,7 @@ fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::Unbounde
 
 async fn serve_connection(stream: std::net::TcpStream, service: worker::Client) -> std::io::Result<()> {
     stream.set_nonblocking(true)?;
-    let stream = tokio::net::TcpStream::from_std(stream)?;
-    let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    let network = twoparty::VatNetwork::new(
-        futures::io::BufReader::new(reader),
-        futures::io::BufWriter::new(writer),
-        rpc_twoparty_capnp::Side::Server,
-        reader_options(),
-    );
-    let rpc = RpcSystem::new(Box::new(network), Some(service.client));
-    rpc.await.map_err(std::io::Error::other)
+    wimpy_schema::rpc::serve(tokio::net::TcpStream::from_std(stream)?, service.client).await
 }
 
 /// The `Worker` interface on one core.
