@@ -20,11 +20,19 @@ pub struct ClientOptions {
     pub attempts: u32,
     /// First pause between attempts; doubles each time.
     pub backoff: Duration,
+    /// Send every request through the master (proxy mode, with its hot-key
+    /// cache) instead of straight to the owning worker.
+    pub via_master: bool,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { timeout: Duration::from_secs(10), attempts: 6, backoff: Duration::from_millis(20) }
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            attempts: 6,
+            backoff: Duration::from_millis(20),
+            via_master: false,
+        }
     }
 }
 
@@ -146,6 +154,18 @@ impl Client {
         Ok((view, joining))
     }
 
+    /// Awaits an RPC answer within the client's time limit.
+    async fn in_time<T>(&self, f: impl std::future::Future<Output = capnp::Result<T>>) -> Result<T, ClientError> {
+        match tokio::time::timeout(self.opts.timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                *self.master.borrow_mut() = None;
+                Err(unreachable(&self.master_addr.to_string(), e))
+            }
+            Err(_) => Err(ClientError::Timeout(self.opts.timeout)),
+        }
+    }
+
     /// The worker owning `key` under the cached ring, with its address.
     fn route(&self, key: &[u8]) -> Result<(u64, Member), ClientError> {
         let view = self.ring.borrow();
@@ -205,6 +225,17 @@ impl Client {
 
     /// The value stored under `key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+        if self.opts.via_master {
+            let mut req = self.master().await?.get_request();
+            req.get().set_key(key);
+            let resp = self.in_time(req.send().promise).await?;
+            return match resp.get()?.get_result()?.which()? {
+                get_result::Value(v) => Ok(Some(v?.to_vec())),
+                get_result::NotFound(()) => Ok(None),
+                get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
+                get_result::Failure(f) => settled(failure_to(f?)),
+            };
+        }
         self.with_owner(key, |w, epoch| async move {
             let mut req = w.get_request();
             req.get().set_key(key);
@@ -222,6 +253,16 @@ impl Client {
 
     /// Stores `value` under `key`; returns once the owner made it durable.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        if self.opts.via_master {
+            let mut req = self.master().await?.put_request();
+            req.get().set_key(key);
+            req.get().set_value(value);
+            let resp = self.in_time(req.send().promise).await?;
+            return match resp.get()?.get_result()?.which()? {
+                write_result::Ok(()) => Ok(()),
+                write_result::Failure(f) => settled(failure_to(f?)),
+            };
+        }
         self.with_owner(key, |w, epoch| async move {
             let mut req = w.put_request();
             req.get().set_key(key);
@@ -238,6 +279,15 @@ impl Client {
 
     /// Removes `key`; returns whether it was there.
     pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
+        if self.opts.via_master {
+            let mut req = self.master().await?.delete_request();
+            req.get().set_key(key);
+            let resp = self.in_time(req.send().promise).await?;
+            return match resp.get()?.get_result()?.which()? {
+                delete_result::Deleted(d) => Ok(d),
+                delete_result::Failure(f) => settled(failure_to(f?)),
+            };
+        }
         self.with_owner(key, |w, epoch| async move {
             let mut req = w.delete_request();
             req.get().set_key(key);
@@ -249,6 +299,14 @@ impl Client {
             }
         })
         .await
+    }
+}
+
+/// The master settles routing itself; a stale answer from it is a bug there.
+fn settled<T>(a: Result<Attempt<T>, ClientError>) -> Result<T, ClientError> {
+    match a? {
+        Attempt::Done(v) => Ok(v),
+        Attempt::Retry => Err(ClientError::Unsettled(1)),
     }
 }
 

@@ -92,6 +92,8 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     assert!(wimpy(&m, &["get", "blob", "-o", back.to_str().unwrap()], None).status.success());
     assert_eq!(std::fs::read(&back).unwrap(), value);
 
+    let o = wimpy(&m, &["--via-master", "get", "greeting"], None);
+    assert_eq!(text(&o), "hello wimpy", "proxy mode reads the same value");
     let o = wimpy(&m, &["-o", "json", "get", "greeting"], None);
     assert!(text(&o).contains("\"value\":\"hello wimpy\""), "{}", text(&o));
 

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wimpy_client::{Client, ClientError};
+use wimpy_client::{Client, ClientError, ClientOptions};
 use wimpy_master::MasterConfig;
 use wimpy_worker::node::WorkerConfig;
 use wimpy_worker::store::{CompactionOptions, Options, SyncMode};
@@ -48,6 +48,8 @@ fn master() -> Node {
             heartbeat: Duration::from_millis(20),
             down_after: Duration::from_millis(300),
             data: None,
+            // A long time to live, so the test can see a cached value.
+            cache: wimpy_master::CacheConfig { ttl: Duration::from_secs(30), ..Default::default() },
         };
         wimpy_master::run(listener, config, async {
             let _ = stopped.await;
@@ -211,4 +213,40 @@ fn keys_of_a_dead_worker_fail_fast_with_unavailable() {
     killed_tx.send(()).unwrap();
     client_thread.join().unwrap();
     drop(a);
+}
+
+#[test]
+fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let workers: Vec<_> = (0..2).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
+    let maddr = m.addr;
+    client_side(|| async move {
+        let direct = Client::connect(maddr).await.unwrap();
+        wait_for_members(&direct, 2).await;
+        let proxied =
+            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::default() }).await.unwrap();
+        for i in 0..50u32 {
+            proxied.put(format!("p{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
+        }
+        for i in 0..50u32 {
+            // Written through the master, readable straight from the owner.
+            assert_eq!(direct.get(format!("p{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()));
+            assert_eq!(proxied.get(format!("p{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()));
+        }
+        // The hot key is now cached in the master: a write that bypasses the
+        // master is not seen through it (until the entry's time to live)...
+        proxied.get(b"p1").await.unwrap();
+        direct.put(b"p1", b"direct").await.unwrap();
+        assert_eq!(proxied.get(b"p1").await.unwrap(), Some(1u32.to_le_bytes().to_vec()));
+        // ...while a write through the master replaces it at once.
+        proxied.put(b"p1", b"through").await.unwrap();
+        assert_eq!(proxied.get(b"p1").await.unwrap(), Some(b"through".to_vec()));
+        assert!(proxied.delete(b"p1").await.unwrap());
+        assert_eq!(proxied.get(b"p1").await.unwrap(), None);
+        assert_eq!(direct.get(b"p1").await.unwrap(), None);
+        let err = proxied.put(b"", b"x").await.unwrap_err();
+        assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
+    });
+    drop(workers);
 }

@@ -5,8 +5,10 @@
 //! The ring works in the key-hash space defined by [`wimpy_schema::key_hash`].
 
 pub mod membership;
+pub mod proxy;
 mod service;
 
 pub use membership::{Member, MemberState, MemberStats, Membership};
+pub use proxy::CacheConfig;
 pub use service::{MasterConfig, run};
 pub use wimpy_schema::{KeyHashRange, key_hash};

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use wimpy_schema::wimpy_capnp::{master, member, ring_info};
 
 use crate::membership::{MemberState, MemberStats, Membership};
+use crate::proxy::{CacheConfig, Proxy, ProxyFailure, Route};
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct MasterConfig {
     /// restart epochs keep rising (workers ignore rings older than theirs).
     /// Workers re-register on their own; the member list need not be kept.
     pub data: Option<std::path::PathBuf>,
+    /// The proxy's hot-key cache.
+    pub cache: CacheConfig,
 }
 
 impl Default for MasterConfig {
@@ -37,6 +40,7 @@ impl Default for MasterConfig {
             heartbeat: Duration::from_millis(500),
             down_after: Duration::from_secs(2),
             data: None,
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -62,6 +66,7 @@ pub async fn run(
                 membership: membership.clone(),
                 heartbeat: config.heartbeat,
                 epochs: epochs.clone(),
+                proxy: Proxy::new(config.cache.clone()),
             });
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
@@ -107,6 +112,7 @@ struct MasterService {
     membership: Rc<RefCell<Membership>>,
     heartbeat: Duration,
     epochs: Rc<Option<EpochFile>>,
+    proxy: Proxy,
 }
 
 /// Name of the file in the master's data directory holding the last epoch.
@@ -140,6 +146,18 @@ fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error
 }
 
 impl MasterService {
+    /// Where `key` goes under the master's current ring.
+    fn route(&self, key: &[u8]) -> Result<Route, ProxyFailure> {
+        let m = self.membership.borrow();
+        let ring = m.ring();
+        let owner = ring.owner(key).ok_or_else(|| ProxyFailure::Unavailable("the cluster has no workers".into()))?;
+        let member = m.member(owner).ok_or_else(|| ProxyFailure::Unavailable(format!("worker {owner} is unknown")))?;
+        if member.state == MemberState::Down {
+            return Err(ProxyFailure::Unavailable(format!("worker {owner} at {} is down", member.address)));
+        }
+        Ok(Route { address: member.address.clone(), epoch: ring.epoch() })
+    }
+
     /// Makes a new epoch durable before anyone hears of it.
     fn publish(&self, before: u64) -> Result<(), capnp::Error> {
         let now = self.membership.borrow().epoch();
@@ -242,5 +260,52 @@ impl master::Server for MasterService {
         let before = self.membership.borrow().epoch();
         self.membership.borrow_mut().remove(params.get()?.get_id());
         self.publish(before)
+    }
+
+    async fn get(
+        self: Rc<Self>,
+        params: master::GetParams,
+        mut results: master::GetResults,
+    ) -> Result<(), capnp::Error> {
+        let key = params.get()?.get_key()?;
+        let outcome = self.proxy.get(key, || self.route(key)).await;
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(Some(v)) => r.set_value(&v),
+            Ok(None) => r.set_not_found(()),
+            Err(f) => f.write(r.init_failure()),
+        }
+        Ok(())
+    }
+
+    async fn put(
+        self: Rc<Self>,
+        params: master::PutParams,
+        mut results: master::PutResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let (key, value) = (p.get_key()?, p.get_value()?);
+        let outcome = self.proxy.put(key, value, || self.route(key)).await;
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(()) => r.set_ok(()),
+            Err(f) => f.write(r.init_failure()),
+        }
+        Ok(())
+    }
+
+    async fn delete(
+        self: Rc<Self>,
+        params: master::DeleteParams,
+        mut results: master::DeleteResults,
+    ) -> Result<(), capnp::Error> {
+        let key = params.get()?.get_key()?;
+        let outcome = self.proxy.delete(key, || self.route(key)).await;
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(d) => r.set_deleted(d),
+            Err(f) => f.write(r.init_failure()),
+        }
+        Ok(())
     }
 }

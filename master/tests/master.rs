@@ -125,6 +125,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         heartbeat: std::time::Duration::from_millis(20),
         down_after: std::time::Duration::from_millis(100),
         data: None,
+        cache: wimpy_master::CacheConfig::default(),
     });
     client_side(|| async move {
         let m = connect(master.addr).await;

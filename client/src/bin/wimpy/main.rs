@@ -25,6 +25,10 @@ struct Cli {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Send requests through the master (proxy mode, with its hot-key cache)
+    /// instead of straight to the worker that owns the key.
+    #[arg(long)]
+    via_master: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,7 +117,8 @@ fn fail(f: &Failure, format: Format) -> ExitCode {
 }
 
 async fn execute(cli: &Cli) -> Result<(), Failure> {
-    let client = Client::connect(cli.master).await?;
+    let opts = wimpy_client::ClientOptions { via_master: cli.via_master, ..Default::default() };
+    let client = Client::connect_with(cli.master, opts).await?;
     let out = &mut std::io::stdout().lock();
     match &cli.command {
         Command::Put { key, file } => {

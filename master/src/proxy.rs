@@ -1,0 +1,381 @@
+//! Proxy mode, FAWN-KV's front end: the master forwards gets, puts and
+//! deletes to the owning worker and serves hot keys from a bounded cache.
+//!
+//! Consistency of the cache for traffic through the master: every put or
+//! delete removes its key before and after it is forwarded, and bumps a
+//! generation counter as it starts and as it ends; a get caches what it
+//! fetched only if no write through the master started or ended while it
+//! was fetching. Writes that bypass the master (clients routing directly)
+//! cannot be seen here, so entries also expire after a short time to live.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use wimpy_schema::wimpy_capnp::{delete_result, failure, get_result, worker, write_result};
+
+/// Cache sizing and freshness.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Most keys held.
+    pub max_entries: usize,
+    /// Most value bytes held.
+    pub max_bytes: usize,
+    /// Values larger than this are never cached: a hot key is a small one.
+    pub max_value: usize,
+    /// How long an entry may be served, bounding staleness against writes
+    /// that bypass the master.
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { max_entries: 65_536, max_bytes: 64 << 20, max_value: 64 << 10, ttl: Duration::from_secs(1) }
+    }
+}
+
+/// A bounded LRU of key -> value with a time to live.
+#[derive(Debug)]
+pub struct HotCache {
+    entries: lru::LruCache<Vec<u8>, (Vec<u8>, Instant)>,
+    bytes: usize,
+    config: CacheConfig,
+    /// Hits and misses, for status and benchmarks.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl HotCache {
+    pub fn new(config: CacheConfig) -> HotCache {
+        let cap = NonZeroUsize::new(config.max_entries.max(1)).expect("at least one entry");
+        HotCache { entries: lru::LruCache::new(cap), bytes: 0, config, hits: 0, misses: 0 }
+    }
+
+    /// The cached value of `key`, if fresh at `now`.
+    pub fn get(&mut self, key: &[u8], now: Instant) -> Option<Vec<u8>> {
+        match self.entries.get(key) {
+            Some((v, stored)) if now.duration_since(*stored) <= self.config.ttl => {
+                self.hits += 1;
+                Some(v.clone())
+            }
+            Some(_) => {
+                self.remove(key);
+                self.misses += 1;
+                None
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>, now: Instant) {
+        if value.len() > self.config.max_value || value.len() > self.config.max_bytes {
+            return;
+        }
+        self.remove(&key);
+        self.bytes += key.len() + value.len();
+        if let Some((k, (v, _))) = self.entries.push(key, (value, now)) {
+            self.bytes -= k.len() + v.len();
+        }
+        while self.bytes > self.config.max_bytes {
+            match self.entries.pop_lru() {
+                Some((k, (v, _))) => self.bytes -= k.len() + v.len(),
+                None => break,
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &[u8]) {
+        if let Some((v, _)) = self.entries.pop(key) {
+            self.bytes -= key.len() + v.len();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Why the proxy could not complete a request, mapped onto `Failure`.
+#[derive(Debug)]
+pub enum ProxyFailure {
+    /// Copied from the worker's answer.
+    Worker(FailureCopy),
+    /// The owner is down or unreachable.
+    Unavailable(String),
+}
+
+/// An owned copy of a worker's `Failure`.
+#[derive(Debug, Clone)]
+pub enum FailureCopy {
+    TooLarge { what: String, limit: u64, actual: u64 },
+    Invalid(String),
+    Unavailable(String),
+    Overloaded,
+    Storage(String),
+}
+
+impl ProxyFailure {
+    pub fn write(&self, mut f: failure::Builder<'_>) {
+        match self {
+            ProxyFailure::Unavailable(m) | ProxyFailure::Worker(FailureCopy::Unavailable(m)) => f.set_unavailable(m),
+            ProxyFailure::Worker(FailureCopy::TooLarge { what, limit, actual }) => {
+                let mut g = f.init_too_large();
+                g.set_what(what);
+                g.set_limit(*limit);
+                g.set_actual(*actual);
+            }
+            ProxyFailure::Worker(FailureCopy::Invalid(m)) => f.set_invalid(m),
+            ProxyFailure::Worker(FailureCopy::Overloaded) => f.set_overloaded(()),
+            ProxyFailure::Worker(FailureCopy::Storage(m)) => f.set_storage(m),
+        }
+    }
+}
+
+/// A worker's answer to one forwarded request.
+enum Answer<T> {
+    Done(T),
+    /// The worker is behind the master's ring: wait for it and retry.
+    Stale,
+}
+
+fn copy_failure<T>(f: failure::Reader<'_>) -> Result<Answer<T>, ProxyFailure> {
+    let text = |t: capnp::Result<capnp::text::Reader<'_>>| {
+        t.ok().and_then(|t| t.to_string().ok()).unwrap_or_else(|| "(unreadable)".into())
+    };
+    let copy = match f.which() {
+        Ok(failure::StaleEpoch(_)) => return Ok(Answer::Stale),
+        Ok(failure::TooLarge(g)) => {
+            FailureCopy::TooLarge { what: text(g.get_what()), limit: g.get_limit(), actual: g.get_actual() }
+        }
+        Ok(failure::Invalid(m)) => FailureCopy::Invalid(text(m)),
+        Ok(failure::Unavailable(m)) => FailureCopy::Unavailable(text(m)),
+        Ok(failure::Overloaded(())) => FailureCopy::Overloaded,
+        Ok(failure::Storage(m)) => FailureCopy::Storage(text(m)),
+        Err(e) => FailureCopy::Storage(format!("unknown failure from worker: {e}")),
+    };
+    Err(ProxyFailure::Worker(copy))
+}
+
+/// Forwards requests to workers and keeps the hot-key cache.
+pub struct Proxy {
+    workers: RefCell<HashMap<String, worker::Client>>,
+    pub cache: RefCell<HotCache>,
+    /// Bumped as every write through the proxy starts and ends.
+    generation: Cell<u64>,
+}
+
+/// The owner of a key as the master sees it: its address and the epoch.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub address: String,
+    pub epoch: u64,
+}
+
+/// Attempts while a worker catches up with the master's ring.
+const ATTEMPTS: u32 = 8;
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("workers", &self.workers.borrow().len()).field("cache", &self.cache).finish()
+    }
+}
+
+impl Proxy {
+    pub fn new(cache: CacheConfig) -> Proxy {
+        Proxy {
+            workers: RefCell::new(HashMap::new()),
+            cache: RefCell::new(HotCache::new(cache)),
+            generation: Cell::new(0),
+        }
+    }
+
+    async fn worker(&self, address: &str) -> Result<worker::Client, ProxyFailure> {
+        if let Some(w) = self.workers.borrow().get(address) {
+            return Ok(w.clone());
+        }
+        let w: worker::Client = wimpy_schema::rpc::connect(address)
+            .await
+            .map_err(|e| ProxyFailure::Unavailable(format!("worker {address} unreachable: {e}")))?;
+        self.workers.borrow_mut().insert(address.to_owned(), w.clone());
+        Ok(w)
+    }
+
+    /// Runs one forwarded request, retrying while the worker lags the ring.
+    async fn forward<T, F, Fut>(
+        &self,
+        route: impl Fn() -> Result<Route, ProxyFailure>,
+        call: F,
+    ) -> Result<T, ProxyFailure>
+    where
+        F: Fn(worker::Client, u64) -> Fut,
+        Fut: std::future::Future<Output = capnp::Result<Result<Answer<T>, ProxyFailure>>>,
+    {
+        let mut pause = Duration::from_millis(10);
+        for _ in 0..ATTEMPTS {
+            let r = route()?;
+            let w = self.worker(&r.address).await?;
+            match call(w, r.epoch).await {
+                Ok(Ok(Answer::Done(v))) => return Ok(v),
+                Ok(Ok(Answer::Stale)) => {}
+                Ok(Err(f)) => return Err(f),
+                Err(e) => {
+                    self.workers.borrow_mut().remove(&r.address);
+                    return Err(ProxyFailure::Unavailable(format!("worker {}: {e}", r.address)));
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+        Err(ProxyFailure::Unavailable("the owner did not catch up with the ring".into()))
+    }
+
+    pub async fn get(
+        &self,
+        key: &[u8],
+        route: impl Fn() -> Result<Route, ProxyFailure>,
+    ) -> Result<Option<Vec<u8>>, ProxyFailure> {
+        if let Some(v) = self.cache.borrow_mut().get(key, Instant::now()) {
+            return Ok(Some(v));
+        }
+        let started = self.generation.get();
+        let value = self
+            .forward(route, |w, epoch| async move {
+                let mut req = w.get_request();
+                req.get().set_key(key);
+                req.get().set_epoch(epoch);
+                let resp = req.send().promise.await?;
+                Ok(match resp.get()?.get_result()?.which()? {
+                    get_result::Value(v) => Ok(Answer::Done(Some(v?.to_vec()))),
+                    get_result::NotFound(()) => Ok(Answer::Done(None)),
+                    get_result::Streamed(_) => {
+                        Err(ProxyFailure::Worker(FailureCopy::Invalid("unexpected stream".into())))
+                    }
+                    get_result::Failure(f) => copy_failure(f?),
+                })
+            })
+            .await?;
+        if let Some(v) = &value
+            && self.generation.get() == started
+        {
+            self.cache.borrow_mut().insert(key.to_vec(), v.clone(), Instant::now());
+        }
+        Ok(value)
+    }
+
+    /// Marks a write to `key` as starting or ending.
+    fn write_edge(&self, key: &[u8]) {
+        self.generation.set(self.generation.get() + 1);
+        self.cache.borrow_mut().remove(key);
+    }
+
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        route: impl Fn() -> Result<Route, ProxyFailure>,
+    ) -> Result<(), ProxyFailure> {
+        self.write_edge(key);
+        let result = self
+            .forward(route, |w, epoch| async move {
+                let mut req = w.put_request();
+                req.get().set_key(key);
+                req.get().set_value(value);
+                req.get().set_epoch(epoch);
+                let resp = req.send().promise.await?;
+                Ok(match resp.get()?.get_result()?.which()? {
+                    write_result::Ok(()) => Ok(Answer::Done(())),
+                    write_result::Failure(f) => copy_failure(f?),
+                })
+            })
+            .await;
+        self.write_edge(key);
+        result
+    }
+
+    pub async fn delete(
+        &self,
+        key: &[u8],
+        route: impl Fn() -> Result<Route, ProxyFailure>,
+    ) -> Result<bool, ProxyFailure> {
+        self.write_edge(key);
+        let result = self
+            .forward(route, |w, epoch| async move {
+                let mut req = w.delete_request();
+                req.get().set_key(key);
+                req.get().set_epoch(epoch);
+                let resp = req.send().promise.await?;
+                Ok(match resp.get()?.get_result()?.which()? {
+                    delete_result::Deleted(d) => Ok(Answer::Done(d)),
+                    delete_result::Failure(f) => copy_failure(f?),
+                })
+            })
+            .await;
+        self.write_edge(key);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(max_entries: usize, max_bytes: usize) -> HotCache {
+        HotCache::new(CacheConfig { max_entries, max_bytes, max_value: 100, ttl: Duration::from_secs(1) })
+    }
+
+    #[test]
+    fn evicts_least_recently_used_within_both_bounds() {
+        let t = Instant::now();
+        let mut c = cache(3, 1000);
+        for k in [b"a", b"b", b"c"] {
+            c.insert(k.to_vec(), vec![0; 10], t);
+        }
+        assert!(c.get(b"a", t).is_some()); // a is now most recent
+        c.insert(b"d".to_vec(), vec![0; 10], t);
+        assert!(c.get(b"b", t).is_none(), "b was least recently used");
+        assert_eq!(c.len(), 3);
+        let mut c = cache(100, 50);
+        for i in 0..10u8 {
+            c.insert(vec![i], vec![i; 9], t);
+        }
+        assert!(c.bytes() <= 50);
+        assert_eq!(c.len(), 5);
+        assert!(c.get(&[9], t).is_some() && c.get(&[0], t).is_none());
+    }
+
+    #[test]
+    fn entries_expire_and_large_values_are_not_kept() {
+        let t = Instant::now();
+        let mut c = cache(10, 1000);
+        c.insert(b"k".to_vec(), b"v".to_vec(), t);
+        assert_eq!(c.get(b"k", t + Duration::from_millis(999)), Some(b"v".to_vec()));
+        assert_eq!(c.get(b"k", t + Duration::from_millis(1001)), None);
+        assert_eq!(c.bytes(), 0);
+        c.insert(b"big".to_vec(), vec![0; 101], t);
+        assert!(c.is_empty());
+        assert_eq!((c.hits, c.misses), (1, 1));
+    }
+
+    #[test]
+    fn replacing_a_key_keeps_the_byte_count_right() {
+        let t = Instant::now();
+        let mut c = cache(10, 1000);
+        c.insert(b"k".to_vec(), vec![0; 50], t);
+        c.insert(b"k".to_vec(), vec![0; 20], t);
+        assert_eq!(c.bytes(), 21);
+        c.remove(b"k");
+        assert_eq!(c.bytes(), 0);
+    }
+}
