@@ -110,6 +110,13 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
 
     let o = wimpy(&m, &["status"], None);
     assert!(text(&o).contains("3 member(s)"), "{}", text(&o));
+
+    // The SDK example (cargo test builds examples) runs against the same cluster.
+    let example = PathBuf::from(WIMPY).with_file_name("examples").join("quickstart");
+    assert!(example.exists(), "{} was not built", example.display());
+    let o = Command::new(&example).arg(&m).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(text(&o).matches("-> worker").count(), 5, "{}", text(&o));
     let o = wimpy(&m, &["ring"], None);
     assert_eq!(text(&o).matches("% of keys").count(), 3, "{}", text(&o));
 
