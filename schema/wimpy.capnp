@@ -136,6 +136,9 @@ interface Worker {
   sendRange @7 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
   # A sink that merges what it receives into this worker's store.
   receiveRange @8 () -> (sink :RecordSink);
+  # Refuses writes to keys in `ranges` (answering staleEpoch) until the next
+  # ring arrives: the last copy of moving ranges must not miss a write.
+  fence @9 (ranges :List(KeyHashRange)) -> ();
 }
 
 interface Master {

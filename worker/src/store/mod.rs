@@ -209,20 +209,13 @@ impl Store {
     /// Removes `key`. Returns whether it was there.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.check_key(key)?;
-        let h = key_hash(key);
-        let lsn = {
-            let mut w = self.inner.writer.lock();
-            self.inner.check_poison()?;
-            let Some((old, old_len)) = self.inner.find_live_locked(&mut w, h, key)? else {
-                return Ok(false);
-            };
-            let (_, lsn) = self.inner.append(&mut w, key, &[], FLAG_TOMBSTONE)?;
-            self.inner.index.load().remove(h, old);
-            self.inner.release_live(old, old_len);
-            lsn
-        };
-        self.inner.wait_durable(lsn)?;
-        Ok(true)
+        match self.inner.remove(key)? {
+            Some(lsn) => {
+                self.inner.wait_durable(lsn)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Forces everything written so far onto flash, whatever the sync mode.
@@ -258,18 +251,24 @@ impl Store {
 
     /// Applies a record stream from another node (a merge): puts and, for
     /// records without a value, deletes. Returns how many records applied.
+    /// The whole stream shares one wait for durability at its end.
     pub fn merge(&self, records: impl IntoIterator<Item = Result<Record>>) -> Result<u64> {
         let mut applied = 0;
+        let mut durable_at = 0;
         for r in records {
             let r = r?;
-            match &r.value {
-                Some(v) => self.put(&r.key, v)?,
-                None => {
-                    self.delete(&r.key)?;
+            self.inner.check_key(&r.key)?;
+            let lsn = match &r.value {
+                Some(v) if v.len() > self.inner.opts.max_value_bytes => {
+                    return Err(StoreError::ValueTooLarge { len: v.len(), max: self.inner.opts.max_value_bytes });
                 }
-            }
+                Some(v) => self.inner.write(&r.key, v, 0)?,
+                None => self.inner.remove(&r.key)?.unwrap_or(0),
+            };
+            durable_at = durable_at.max(lsn);
             applied += 1;
         }
+        self.inner.wait_durable(durable_at)?;
         Ok(applied)
     }
 
@@ -402,6 +401,22 @@ impl Inner {
         if let Some(seg) = self.segment_of(addr) {
             let _ = seg.live_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(len)));
         }
+    }
+
+    /// Appends a tombstone for `key` if it is live and drops it from the
+    /// index. Returns the position durability must reach, or `None` if the
+    /// key was not there.
+    fn remove(&self, key: &[u8]) -> Result<Option<u64>> {
+        let h = key_hash(key);
+        let mut w = self.writer.lock();
+        self.check_poison()?;
+        let Some((old, old_len)) = self.find_live_locked(&mut w, h, key)? else {
+            return Ok(None);
+        };
+        let (_, lsn) = self.append(&mut w, key, &[], FLAG_TOMBSTONE)?;
+        self.index.load().remove(h, old);
+        self.release_live(old, old_len);
+        Ok(Some(lsn))
     }
 
     /// Appends a put (or, with `flags`, a tombstone) and points the index at
