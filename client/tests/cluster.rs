@@ -250,3 +250,79 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
     });
     drop(workers);
 }
+
+#[test]
+fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let first: Vec<_> = (0..2).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
+    let maddr = m.addr;
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (joined_tx, joined_rx) = std::sync::mpsc::channel::<()>();
+    let client_thread = std::thread::spawn(move || {
+        client_side(|| async move {
+            let client = Client::connect(maddr).await.unwrap();
+            wait_for_members(&client, 2).await;
+            // Data that the newcomer must receive.
+            for i in 0..2000u32 {
+                client.put(format!("pre-{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
+            }
+            started_tx.send(()).unwrap();
+            // Keep writing (and overwriting) while the join runs.
+            let mut acked = std::collections::BTreeMap::new();
+            let mut round = 0u32;
+            let mut joined = false;
+            while round < 20_000 {
+                let key = format!("live-{}", round % 700);
+                client.put(key.as_bytes(), &round.to_le_bytes()).await.unwrap();
+                acked.insert(key, round);
+                round += 1;
+                if !joined && joined_rx.try_recv().is_ok() {
+                    joined = true;
+                    // A little more traffic on the new ring, then stop.
+                    round = round.max(20_000 - 500);
+                }
+                if round.is_multiple_of(200) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert!(joined, "the join never completed while the writer ran");
+            let view = client.refresh_ring().await.unwrap();
+            assert_eq!(view.members.len(), 3);
+            for i in 0..2000u32 {
+                assert_eq!(
+                    client.get(format!("pre-{i}").as_bytes()).await.unwrap(),
+                    Some(i.to_le_bytes().to_vec()),
+                    "pre-{i}"
+                );
+            }
+            for (key, round) in &acked {
+                assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(round.to_le_bytes().to_vec()), "{key}");
+            }
+            // The newcomer holds its share, and the old owners forget what
+            // they gave away: each key lives on exactly one worker.
+            let distinct = 2000 + acked.len() as u64;
+            let mut total = 0;
+            for _ in 0..300 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let (view, _) = client.status().await.unwrap();
+                total = view.members.iter().map(|m| m.live_keys).sum::<u64>();
+                if total == distinct && view.members.iter().all(|m| m.live_keys > 0) {
+                    return;
+                }
+            }
+            panic!("keys are not spread one copy each: {total} live across workers, {distinct} distinct");
+        })
+    });
+    started_rx.recv().unwrap();
+    let newcomer = worker(m.addr, dir.path().join("w2"));
+    // Tell the writer once the newcomer serves (bounded wait on the master).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, async {
+        let c = Client::connect(maddr).await.unwrap();
+        wait_for_members(&c, 3).await;
+    });
+    joined_tx.send(()).unwrap();
+    client_thread.join().unwrap();
+    drop((first, newcomer));
+}

@@ -6,6 +6,7 @@
 
 pub mod membership;
 pub mod proxy;
+pub mod rebalance;
 mod service;
 
 pub use membership::{Member, MemberState, MemberStats, Membership};

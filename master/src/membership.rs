@@ -96,15 +96,22 @@ impl Membership {
     }
 
     /// Registers a worker at `address`. `id` is the id it kept from an
-    /// earlier run (0 for a new worker). Returns the id it must keep.
+    /// earlier run (0 for a new worker). Returns the id it must keep and
+    /// whether it must first receive its ranges (it is `Joining`).
     ///
-    /// A returning worker serves again at once: its data is its own. A new
-    /// worker goes straight onto the ring as well; moving the keys it takes
-    /// over is the caller's job before it publishes the new epoch.
-    pub fn register(&mut self, id: WorkerId, address: String, now: Instant) -> WorkerId {
+    /// A returning worker serves again at once: its data is its own. The
+    /// first worker of an empty ring has nothing to receive and serves at
+    /// once too. Any other newcomer joins: the caller moves its ranges to it
+    /// and then calls [`Membership::promote`].
+    pub fn register(&mut self, id: WorkerId, address: String, now: Instant) -> (WorkerId, bool) {
         let id = if id == 0 { self.next_id } else { id };
         self.next_id = self.next_id.max(id + 1);
         match self.members.get_mut(&id) {
+            Some(m) if m.state == MemberState::Joining => {
+                m.address = address;
+                m.last_seen = now;
+                (id, true)
+            }
             Some(m) => {
                 let changed = m.address != address || m.state != MemberState::Serving;
                 m.address = address;
@@ -113,16 +120,36 @@ impl Membership {
                 if changed {
                     self.epoch += 1;
                 }
+                (id, false)
             }
             None => {
-                self.members.insert(
-                    id,
-                    Member { id, address, state: MemberState::Serving, last_seen: now, stats: MemberStats::default() },
-                );
-                self.epoch += 1;
+                let joins = self.members.values().any(|m| m.state != MemberState::Joining);
+                let state = if joins { MemberState::Joining } else { MemberState::Serving };
+                self.members.insert(id, Member { id, address, state, last_seen: now, stats: MemberStats::default() });
+                if !joins {
+                    self.epoch += 1;
+                }
+                (id, joins)
             }
         }
-        id
+    }
+
+    /// The ring as it will be once joining member `id` serves.
+    pub fn ring_with(&self, id: WorkerId) -> Ring {
+        let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining || m.id == id).map(|m| m.id);
+        Ring::new(self.epoch + 1, self.vnodes, on_ring)
+    }
+
+    /// Puts a joining member on the ring. Returns whether it was joining.
+    pub fn promote(&mut self, id: WorkerId) -> bool {
+        match self.members.get_mut(&id) {
+            Some(m) if m.state == MemberState::Joining => {
+                m.state = MemberState::Serving;
+                self.epoch += 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a heartbeat. Returns the current epoch, or `None` for an
@@ -142,6 +169,10 @@ impl Membership {
     /// whether anything changed (and so the epoch moved).
     pub fn sweep(&mut self, now: Instant) -> bool {
         let mut changed = false;
+        // A joiner that fell silent was never on the ring: just forget it.
+        self.members.retain(|_, m| {
+            m.state != MemberState::Joining || now.saturating_duration_since(m.last_seen) <= self.down_after
+        });
         for m in self.members.values_mut() {
             if matches!(m.state, MemberState::Serving | MemberState::Leaving)
                 && now.saturating_duration_since(m.last_seen) > self.down_after
@@ -174,21 +205,27 @@ mod tests {
     fn registering_assigns_ids_and_moves_the_epoch() {
         let t = Instant::now();
         let mut m = Membership::new(16, Duration::from_secs(3));
-        assert_eq!(m.register(0, "a:1".into(), t), 1);
-        assert_eq!(m.register(0, "b:1".into(), t), 2);
+        // The first worker serves at once; the next one joins.
+        assert_eq!(m.register(0, "a:1".into(), t), (1, false));
+        assert_eq!(m.register(0, "b:1".into(), t), (2, true));
+        assert_eq!(m.epoch(), 1);
+        assert_eq!(m.ring().members(), vec![1]);
+        assert_eq!(m.ring_with(2).members(), vec![1, 2]);
+        assert!(m.promote(2));
+        assert!(!m.promote(2));
         assert_eq!(m.epoch(), 2);
         assert_eq!(m.ring().members(), vec![1, 2]);
         // A restart on the same address with its id changes nothing.
-        assert_eq!(m.register(1, "a:1".into(), t), 1);
+        assert_eq!(m.register(1, "a:1".into(), t), (1, false));
         assert_eq!(m.epoch(), 2);
         // A known id on a new address is the same member, moved.
-        assert_eq!(m.register(1, "a:2".into(), t), 1);
+        assert_eq!(m.register(1, "a:2".into(), t), (1, false));
         assert_eq!(m.epoch(), 3);
         assert_eq!(m.member(1).unwrap().address, "a:2");
-        // An id kept from an earlier master run is honoured, and new ids
-        // are allocated past it.
-        assert_eq!(m.register(9, "c:1".into(), t), 9);
-        assert_eq!(m.register(0, "d:1".into(), t), 10);
+        // An id kept from an earlier master run is honoured (it was serving
+        // somewhere: its data is its own), and new ids go past it.
+        assert_eq!(m.register(9, "c:1".into(), t).0, 9);
+        assert_eq!(m.register(0, "d:1".into(), t).0, 10);
     }
 
     #[test]
@@ -197,6 +234,7 @@ mod tests {
         let mut m = Membership::new(16, Duration::from_secs(3));
         m.register(0, "a".into(), t);
         m.register(0, "b".into(), t);
+        m.promote(2);
         let e = m.epoch();
         assert_eq!(
             m.heartbeat(1, MemberStats { live_keys: 5, ..Default::default() }, t + Duration::from_secs(2)),
@@ -221,9 +259,14 @@ mod tests {
         let mut m = Membership::new(16, Duration::from_secs(3));
         m.register(0, "a".into(), t);
         m.register(0, "b".into(), t);
+        m.promote(2);
         assert!(m.remove(1));
         assert!(!m.remove(1));
         assert_eq!(m.ring().members(), vec![2]);
         assert_eq!(m.epoch(), 3);
+        // A joiner that goes silent is forgotten without a new epoch.
+        m.register(0, "c".into(), t);
+        m.sweep(t + Duration::from_secs(4));
+        assert!(m.member(3).is_none());
     }
 }

@@ -9,11 +9,15 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
 use tokio::net::TcpListener;
-use wimpy_schema::wimpy_capnp::{master, member, ring_info};
+
+use wimpy_schema::WorkerId;
+use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
 
 use crate::membership::{MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, ProxyFailure, Route};
+use crate::rebalance;
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -67,6 +71,7 @@ pub async fn run(
                 heartbeat: config.heartbeat,
                 epochs: epochs.clone(),
                 proxy: Proxy::new(config.cache.clone()),
+                changing: tokio::sync::Mutex::new(()),
             });
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
@@ -113,6 +118,79 @@ struct MasterService {
     heartbeat: Duration,
     epochs: Rc<Option<EpochFile>>,
     proxy: Proxy,
+    /// Held by a membership change for as long as it moves data, so that
+    /// changes never plan against a ring another change is replacing.
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// Moves a joining worker's ranges to it and puts it on the ring; retries
+/// (with backoff) while the worker is still registered and joining.
+async fn join(service: Rc<MasterService>, id: WorkerId) {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let _changing = service.changing.lock().await;
+        let (before, after, addresses) = {
+            let m = service.membership.borrow();
+            match m.member(id) {
+                Some(x) if x.state == MemberState::Joining => {}
+                _ => return, // gone, or already serving
+            }
+            let addresses: BTreeMap<WorkerId, (String, MemberState)> =
+                m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
+            (m.ring(), m.ring_with(id), addresses)
+        };
+        let moves = rebalance::moves_for_join(&before, &after, id);
+        let attempt = async {
+            let mut sources = BTreeMap::new();
+            for from in moves.keys() {
+                let (addr, state) = &addresses[from];
+                if *state == MemberState::Down {
+                    return Err(capnp::Error::failed(format!("worker {from} holding part of the ranges is down")));
+                }
+                sources.insert(*from, connect_worker(addr).await?);
+            }
+            let newcomer = connect_worker(&addresses[&id].0).await?;
+            rebalance::copy_ranges(&moves, &sources, &newcomer).await
+        };
+        match attempt.await {
+            Ok(copied) => {
+                let before_epoch = service.membership.borrow().epoch();
+                if service.membership.borrow_mut().promote(id) {
+                    let _ = service.publish(before_epoch);
+                    eprintln!("wimpy-master: worker {id} joined with {copied} records");
+                }
+                drop(_changing);
+                push_ring(service.clone()).await;
+                return;
+            }
+            Err(e) => eprintln!("wimpy-master: join of worker {id} failed ({e}); retrying in {pause:?}"),
+        }
+        drop(_changing);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn connect_worker(address: &str) -> Result<worker::Client, capnp::Error> {
+    wimpy_schema::rpc::connect(address).await.map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))
+}
+
+/// Tells every reachable member about the current ring at once, rather than
+/// at their next heartbeat, so fences lift and clients settle quickly.
+async fn push_ring(service: Rc<MasterService>) {
+    let members: Vec<String> = service
+        .membership
+        .borrow()
+        .members()
+        .filter(|m| m.state != MemberState::Down)
+        .map(|m| m.address.clone())
+        .collect();
+    for address in members {
+        let Ok(w) = connect_worker(&address).await else { continue };
+        let mut req = w.set_ring_request();
+        write_ring(req.get().init_ring(), &service.membership.borrow());
+        let _ = req.send().promise.await;
+    }
 }
 
 /// Name of the file in the master's data directory holding the last epoch.
@@ -225,8 +303,13 @@ impl master::Server for MasterService {
             return Err(capnp::Error::failed("register: empty worker address".into()));
         }
         let before = self.membership.borrow().epoch();
-        let id = self.membership.borrow_mut().register(p.get_id(), address.to_owned(), Instant::now());
+        let (id, joins) = self.membership.borrow_mut().register(p.get_id(), address.to_owned(), Instant::now());
         self.publish(before)?;
+        if joins {
+            tokio::task::spawn_local(join(self.clone(), id));
+        } else if self.membership.borrow().epoch() != before {
+            tokio::task::spawn_local(push_ring(self.clone()));
+        }
         let mut r = results.get();
         r.set_id(id);
         r.set_heartbeat_millis(self.heartbeat.as_millis().min(u32::MAX as u128) as u32);

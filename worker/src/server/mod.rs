@@ -8,6 +8,7 @@
 //! pool, so one slow flush does not stall every connection on a core.
 
 mod refusal;
+pub mod transfer;
 
 use std::future::Future;
 use std::rc::Rc;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use wimpy_schema::wimpy_capnp::{failure, worker};
-use wimpy_schema::{Ring, WorkerId};
+use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
 use crate::store::{Store, SyncMode};
 
@@ -34,12 +35,20 @@ pub struct WorkerState {
     pub store: Arc<Store>,
     /// The newest ring this worker has been given.
     ring: ArcSwap<Ring>,
+    /// Ranges whose writes are refused while they move to another worker;
+    /// cleared by the next ring.
+    fences: parking_lot::Mutex<Vec<KeyHashRange>>,
 }
 
 impl WorkerState {
     /// A worker `id` serving `store`, not yet on any ring.
     pub fn new(id: WorkerId, store: Arc<Store>) -> WorkerState {
-        WorkerState { id, store, ring: ArcSwap::from_pointee(Ring::empty(0, 1)) }
+        WorkerState {
+            id,
+            store,
+            ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
+            fences: parking_lot::Mutex::new(Vec::new()),
+        }
     }
 
     /// The ring requests are checked against.
@@ -47,9 +56,52 @@ impl WorkerState {
         self.ring.load_full()
     }
 
-    /// Adopts `ring` unless it is older than the one held.
-    pub fn set_ring(&self, ring: Ring) {
-        self.ring.rcu(|cur| if ring.epoch() >= cur.epoch() { Arc::new(ring.clone()) } else { cur.clone() });
+    /// Adopts `ring` unless it is older than the one held. Keys this
+    /// worker no longer owns were copied to their new owner before the
+    /// master published the ring; they are deleted in the background.
+    pub fn set_ring(self: &Arc<Self>, ring: Ring) {
+        let old = self.ring.load_full();
+        if ring.epoch() < old.epoch() || (ring.epoch() == old.epoch() && ring == *old) {
+            return;
+        }
+        self.ring.store(Arc::new(ring));
+        self.fences.lock().clear();
+        let new = self.ring.load_full();
+        let lost: Vec<KeyHashRange> =
+            old.ranges_of(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
+        if !lost.is_empty() {
+            let state = self.clone();
+            std::thread::spawn(move || state.drop_ranges(&lost));
+        }
+    }
+
+    /// Forgets the keys of `ranges`, unless a newer ring gave them back.
+    fn drop_ranges(&self, ranges: &[KeyHashRange]) {
+        for r in ranges {
+            let keys: Vec<Vec<u8>> = self.store.scan(*r).filter_map(|kv| kv.ok().map(|(k, _)| k)).collect();
+            for k in keys {
+                if self.ring.load().owner(&k) != Some(self.id) {
+                    let _ = self.store.delete(&k);
+                }
+            }
+        }
+    }
+
+    /// Refuses writes to keys in `ranges` until the next ring.
+    pub fn fence(&self, ranges: Vec<KeyHashRange>) {
+        *self.fences.lock() = ranges;
+    }
+
+    /// Whether a write to `key` may go ahead now.
+    fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Refusal> {
+        self.route(key, epoch)?;
+        let h = wimpy_schema::key_hash(key);
+        if self.fences.lock().iter().any(|r| r.contains(h)) {
+            // Moving: the client retries and reaches the new owner once the
+            // ring flips.
+            return Err(Refusal::StaleEpoch(self.ring.load().epoch()));
+        }
+        Ok(())
     }
 
     /// Whether this worker serves `key` for a caller that routed by `epoch`.
@@ -191,7 +243,7 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let value = p.get_value()?.to_vec();
-        let outcome = match self.state.route(&key, p.get_epoch()) {
+        let outcome = match self.state.route_write(&key, p.get_epoch()) {
             Ok(()) => self.write(move |s| s.put(&key, &value)).await,
             Err(refusal) => Err(refusal),
         };
@@ -210,7 +262,7 @@ impl worker::Server for WorkerService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
-        let outcome = match self.state.route(&key, p.get_epoch()) {
+        let outcome = match self.state.route_write(&key, p.get_epoch()) {
             Ok(()) => self.write(move |s| s.delete(&key)).await,
             Err(refusal) => Err(refusal),
         };
@@ -251,6 +303,68 @@ impl worker::Server for WorkerService {
         self.state.set_ring(Ring::new(ring.get_epoch(), ring.get_vnodes(), ids));
         Ok(())
     }
+
+    async fn send_range(
+        self: Rc<Self>,
+        params: worker::SendRangeParams,
+        mut results: worker::SendRangeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let r = p.get_range()?;
+        let range = KeyHashRange::new(r.get_start(), r.get_end());
+        let sent = transfer::send_range(self.state.store.clone(), range, p.get_sink()?).await?;
+        results.get().set_records(sent);
+        Ok(())
+    }
+
+    async fn receive_range(
+        self: Rc<Self>,
+        _: worker::ReceiveRangeParams,
+        mut results: worker::ReceiveRangeResults,
+    ) -> Result<(), capnp::Error> {
+        let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
+            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone()));
+        results.get().set_sink(sink);
+        Ok(())
+    }
+
+    async fn fence(self: Rc<Self>, params: worker::FenceParams, _: worker::FenceResults) -> Result<(), capnp::Error> {
+        let ranges =
+            params.get()?.get_ranges()?.iter().map(|r| KeyHashRange::new(r.get_start(), r.get_end())).collect();
+        self.state.fence(ranges);
+        Ok(())
+    }
+}
+
+/// The parts of `mine` (a range this worker owned) that `ring` gives to
+/// someone else.
+fn lost_parts(mine: KeyHashRange, ring: &Ring, me: WorkerId) -> Vec<KeyHashRange> {
+    ring.ranges()
+        .into_iter()
+        .filter(|(_, owner)| *owner != me)
+        .filter_map(|(theirs, _)| intersect(mine, theirs))
+        .flatten()
+        .collect()
+}
+
+/// The overlap of two wrapping half-open ranges, as up to two ranges.
+fn intersect(a: KeyHashRange, b: KeyHashRange) -> Option<Vec<KeyHashRange>> {
+    // Unwrap both into plain [start, end) pieces of the u128 line, then
+    // intersect piecewise.
+    let pieces = |r: KeyHashRange| -> Vec<(u128, u128)> {
+        let (s, e) = (r.start as u128, r.end as u128);
+        if r.start < r.end { vec![(s, e)] } else { vec![(s, 1u128 << 64), (0, e)] }
+    };
+    let mut out = Vec::new();
+    for (s1, e1) in pieces(a) {
+        for (s2, e2) in pieces(b) {
+            let (s, e) = (s1.max(s2), e1.min(e2));
+            if s < e {
+                out.push(KeyHashRange::new(s as u64, if e == 1u128 << 64 { 0 } else { e as u64 }));
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Keeps the generated builder type in view for [`Refusal::write`].

@@ -1,0 +1,103 @@
+//! Moving key ranges when membership changes, so that no write is lost.
+//!
+//! A join: every range the newcomer will own is copied to it from its
+//! current owner while reads and writes go on (pre-copy); then the owners
+//! fence those ranges (writes there answer "stale epoch" and clients retry)
+//! and the ranges are copied again, so the last copy misses nothing; then
+//! the newcomer goes on the ring at a new epoch, which lifts the fences, and
+//! the old owners delete what they gave away.
+
+use std::collections::BTreeMap;
+
+use wimpy_schema::wimpy_capnp::worker;
+use wimpy_schema::{KeyHashRange, Ring, WorkerId};
+
+/// Ranges to copy, grouped by the worker that holds them now.
+pub type Moves = BTreeMap<WorkerId, Vec<KeyHashRange>>;
+
+/// What `newcomer` takes over when `before` becomes `after`: each of its
+/// ranges in `after`, and who owns that span in `before` (adding points
+/// only splits ranges, so each has a single previous owner).
+pub fn moves_for_join(before: &Ring, after: &Ring, newcomer: WorkerId) -> Moves {
+    let mut moves = Moves::new();
+    for r in after.ranges_of(newcomer) {
+        if let Some(from) = before.owner_of_hash(r.start) {
+            moves.entry(from).or_default().push(r);
+        }
+    }
+    moves
+}
+
+/// Copies every range in `moves` to `to`, twice: once while writes go on,
+/// once more behind fences. On failure the fences are lifted again.
+pub async fn copy_ranges(
+    moves: &Moves,
+    sources: &BTreeMap<WorkerId, worker::Client>,
+    to: &worker::Client,
+) -> Result<u64, capnp::Error> {
+    let result = async {
+        let mut copied = 0;
+        for pass in 0..2 {
+            if pass == 1 {
+                for (from, ranges) in moves {
+                    fence(&sources[from], ranges).await?;
+                }
+                copied = 0;
+            }
+            for (from, ranges) in moves {
+                for r in ranges {
+                    let sink = to.receive_range_request().send().promise.await?.get()?.get_sink()?;
+                    let mut req = sources[from].send_range_request();
+                    let mut range = req.get().init_range();
+                    range.set_start(r.start);
+                    range.set_end(r.end);
+                    req.get().set_sink(sink);
+                    copied += req.send().promise.await?.get()?.get_records();
+                }
+            }
+        }
+        Ok(copied)
+    }
+    .await;
+    if result.is_err() {
+        for from in moves.keys() {
+            let _ = fence(&sources[from], &[]).await;
+        }
+    }
+    result
+}
+
+async fn fence(w: &worker::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
+    let mut req = w.fence_request();
+    let mut list = req.get().init_ranges(ranges.len() as u32);
+    for (i, r) in ranges.iter().enumerate() {
+        let mut b = list.reborrow().get(i as u32);
+        b.set_start(r.start);
+        b.set_end(r.end);
+    }
+    req.send().promise.await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_takes_each_range_from_its_single_previous_owner() {
+        let before = Ring::new(1, 32, [1, 2, 3]);
+        let after = before.with(4);
+        let moves = moves_for_join(&before, &after, 4);
+        let total: usize = moves.values().map(Vec::len).sum();
+        assert_eq!(total, after.ranges_of(4).len());
+        for (from, ranges) in &moves {
+            for r in ranges {
+                // Every hash of the moved range belonged to `from` before.
+                for h in [r.start, r.end.wrapping_sub(1), r.start.wrapping_add((r.end.wrapping_sub(r.start)) / 2)] {
+                    assert_eq!(before.owner_of_hash(h), Some(*from));
+                    assert_eq!(after.owner_of_hash(h), Some(4));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Moving key ranges between workers: the sending side streams the live
+//! records of a range to a `RecordSink`; the receiving side merges what
+//! arrives into its store. Frames are the log's own (CRC-checked on arrival).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use wimpy_schema::KeyHashRange;
+use wimpy_schema::wimpy_capnp::record_sink;
+
+use crate::store::{RecordStreamReader, Store, encode_stream_record};
+
+/// Bytes of frames per `RecordSink.write`: large enough to keep the link
+/// busy, far under the reader's traversal limit.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Chunks read ahead of the network.
+const READ_AHEAD: usize = 4;
+
+/// Streams every live record of `range` to `sink`; returns how many went.
+pub async fn send_range(
+    store: Arc<Store>,
+    range: KeyHashRange,
+    sink: record_sink::Client,
+) -> Result<u64, capnp::Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<u8>, u64), String>>(READ_AHEAD);
+    // The scan is blocking I/O: it runs on its own thread.
+    let scanner = std::thread::spawn(move || {
+        let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
+        let mut count = 0;
+        for record in store.split(range) {
+            match record {
+                Ok(r) => {
+                    encode_stream_record(&mut chunk, &r);
+                    count += 1;
+                    if chunk.len() >= CHUNK_BYTES {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + 4096));
+                        if tx.blocking_send(Ok((full, count))).is_err() {
+                            return;
+                        }
+                        count = 0;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok((chunk, count)));
+        }
+    });
+    let mut sent = 0;
+    while let Some(next) = rx.recv().await {
+        let (frames, count) = next.map_err(|e| capnp::Error::failed(format!("reading the range to send: {e}")))?;
+        let mut req = sink.write_request();
+        req.get().set_frames(&frames);
+        req.send().await?;
+        sent += count;
+    }
+    let _ = scanner.join();
+    let received = sink.done_request().send().promise.await?.get()?.get_records();
+    if received != sent {
+        return Err(capnp::Error::failed(format!("sent {sent} records, the receiver took {received}")));
+    }
+    Ok(sent)
+}
+
+/// The receiving end of a range move.
+#[derive(Debug)]
+pub struct RangeReceiver {
+    store: Arc<Store>,
+    received: Cell<u64>,
+}
+
+impl RangeReceiver {
+    pub fn new(store: Arc<Store>) -> RangeReceiver {
+        RangeReceiver { store, received: Cell::new(0) }
+    }
+}
+
+impl record_sink::Server for RangeReceiver {
+    async fn write(self: Rc<Self>, params: record_sink::WriteParams) -> Result<(), capnp::Error> {
+        let frames = params.get()?.get_frames()?.to_vec();
+        let store = self.store.clone();
+        let merged = tokio::task::spawn_blocking(move || {
+            let opts = store.options();
+            let reader = RecordStreamReader::new(&frames[..], opts.max_key_bytes, opts.max_value_bytes);
+            store.merge(reader)
+        })
+        .await
+        .map_err(|e| capnp::Error::failed(format!("merge task: {e}")))?
+        .map_err(|e| capnp::Error::failed(format!("merging received records: {e}")))?;
+        self.received.set(self.received.get() + merged);
+        Ok(())
+    }
+
+    async fn done(
+        self: Rc<Self>,
+        _: record_sink::DoneParams,
+        mut results: record_sink::DoneResults,
+    ) -> Result<(), capnp::Error> {
+        results.get().set_records(self.received.get());
+        Ok(())
+    }
+}
