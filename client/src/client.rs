@@ -166,6 +166,21 @@ impl Client {
         }
     }
 
+    /// Has worker `id` hand its ranges to the others and leave the ring.
+    /// Returns once the handover is done; the worker can then be stopped.
+    pub async fn leave(&self, id: WorkerId) -> Result<(), ClientError> {
+        let mut req = self.master().await?.leave_request();
+        req.get().set_id(id);
+        match tokio::time::timeout(self.opts.timeout.max(Duration::from_secs(600)), req.send().promise).await {
+            Ok(Ok(_)) => {
+                self.refresh_ring().await?;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(ClientError::Rpc(e)),
+            Err(_) => Err(ClientError::Timeout(self.opts.timeout)),
+        }
+    }
+
     /// The worker owning `key` under the cached ring, with its address.
     fn route(&self, key: &[u8]) -> Result<(u64, Member), ClientError> {
         let view = self.ring.borrow();

@@ -326,3 +326,50 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
     client_thread.join().unwrap();
     drop((first, newcomer));
 }
+
+#[test]
+fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let workers: Vec<_> = (0..3).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
+    let maddr = m.addr;
+    client_side(|| async move {
+        let client = Client::connect(maddr).await.unwrap();
+        wait_for_members(&client, 3).await;
+        for i in 0..3000u32 {
+            client.put(format!("k{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
+        }
+        let leaver = client.ring().members[1].id;
+        // A second client keeps writing while the leave runs.
+        let writer = tokio::task::spawn_local(async move {
+            let c = Client::connect(maddr).await.unwrap();
+            let mut acked = std::collections::BTreeMap::new();
+            for round in 0..4000u32 {
+                let key = format!("w{}", round % 500);
+                c.put(key.as_bytes(), &round.to_le_bytes()).await.unwrap();
+                acked.insert(key, round);
+            }
+            acked
+        });
+        client.leave(leaver).await.unwrap();
+        let acked = writer.await.unwrap();
+        let view = client.refresh_ring().await.unwrap();
+        assert_eq!(view.members.len(), 2);
+        assert!(view.members.iter().all(|m| m.id != leaver));
+        for i in 0..3000u32 {
+            assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "k{i}");
+        }
+        for (key, round) in &acked {
+            assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(round.to_le_bytes().to_vec()), "{key}");
+        }
+        // The last two cannot both leave: someone must keep the keys.
+        let others: Vec<_> = view.members.iter().map(|m| m.id).collect();
+        client.leave(others[0]).await.unwrap();
+        let err = client.leave(others[1]).await.unwrap_err();
+        assert!(err.to_string().contains("last on the ring"), "{err}");
+        for i in 0..3000u32 {
+            assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "k{i}");
+        }
+    });
+    drop(workers);
+}

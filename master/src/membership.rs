@@ -54,11 +54,14 @@ pub struct Membership {
     next_id: WorkerId,
     /// Silence after which a serving member counts as down.
     down_after: Duration,
+    /// Members that left after handing their ranges over; they may not
+    /// come back under the same id (their data was given away).
+    departed: std::collections::BTreeSet<WorkerId>,
 }
 
 impl Membership {
     pub fn new(vnodes: u32, down_after: Duration) -> Membership {
-        Membership { members: BTreeMap::new(), epoch: 0, vnodes, next_id: 1, down_after }
+        Membership { members: BTreeMap::new(), epoch: 0, vnodes, next_id: 1, down_after, departed: Default::default() }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -194,6 +197,23 @@ impl Membership {
             self.epoch += 1;
         }
         was
+    }
+
+    /// Removes a member that handed its ranges over; its id is retired.
+    pub fn depart(&mut self, id: WorkerId) -> bool {
+        self.departed.insert(id);
+        self.remove(id)
+    }
+
+    /// Whether `id` left the cluster for good.
+    pub fn has_departed(&self, id: WorkerId) -> bool {
+        self.departed.contains(&id)
+    }
+
+    /// The ring as it will be once `id` is gone.
+    pub fn ring_without(&self, id: WorkerId) -> Ring {
+        let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining && m.id != id).map(|m| m.id);
+        Ring::new(self.epoch + 1, self.vnodes, on_ring)
     }
 }
 

@@ -15,6 +15,62 @@ use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 /// Ranges to copy, grouped by the worker that holds them now.
 pub type Moves = BTreeMap<WorkerId, Vec<KeyHashRange>>;
 
+/// One range to copy from one worker to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Move {
+    pub from: WorkerId,
+    pub to: WorkerId,
+    pub range: KeyHashRange,
+}
+
+/// Where the ranges of `leaver` go when `before` becomes `after`: removing
+/// a member's points merges each of its ranges into the range before it, so
+/// each has a single new owner.
+pub fn moves_for_leave(before: &Ring, after: &Ring, leaver: WorkerId) -> Vec<Move> {
+    before
+        .ranges_of(leaver)
+        .into_iter()
+        .filter_map(|range| after.owner_of_hash(range.start).map(|to| Move { from: leaver, to, range }))
+        .collect()
+}
+
+/// Copies every move twice: once while writes go on, once more with the
+/// sources fenced. On failure the fences are lifted again.
+pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client>) -> Result<u64, capnp::Error> {
+    let mut fenced: Moves = Moves::new();
+    for m in plan {
+        fenced.entry(m.from).or_default().push(m.range);
+    }
+    let result = async {
+        let mut copied = 0;
+        for pass in 0..2 {
+            if pass == 1 {
+                for (from, ranges) in &fenced {
+                    fence(&clients[from], ranges).await?;
+                }
+                copied = 0;
+            }
+            for m in plan {
+                let sink = clients[&m.to].receive_range_request().send().promise.await?.get()?.get_sink()?;
+                let mut req = clients[&m.from].send_range_request();
+                let mut range = req.get().init_range();
+                range.set_start(m.range.start);
+                range.set_end(m.range.end);
+                req.get().set_sink(sink);
+                copied += req.send().promise.await?.get()?.get_records();
+            }
+        }
+        Ok(copied)
+    }
+    .await;
+    if result.is_err() {
+        for from in fenced.keys() {
+            let _ = fence(&clients[from], &[]).await;
+        }
+    }
+    result
+}
+
 /// What `newcomer` takes over when `before` becomes `after`: each of its
 /// ranges in `after`, and who owns that span in `before` (adding points
 /// only splits ranges, so each has a single previous owner).
@@ -28,43 +84,12 @@ pub fn moves_for_join(before: &Ring, after: &Ring, newcomer: WorkerId) -> Moves 
     moves
 }
 
-/// Copies every range in `moves` to `to`, twice: once while writes go on,
-/// once more behind fences. On failure the fences are lifted again.
-pub async fn copy_ranges(
-    moves: &Moves,
-    sources: &BTreeMap<WorkerId, worker::Client>,
-    to: &worker::Client,
-) -> Result<u64, capnp::Error> {
-    let result = async {
-        let mut copied = 0;
-        for pass in 0..2 {
-            if pass == 1 {
-                for (from, ranges) in moves {
-                    fence(&sources[from], ranges).await?;
-                }
-                copied = 0;
-            }
-            for (from, ranges) in moves {
-                for r in ranges {
-                    let sink = to.receive_range_request().send().promise.await?.get()?.get_sink()?;
-                    let mut req = sources[from].send_range_request();
-                    let mut range = req.get().init_range();
-                    range.set_start(r.start);
-                    range.set_end(r.end);
-                    req.get().set_sink(sink);
-                    copied += req.send().promise.await?.get()?.get_records();
-                }
-            }
-        }
-        Ok(copied)
-    }
-    .await;
-    if result.is_err() {
-        for from in moves.keys() {
-            let _ = fence(&sources[from], &[]).await;
-        }
-    }
-    result
+/// The plan of a join: every range in `moves` goes to `newcomer`.
+pub fn join_plan(moves: &Moves, newcomer: WorkerId) -> Vec<Move> {
+    moves
+        .iter()
+        .flat_map(|(from, ranges)| ranges.iter().map(move |r| Move { from: *from, to: newcomer, range: *r }))
+        .collect()
 }
 
 async fn fence(w: &worker::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
@@ -82,6 +107,22 @@ async fn fence(w: &worker::Client, ranges: &[KeyHashRange]) -> Result<(), capnp:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leave_hands_each_range_to_a_single_remaining_owner() {
+        let before = Ring::new(1, 32, [1, 2, 3]);
+        let after = before.without(2);
+        let plan = moves_for_leave(&before, &after, 2);
+        assert_eq!(plan.len(), before.ranges_of(2).len());
+        for m in plan {
+            assert_eq!(m.from, 2);
+            assert_ne!(m.to, 2);
+            for h in [m.range.start, m.range.end.wrapping_sub(1)] {
+                assert_eq!(before.owner_of_hash(h), Some(2));
+                assert_eq!(after.owner_of_hash(h), Some(m.to));
+            }
+        }
+    }
 
     #[test]
     fn a_join_takes_each_range_from_its_single_previous_owner() {

@@ -139,18 +139,10 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
                 m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
             (m.ring(), m.ring_with(id), addresses)
         };
-        let moves = rebalance::moves_for_join(&before, &after, id);
+        let plan = rebalance::join_plan(&rebalance::moves_for_join(&before, &after, id), id);
         let attempt = async {
-            let mut sources = BTreeMap::new();
-            for from in moves.keys() {
-                let (addr, state) = &addresses[from];
-                if *state == MemberState::Down {
-                    return Err(capnp::Error::failed(format!("worker {from} holding part of the ranges is down")));
-                }
-                sources.insert(*from, connect_worker(addr).await?);
-            }
-            let newcomer = connect_worker(&addresses[&id].0).await?;
-            rebalance::copy_ranges(&moves, &sources, &newcomer).await
+            let clients = connect_plan(&plan, &addresses).await?;
+            rebalance::transfer(&plan, &clients).await
         };
         match attempt.await {
             Ok(copied) => {
@@ -169,6 +161,28 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Connects to every worker a plan names, refusing plans that need a
+/// worker that is down.
+async fn connect_plan(
+    plan: &[rebalance::Move],
+    addresses: &BTreeMap<WorkerId, (String, MemberState)>,
+) -> Result<BTreeMap<WorkerId, worker::Client>, capnp::Error> {
+    let mut clients = BTreeMap::new();
+    for id in plan.iter().flat_map(|m| [m.from, m.to]) {
+        if clients.contains_key(&id) {
+            continue;
+        }
+        let Some((addr, state)) = addresses.get(&id) else {
+            return Err(capnp::Error::failed(format!("worker {id} is no longer a member")));
+        };
+        if *state == MemberState::Down {
+            return Err(capnp::Error::failed(format!("worker {id} is down")));
+        }
+        clients.insert(id, connect_worker(addr).await?);
+    }
+    Ok(clients)
 }
 
 async fn connect_worker(address: &str) -> Result<worker::Client, capnp::Error> {
@@ -302,6 +316,12 @@ impl master::Server for MasterService {
         if address.is_empty() {
             return Err(capnp::Error::failed("register: empty worker address".into()));
         }
+        if self.membership.borrow().has_departed(p.get_id()) {
+            return Err(capnp::Error::failed(format!(
+                "worker {} left the cluster and handed its keys over; start it on an empty data directory to join again",
+                p.get_id()
+            )));
+        }
         let before = self.membership.borrow().epoch();
         let (id, joins) = self.membership.borrow_mut().register(p.get_id(), address.to_owned(), Instant::now());
         self.publish(before)?;
@@ -340,9 +360,43 @@ impl master::Server for MasterService {
     /// members that now own their hashes, so a worker hands its ranges over
     /// before it calls this.
     async fn leave(self: Rc<Self>, params: master::LeaveParams, _: master::LeaveResults) -> Result<(), capnp::Error> {
-        let before = self.membership.borrow().epoch();
-        self.membership.borrow_mut().remove(params.get()?.get_id());
-        self.publish(before)
+        let id = params.get()?.get_id();
+        let changing = self.changing.lock().await;
+        let (before, after, addresses, state) = {
+            let m = self.membership.borrow();
+            let Some(member) = m.member(id) else {
+                return Err(capnp::Error::failed(format!("worker {id} is not a member")));
+            };
+            let addresses: BTreeMap<WorkerId, (String, MemberState)> =
+                m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
+            (m.ring(), m.ring_without(id), addresses, member.state)
+        };
+        if state != MemberState::Joining && after.is_empty() {
+            return Err(capnp::Error::failed(format!(
+                "worker {id} is the last on the ring: there is nobody to hand its keys to"
+            )));
+        }
+        if state != MemberState::Joining {
+            let plan = rebalance::moves_for_leave(&before, &after, id);
+            let clients = connect_plan(&plan, &addresses).await?;
+            let moved = rebalance::transfer(&plan, &clients).await?;
+            eprintln!("wimpy-master: worker {id} handed over {moved} records");
+        }
+        let epoch_before = self.membership.borrow().epoch();
+        self.membership.borrow_mut().depart(id);
+        self.publish(epoch_before)?;
+        drop(changing);
+        // The leaver hears the new ring too, and forgets what it gave away.
+        let leaver = addresses.get(&id).map(|a| a.0.clone());
+        push_ring(self.clone()).await;
+        if let Some(addr) = leaver
+            && let Ok(w) = connect_worker(&addr).await
+        {
+            let mut req = w.set_ring_request();
+            write_ring(req.get().init_ring(), &self.membership.borrow());
+            let _ = req.send().promise.await;
+        }
+        Ok(())
     }
 
     async fn get(

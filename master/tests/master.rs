@@ -104,11 +104,20 @@ fn workers_register_heartbeat_and_leave() {
         assert_eq!(register(&m, 1, "127.0.0.1:7001").await.0, 1);
         assert_eq!(ring(&m).await.0, 1);
 
+        // The last worker on the ring cannot leave: nobody could take its keys.
         let mut leave = m.leave_request();
         leave.get().set_id(1);
+        let err = leave.send().promise.await.err().expect("refused");
+        assert!(err.to_string().contains("last on the ring"), "{err}");
+        // A joiner that never got data can leave at once; its id is retired.
+        let mut leave = m.leave_request();
+        leave.get().set_id(2);
         leave.send().promise.await.unwrap();
-        let (epoch, _, members) = ring(&m).await;
-        assert_eq!((epoch, members.len()), (2, 0));
+        let mut again = m.register_request();
+        again.get().set_id(2);
+        again.get().set_address("127.0.0.1:9");
+        let err = again.send().promise.await.err().expect("a departed id is refused");
+        assert!(err.to_string().contains("left the cluster"), "{err}");
     });
 }
 

@@ -55,6 +55,8 @@ enum Command {
     Status,
     /// The ring: which worker owns which share of the key space.
     Ring,
+    /// Have a worker hand its keys to the others and leave the ring.
+    Leave { worker_id: u64 },
     /// Run a local cluster: a master on --master and N workers, in the
     /// foreground until Ctrl-C.
     Local {
@@ -218,6 +220,13 @@ async fn execute(cli: &Cli) -> Result<(), Failure> {
                         writeln!(out, "{:>4}  {:<22} {:>6.2}% of keys", m.id, m.address, share)?;
                     }
                 }
+            }
+        }
+        Command::Leave { worker_id } => {
+            client.leave(*worker_id).await?;
+            match cli.format {
+                Format::Text => writeln!(out, "worker {worker_id} handed its keys over and left the ring")?,
+                Format::Json => writeln!(out, "{}", json!({"ok": true, "left": worker_id}))?,
             }
         }
         Command::Local { .. } => unreachable!("handled in main"),
