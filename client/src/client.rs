@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use wimpy_schema::wimpy_capnp::{delete_result, failure, get_result, master, member, worker, write_result};
+use wimpy_schema::wimpy_capnp::{byte_sink, delete_result, failure, get_result, master, member, worker, write_result};
 use wimpy_schema::{Ring, WorkerId};
 
 use crate::ClientError;
@@ -251,15 +251,49 @@ impl Client {
                 get_result::Failure(f) => settled(failure_to(f?)),
             };
         }
+        let got = self
+            .with_owner(key, |w, epoch| async move {
+                let mut req = w.get_request();
+                req.get().set_key(key);
+                req.get().set_epoch(epoch);
+                let resp = req.send().promise.await?;
+                match resp.get()?.get_result()?.which()? {
+                    get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
+                    get_result::NotFound(()) => Ok(Attempt::Done(None)),
+                    get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
+                    get_result::Failure(f) => failure_to(f?),
+                }
+            })
+            .await;
+        match got {
+            // Larger than one message: fetch it as a stream.
+            Err(ClientError::TooLarge { what, .. }) if what.contains("getStream") => self.get_stream(key).await,
+            other => other,
+        }
+    }
+
+    async fn get_stream(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
         self.with_owner(key, |w, epoch| async move {
-            let mut req = w.get_request();
+            let received = Rc::new(RefCell::new(Vec::new()));
+            let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
+            let mut req = w.get_stream_request();
             req.get().set_key(key);
             req.get().set_epoch(epoch);
+            req.get().set_sink(sink);
             let resp = req.send().promise.await?;
             match resp.get()?.get_result()?.which()? {
-                get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
+                get_result::Streamed(n) => {
+                    let value = std::mem::take(&mut *received.borrow_mut());
+                    if value.len() as u64 != n {
+                        return Err(ClientError::Invalid(format!(
+                            "stream announced {n} bytes, {} arrived",
+                            value.len()
+                        )));
+                    }
+                    Ok(Attempt::Done(Some(value)))
+                }
                 get_result::NotFound(()) => Ok(Attempt::Done(None)),
-                get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
+                get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
                 get_result::Failure(f) => failure_to(f?),
             }
         })
@@ -278,6 +312,9 @@ impl Client {
                 write_result::Failure(f) => settled(failure_to(f?)),
             };
         }
+        if value.len() > MAX_INLINE {
+            return self.put_stream(key, value).await;
+        }
         self.with_owner(key, |w, epoch| async move {
             let mut req = w.put_request();
             req.get().set_key(key);
@@ -285,6 +322,32 @@ impl Client {
             req.get().set_epoch(epoch);
             let resp = req.send().promise.await?;
             match resp.get()?.get_result()?.which()? {
+                write_result::Ok(()) => Ok(Attempt::Done(())),
+                write_result::Failure(f) => failure_to(f?),
+            }
+        })
+        .await
+    }
+
+    async fn put_stream(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
+        self.with_owner(key, |w, epoch| async move {
+            let mut req = w.put_stream_request();
+            req.get().set_key(key);
+            req.get().set_size(value.len() as u64);
+            req.get().set_epoch(epoch);
+            let resp = req.send().promise.await?;
+            let r = resp.get()?;
+            if r.has_failure() {
+                return failure_to(r.get_failure()?);
+            }
+            let upload = r.get_upload()?;
+            for chunk in value.chunks(MAX_INLINE) {
+                let mut w = upload.write_request();
+                w.get().set_chunk(chunk);
+                w.send().await?;
+            }
+            let done = upload.commit_request().send().promise.await?;
+            match done.get()?.get_result()?.which()? {
                 write_result::Ok(()) => Ok(Attempt::Done(())),
                 write_result::Failure(f) => failure_to(f?),
             }
@@ -314,6 +377,23 @@ impl Client {
             }
         })
         .await
+    }
+}
+
+/// Largest value sent or received in one message (the schema's
+/// `maxInlineValue`); larger ones stream.
+const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
+
+/// Collects a value streamed to this client.
+struct Collector(Rc<RefCell<Vec<u8>>>);
+
+impl byte_sink::Server for Collector {
+    async fn write(self: Rc<Self>, params: byte_sink::WriteParams) -> Result<(), capnp::Error> {
+        self.0.borrow_mut().extend_from_slice(params.get()?.get_chunk()?);
+        Ok(())
+    }
+    async fn done(self: Rc<Self>, _: byte_sink::DoneParams, _: byte_sink::DoneResults) -> Result<(), capnp::Error> {
+        Ok(())
     }
 }
 

@@ -66,8 +66,8 @@ fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
             data,
             store: Options {
                 sync: SyncMode::Never,
-                segment_bytes: 1 << 22,
-                max_value_bytes: 1 << 20,
+                segment_bytes: 1 << 25,
+                max_value_bytes: 16 << 20,
                 compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
                 ..Options::default()
             },
@@ -370,6 +370,31 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
         for i in 0..3000u32 {
             assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "k{i}");
         }
+    });
+    drop(workers);
+}
+
+#[test]
+fn values_larger_than_a_message_stream_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let workers: Vec<_> = (0..2).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
+    let maddr = m.addr;
+    client_side(|| async move {
+        let client = Client::connect(maddr).await.unwrap();
+        wait_for_members(&client, 2).await;
+        let big: Vec<u8> = (0..(5u32 << 20) + 12345).map(|i| (i ^ (i >> 11)) as u8).collect();
+        client.put(b"big", &big).await.unwrap();
+        assert_eq!(client.get(b"big").await.unwrap().as_deref(), Some(&big[..]));
+        // Exactly one message's worth stays inline; one byte more streams.
+        let edge = vec![7u8; 1 << 20];
+        client.put(b"edge", &edge).await.unwrap();
+        assert_eq!(client.get(b"edge").await.unwrap(), Some(edge));
+        let err = client.put(b"huge", &vec![0u8; 17 << 20]).await.unwrap_err();
+        assert!(matches!(err, ClientError::TooLarge { limit, .. } if limit == 16 << 20), "{err:?}");
+        assert_eq!(client.get(b"huge").await.unwrap(), None);
+        assert!(client.delete(b"big").await.unwrap());
+        assert_eq!(client.get(b"big").await.unwrap(), None);
     });
     drop(workers);
 }

@@ -8,6 +8,7 @@
 //! pool, so one slow flush does not stall every connection on a core.
 
 mod refusal;
+pub mod streams;
 pub mod transfer;
 
 use std::future::Future;
@@ -301,6 +302,51 @@ impl worker::Server for WorkerService {
             ids.push(m.get_id());
         }
         self.state.set_ring(Ring::new(ring.get_epoch(), ring.get_vnodes(), ids));
+        Ok(())
+    }
+
+    async fn get_stream(
+        self: Rc<Self>,
+        params: worker::GetStreamParams,
+        mut results: worker::GetStreamResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let key = p.get_key()?;
+        let sink = p.get_sink()?;
+        let outcome =
+            self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(Refusal::from));
+        let sent = match &outcome {
+            Ok(Some(v)) => Some(streams::send_value(v, &sink).await?),
+            _ => None,
+        };
+        let mut r = results.get().init_result();
+        match (outcome, sent) {
+            (Ok(Some(_)), Some(n)) => r.set_streamed(n),
+            (Ok(_), _) => r.set_not_found(()),
+            (Err(refusal), _) => refusal.write(r.init_failure()),
+        }
+        Ok(())
+    }
+
+    async fn put_stream(
+        self: Rc<Self>,
+        params: worker::PutStreamParams,
+        mut results: worker::PutStreamResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let key = p.get_key()?.to_vec();
+        let refused = match self.state.route_write(&key, p.get_epoch()) {
+            Ok(()) => match streams::Upload::new(self.state.store.clone(), key, p.get_size()) {
+                Ok(upload) => {
+                    let client: wimpy_schema::wimpy_capnp::value_upload::Client = capnp_rpc::new_client(upload);
+                    results.get().set_upload(client);
+                    return Ok(());
+                }
+                Err(refusal) => refusal,
+            },
+            Err(refusal) => refusal,
+        };
+        refused.write(results.get().init_failure());
         Ok(())
     }
 

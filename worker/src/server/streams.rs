@@ -1,0 +1,96 @@
+//! Values larger than one message: sent to the caller's `ByteSink` in
+//! chunks (getStream), or received through a `ValueUpload` (putStream).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
+
+use super::Refusal;
+use crate::store::{Store, SyncMode};
+
+/// Bytes per chunk (the schema's `maxChunk`).
+pub const CHUNK: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;
+
+/// Writes `value` to `sink` in chunks; returns the bytes sent.
+pub async fn send_value(value: &[u8], sink: &byte_sink::Client) -> Result<u64, capnp::Error> {
+    for chunk in value.chunks(CHUNK) {
+        let mut req = sink.write_request();
+        req.get().set_chunk(chunk);
+        req.send().await?;
+    }
+    sink.done_request().send().promise.await?;
+    Ok(value.len() as u64)
+}
+
+/// Collects an announced number of bytes, then stores them under the key.
+#[derive(Debug)]
+pub struct Upload {
+    store: Arc<Store>,
+    key: Vec<u8>,
+    size: usize,
+    buf: RefCell<Vec<u8>>,
+    /// Set once something went wrong; commit reports it.
+    failed: RefCell<Option<Refusal>>,
+}
+
+impl Upload {
+    /// Accepts an upload of `size` bytes for `key`, or refuses it up front.
+    pub fn new(store: Arc<Store>, key: Vec<u8>, size: u64) -> Result<Upload, Refusal> {
+        let max = store.options().max_value_bytes as u64;
+        if size > max {
+            return Err(Refusal::TooLarge { what: "value", limit: max, actual: size });
+        }
+        let size = size as usize;
+        Ok(Upload { store, key, size, buf: RefCell::new(Vec::with_capacity(size)), failed: RefCell::new(None) })
+    }
+}
+
+impl value_upload::Server for Upload {
+    async fn write(self: Rc<Self>, params: value_upload::WriteParams) -> Result<(), capnp::Error> {
+        let chunk = params.get()?.get_chunk()?;
+        let mut buf = self.buf.borrow_mut();
+        if buf.len() + chunk.len() > self.size {
+            *self.failed.borrow_mut() =
+                Some(Refusal::Invalid(format!("upload announced {} bytes but sent more", self.size)));
+            return Ok(());
+        }
+        buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    async fn commit(
+        self: Rc<Self>,
+        _: value_upload::CommitParams,
+        mut results: value_upload::CommitResults,
+    ) -> Result<(), capnp::Error> {
+        let outcome = match self.failed.borrow_mut().take() {
+            Some(refusal) => Err(refusal),
+            None if self.buf.borrow().len() != self.size => Err(Refusal::Invalid(format!(
+                "upload announced {} bytes but sent {}",
+                self.size,
+                self.buf.borrow().len()
+            ))),
+            None => {
+                let value = std::mem::take(&mut *self.buf.borrow_mut());
+                let (store, key) = (self.store.clone(), self.key.clone());
+                let put = move || store.put(&key, &value);
+                let result = if self.store.options().sync == SyncMode::Always {
+                    tokio::task::spawn_blocking(put)
+                        .await
+                        .map_err(|e| capnp::Error::failed(format!("store task: {e}")))?
+                } else {
+                    put()
+                };
+                result.map_err(Refusal::from)
+            }
+        };
+        let mut r = results.get().init_result();
+        match outcome {
+            Ok(()) => r.set_ok(()),
+            Err(refusal) => refusal.write(r.init_failure()),
+        }
+        Ok(())
+    }
+}
