@@ -65,13 +65,13 @@ impl value_upload::Server for Upload {
         _: value_upload::CommitParams,
         mut results: value_upload::CommitResults,
     ) -> Result<(), capnp::Error> {
-        let outcome = match self.failed.borrow_mut().take() {
+        let failed = self.failed.borrow_mut().take();
+        let received = self.buf.borrow().len();
+        let outcome = match failed {
             Some(refusal) => Err(refusal),
-            None if self.buf.borrow().len() != self.size => Err(Refusal::Invalid(format!(
-                "upload announced {} bytes but sent {}",
-                self.size,
-                self.buf.borrow().len()
-            ))),
+            None if received != self.size => {
+                Err(Refusal::Invalid(format!("upload announced {} bytes but sent {received}", self.size)))
+            }
             None => {
                 let value = std::mem::take(&mut *self.buf.borrow_mut());
                 let (store, key) = (self.store.clone(), self.key.clone());
