@@ -57,11 +57,22 @@ pub struct Membership {
     /// Members that left after handing their ranges over; they may not
     /// come back under the same id (their data was given away).
     departed: std::collections::BTreeSet<WorkerId>,
+    /// The ring of the current epoch, once built. Every membership change
+    /// moves the epoch, which is what invalidates it.
+    ring_cache: std::cell::RefCell<Option<std::rc::Rc<Ring>>>,
 }
 
 impl Membership {
     pub fn new(vnodes: u32, down_after: Duration) -> Membership {
-        Membership { members: BTreeMap::new(), epoch: 0, vnodes, next_id: 1, down_after, departed: Default::default() }
+        Membership {
+            members: BTreeMap::new(),
+            epoch: 0,
+            vnodes,
+            next_id: 1,
+            down_after,
+            departed: Default::default(),
+            ring_cache: Default::default(),
+        }
     }
 
     pub fn epoch(&self) -> u64 {
@@ -93,9 +104,18 @@ impl Membership {
     }
 
     /// The ring at the current epoch: every member but joining ones.
-    pub fn ring(&self) -> Ring {
-        let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining).map(|m| m.id);
-        Ring::new(self.epoch, self.vnodes, on_ring)
+    /// Built once per epoch: proxied requests look it up every time.
+    pub fn ring(&self) -> std::rc::Rc<Ring> {
+        let mut cached = self.ring_cache.borrow_mut();
+        match &*cached {
+            Some(r) if r.epoch() == self.epoch => r.clone(),
+            _ => {
+                let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining).map(|m| m.id);
+                let ring = std::rc::Rc::new(Ring::new(self.epoch, self.vnodes, on_ring));
+                *cached = Some(ring.clone());
+                ring
+            }
+        }
     }
 
     /// Registers a worker at `address`. `id` is the id it kept from an

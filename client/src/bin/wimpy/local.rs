@@ -26,8 +26,10 @@ fn spawn_master(bin: &Path, listen: SocketAddr, data: &Path) -> std::io::Result<
     Command::new(bin).arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master")).spawn()
 }
 
-fn spawn_worker(bin: &Path, master: SocketAddr, data: &Path, i: usize) -> std::io::Result<Child> {
+fn spawn_worker(bin: &Path, master: SocketAddr, data: &Path, i: usize, sync: &str) -> std::io::Result<Child> {
     Command::new(bin)
+        .arg("--sync")
+        .arg(sync)
         .arg("--master")
         .arg(master.to_string())
         .arg("--listen")
@@ -58,7 +60,7 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-pub fn run(master: SocketAddr, workers: usize, data: &Path) -> std::io::Result<()> {
+pub fn run(master: SocketAddr, workers: usize, data: &Path, sync: &str) -> std::io::Result<()> {
     let master_bin = sibling("wimpy-master")?;
     let worker_bin = sibling("wimpy-worker")?;
     std::fs::create_dir_all(data)?;
@@ -76,7 +78,7 @@ pub fn run(master: SocketAddr, workers: usize, data: &Path) -> std::io::Result<(
     let mut m = spawn_master(&master_bin, master, data)?;
     // Workers retry until the master answers, so nothing waits here.
     let mut ws: Vec<Child> =
-        (0..workers).map(|i| spawn_worker(&worker_bin, master, data, i)).collect::<Result<_, _>>()?;
+        (0..workers).map(|i| spawn_worker(&worker_bin, master, data, i, sync)).collect::<Result<_, _>>()?;
     eprintln!("wimpy local: master on {master}, {workers} worker(s), data in {}; Ctrl-C to stop", data.display());
     while !stopping.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
@@ -90,7 +92,7 @@ pub fn run(master: SocketAddr, workers: usize, data: &Path) -> std::io::Result<(
         for (i, w) in ws.iter_mut().enumerate() {
             if let Ok(Some(status)) = w.try_wait() {
                 eprintln!("wimpy local: worker {i} exited ({status}); restarting");
-                *w = spawn_worker(&worker_bin, master, data, i)?;
+                *w = spawn_worker(&worker_bin, master, data, i, sync)?;
             }
         }
     }

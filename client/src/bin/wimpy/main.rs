@@ -66,6 +66,9 @@ enum Command {
         /// Where the nodes keep their data.
         #[arg(long, default_value = "wimpy-data")]
         data: PathBuf,
+        /// Workers' sync mode: always, interval:MS or never.
+        #[arg(long, default_value = "always")]
+        sync: String,
     },
 }
 
@@ -95,7 +98,9 @@ impl From<std::io::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Local { workers, ref data } => local::run(cli.master, workers, data).map_err(Failure::from),
+        Command::Local { workers, ref data, ref sync } => {
+            local::run(cli.master, workers, data, sync).map_err(Failure::from)
+        }
         _ => {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
