@@ -51,6 +51,10 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client
                 copied = 0;
             }
             for m in plan {
+                if pass == 1 {
+                    // Renew the source's fence lease before each range.
+                    fence(&clients[&m.from], &fenced[&m.from]).await?;
+                }
                 let sink = clients[&m.to].receive_range_request().send().promise.await?.get()?.get_sink()?;
                 let mut req = clients[&m.from].send_range_request();
                 let mut range = req.get().init_range();

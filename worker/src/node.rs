@@ -55,7 +55,11 @@ pub async fn run(
         async move {
             let mut master = master;
             loop {
-                if membership::heartbeat_loop(&master, &state, &address, every).await.is_err() {
+                if let Err(e) = membership::heartbeat_loop(&master, &state, &address, every).await {
+                    // Not in a tight loop: a master that refuses this worker
+                    // (it left the cluster) would be hammered otherwise.
+                    eprintln!("wimpy-worker: master: {e}");
+                    tokio::time::sleep(every.max(Duration::from_millis(500))).await;
                     master = connect_with_retry(master_addr).await;
                 }
             }

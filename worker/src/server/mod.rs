@@ -24,6 +24,11 @@ use crate::store::{Store, SyncMode};
 
 pub use refusal::Refusal;
 
+/// How long a fence holds unless renewed: long enough for the copy of one
+/// range between renewals, short enough that a master that died mid-move does
+/// not block writes for long.
+pub const FENCE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Largest value returned inline by `get`; larger ones go by `getStream`.
 pub const MAX_INLINE_VALUE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
 
@@ -36,9 +41,10 @@ pub struct WorkerState {
     pub store: Arc<Store>,
     /// The newest ring this worker has been given.
     ring: ArcSwap<Ring>,
-    /// Ranges whose writes are refused while they move to another worker;
-    /// cleared by the next ring.
-    fences: parking_lot::Mutex<Vec<KeyHashRange>>,
+    /// Ranges whose writes are refused while they move to another worker,
+    /// and until when: cleared by the next ring, and lapsing on their own
+    /// if the master that set them goes away (it renews them while it copies).
+    fences: parking_lot::Mutex<(Vec<KeyHashRange>, std::time::Instant)>,
 }
 
 impl WorkerState {
@@ -48,7 +54,7 @@ impl WorkerState {
             id,
             store,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
-            fences: parking_lot::Mutex::new(Vec::new()),
+            fences: parking_lot::Mutex::new((Vec::new(), std::time::Instant::now())),
         }
     }
 
@@ -66,7 +72,7 @@ impl WorkerState {
             return;
         }
         self.ring.store(Arc::new(ring));
-        self.fences.lock().clear();
+        self.fences.lock().0.clear();
         let new = self.ring.load_full();
         let lost: Vec<KeyHashRange> =
             old.ranges_of(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
@@ -80,24 +86,31 @@ impl WorkerState {
     fn drop_ranges(&self, ranges: &[KeyHashRange]) {
         for r in ranges {
             let keys: Vec<Vec<u8>> = self.store.scan(*r).filter_map(|kv| kv.ok().map(|(k, _)| k)).collect();
-            for k in keys {
-                if self.ring.load().owner(&k) != Some(self.id) {
-                    let _ = self.store.delete(&k);
-                }
-            }
+            let ring = self.ring.load_full();
+            // One stream of deletions shares one wait for durability.
+            let gone = keys
+                .into_iter()
+                .filter(|k| ring.owner(k) != Some(self.id))
+                .map(|key| Ok(crate::store::Record { key, value: None }));
+            let _ = self.store.merge(gone);
         }
     }
 
-    /// Refuses writes to keys in `ranges` until the next ring.
+    /// Refuses writes to keys in `ranges` until the next ring, or until
+    /// [`FENCE_LEASE`] passes without the fence being set again.
     pub fn fence(&self, ranges: Vec<KeyHashRange>) {
-        *self.fences.lock() = ranges;
+        *self.fences.lock() = (ranges, std::time::Instant::now() + FENCE_LEASE);
     }
 
     /// Whether a write to `key` may go ahead now.
     fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Refusal> {
         self.route(key, epoch)?;
         let h = wimpy_schema::key_hash(key);
-        if self.fences.lock().iter().any(|r| r.contains(h)) {
+        let fenced = {
+            let f = self.fences.lock();
+            std::time::Instant::now() < f.1 && f.0.iter().any(|r| r.contains(h))
+        };
+        if fenced {
             // Moving: the client retries and reaches the new owner once the
             // ring flips.
             return Err(Refusal::StaleEpoch(self.ring.load().epoch()));
