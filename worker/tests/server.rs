@@ -188,3 +188,51 @@ fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
         assert_eq!(get(&c, b"ok", 1).await, Got::Value(b"fine".to_vec()));
     });
 }
+
+#[test]
+fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
+    let w = start(1, SyncMode::Never);
+    let store = w.state.store.clone();
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 32, [1])).await;
+        for i in 0..500u32 {
+            put(&c, &i.to_le_bytes(), b"v", 1).await.unwrap();
+        }
+        let mut req = c.fence_request();
+        let mut r = req.get().init_ranges(1);
+        r.reborrow().get(0).set_start(0);
+        r.reborrow().get(0).set_end(0); // the whole space
+        req.send().promise.await.unwrap();
+        assert_eq!(put(&c, b"x", b"v", 1).await, Err(Got::Stale(1)), "a fenced write is refused");
+        assert_eq!(get(&c, &7u32.to_le_bytes(), 1).await, Got::Value(b"v".to_vec()), "reads go on");
+
+        // Worker 2 takes part of the space: the fence lifts, and worker 1
+        // forgets the keys it gave away.
+        let ring = Ring::new(2, 32, [1, 2]);
+        set_ring(&c, &ring).await;
+        // An overwrite of a key worker 1 keeps (one of the 500 written).
+        let mine = (0u32..500).map(|i| i.to_le_bytes()).find(|k| ring.owner(k) == Some(1)).unwrap();
+        put(&c, &mine, b"after", 2).await.unwrap();
+        let kept = (0..500u32).filter(|i| ring.owner(&i.to_le_bytes()) == Some(1)).count() as u64;
+        let mut live = 0;
+        for _ in 0..200 {
+            live = store.stats().live_keys;
+            if live == kept {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(kept > 100 && kept < 400, "ring split {kept}");
+        assert_eq!(live, kept, "worker 1 should hold only its own keys");
+        for i in 0..500u32 {
+            let k = i.to_le_bytes();
+            let want = if ring.owner(&k) == Some(1) {
+                Got::Value(if k == mine { b"after".to_vec() } else { b"v".to_vec() })
+            } else {
+                Got::Stale(2)
+            };
+            assert_eq!(get(&c, &k, 2).await, want, "key {i}");
+        }
+    });
+}
