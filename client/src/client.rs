@@ -1,13 +1,14 @@
 //! The routing client.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+pub use wimpy_schema::MemberState;
 use wimpy_schema::wimpy_capnp::{byte_sink, delete_result, failure, get_result, master, member, worker, write_result};
-use wimpy_schema::{Ring, WorkerId};
+use wimpy_schema::{Failure, Ring, WorkerId};
 
 use crate::ClientError;
 
@@ -34,15 +35,6 @@ impl Default for ClientOptions {
             via_master: false,
         }
     }
-}
-
-/// Where a member stands, as the master reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemberState {
-    Joining,
-    Serving,
-    Leaving,
-    Down,
 }
 
 /// A member of the ring.
@@ -75,8 +67,9 @@ pub struct Client {
     master_addr: SocketAddr,
     master: RefCell<Option<master::Client>>,
     ring: RefCell<Rc<RingView>>,
-    /// One RPC connection per worker address; capnp multiplexes requests.
-    workers: RefCell<HashMap<String, worker::Client>>,
+    /// One RPC connection per worker, with the address it went to; capnp
+    /// multiplexes requests over it.
+    workers: RefCell<BTreeMap<WorkerId, (String, worker::Client)>>,
     opts: ClientOptions,
 }
 
@@ -107,7 +100,7 @@ impl Client {
             master_addr: addr,
             master: RefCell::new(None),
             ring: RefCell::new(Rc::new(RingView { ring: Ring::empty(0, 1), members: Vec::new() })),
-            workers: RefCell::new(HashMap::new()),
+            workers: RefCell::new(BTreeMap::new()),
             opts,
         };
         client.refresh_ring().await?;
@@ -171,33 +164,44 @@ impl Client {
     pub async fn leave(&self, id: WorkerId) -> Result<(), ClientError> {
         let mut req = self.master().await?.leave_request();
         req.get().set_id(id);
-        match tokio::time::timeout(self.opts.timeout.max(Duration::from_secs(600)), req.send().promise).await {
+        // A handover copies the worker's data: allow it far longer than a request.
+        let limit = self.opts.timeout.max(LEAVE_TIMEOUT);
+        match tokio::time::timeout(limit, req.send().promise).await {
             Ok(Ok(_)) => {
                 self.refresh_ring().await?;
                 Ok(())
             }
             Ok(Err(e)) => Err(ClientError::Rpc(e)),
-            Err(_) => Err(ClientError::Timeout(self.opts.timeout)),
+            Err(_) => Err(ClientError::Timeout(limit)),
         }
     }
 
     /// The worker owning `key` under the cached ring, with its address.
-    fn route(&self, key: &[u8]) -> Result<(u64, Member), ClientError> {
+    fn route(&self, key: &[u8]) -> Result<(u64, WorkerId), ClientError> {
         let view = self.ring.borrow();
         let owner = view.ring.owner(key).ok_or(ClientError::NoWorkers)?;
-        let m = view.member(owner).ok_or(ClientError::NoWorkers)?.clone();
+        let m = view.member(owner).ok_or(ClientError::NoWorkers)?;
         if m.state == MemberState::Down {
             return Err(ClientError::Unavailable(format!("worker {} at {} is down", m.id, m.address)));
         }
-        Ok((view.ring.epoch(), m))
+        Ok((view.ring.epoch(), owner))
     }
 
-    async fn worker(&self, address: &str) -> Result<worker::Client, ClientError> {
-        if let Some(w) = self.workers.borrow().get(address) {
-            return Ok(w.clone());
-        }
-        let w: worker::Client = connect(address).await?;
-        self.workers.borrow_mut().insert(address.to_owned(), w.clone());
+    /// The connection to worker `id`, opened (again) when there is none or
+    /// the ring moved the worker to another address.
+    async fn worker(&self, id: WorkerId) -> Result<worker::Client, ClientError> {
+        let address = {
+            let view = self.ring.borrow();
+            let address = &view.member(id).ok_or(ClientError::NoWorkers)?.address;
+            if let Some((at, w)) = self.workers.borrow().get(&id)
+                && at == address
+            {
+                return Ok(w.clone());
+            }
+            address.clone()
+        };
+        let w: worker::Client = connect(&address).await?;
+        self.workers.borrow_mut().insert(id, (address, w.clone()));
         Ok(w)
     }
 
@@ -212,7 +216,7 @@ impl Client {
             let mut pause = self.opts.backoff;
             for _ in 0..self.opts.attempts {
                 let (epoch, owner) = self.route(key)?;
-                let outcome = match self.worker(&owner.address).await {
+                let outcome = match self.worker(owner).await {
                     Ok(w) => attempt(w, epoch).await,
                     Err(e) => Err(e),
                 };
@@ -222,10 +226,10 @@ impl Client {
                     // The owner went away: forget the connection; the master
                     // may already know where its keys went.
                     Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Disconnected => {
-                        self.workers.borrow_mut().remove(&owner.address);
+                        self.workers.borrow_mut().remove(&owner);
                     }
                     Err(ClientError::Unreachable { .. }) => {
-                        self.workers.borrow_mut().remove(&owner.address);
+                        self.workers.borrow_mut().remove(&owner);
                     }
                     Err(e) => return Err(e),
                 }
@@ -380,6 +384,9 @@ impl Client {
     }
 }
 
+/// Longest a `leave` may take: it waits for the worker's data to move.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Largest value sent or received in one message (the schema's
 /// `maxInlineValue`); larger ones stream.
 const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
@@ -407,18 +414,13 @@ fn settled<T>(a: Result<Attempt<T>, ClientError>) -> Result<T, ClientError> {
 
 /// Turns a worker's `Failure` into a retry (stale routing) or an error.
 fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
-    let text = |t: capnp::Result<capnp::text::Reader<'_>>| -> Result<String, ClientError> {
-        Ok(t?.to_string().unwrap_or_else(|_| "(not UTF-8)".into()))
-    };
-    Err(match f.which()? {
-        failure::StaleEpoch(_) => return Ok(Attempt::Retry),
-        failure::TooLarge(g) => {
-            ClientError::TooLarge { what: text(g.get_what())?, limit: g.get_limit(), actual: g.get_actual() }
-        }
-        failure::Invalid(m) => ClientError::Invalid(text(m)?),
-        failure::Unavailable(m) => ClientError::Unavailable(text(m)?),
-        failure::Overloaded(()) => ClientError::Overloaded,
-        failure::Storage(m) => ClientError::Storage(text(m)?),
+    Err(match Failure::read(f)? {
+        Failure::StaleEpoch(_) => return Ok(Attempt::Retry),
+        Failure::TooLarge { what, limit, actual } => ClientError::TooLarge { what, limit, actual },
+        Failure::Invalid(m) => ClientError::Invalid(m),
+        Failure::Unavailable(m) => ClientError::Unavailable(m),
+        Failure::Overloaded => ClientError::Overloaded,
+        Failure::Storage(m) => ClientError::Storage(m),
     })
 }
 
@@ -431,12 +433,7 @@ fn read_member(m: member::Reader<'_>) -> Result<Member, ClientError> {
     Ok(Member {
         id: m.get_id(),
         address: m.get_address()?.to_string().map_err(|e| ClientError::Invalid(e.to_string()))?,
-        state: match m.get_state()? {
-            member::State::Joining => MemberState::Joining,
-            member::State::Serving => MemberState::Serving,
-            member::State::Leaving => MemberState::Leaving,
-            member::State::Down => MemberState::Down,
-        },
+        state: m.get_state()?.into(),
         live_keys: s.get_live_keys(),
         log_bytes: s.get_log_bytes(),
         garbage_bytes: s.get_garbage_bytes(),

@@ -99,6 +99,28 @@ async fn wait_for_members(client: &Client, n: usize) {
     panic!("the ring never reached {n} serving members");
 }
 
+/// Writes `prefix{i}` -> i for i in 0..n.
+async fn put_numbered(client: &Client, prefix: &str, n: u32) {
+    for i in 0..n {
+        client.put(format!("{prefix}{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
+    }
+}
+
+/// Checks that `prefix{i}` reads back as i for i in 0..n.
+async fn assert_numbered(client: &Client, prefix: &str, n: u32) {
+    for i in 0..n {
+        let key = format!("{prefix}{i}");
+        assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "{key}");
+    }
+}
+
+/// Checks that every acknowledged write (key -> round) reads back.
+async fn assert_acked(client: &Client, acked: &std::collections::BTreeMap<String, u32>) {
+    for (key, round) in acked {
+        assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(round.to_le_bytes().to_vec()), "{key}");
+    }
+}
+
 #[test]
 fn keys_route_to_their_owners_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,12 +130,8 @@ fn keys_route_to_their_owners_and_read_back() {
     client_side(|| async move {
         let client = Client::connect(maddr).await.unwrap();
         wait_for_members(&client, 3).await;
-        for i in 0..300u32 {
-            client.put(format!("key-{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
-        }
-        for i in 0..300u32 {
-            assert_eq!(client.get(format!("key-{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()));
-        }
+        put_numbered(&client, "key-", 300).await;
+        assert_numbered(&client, "key-", 300).await;
         assert!(client.delete(b"key-7").await.unwrap());
         assert!(!client.delete(b"key-7").await.unwrap());
         assert_eq!(client.get(b"key-7").await.unwrap(), None);
@@ -265,9 +283,7 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
             let client = Client::connect(maddr).await.unwrap();
             wait_for_members(&client, 2).await;
             // Data that the newcomer must receive.
-            for i in 0..2000u32 {
-                client.put(format!("pre-{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
-            }
+            put_numbered(&client, "pre-", 2000).await;
             started_tx.send(()).unwrap();
             // Keep writing (and overwriting) while the join runs.
             let mut acked = std::collections::BTreeMap::new();
@@ -290,16 +306,8 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
             assert!(joined, "the join never completed while the writer ran");
             let view = client.refresh_ring().await.unwrap();
             assert_eq!(view.members.len(), 3);
-            for i in 0..2000u32 {
-                assert_eq!(
-                    client.get(format!("pre-{i}").as_bytes()).await.unwrap(),
-                    Some(i.to_le_bytes().to_vec()),
-                    "pre-{i}"
-                );
-            }
-            for (key, round) in &acked {
-                assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(round.to_le_bytes().to_vec()), "{key}");
-            }
+            assert_numbered(&client, "pre-", 2000).await;
+            assert_acked(&client, &acked).await;
             // The newcomer holds its share, and the old owners forget what
             // they gave away: each key lives on exactly one worker.
             let distinct = 2000 + acked.len() as u64;
@@ -337,9 +345,7 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
     client_side(|| async move {
         let client = Client::connect(maddr).await.unwrap();
         wait_for_members(&client, 3).await;
-        for i in 0..3000u32 {
-            client.put(format!("k{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
-        }
+        put_numbered(&client, "k", 3000).await;
         let leaver = client.ring().members[1].id;
         // A second client keeps writing while the leave runs.
         let writer = tokio::task::spawn_local(async move {
@@ -357,20 +363,14 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
         let view = client.refresh_ring().await.unwrap();
         assert_eq!(view.members.len(), 2);
         assert!(view.members.iter().all(|m| m.id != leaver));
-        for i in 0..3000u32 {
-            assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "k{i}");
-        }
-        for (key, round) in &acked {
-            assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(round.to_le_bytes().to_vec()), "{key}");
-        }
+        assert_numbered(&client, "k", 3000).await;
+        assert_acked(&client, &acked).await;
         // The last two cannot both leave: someone must keep the keys.
         let others: Vec<_> = view.members.iter().map(|m| m.id).collect();
         client.leave(others[0]).await.unwrap();
         let err = client.leave(others[1]).await.unwrap_err();
         assert!(err.to_string().contains("last on the ring"), "{err}");
-        for i in 0..3000u32 {
-            assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "k{i}");
-        }
+        assert_numbered(&client, "k", 3000).await;
     });
     drop(workers);
 }

@@ -7,21 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+pub use wimpy_schema::MemberState;
 use wimpy_schema::{Ring, WorkerId};
-
-/// Where a member stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemberState {
-    /// Registered, receiving its ranges, not yet on the ring.
-    Joining,
-    /// On the ring, serving its keys.
-    Serving,
-    /// On the ring, handing its ranges over before it goes.
-    Leaving,
-    /// On the ring but silent past the failure timeout: its keys answer
-    /// "unavailable" until it comes back (there is no replica to fail over to).
-    Down,
-}
 
 /// The master's record of one worker's store, from its last heartbeat.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use wimpy_schema::Failure;
 use wimpy_schema::wimpy_capnp::{delete_result, failure, get_result, worker, write_result};
 
 /// Cache sizing and freshness.
@@ -107,42 +108,6 @@ impl HotCache {
     }
 }
 
-/// Why the proxy could not complete a request, mapped onto `Failure`.
-#[derive(Debug)]
-pub enum ProxyFailure {
-    /// Copied from the worker's answer.
-    Worker(FailureCopy),
-    /// The owner is down or unreachable.
-    Unavailable(String),
-}
-
-/// An owned copy of a worker's `Failure`.
-#[derive(Debug, Clone)]
-pub enum FailureCopy {
-    TooLarge { what: String, limit: u64, actual: u64 },
-    Invalid(String),
-    Unavailable(String),
-    Overloaded,
-    Storage(String),
-}
-
-impl ProxyFailure {
-    pub fn write(&self, mut f: failure::Builder<'_>) {
-        match self {
-            ProxyFailure::Unavailable(m) | ProxyFailure::Worker(FailureCopy::Unavailable(m)) => f.set_unavailable(m),
-            ProxyFailure::Worker(FailureCopy::TooLarge { what, limit, actual }) => {
-                let mut g = f.init_too_large();
-                g.set_what(what);
-                g.set_limit(*limit);
-                g.set_actual(*actual);
-            }
-            ProxyFailure::Worker(FailureCopy::Invalid(m)) => f.set_invalid(m),
-            ProxyFailure::Worker(FailureCopy::Overloaded) => f.set_overloaded(()),
-            ProxyFailure::Worker(FailureCopy::Storage(m)) => f.set_storage(m),
-        }
-    }
-}
-
 /// A worker's answer to one forwarded request.
 enum Answer<T> {
     Done(T),
@@ -150,22 +115,12 @@ enum Answer<T> {
     Stale,
 }
 
-fn copy_failure<T>(f: failure::Reader<'_>) -> Result<Answer<T>, ProxyFailure> {
-    let text = |t: capnp::Result<capnp::text::Reader<'_>>| {
-        t.ok().and_then(|t| t.to_string().ok()).unwrap_or_else(|| "(unreadable)".into())
-    };
-    let copy = match f.which() {
-        Ok(failure::StaleEpoch(_)) => return Ok(Answer::Stale),
-        Ok(failure::TooLarge(g)) => {
-            FailureCopy::TooLarge { what: text(g.get_what()), limit: g.get_limit(), actual: g.get_actual() }
-        }
-        Ok(failure::Invalid(m)) => FailureCopy::Invalid(text(m)),
-        Ok(failure::Unavailable(m)) => FailureCopy::Unavailable(text(m)),
-        Ok(failure::Overloaded(())) => FailureCopy::Overloaded,
-        Ok(failure::Storage(m)) => FailureCopy::Storage(text(m)),
-        Err(e) => FailureCopy::Storage(format!("unknown failure from worker: {e}")),
-    };
-    Err(ProxyFailure::Worker(copy))
+/// A worker's `Failure`: a retry if it only says the worker lags the ring.
+fn answer_failure<T>(f: failure::Reader<'_>) -> capnp::Result<Result<Answer<T>, Failure>> {
+    Ok(match Failure::read(f)? {
+        Failure::StaleEpoch(_) => Ok(Answer::Stale),
+        other => Err(other),
+    })
 }
 
 /// Forwards requests to workers and keeps the hot-key cache.
@@ -201,26 +156,22 @@ impl Proxy {
         }
     }
 
-    async fn worker(&self, address: &str) -> Result<worker::Client, ProxyFailure> {
+    async fn worker(&self, address: &str) -> Result<worker::Client, Failure> {
         if let Some(w) = self.workers.borrow().get(address) {
             return Ok(w.clone());
         }
         let w: worker::Client = wimpy_schema::rpc::connect(address)
             .await
-            .map_err(|e| ProxyFailure::Unavailable(format!("worker {address} unreachable: {e}")))?;
+            .map_err(|e| Failure::Unavailable(format!("worker {address} unreachable: {e}")))?;
         self.workers.borrow_mut().insert(address.to_owned(), w.clone());
         Ok(w)
     }
 
     /// Runs one forwarded request, retrying while the worker lags the ring.
-    async fn forward<T, F, Fut>(
-        &self,
-        route: impl Fn() -> Result<Route, ProxyFailure>,
-        call: F,
-    ) -> Result<T, ProxyFailure>
+    async fn forward<T, F, Fut>(&self, route: impl Fn() -> Result<Route, Failure>, call: F) -> Result<T, Failure>
     where
         F: Fn(worker::Client, u64) -> Fut,
-        Fut: std::future::Future<Output = capnp::Result<Result<Answer<T>, ProxyFailure>>>,
+        Fut: std::future::Future<Output = capnp::Result<Result<Answer<T>, Failure>>>,
     {
         let mut pause = Duration::from_millis(10);
         for _ in 0..ATTEMPTS {
@@ -232,20 +183,20 @@ impl Proxy {
                 Ok(Err(f)) => return Err(f),
                 Err(e) => {
                     self.workers.borrow_mut().remove(&r.address);
-                    return Err(ProxyFailure::Unavailable(format!("worker {}: {e}", r.address)));
+                    return Err(Failure::Unavailable(format!("worker {}: {e}", r.address)));
                 }
             }
             tokio::time::sleep(pause).await;
             pause *= 2;
         }
-        Err(ProxyFailure::Unavailable("the owner did not catch up with the ring".into()))
+        Err(Failure::Unavailable("the owner did not catch up with the ring".into()))
     }
 
     pub async fn get(
         &self,
         key: &[u8],
-        route: impl Fn() -> Result<Route, ProxyFailure>,
-    ) -> Result<Option<Vec<u8>>, ProxyFailure> {
+        route: impl Fn() -> Result<Route, Failure>,
+    ) -> Result<Option<Vec<u8>>, Failure> {
         if let Some(v) = self.cache.borrow_mut().get(key, Instant::now()) {
             return Ok(Some(v));
         }
@@ -259,10 +210,8 @@ impl Proxy {
                 Ok(match resp.get()?.get_result()?.which()? {
                     get_result::Value(v) => Ok(Answer::Done(Some(v?.to_vec()))),
                     get_result::NotFound(()) => Ok(Answer::Done(None)),
-                    get_result::Streamed(_) => {
-                        Err(ProxyFailure::Worker(FailureCopy::Invalid("unexpected stream".into())))
-                    }
-                    get_result::Failure(f) => copy_failure(f?),
+                    get_result::Streamed(_) => Err(Failure::Invalid("unexpected stream".into())),
+                    get_result::Failure(f) => answer_failure(f?)?,
                 })
             })
             .await?;
@@ -284,8 +233,8 @@ impl Proxy {
         &self,
         key: &[u8],
         value: &[u8],
-        route: impl Fn() -> Result<Route, ProxyFailure>,
-    ) -> Result<(), ProxyFailure> {
+        route: impl Fn() -> Result<Route, Failure>,
+    ) -> Result<(), Failure> {
         self.write_edge(key);
         let result = self
             .forward(route, |w, epoch| async move {
@@ -296,7 +245,7 @@ impl Proxy {
                 let resp = req.send().promise.await?;
                 Ok(match resp.get()?.get_result()?.which()? {
                     write_result::Ok(()) => Ok(Answer::Done(())),
-                    write_result::Failure(f) => copy_failure(f?),
+                    write_result::Failure(f) => answer_failure(f?)?,
                 })
             })
             .await;
@@ -304,11 +253,7 @@ impl Proxy {
         result
     }
 
-    pub async fn delete(
-        &self,
-        key: &[u8],
-        route: impl Fn() -> Result<Route, ProxyFailure>,
-    ) -> Result<bool, ProxyFailure> {
+    pub async fn delete(&self, key: &[u8], route: impl Fn() -> Result<Route, Failure>) -> Result<bool, Failure> {
         self.write_edge(key);
         let result = self
             .forward(route, |w, epoch| async move {
@@ -318,7 +263,7 @@ impl Proxy {
                 let resp = req.send().promise.await?;
                 Ok(match resp.get()?.get_result()?.which()? {
                     delete_result::Deleted(d) => Ok(Answer::Done(d)),
-                    delete_result::Failure(f) => copy_failure(f?),
+                    delete_result::Failure(f) => answer_failure(f?)?,
                 })
             })
             .await;

@@ -16,8 +16,9 @@ use wimpy_schema::WorkerId;
 use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
 
 use crate::membership::{MemberState, MemberStats, Membership};
-use crate::proxy::{CacheConfig, Proxy, ProxyFailure, Route};
+use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
+use wimpy_schema::Failure;
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -239,13 +240,13 @@ fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error
 
 impl MasterService {
     /// Where `key` goes under the master's current ring.
-    fn route(&self, key: &[u8]) -> Result<Route, ProxyFailure> {
+    fn route(&self, key: &[u8]) -> Result<Route, Failure> {
         let m = self.membership.borrow();
         let ring = m.ring();
-        let owner = ring.owner(key).ok_or_else(|| ProxyFailure::Unavailable("the cluster has no workers".into()))?;
-        let member = m.member(owner).ok_or_else(|| ProxyFailure::Unavailable(format!("worker {owner} is unknown")))?;
+        let owner = ring.owner(key).ok_or_else(|| Failure::Unavailable("the cluster has no workers".into()))?;
+        let member = m.member(owner).ok_or_else(|| Failure::Unavailable(format!("worker {owner} is unknown")))?;
         if member.state == MemberState::Down {
-            return Err(ProxyFailure::Unavailable(format!("worker {owner} at {} is down", member.address)));
+            return Err(Failure::Unavailable(format!("worker {owner} at {} is down", member.address)));
         }
         Ok(Route { address: member.address.clone(), epoch: ring.epoch() })
     }
@@ -260,12 +261,7 @@ impl MasterService {
 fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
     b.set_id(m.id);
     b.set_address(m.address.as_str());
-    b.set_state(match m.state {
-        MemberState::Joining => member::State::Joining,
-        MemberState::Serving => member::State::Serving,
-        MemberState::Leaving => member::State::Leaving,
-        MemberState::Down => member::State::Down,
-    });
+    b.set_state(m.state.into());
     let mut s = b.init_stats();
     s.set_live_keys(m.stats.live_keys);
     s.set_log_bytes(m.stats.log_bytes);

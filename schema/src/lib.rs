@@ -2,11 +2,15 @@
 //! client and worker routes by, the consistent-hashing [`Ring`], and the
 //! key-hash ranges that membership changes move between workers.
 
+mod failure;
 mod key_hash;
+mod member_state;
 pub mod ring;
 pub mod rpc;
 
+pub use failure::Failure;
 pub use key_hash::{KeyHashRange, key_hash};
+pub use member_state::MemberState;
 pub use ring::{Ring, WorkerId};
 
 /// Limits every wimpy node and client reads Cap'n Proto messages with.

@@ -17,12 +17,13 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use wimpy_schema::wimpy_capnp::{failure, worker};
+use wimpy_schema::wimpy_capnp::worker;
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
 use crate::store::{Store, SyncMode};
 
-pub use refusal::Refusal;
+pub use refusal::refusal;
+use wimpy_schema::Failure;
 
 /// How long a fence holds unless renewed: long enough for the copy of one
 /// range between renewals, short enough that a master that died mid-move does
@@ -44,7 +45,8 @@ pub struct WorkerState {
     /// Ranges whose writes are refused while they move to another worker,
     /// and until when: cleared by the next ring, and lapsing on their own
     /// if the master that set them goes away (it renews them while it copies).
-    fences: parking_lot::Mutex<(Vec<KeyHashRange>, std::time::Instant)>,
+    /// Read on every write by every core: an `ArcSwap`, not a lock.
+    fences: ArcSwap<(Vec<KeyHashRange>, std::time::Instant)>,
 }
 
 impl WorkerState {
@@ -54,7 +56,7 @@ impl WorkerState {
             id,
             store,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
-            fences: parking_lot::Mutex::new((Vec::new(), std::time::Instant::now())),
+            fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
         }
     }
 
@@ -72,7 +74,7 @@ impl WorkerState {
             return;
         }
         self.ring.store(Arc::new(ring));
-        self.fences.lock().0.clear();
+        self.fences.store(Arc::new((Vec::new(), std::time::Instant::now())));
         let new = self.ring.load_full();
         let lost: Vec<KeyHashRange> =
             old.ranges_of(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
@@ -99,35 +101,37 @@ impl WorkerState {
     /// Refuses writes to keys in `ranges` until the next ring, or until
     /// [`FENCE_LEASE`] passes without the fence being set again.
     pub fn fence(&self, ranges: Vec<KeyHashRange>) {
-        *self.fences.lock() = (ranges, std::time::Instant::now() + FENCE_LEASE);
+        self.fences.store(Arc::new((ranges, std::time::Instant::now() + FENCE_LEASE)));
     }
 
     /// Whether a write to `key` may go ahead now.
-    fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Refusal> {
-        self.route(key, epoch)?;
+    fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
         let h = wimpy_schema::key_hash(key);
-        let fenced = {
-            let f = self.fences.lock();
-            std::time::Instant::now() < f.1 && f.0.iter().any(|r| r.contains(h))
-        };
-        if fenced {
+        self.route_hash(h, epoch)?;
+        let fences = self.fences.load();
+        if !fences.0.is_empty() && std::time::Instant::now() < fences.1 && fences.0.iter().any(|r| r.contains(h)) {
             // Moving: the client retries and reaches the new owner once the
             // ring flips.
-            return Err(Refusal::StaleEpoch(self.ring.load().epoch()));
+            return Err(Failure::StaleEpoch(self.ring.load().epoch()));
         }
         Ok(())
     }
 
     /// Whether this worker serves `key` for a caller that routed by `epoch`.
-    fn route(&self, key: &[u8], epoch: u64) -> Result<(), Refusal> {
+    fn route(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
+        self.route_hash(wimpy_schema::key_hash(key), epoch)
+    }
+
+    /// [`WorkerState::route`] for a key whose hash is known.
+    fn route_hash(&self, h: u64, epoch: u64) -> Result<(), Failure> {
         let ring = self.ring.load();
         if ring.is_empty() {
-            return Err(Refusal::Unavailable("this worker is not on a ring yet".into()));
+            return Err(Failure::Unavailable("this worker is not on a ring yet".into()));
         }
         // A caller ahead of us, or one whose ring sends the key elsewhere,
         // must refresh (or wait for us to catch up) and retry.
-        if epoch > ring.epoch() || ring.owner(key) != Some(self.id) {
-            return Err(Refusal::StaleEpoch(ring.epoch()));
+        if epoch > ring.epoch() || ring.owner_of_hash(h) != Some(self.id) {
+            return Err(Failure::StaleEpoch(ring.epoch()));
         }
         Ok(())
     }
@@ -211,16 +215,16 @@ impl WorkerService {
     async fn write<T: Send + 'static>(
         &self,
         op: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
-    ) -> Result<T, Refusal> {
+    ) -> Result<T, Failure> {
         let store = self.state.store.clone();
         let result = if store.options().sync == SyncMode::Always {
             tokio::task::spawn_blocking(move || op(&store))
                 .await
-                .map_err(|e| Refusal::Storage(format!("store task failed: {e}")))?
+                .map_err(|e| Failure::Storage(format!("store task failed: {e}")))?
         } else {
             op(&store)
         };
-        result.map_err(Refusal::from)
+        result.map_err(refusal)
     }
 }
 
@@ -232,12 +236,11 @@ impl worker::Server for WorkerService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let key = p.get_key()?;
-        let outcome =
-            self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(Refusal::from));
+        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(refusal));
         let mut r = results.get().init_result();
         match outcome {
-            Ok(Some(v)) if v.len() > MAX_INLINE_VALUE => Refusal::TooLarge {
-                what: "value (use getStream)",
+            Ok(Some(v)) if v.len() > MAX_INLINE_VALUE => Failure::TooLarge {
+                what: "value (use getStream)".into(),
                 limit: MAX_INLINE_VALUE as u64,
                 actual: v.len() as u64,
             }
@@ -326,8 +329,7 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?;
         let sink = p.get_sink()?;
-        let outcome =
-            self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(Refusal::from));
+        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(refusal));
         let sent = match &outcome {
             Ok(Some(v)) => Some(streams::send_value(v, &sink).await?),
             _ => None,
@@ -425,6 +427,3 @@ fn intersect(a: KeyHashRange, b: KeyHashRange) -> Option<Vec<KeyHashRange>> {
     }
     (!out.is_empty()).then_some(out)
 }
-
-/// Keeps the generated builder type in view for [`Refusal::write`].
-pub(crate) type FailureBuilder<'a> = failure::Builder<'a>;

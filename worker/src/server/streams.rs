@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
 
-use super::Refusal;
+use super::refusal;
 use crate::store::{Store, SyncMode};
+use wimpy_schema::Failure;
 
 /// Bytes per chunk (the schema's `maxChunk`).
 pub const CHUNK: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;
@@ -32,15 +33,15 @@ pub struct Upload {
     size: usize,
     buf: RefCell<Vec<u8>>,
     /// Set once something went wrong; commit reports it.
-    failed: RefCell<Option<Refusal>>,
+    failed: RefCell<Option<Failure>>,
 }
 
 impl Upload {
     /// Accepts an upload of `size` bytes for `key`, or refuses it up front.
-    pub fn new(store: Arc<Store>, key: Vec<u8>, size: u64) -> Result<Upload, Refusal> {
+    pub fn new(store: Arc<Store>, key: Vec<u8>, size: u64) -> Result<Upload, Failure> {
         let max = store.options().max_value_bytes as u64;
         if size > max {
-            return Err(Refusal::TooLarge { what: "value", limit: max, actual: size });
+            return Err(Failure::TooLarge { what: "value".into(), limit: max, actual: size });
         }
         let size = size as usize;
         Ok(Upload { store, key, size, buf: RefCell::new(Vec::with_capacity(size)), failed: RefCell::new(None) })
@@ -53,7 +54,7 @@ impl value_upload::Server for Upload {
         let mut buf = self.buf.borrow_mut();
         if buf.len() + chunk.len() > self.size {
             *self.failed.borrow_mut() =
-                Some(Refusal::Invalid(format!("upload announced {} bytes but sent more", self.size)));
+                Some(Failure::Invalid(format!("upload announced {} bytes but sent more", self.size)));
             return Ok(());
         }
         buf.extend_from_slice(chunk);
@@ -70,7 +71,7 @@ impl value_upload::Server for Upload {
         let outcome = match failed {
             Some(refusal) => Err(refusal),
             None if received != self.size => {
-                Err(Refusal::Invalid(format!("upload announced {} bytes but sent {received}", self.size)))
+                Err(Failure::Invalid(format!("upload announced {} bytes but sent {received}", self.size)))
             }
             None => {
                 let value = std::mem::take(&mut *self.buf.borrow_mut());
@@ -83,7 +84,7 @@ impl value_upload::Server for Upload {
                 } else {
                     put()
                 };
-                result.map_err(Refusal::from)
+                result.map_err(refusal)
             }
         };
         let mut r = results.get().init_result();

@@ -1,0 +1,40 @@
+//! Where a member of the cluster stands, shared by the master that decides it
+//! and the clients that route around it.
+
+use crate::wimpy_capnp::member;
+
+/// Where a member stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// Registered, receiving its ranges, not yet on the ring.
+    Joining,
+    /// On the ring, serving its keys.
+    Serving,
+    /// On the ring, handing its ranges over before it goes.
+    Leaving,
+    /// On the ring but silent past the failure timeout: its keys answer
+    /// "unavailable" until it comes back (there is no replica to fail over to).
+    Down,
+}
+
+impl From<MemberState> for member::State {
+    fn from(s: MemberState) -> member::State {
+        match s {
+            MemberState::Joining => member::State::Joining,
+            MemberState::Serving => member::State::Serving,
+            MemberState::Leaving => member::State::Leaving,
+            MemberState::Down => member::State::Down,
+        }
+    }
+}
+
+impl From<member::State> for MemberState {
+    fn from(s: member::State) -> MemberState {
+        match s {
+            member::State::Joining => MemberState::Joining,
+            member::State::Serving => MemberState::Serving,
+            member::State::Leaving => MemberState::Leaving,
+            member::State::Down => MemberState::Down,
+        }
+    }
+}
