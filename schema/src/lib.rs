@@ -3,6 +3,7 @@
 //! key-hash ranges that membership changes move between workers.
 
 mod failure;
+pub mod job;
 mod key_hash;
 mod member_state;
 pub mod ring;

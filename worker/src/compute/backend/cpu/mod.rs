@@ -1,0 +1,273 @@
+//! The scalar backend: every operation written as plainly as its definition
+//! in [`kernels`](crate::compute::kernels). Other backends are tested against
+//! this one.
+
+mod blake3;
+mod sha256;
+
+use std::time::Instant;
+
+use wimpy_schema::job::{HashAlgo, HashOp, ImageOp};
+
+use super::{Backend, BackendInfo, BackendKind};
+use crate::compute::kernels::{self, Kernel1d, ResizePass};
+use crate::compute::{ComputeError, Deadline, Image, Limits, StageTimes, geometry};
+
+pub use self::blake3::blake3;
+pub use self::sha256::sha256;
+
+/// The scalar backend.
+#[derive(Debug)]
+pub struct CpuBackend {
+    info: BackendInfo,
+}
+
+impl Default for CpuBackend {
+    fn default() -> CpuBackend {
+        CpuBackend { info: BackendInfo { kind: BackendKind::Cpu, device: "scalar Rust".into(), software: false } }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    fn run_image(
+        &mut self,
+        mut image: Image,
+        ops: &[ImageOp],
+        limits: &Limits,
+        deadline: &Deadline,
+        times: &mut StageTimes,
+    ) -> Result<Image, ComputeError> {
+        let start = Instant::now();
+        for op in ops {
+            deadline.check()?;
+            geometry::output_size(op, image.width(), image.height(), limits)?;
+            image = apply(op, image);
+        }
+        times.kernel += start.elapsed();
+        Ok(image)
+    }
+
+    fn hash(
+        &mut self,
+        data: &[u8],
+        op: HashOp,
+        deadline: &Deadline,
+        times: &mut StageTimes,
+    ) -> Result<[u8; 32], ComputeError> {
+        let start = Instant::now();
+        let f = match op.algo {
+            HashAlgo::Blake3 => blake3,
+            HashAlgo::Sha256 => sha256,
+        };
+        let mut digest = f(data);
+        for round in 1..op.rounds {
+            if round % 4096 == 0 {
+                deadline.check()?;
+            }
+            digest = f(&digest);
+        }
+        times.kernel += start.elapsed();
+        Ok(digest)
+    }
+}
+
+/// One operation, by its definition. The caller has checked the output size.
+pub fn apply(op: &ImageOp, image: Image) -> Image {
+    match op {
+        ImageOp::Grayscale => map_pixels(image, |p| {
+            let y = kernels::luma(p[0], p[1], p[2]);
+            [y, y, y, p[3]]
+        }),
+        ImageOp::Invert => map_pixels(image, |p| [255 - p[0], 255 - p[1], 255 - p[2], p[3]]),
+        ImageOp::BrightnessContrast { brightness, contrast } => {
+            let c = kernels::amount_q8(*contrast);
+            let f = |v| kernels::brightness_contrast(v, *brightness, c);
+            map_pixels(image, |p| [f(p[0]), f(p[1]), f(p[2]), p[3]])
+        }
+        ImageOp::Threshold(level) => map_pixels(image, |p| {
+            let v = if kernels::luma(p[0], p[1], p[2]) >= *level { 255 } else { 0 };
+            [v, v, v, p[3]]
+        }),
+        ImageOp::GaussianBlur { sigma } => gaussian(&image, &Kernel1d::gaussian(*sigma)),
+        ImageOp::BoxBlur { radius } => box_blur(&image, *radius),
+        ImageOp::Sharpen { sigma, amount } => {
+            let blurred = gaussian(&image, &Kernel1d::gaussian(*sigma));
+            let a = kernels::amount_q8(*amount);
+            let mut out = image;
+            for (p, b) in out.pixels_mut().chunks_exact_mut(4).zip(blurred.pixels().chunks_exact(4)) {
+                for c in 0..3 {
+                    p[c] = kernels::unsharp(p[c], b[c], a);
+                }
+            }
+            out
+        }
+        ImageOp::Sobel => sobel(&image),
+        ImageOp::Convolve(k) => convolve(&image, k.size, &kernels::conv_weights(&k.weights)),
+        ImageOp::Resize { width, height, filter } => {
+            let mut img = image;
+            if *height != img.height() {
+                img = resize_vertical(&img, &ResizePass::new(img.height(), *height, *filter));
+            }
+            if *width != img.width() {
+                img = resize_horizontal(&img, &ResizePass::new(img.width(), *width, *filter));
+            }
+            img
+        }
+        ImageOp::Crop { x, y, width, height } => geometry::crop(&image, *x, *y, *width, *height),
+        ImageOp::Flip(axis) => geometry::flip(&image, *axis),
+        ImageOp::Rotate(r) => geometry::rotate(&image, *r),
+    }
+}
+
+fn map_pixels(mut image: Image, f: impl Fn([u8; 4]) -> [u8; 4]) -> Image {
+    for p in image.pixels_mut().chunks_exact_mut(4) {
+        let out = f([p[0], p[1], p[2], p[3]]);
+        p.copy_from_slice(&out);
+    }
+    image
+}
+
+/// Index `i` clamped into `0..n`: out-of-image taps read the edge.
+fn edge(i: i64, n: u32) -> usize {
+    i.clamp(0, i64::from(n) - 1) as usize
+}
+
+fn px(image: &Image, x: usize, y: usize, c: usize) -> u8 {
+    image.pixels()[(y * image.width() as usize + x) * 4 + c]
+}
+
+/// A horizontal then a vertical pass of `k`, all four channels.
+pub fn gaussian(image: &Image, k: &Kernel1d) -> Image {
+    let (w, h) = (image.width(), image.height());
+    let r = i64::from(k.radius);
+    let pass = |src: &Image, horizontal: bool| {
+        let mut out = Image::zeroed(w, h);
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                for c in 0..4 {
+                    let mut sum = 0i32;
+                    for (t, &wt) in k.weights.iter().enumerate() {
+                        let d = t as i64 - r;
+                        let v = if horizontal {
+                            px(src, edge(x as i64 + d, w), y, c)
+                        } else {
+                            px(src, x, edge(y as i64 + d, h), c)
+                        };
+                        sum += i32::from(wt) * i32::from(v);
+                    }
+                    out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::round_shift(sum, kernels::BLUR_SHIFT);
+                }
+            }
+        }
+        out
+    };
+    pass(&pass(image, true), false)
+}
+
+fn box_blur(image: &Image, radius: u32) -> Image {
+    let (w, h) = (image.width(), image.height());
+    let r = i64::from(radius);
+    let pass = |src: &Image, horizontal: bool| {
+        let mut out = Image::zeroed(w, h);
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                for c in 0..4 {
+                    let mut sum = 0u32;
+                    for d in -r..=r {
+                        sum += u32::from(if horizontal {
+                            px(src, edge(x as i64 + d, w), y, c)
+                        } else {
+                            px(src, x, edge(y as i64 + d, h), c)
+                        });
+                    }
+                    out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::box_mean(sum, radius);
+                }
+            }
+        }
+        out
+    };
+    pass(&pass(image, true), false)
+}
+
+fn sobel(image: &Image) -> Image {
+    let (w, h) = (image.width(), image.height());
+    let luma: Vec<i32> = image.pixels().chunks_exact(4).map(|p| i32::from(kernels::luma(p[0], p[1], p[2]))).collect();
+    let l = |x: i64, y: i64| luma[edge(y, h) * w as usize + edge(x, w)];
+    let mut out = image.clone();
+    for y in 0..i64::from(h) {
+        for x in 0..i64::from(w) {
+            let gx = l(x + 1, y - 1) + 2 * l(x + 1, y) + l(x + 1, y + 1)
+                - l(x - 1, y - 1)
+                - 2 * l(x - 1, y)
+                - l(x - 1, y + 1);
+            let gy = l(x - 1, y + 1) + 2 * l(x, y + 1) + l(x + 1, y + 1)
+                - l(x - 1, y - 1)
+                - 2 * l(x, y - 1)
+                - l(x + 1, y - 1);
+            let m = kernels::round_sqrt_255((gx * gx + gy * gy) as u32);
+            let i = (y as usize * w as usize + x as usize) * 4;
+            out.pixels_mut()[i..i + 3].copy_from_slice(&[m, m, m]);
+        }
+    }
+    out
+}
+
+fn convolve(image: &Image, size: u32, weights: &[i32]) -> Image {
+    let (w, h) = (image.width(), image.height());
+    let r = i64::from(size / 2);
+    let mut out = image.clone();
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            for c in 0..3 {
+                let mut sum = 0i32;
+                for ky in 0..size as usize {
+                    for kx in 0..size as usize {
+                        let sx = edge(x as i64 + kx as i64 - r, w);
+                        let sy = edge(y as i64 + ky as i64 - r, h);
+                        sum += weights[ky * size as usize + kx] * i32::from(px(image, sx, sy, c));
+                    }
+                }
+                out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::round_shift(sum, kernels::CONV_SHIFT);
+            }
+        }
+    }
+    out
+}
+
+fn resize_vertical(image: &Image, pass: &ResizePass) -> Image {
+    let w = image.width();
+    let mut out = Image::zeroed(w, pass.taps.len() as u32);
+    for (y, taps) in pass.taps.iter().enumerate() {
+        for x in 0..w as usize {
+            for c in 0..4 {
+                let mut sum = 0i32;
+                for (i, &wt) in taps.weights.iter().enumerate() {
+                    sum += i32::from(wt) * i32::from(px(image, x, taps.start as usize + i, c));
+                }
+                out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::round_shift(sum, pass.precision);
+            }
+        }
+    }
+    out
+}
+
+fn resize_horizontal(image: &Image, pass: &ResizePass) -> Image {
+    let (ow, h) = (pass.taps.len() as u32, image.height());
+    let mut out = Image::zeroed(ow, h);
+    for y in 0..h as usize {
+        for (x, taps) in pass.taps.iter().enumerate() {
+            for c in 0..4 {
+                let mut sum = 0i32;
+                for (i, &wt) in taps.weights.iter().enumerate() {
+                    sum += i32::from(wt) * i32::from(px(image, taps.start as usize + i, y, c));
+                }
+                out.pixels_mut()[(y * ow as usize + x) * 4 + c] = kernels::round_shift(sum, pass.precision);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,106 @@
+//! The backends a job can run on, behind one trait.
+//!
+//! `cpu` is the scalar definition of every operation; `simd` is the same
+//! arithmetic on NEON (aarch64) or SSE2/AVX2 (x86_64), picked at run time.
+
+pub mod cpu;
+pub mod simd;
+
+use std::fmt;
+use std::str::FromStr;
+
+use wimpy_schema::job::{HashOp, ImageOp};
+
+use super::{ComputeError, Deadline, Image, Limits, StageTimes};
+
+/// A family of backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// Scalar Rust: the definition of correct.
+    Cpu,
+    /// NEON or SSE2/AVX2.
+    Simd,
+    /// OpenGL ES 3.0 fragment shaders through EGL.
+    Gles,
+    /// WGSL compute shaders through wgpu.
+    Wgpu,
+}
+
+impl BackendKind {
+    /// Every kind, in the order the engine prefers them.
+    pub const PREFERENCE: [BackendKind; 4] =
+        [BackendKind::Wgpu, BackendKind::Gles, BackendKind::Simd, BackendKind::Cpu];
+
+    /// The kind's name on the command line and the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Simd => "simd",
+            BackendKind::Gles => "gles",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name that is not one of `cpu`, `simd`, `gles`, `wgpu`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend {0:?} (cpu, simd, gles or wgpu)")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for BackendKind {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<BackendKind, UnknownBackend> {
+        match s {
+            "cpu" => Ok(BackendKind::Cpu),
+            "simd" => Ok(BackendKind::Simd),
+            "gles" => Ok(BackendKind::Gles),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            _ => Err(UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+/// What a probed backend is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// Its family.
+    pub kind: BackendKind,
+    /// What runs it: the instruction set, or the GPU and driver.
+    pub device: String,
+    /// A GPU API implemented in software (Mesa llvmpipe, lavapipe): correct,
+    /// but no faster than the CPU.
+    pub software: bool,
+}
+
+/// Something that runs image operations and hashes.
+pub trait Backend: Send {
+    /// What this backend is.
+    fn info(&self) -> &BackendInfo;
+
+    /// Runs `ops` in order over `image`, checking `deadline` between passes
+    /// and every output size against `limits`. Adds its upload, kernel and
+    /// download time to `times`.
+    fn run_image(
+        &mut self,
+        image: Image,
+        ops: &[ImageOp],
+        limits: &Limits,
+        deadline: &Deadline,
+        times: &mut StageTimes,
+    ) -> Result<Image, ComputeError>;
+
+    /// Hashes `data` (`op.rounds` times), checking `deadline` between rounds.
+    fn hash(
+        &mut self,
+        data: &[u8],
+        op: HashOp,
+        deadline: &Deadline,
+        times: &mut StageTimes,
+    ) -> Result<[u8; 32], ComputeError>;
+}
