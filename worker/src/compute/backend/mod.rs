@@ -1,10 +1,14 @@
 //! The backends a job can run on, behind one trait.
 //!
 //! `cpu` is the scalar definition of every operation; `simd` is the same
-//! arithmetic on NEON (aarch64) or SSE2/AVX2 (x86_64), picked at run time.
+//! arithmetic on NEON (aarch64) or SSE2/AVX2 (x86_64), picked at run time;
+//! `gles` runs it as OpenGL ES 3.0 fragment-shader passes through headless
+//! EGL; `wgpu` as WGSL compute shaders.
 
 pub mod cpu;
+pub mod gles;
 pub mod simd;
+pub mod wgpu;
 
 use std::fmt;
 use std::str::FromStr;
@@ -79,7 +83,10 @@ pub struct BackendInfo {
 }
 
 /// Something that runs image operations and hashes.
-pub trait Backend: Send {
+///
+/// Not `Send`: a GPU context belongs to the thread that made it, so GPU
+/// backends are created on, and stay on, their own thread.
+pub trait Backend {
     /// What this backend is.
     fn info(&self) -> &BackendInfo;
 
