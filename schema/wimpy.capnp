@@ -72,6 +72,31 @@ struct Failure {
     unavailable @5 :Text;       # the owner of the key is down or unreachable
     overloaded @6 :Void;        # back off and retry
     storage @7 :Text;           # the worker's store failed (I/O, corruption)
+    compute @8 :ComputeFailure; # a compute job was refused or failed
+  }
+}
+
+struct ComputeFailure {
+  # Why a compute job gave no result. `message` states the limit and the
+  # actual value in words; `limit` and `actual` carry them for programs where
+  # the kind has them (0 otherwise).
+  kind @0 :Kind;
+  message @1 :Text;
+  limit @2 :UInt64;
+  actual @3 :UInt64;
+
+  enum Kind {
+    badJob @0;              # unknown operation, bad parameter, operations out of order
+    badImage @1;            # the value is not a PNG or JPEG that decodes
+    emptyImage @2;          # the image has no pixels
+    tooManyPixels @3;       # width x height over the limit (read from the header, before decoding)
+    valueTooLarge @4;       # the value is over the compute size limit
+    deadlineExceeded @5;    # the job ran past its deadline (checked between passes)
+    cropOutside @6;         # a crop rectangle outside the image
+    backendUnavailable @7;  # the job asked for a backend this worker lacks
+    backendBusy @8;         # the backend's queue is full: back off and retry
+    encode @9;              # the encoder refused the image
+    device @10;             # the GPU failed (lost context, out of memory)
   }
 }
 
@@ -119,6 +144,113 @@ interface RecordSink {
   done @1 () -> (records :UInt64);
 }
 
+# Compute jobs. A job is an ordered list of operations over the value at a
+# key: the value starts as bytes; `decode` makes an image; image operations
+# take and give an image; an encoder makes bytes again; a hash takes bytes and
+# gives a 32-byte digest. A job that ends on an image is encoded as PNG. All
+# filters are defined over integers (docs/compute.md), so every backend gives
+# the same pixels.
+
+enum Backend {
+  auto @0;    # the fastest the worker has (a software GPU stack never counts as fastest)
+  cpu @1;     # scalar reference code
+  simd @2;    # NEON on aarch64, SSE2/AVX2 on x86_64
+  gles @3;    # OpenGL ES 3.0 fragment shaders through EGL
+  wgpu @4;    # WGSL compute shaders through wgpu (Vulkan)
+}
+
+enum ResizeFilter {
+  bilinear @0;
+  lanczos3 @1;
+}
+
+enum HashAlgo {
+  blake3 @0;
+  sha256 @1;
+}
+
+struct Op {
+  # One operation. Colour operations and filters other than the blurs and
+  # resize leave alpha as it is.
+  union {
+    decode @0 :Void;                # PNG or JPEG (detected) to RGBA8
+    grayscale @1 :Void;             # BT.601 luma, (77R + 150G + 29B + 128) >> 8
+    invert @2 :Void;                # 255 - v
+    brightnessContrast :group {     # (v - 128) * contrast + 128 + brightness
+      brightness @3 :Int32;         # -255..255
+      contrast @4 :Float32;         # 0..16
+    }
+    threshold @5 :UInt8;            # 255 where luma >= level, else 0
+    gaussianBlur @6 :Float32;       # sigma, 0.1..32; kernel radius ceil(3 sigma)
+    boxBlur @7 :UInt32;             # radius, 1..100
+    sharpen :group {                # unsharp mask: v + amount * (v - gaussian(sigma))
+      sigma @8 :Float32;            # 0.1..32
+      amount @9 :Float32;           # 0..10
+    }
+    sobel @10 :Void;                # gradient magnitude of luma
+    convolve :group {               # user kernel over R, G, B
+      size @11 :UInt8;              # 3 or 5
+      weights @12 :List(Float32);   # size * size, row-major, |w| <= 64
+    }
+    resize :group {
+      width @13 :UInt32;
+      height @14 :UInt32;
+      filter @15 :ResizeFilter;
+    }
+    crop :group {
+      x @16 :UInt32;
+      y @17 :UInt32;
+      width @18 :UInt32;
+      height @19 :UInt32;
+    }
+    flipHorizontal @20 :Void;
+    flipVertical @21 :Void;
+    rotate @22 :UInt16;             # clockwise degrees: 90, 180 or 270
+    encodePng @23 :Void;
+    encodeJpeg @24 :UInt8;          # quality 1..100 (alpha dropped)
+    hash :group {
+      algo @25 :HashAlgo;
+      rounds @26 :UInt32;           # 1 hashes the bytes; each further round hashes the digest
+    }
+  }
+}
+
+struct Job {
+  ops @0 :List(Op);
+  backend @1 :Backend;
+  deadlineMillis @2 :UInt32;        # 0: the worker's default
+}
+
+struct StageTimes {
+  # Where a job's time went, in nanoseconds.
+  decodeNanos @0 :UInt64;
+  uploadNanos @1 :UInt64;           # host to GPU (0 on CPU backends)
+  kernelNanos @2 :UInt64;
+  downloadNanos @3 :UInt64;         # GPU to host (0 on CPU backends)
+  encodeNanos @4 :UInt64;
+}
+
+struct ComputeOutput {
+  backend @0 :Backend;              # the backend that ran the job (never auto)
+  device @1 :Text;                  # what it ran on: instruction set, or GPU and driver
+  software @2 :Bool;                # a GPU API implemented in software (llvmpipe, lavapipe)
+  times @3 :StageTimes;
+  width @4 :UInt32;                 # of the last image in the job (0 if there was none)
+  height @5 :UInt32;
+  union {
+    value @6 :Data;                 # the result (at most maxInlineValue bytes)
+    streamed @7 :UInt64;            # the result was this many bytes, written to the sink
+  }
+}
+
+struct ComputeResult {
+  union {
+    ok @0 :ComputeOutput;
+    notFound @1 :Void;              # no value at the key
+    failure @2 :Failure;            # routing failures as for get; job failures as `compute`
+  }
+}
+
 interface Worker {
   # One worker. `epoch` is the ring epoch the caller routed by; a worker that
   # does not own the key at its own epoch answers staleEpoch.
@@ -139,6 +271,23 @@ interface Worker {
   # Refuses writes to keys in `ranges` (answering staleEpoch) until the next
   # ring arrives: the last copy of moving ranges must not miss a write.
   fence @9 (ranges :List(KeyHashRange)) -> ();
+
+  # Runs `job` over the value at `key` (routed like get). A result larger
+  # than maxInlineValue goes to `sink`; without a sink it is refused as
+  # tooLarge ("result").
+  compute @10 (key :Data, job :Job, epoch :UInt64, sink :ByteSink) -> (result :ComputeResult);
+  # The same job over many keys this worker owns, run in parallel; results in
+  # the order of `keys`. Results over maxInlineValue are refused as tooLarge
+  # ("result"): fetch those one at a time with compute.
+  computeBatch @11 (keys :List(Data), job :Job, epoch :UInt64) -> (results :List(ComputeResult));
+  # The backends this worker probed at start-up.
+  backends @12 () -> (backends :List(BackendInfo));
+}
+
+struct BackendInfo {
+  backend @0 :Backend;
+  device @1 :Text;
+  software @2 :Bool;
 }
 
 interface Master {

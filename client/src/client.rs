@@ -70,7 +70,7 @@ pub struct Client {
     /// One RPC connection per worker, with the address it went to; capnp
     /// multiplexes requests over it.
     workers: RefCell<BTreeMap<WorkerId, (String, worker::Client)>>,
-    opts: ClientOptions,
+    pub(crate) opts: ClientOptions,
 }
 
 impl std::fmt::Debug for Client {
@@ -83,7 +83,7 @@ impl std::fmt::Debug for Client {
 }
 
 /// What one attempt at a request came to.
-enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(T),
     /// Routing was stale or the connection dropped: refresh and retry.
     Retry,
@@ -177,7 +177,7 @@ impl Client {
     }
 
     /// The worker owning `key` under the cached ring, with its address.
-    fn route(&self, key: &[u8]) -> Result<(u64, WorkerId), ClientError> {
+    pub(crate) fn route(&self, key: &[u8]) -> Result<(u64, WorkerId), ClientError> {
         let view = self.ring.borrow();
         let owner = view.ring.owner(key).ok_or(ClientError::NoWorkers)?;
         let m = view.member(owner).ok_or(ClientError::NoWorkers)?;
@@ -189,7 +189,7 @@ impl Client {
 
     /// The connection to worker `id`, opened (again) when there is none or
     /// the ring moved the worker to another address.
-    async fn worker(&self, id: WorkerId) -> Result<worker::Client, ClientError> {
+    pub(crate) async fn worker(&self, id: WorkerId) -> Result<worker::Client, ClientError> {
         let address = {
             let view = self.ring.borrow();
             let address = &view.member(id).ok_or(ClientError::NoWorkers)?.address;
@@ -208,6 +208,21 @@ impl Client {
     /// Runs `attempt` against the key's owner, refreshing the ring and
     /// retrying with backoff while routing is stale or a connection drops.
     async fn with_owner<T, F, Fut>(&self, key: &[u8], attempt: F) -> Result<T, ClientError>
+    where
+        F: Fn(worker::Client, u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
+    {
+        self.with_owner_within(self.opts.timeout, key, attempt).await
+    }
+
+    /// [`Client::with_owner`] with its own time limit (compute jobs may run
+    /// longer than a get).
+    pub(crate) async fn with_owner_within<T, F, Fut>(
+        &self,
+        limit: Duration,
+        key: &[u8],
+        attempt: F,
+    ) -> Result<T, ClientError>
     where
         F: Fn(worker::Client, u64) -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
@@ -239,7 +254,7 @@ impl Client {
             }
             Err(ClientError::Unsettled(self.opts.attempts))
         };
-        tokio::time::timeout(self.opts.timeout, run).await.map_err(|_| ClientError::Timeout(self.opts.timeout))?
+        tokio::time::timeout(limit, run).await.map_err(|_| ClientError::Timeout(limit))?
     }
 
     /// The value stored under `key`.
@@ -392,7 +407,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
 
 /// Collects a value streamed to this client.
-struct Collector(Rc<RefCell<Vec<u8>>>);
+pub(crate) struct Collector(pub(crate) Rc<RefCell<Vec<u8>>>);
 
 impl byte_sink::Server for Collector {
     async fn write(self: Rc<Self>, params: byte_sink::WriteParams) -> Result<(), capnp::Error> {
@@ -413,7 +428,7 @@ fn settled<T>(a: Result<Attempt<T>, ClientError>) -> Result<T, ClientError> {
 }
 
 /// Turns a worker's `Failure` into a retry (stale routing) or an error.
-fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
+pub(crate) fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
     Err(match Failure::read(f)? {
         Failure::StaleEpoch(_) => return Ok(Attempt::Retry),
         Failure::TooLarge { what, limit, actual } => ClientError::TooLarge { what, limit, actual },
@@ -421,6 +436,7 @@ fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
         Failure::Unavailable(m) => ClientError::Unavailable(m),
         Failure::Overloaded => ClientError::Overloaded,
         Failure::Storage(m) => ClientError::Storage(m),
+        Failure::Compute(c) => ClientError::Compute(c),
     })
 }
 

@@ -24,6 +24,10 @@ pub enum ClientError {
     /// The worker is overloaded; back off.
     #[error("worker overloaded")]
     Overloaded,
+    /// A compute job was refused or failed; `failure.kind` says why, for
+    /// programs to switch on.
+    #[error("compute: {0}")]
+    Compute(wimpy_schema::ComputeFailure),
     /// No answer within the time limit.
     #[error("no answer within {0:?}")]
     Timeout(Duration),

@@ -7,8 +7,12 @@
 //! inside a tokio `LocalSet` on a current-thread runtime.
 
 mod client;
+mod compute;
 mod error;
 
 pub use client::{Client, ClientOptions, Member, MemberState, RingView};
+pub use compute::{ComputeOutput, ComputeRequest, StageTimes, WorkerBackend};
 pub use error::ClientError;
+pub use wimpy_schema::job;
+pub use wimpy_schema::{ComputeFailure, ComputeFailureKind};
 pub use wimpy_schema::{KeyHashRange, Ring, key_hash};

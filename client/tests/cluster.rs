@@ -72,6 +72,11 @@ fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
                 ..Options::default()
             },
             cores: 1,
+            compute: wimpy_worker::compute::EngineConfig {
+                backends: vec![wimpy_worker::compute::BackendKind::Simd],
+                cpu_threads: 1,
+                ..Default::default()
+            },
         };
         wimpy_worker::node::run(listener, config, async {
             let _ = stopped.await;
@@ -396,6 +401,132 @@ fn values_larger_than_a_message_stream_both_ways() {
         assert_eq!(client.get(b"huge").await.unwrap(), None);
         assert!(client.delete(b"big").await.unwrap());
         assert_eq!(client.get(b"big").await.unwrap(), None);
+    });
+    drop(workers);
+}
+
+/// A PNG of a `w × h` gradient with some texture.
+fn test_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut px = Vec::with_capacity((w * h * 4) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let n = x.wrapping_mul(2_654_435_761).wrapping_add(y.wrapping_mul(40_503)).wrapping_add(seed);
+            px.extend_from_slice(&[(x * 3) as u8, (y * 5) as u8, (n >> 24) as u8, 255]);
+        }
+    }
+    wimpy_worker::compute::Image::new(w, h, px).encode(wimpy_client::job::Encoding::Png).unwrap()
+}
+
+/// What the scalar reference makes of `value`, run here in the test.
+fn reference(job: &wimpy_client::job::Job, value: Vec<u8>) -> Vec<u8> {
+    let mut cpu = wimpy_worker::compute::backend::cpu::CpuBackend::default();
+    let deadline = wimpy_worker::compute::Deadline::after(Duration::from_secs(60));
+    wimpy_worker::compute::execute(&mut cpu, job, value, &wimpy_worker::compute::Limits::default(), &deadline)
+        .unwrap()
+        .bytes
+}
+
+/// The IEEE CRC-32 PNG chunks carry.
+fn png_crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn compute_jobs_run_on_the_owner_and_match_the_reference() {
+    use wimpy_client::job::Job;
+    use wimpy_client::{ComputeFailureKind, ComputeRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let workers: Vec<_> = (0..3).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
+    let maddr = m.addr;
+    client_side(|| async move {
+        let client = Client::connect(maddr).await.unwrap();
+        wait_for_members(&client, 3).await;
+        let png = test_png(97, 61, 1);
+        client.put(b"photo", &png).await.unwrap();
+
+        // One key: the worker's answer equals the reference computed here.
+        let job = Job::parse(&["grayscale", "blur:1.5", "resize:40:30", "sobel"]).unwrap();
+        let out = client.compute(b"photo", &ComputeRequest::new(job.clone())).await.unwrap().unwrap();
+        assert_eq!(out.bytes, reference(&job, png.clone()));
+        assert_eq!(out.size, Some((40, 30)));
+        assert_eq!(out.backend, wimpy_client::job::BackendKind::Simd);
+        assert!(out.times.decode > Duration::ZERO && out.times.kernel > Duration::ZERO);
+
+        // Hashes, iterated, against the reference implementation.
+        let job = Job::parse(&["sha256:3"]).unwrap();
+        let out = client.compute(b"photo", &ComputeRequest::new(job.clone())).await.unwrap().unwrap();
+        assert_eq!(out.bytes, reference(&job, png.clone()));
+        assert_eq!(out.bytes.len(), 32);
+
+        // Stored under a new key instead of returned.
+        let job = Job::parse(&["invert"]).unwrap();
+        client.compute_into(b"photo", &ComputeRequest::new(job.clone()), b"photo-inverted").await.unwrap().unwrap();
+        assert_eq!(client.get(b"photo-inverted").await.unwrap().unwrap(), reference(&job, png.clone()));
+
+        // A batch over keys spread across every worker.
+        let mut keys = Vec::new();
+        let mut images = Vec::new();
+        for i in 0..24u32 {
+            let key = format!("img-{i}").into_bytes();
+            let image = test_png(20 + i, 13 + i % 5, i);
+            client.put(&key, &image).await.unwrap();
+            keys.push(key);
+            images.push(image);
+        }
+        keys.push(b"img-missing".to_vec());
+        let job = Job::parse(&["threshold:100", "rotate:90"]).unwrap();
+        let results = client.compute_batch(&keys, &ComputeRequest::new(job.clone())).await;
+        assert_eq!(results.len(), 25);
+        for (i, image) in images.into_iter().enumerate() {
+            let out = results[i].as_ref().unwrap().as_ref().unwrap();
+            assert_eq!(out.bytes, reference(&job, image), "img-{i}");
+        }
+        assert!(matches!(results[24], Ok(None)));
+
+        // Bad input comes back typed, and the worker keeps serving.
+        let refused = |e: ClientError| match e {
+            ClientError::Compute(c) => c,
+            other => panic!("expected a compute failure, got {other:?}"),
+        };
+        client.put(b"not-an-image", b"hello, world").await.unwrap();
+        let e = client.compute(b"not-an-image", &ComputeRequest::new(Job::parse(&["invert"]).unwrap())).await;
+        assert_eq!(refused(e.unwrap_err()).kind, ComputeFailureKind::BadImage);
+        let truncated = &png[..png.len() / 2];
+        client.put(b"truncated", truncated).await.unwrap();
+        let e = client.compute(b"truncated", &ComputeRequest::new(Job::parse(&["invert"]).unwrap())).await;
+        assert_eq!(refused(e.unwrap_err()).kind, ComputeFailureKind::BadImage);
+        // A header that claims 20000 x 20000 pixels: refused before decoding.
+        let mut bomb = test_png(2, 2, 0);
+        bomb[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+        bomb[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        let crc = png_crc(&bomb[12..29]);
+        bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+        client.put(b"bomb", &bomb).await.unwrap();
+        let e =
+            refused(client.compute(b"bomb", &ComputeRequest::new(Job::parse(&["invert"]).unwrap())).await.unwrap_err());
+        assert_eq!((e.kind, e.limit, e.actual), (ComputeFailureKind::TooManyPixels, 50_000_000, 400_000_000));
+        let e = client
+            .compute(b"photo", &ComputeRequest::new(Job::parse(&["crop:90:0:20:20"]).unwrap()))
+            .await
+            .unwrap_err();
+        assert_eq!(refused(e).kind, ComputeFailureKind::CropOutside);
+        let mut on_gles = ComputeRequest::new(Job::parse(&["invert"]).unwrap());
+        on_gles.backend = Some(wimpy_client::job::BackendKind::Gles);
+        let e = client.compute(b"photo", &on_gles).await.unwrap_err();
+        assert_eq!(refused(e).kind, ComputeFailureKind::BackendUnavailable);
+        assert_eq!(
+            client.compute(b"nothing-here", &ComputeRequest::new(Job::parse(&["invert"]).unwrap())).await.unwrap(),
+            None
+        );
+        assert_eq!(client.get(b"photo").await.unwrap().unwrap(), png);
     });
     drop(workers);
 }

@@ -2,7 +2,7 @@
 //! and the master and read by the master and clients: one mapping instead of
 //! one per node.
 
-use crate::wimpy_capnp::failure;
+use crate::wimpy_capnp::{compute_failure, failure};
 
 /// Why a request was not carried out (see `Failure` in wimpy.capnp).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,29 @@ pub enum Failure {
     Overloaded,
     /// The store failed.
     Storage(String),
+    /// A compute job was refused or failed.
+    Compute(ComputeFailure),
+}
+
+/// Why a compute job gave no result (see `ComputeFailure` in wimpy.capnp).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeFailure {
+    /// What kind of failure, for programs to switch on.
+    pub kind: ComputeFailureKind,
+    /// In words, with the limit and the actual value.
+    pub message: String,
+    /// The limit broken, where the kind has one (else 0).
+    pub limit: u64,
+    /// The value that broke it (else 0).
+    pub actual: u64,
+}
+
+pub use crate::wimpy_capnp::compute_failure::Kind as ComputeFailureKind;
+
+impl std::fmt::Display for ComputeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 impl Failure {
@@ -36,6 +59,13 @@ impl Failure {
             Failure::Unavailable(m) => f.set_unavailable(m),
             Failure::Overloaded => f.set_overloaded(()),
             Failure::Storage(m) => f.set_storage(m),
+            Failure::Compute(c) => {
+                let mut g = f.init_compute();
+                g.set_kind(c.kind);
+                g.set_message(&c.message);
+                g.set_limit(c.limit);
+                g.set_actual(c.actual);
+            }
         }
     }
 
@@ -54,6 +84,16 @@ impl Failure {
             Ok(failure::Unavailable(m)) => Failure::Unavailable(text(m)?),
             Ok(failure::Overloaded(())) => Failure::Overloaded,
             Ok(failure::Storage(m)) => Failure::Storage(text(m)?),
+            Ok(failure::Compute(c)) => {
+                let c: compute_failure::Reader<'_> = c?;
+                Failure::Compute(ComputeFailure {
+                    // An unknown kind from a newer peer reads as a device failure; the message says what it was.
+                    kind: c.get_kind().unwrap_or(ComputeFailureKind::Device),
+                    message: text(c.get_message())?,
+                    limit: c.get_limit(),
+                    actual: c.get_actual(),
+                })
+            }
             Err(e) => Failure::Storage(format!("unknown failure kind: {e}")),
         })
     }
@@ -72,6 +112,12 @@ mod tests {
             Failure::Unavailable("down".into()),
             Failure::Overloaded,
             Failure::Storage("disk".into()),
+            Failure::Compute(ComputeFailure {
+                kind: ComputeFailureKind::TooManyPixels,
+                message: "too big".into(),
+                limit: 50,
+                actual: 51,
+            }),
         ];
         for f in all {
             let mut msg = capnp::message::Builder::new_default();

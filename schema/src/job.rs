@@ -159,6 +159,59 @@ impl FromStr for HashAlgo {
     }
 }
 
+/// A family of backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackendKind {
+    /// Scalar Rust: the definition of correct.
+    Cpu,
+    /// NEON or SSE2/AVX2.
+    Simd,
+    /// OpenGL ES 3.0 fragment shaders through EGL.
+    Gles,
+    /// WGSL compute shaders through wgpu.
+    Wgpu,
+}
+
+impl BackendKind {
+    /// Every kind, in the order the engine prefers them.
+    pub const PREFERENCE: [BackendKind; 4] =
+        [BackendKind::Wgpu, BackendKind::Gles, BackendKind::Simd, BackendKind::Cpu];
+
+    /// The kind's name on the command line and the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Simd => "simd",
+            BackendKind::Gles => "gles",
+            BackendKind::Wgpu => "wgpu",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A backend name that is not one of `cpu`, `simd`, `gles`, `wgpu`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown backend {0:?} (cpu, simd, gles or wgpu)")]
+pub struct UnknownBackend(pub String);
+
+impl FromStr for BackendKind {
+    type Err = UnknownBackend;
+    fn from_str(s: &str) -> Result<BackendKind, UnknownBackend> {
+        match s {
+            "cpu" => Ok(BackendKind::Cpu),
+            "simd" => Ok(BackendKind::Simd),
+            "gles" => Ok(BackendKind::Gles),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            _ => Err(UnknownBackend(s.to_string())),
+        }
+    }
+}
+
 /// A job or an operation that cannot run as written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OpError {
@@ -177,6 +230,9 @@ pub enum OpError {
     /// A job with no operations.
     #[error("a job needs at least one operation")]
     Empty,
+    /// A job message that does not read (an unknown union member, say).
+    #[error("malformed job: {0}")]
+    Malformed(String),
 }
 
 /// What flows between operations.
@@ -570,6 +626,183 @@ fn parse_image_op(name: &str, args: &[&str]) -> Result<ImageOp, OpError> {
     })
 }
 
+/// The wire forms of jobs (`Op`, `Job`, `Backend` in wimpy.capnp).
+pub mod wire {
+    use super::*;
+    use crate::wimpy_capnp::{self as w, op};
+
+    /// The wire enum of a backend choice (`None` is `auto`).
+    pub fn backend_to_wire(kind: Option<BackendKind>) -> w::Backend {
+        match kind {
+            None => w::Backend::Auto,
+            Some(BackendKind::Cpu) => w::Backend::Cpu,
+            Some(BackendKind::Simd) => w::Backend::Simd,
+            Some(BackendKind::Gles) => w::Backend::Gles,
+            Some(BackendKind::Wgpu) => w::Backend::Wgpu,
+        }
+    }
+
+    /// A backend choice from the wire (`auto` is `None`).
+    pub fn backend_from_wire(b: w::Backend) -> Option<BackendKind> {
+        match b {
+            w::Backend::Auto => None,
+            w::Backend::Cpu => Some(BackendKind::Cpu),
+            w::Backend::Simd => Some(BackendKind::Simd),
+            w::Backend::Gles => Some(BackendKind::Gles),
+            w::Backend::Wgpu => Some(BackendKind::Wgpu),
+        }
+    }
+
+    fn algo_to_wire(a: HashAlgo) -> w::HashAlgo {
+        match a {
+            HashAlgo::Blake3 => w::HashAlgo::Blake3,
+            HashAlgo::Sha256 => w::HashAlgo::Sha256,
+        }
+    }
+
+    /// Fills in an `Op` builder.
+    pub fn write_op(op: &Op, mut b: op::Builder<'_>) {
+        match op {
+            Op::Decode => b.set_decode(()),
+            Op::Encode(Encoding::Png) => b.set_encode_png(()),
+            Op::Encode(Encoding::Jpeg { quality }) => b.set_encode_jpeg(*quality),
+            Op::Hash(h) => {
+                let mut g = b.init_hash();
+                g.set_algo(algo_to_wire(h.algo));
+                g.set_rounds(h.rounds);
+            }
+            Op::Image(op) => match op {
+                ImageOp::Grayscale => b.set_grayscale(()),
+                ImageOp::Invert => b.set_invert(()),
+                ImageOp::BrightnessContrast { brightness, contrast } => {
+                    let mut g = b.init_brightness_contrast();
+                    g.set_brightness(*brightness);
+                    g.set_contrast(*contrast);
+                }
+                ImageOp::Threshold(level) => b.set_threshold(*level),
+                ImageOp::GaussianBlur { sigma } => b.set_gaussian_blur(*sigma),
+                ImageOp::BoxBlur { radius } => b.set_box_blur(*radius),
+                ImageOp::Sharpen { sigma, amount } => {
+                    let mut g = b.init_sharpen();
+                    g.set_sigma(*sigma);
+                    g.set_amount(*amount);
+                }
+                ImageOp::Sobel => b.set_sobel(()),
+                ImageOp::Convolve(k) => {
+                    let mut g = b.init_convolve();
+                    g.set_size(k.size as u8);
+                    let mut list = g.init_weights(k.weights.len() as u32);
+                    for (i, w) in k.weights.iter().enumerate() {
+                        list.set(i as u32, *w);
+                    }
+                }
+                ImageOp::Resize { width, height, filter } => {
+                    let mut g = b.init_resize();
+                    g.set_width(*width);
+                    g.set_height(*height);
+                    g.set_filter(match filter {
+                        ResizeFilter::Bilinear => w::ResizeFilter::Bilinear,
+                        ResizeFilter::Lanczos3 => w::ResizeFilter::Lanczos3,
+                    });
+                }
+                ImageOp::Crop { x, y, width, height } => {
+                    let mut g = b.init_crop();
+                    g.set_x(*x);
+                    g.set_y(*y);
+                    g.set_width(*width);
+                    g.set_height(*height);
+                }
+                ImageOp::Flip(FlipAxis::Horizontal) => b.set_flip_horizontal(()),
+                ImageOp::Flip(FlipAxis::Vertical) => b.set_flip_vertical(()),
+                ImageOp::Rotate(r) => b.set_rotate(match r {
+                    Rotation::Quarter => 90,
+                    Rotation::Half => 180,
+                    Rotation::ThreeQuarters => 270,
+                }),
+            },
+        }
+    }
+
+    /// Reads and validates an `Op`.
+    pub fn read_op(r: op::Reader<'_>) -> Result<Op, OpError> {
+        let bad = |e: capnp::Error| OpError::Malformed(e.to_string());
+        let bad_enum = |e: capnp::NotInSchema| OpError::Malformed(e.to_string());
+        let op = match r.which().map_err(bad_enum)? {
+            op::Decode(()) => Op::Decode,
+            op::EncodePng(()) => Op::Encode(Encoding::Png),
+            op::EncodeJpeg(quality) => Op::Encode(Encoding::Jpeg { quality }),
+            op::Hash(g) => Op::Hash(HashOp {
+                algo: match g.get_algo().map_err(bad_enum)? {
+                    w::HashAlgo::Blake3 => HashAlgo::Blake3,
+                    w::HashAlgo::Sha256 => HashAlgo::Sha256,
+                },
+                rounds: g.get_rounds(),
+            }),
+            op::Grayscale(()) => Op::Image(ImageOp::Grayscale),
+            op::Invert(()) => Op::Image(ImageOp::Invert),
+            op::BrightnessContrast(g) => {
+                Op::Image(ImageOp::BrightnessContrast { brightness: g.get_brightness(), contrast: g.get_contrast() })
+            }
+            op::Threshold(level) => Op::Image(ImageOp::Threshold(level)),
+            op::GaussianBlur(sigma) => Op::Image(ImageOp::GaussianBlur { sigma }),
+            op::BoxBlur(radius) => Op::Image(ImageOp::BoxBlur { radius }),
+            op::Sharpen(g) => Op::Image(ImageOp::Sharpen { sigma: g.get_sigma(), amount: g.get_amount() }),
+            op::Sobel(()) => Op::Image(ImageOp::Sobel),
+            op::Convolve(g) => Op::Image(ImageOp::Convolve(ConvKernel {
+                size: u32::from(g.get_size()),
+                weights: g.get_weights().map_err(bad)?.iter().collect(),
+            })),
+            op::Resize(g) => Op::Image(ImageOp::Resize {
+                width: g.get_width(),
+                height: g.get_height(),
+                filter: match g.get_filter().map_err(bad_enum)? {
+                    w::ResizeFilter::Bilinear => ResizeFilter::Bilinear,
+                    w::ResizeFilter::Lanczos3 => ResizeFilter::Lanczos3,
+                },
+            }),
+            op::Crop(g) => {
+                Op::Image(ImageOp::Crop { x: g.get_x(), y: g.get_y(), width: g.get_width(), height: g.get_height() })
+            }
+            op::FlipHorizontal(()) => Op::Image(ImageOp::Flip(FlipAxis::Horizontal)),
+            op::FlipVertical(()) => Op::Image(ImageOp::Flip(FlipAxis::Vertical)),
+            op::Rotate(degrees) => Op::Image(ImageOp::Rotate(match degrees {
+                90 => Rotation::Quarter,
+                180 => Rotation::Half,
+                270 => Rotation::ThreeQuarters,
+                other => {
+                    return Err(OpError::OutOfRange {
+                        op: "rotate",
+                        param: "degrees",
+                        actual: other.to_string(),
+                        allowed: "90, 180 or 270".into(),
+                    });
+                }
+            })),
+        };
+        op.validate()?;
+        Ok(op)
+    }
+
+    /// Fills in a `Job` builder.
+    pub fn write_job(job: &Job, backend: Option<BackendKind>, deadline_millis: u32, mut b: w::job::Builder<'_>) {
+        b.set_backend(backend_to_wire(backend));
+        b.set_deadline_millis(deadline_millis);
+        let mut list = b.init_ops(job.ops().len() as u32);
+        for (i, op) in job.ops().iter().enumerate() {
+            write_op(op, list.reborrow().get(i as u32));
+        }
+    }
+
+    /// Reads and checks a `Job`: the job, the backend asked for (`None` is
+    /// auto), and the deadline in milliseconds (0 for the worker's default).
+    pub fn read_job(r: w::job::Reader<'_>) -> Result<(Job, Option<BackendKind>, u32), OpError> {
+        let ops = r.get_ops().map_err(|e| OpError::Malformed(e.to_string()))?;
+        let ops = ops.iter().map(read_op).collect::<Result<Vec<_>, _>>()?;
+        let backend = backend_from_wire(r.get_backend().map_err(|e| OpError::Malformed(e.to_string()))?);
+        Ok((Job::new(ops)?, backend, r.get_deadline_millis()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,6 +861,50 @@ mod tests {
         assert!(matches!("encode:jpeg:0".parse::<Op>(), Err(OpError::OutOfRange { .. })));
         assert!(matches!("sha256:0".parse::<Op>(), Err(OpError::OutOfRange { .. })));
         assert!(matches!("rotate:45".parse::<Op>(), Err(OpError::BadArguments { .. })));
+    }
+
+    #[test]
+    fn jobs_round_trip_through_messages() {
+        let texts = [
+            "decode",
+            "grayscale",
+            "invert",
+            "brightness:20:1.5",
+            "threshold:128",
+            "blur:2",
+            "box-blur:3",
+            "sharpen:1.5:0.8",
+            "sobel",
+            "conv5:1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1/25",
+            "resize:640:480:bilinear",
+            "crop:1:2:3:4",
+            "flip:h",
+            "flip:v",
+            "rotate:270",
+            "encode:jpeg:85",
+            "sha256:7",
+        ];
+        let job = Job::new(texts.iter().map(|t| t.parse().unwrap()).collect()).unwrap();
+        let mut msg = capnp::message::Builder::new_default();
+        wire::write_job(&job, Some(BackendKind::Gles), 250, msg.init_root());
+        let (back, backend, deadline) = wire::read_job(msg.get_root_as_reader().unwrap()).unwrap();
+        assert_eq!(back, job);
+        assert_eq!(backend, Some(BackendKind::Gles));
+        assert_eq!(deadline, 250);
+    }
+
+    #[test]
+    fn jobs_from_the_wire_are_validated() {
+        let mut msg = capnp::message::Builder::new_default();
+        let mut b: crate::wimpy_capnp::job::Builder<'_> = msg.init_root();
+        let mut ops = b.reborrow().init_ops(2);
+        ops.reborrow().get(0).set_decode(());
+        ops.reborrow().get(1).set_gaussian_blur(f32::NAN);
+        assert!(matches!(wire::read_job(msg.get_root_as_reader().unwrap()), Err(OpError::OutOfRange { .. })));
+        let mut msg = capnp::message::Builder::new_default();
+        let mut b: crate::wimpy_capnp::job::Builder<'_> = msg.init_root();
+        b.reborrow().init_ops(1).get(0).set_rotate(45);
+        assert!(matches!(wire::read_job(msg.get_root_as_reader().unwrap()), Err(OpError::OutOfRange { .. })));
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod member_state;
 pub mod ring;
 pub mod rpc;
 
-pub use failure::Failure;
+pub use failure::{ComputeFailure, ComputeFailureKind, Failure};
 pub use key_hash::{KeyHashRange, key_hash};
 pub use member_state::MemberState;
 pub use ring::{Ring, WorkerId};

@@ -24,6 +24,8 @@ pub struct WorkerConfig {
     pub store: Options,
     /// Threads serving RPC.
     pub cores: usize,
+    /// Compute backends and limits.
+    pub compute: crate::compute::EngineConfig,
 }
 
 /// Runs a worker on `listener` until `shutdown` resolves. Must run inside a
@@ -44,7 +46,21 @@ pub async fn run(
         .await
         .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
     membership::save_id(&config.data, id)?;
-    let state = Arc::new(WorkerState::new(id, store));
+    // Probing a GPU can take a while (driver start-up); not on the RPC thread.
+    let compute = config.compute.clone();
+    let engine = tokio::task::spawn_blocking(move || crate::compute::Engine::start(&compute))
+        .await
+        .map_err(std::io::Error::other)?;
+    let names: Vec<String> = engine
+        .backends()
+        .iter()
+        .map(|b| format!("{} ({}{})", b.kind, b.device, if b.software { ", software" } else { "" }))
+        .collect();
+    eprintln!("wimpy-worker: compute backends: {}", names.join(", "));
+    for f in engine.failures() {
+        eprintln!("wimpy-worker: compute backend {} unavailable: {}", f.kind, f.reason);
+    }
+    let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)));
     if let Ok(ring) = membership::fetch_ring(&master).await {
         state.set_ring(ring);
     }

@@ -34,7 +34,12 @@ fn start(id: u64, sync: SyncMode) -> Running {
         ..Options::default()
     };
     let store = Arc::new(Store::open(dir.path(), opts).unwrap());
-    let state = Arc::new(WorkerState::new(id, store));
+    let engine = wimpy_worker::compute::Engine::start(&wimpy_worker::compute::EngineConfig {
+        backends: vec![wimpy_worker::compute::BackendKind::Simd],
+        cpu_threads: 1,
+        ..Default::default()
+    });
+    let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = state.clone();
@@ -83,6 +88,7 @@ fn failure_of(f: failure::Reader<'_>) -> Got {
         failure::Unavailable(m) => Got::Other(format!("unavailable: {}", m.unwrap().to_str().unwrap())),
         failure::Overloaded(()) => Got::Other("overloaded".into()),
         failure::Storage(m) => Got::Other(format!("storage: {}", m.unwrap().to_str().unwrap())),
+        failure::Compute(c) => Got::Other(format!("compute: {}", c.unwrap().get_message().unwrap().to_str().unwrap())),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use wimpy_worker::compute::{BackendKind, EngineConfig, Limits};
 use wimpy_worker::node::{WorkerConfig, run};
 use wimpy_worker::store::{Options, SyncMode};
 
@@ -31,6 +32,18 @@ struct Args {
     /// Threads serving RPC (default: one per core).
     #[arg(long)]
     cores: Option<usize>,
+    /// Compute backends to probe, comma-separated (wgpu, gles, simd, cpu).
+    #[arg(long, value_delimiter = ',', default_value = "wgpu,gles,simd,cpu")]
+    backends: Vec<BackendKind>,
+    /// Largest image a compute job may decode or make, in pixels.
+    #[arg(long, default_value_t = Limits::default().max_pixels)]
+    max_pixels: u64,
+    /// How long a compute job may run, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().deadline.as_millis() as u64)]
+    compute_deadline_ms: u64,
+    /// Compute jobs each backend may hold waiting before answering "busy".
+    #[arg(long, default_value_t = EngineConfig::default().queue_depth)]
+    compute_queue: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +53,16 @@ fn main() -> anyhow::Result<()> {
         data: args.data,
         store: Options { sync: args.sync, expected_keys: args.expected_keys, ..Options::default() },
         cores: args.cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        compute: EngineConfig {
+            backends: args.backends,
+            limits: Limits {
+                max_pixels: args.max_pixels,
+                deadline: std::time::Duration::from_millis(args.compute_deadline_ms),
+                ..Limits::default()
+            },
+            queue_depth: args.compute_queue,
+            ..EngineConfig::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     tokio::task::LocalSet::new().block_on(&rt, async move {

@@ -8,6 +8,7 @@
 //! bit-for-bit on hashes.
 
 pub mod backend;
+mod engine;
 mod error;
 pub mod geometry;
 pub mod image;
@@ -15,6 +16,7 @@ pub mod kernels;
 mod limits;
 
 pub use backend::{Backend, BackendInfo, BackendKind};
+pub use engine::{Engine, EngineConfig, JobOutput, ProbeFailure, execute};
 pub use error::ComputeError;
 pub use image::Image;
 pub use limits::{Deadline, Limits};

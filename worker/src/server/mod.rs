@@ -7,6 +7,7 @@
 //! core in turn. Store calls that may wait for an fsync run on the blocking
 //! pool, so one slow flush does not stall every connection on a core.
 
+mod compute;
 mod refusal;
 pub mod streams;
 pub mod transfer;
@@ -40,6 +41,8 @@ pub struct WorkerState {
     pub id: WorkerId,
     /// The worker's data.
     pub store: Arc<Store>,
+    /// The compute backends jobs run on.
+    pub engine: Arc<crate::compute::Engine>,
     /// The newest ring this worker has been given.
     ring: ArcSwap<Ring>,
     /// Ranges whose writes are refused while they move to another worker,
@@ -50,11 +53,13 @@ pub struct WorkerState {
 }
 
 impl WorkerState {
-    /// A worker `id` serving `store`, not yet on any ring.
-    pub fn new(id: WorkerId, store: Arc<Store>) -> WorkerState {
+    /// A worker `id` serving `store` and running compute jobs on `engine`,
+    /// not yet on any ring.
+    pub fn new(id: WorkerId, store: Arc<Store>, engine: Arc<crate::compute::Engine>) -> WorkerState {
         WorkerState {
             id,
             store,
+            engine,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
         }
@@ -118,7 +123,7 @@ impl WorkerState {
     }
 
     /// Whether this worker serves `key` for a caller that routed by `epoch`.
-    fn route(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
+    pub(crate) fn route(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
         self.route_hash(wimpy_schema::key_hash(key), epoch)
     }
 
@@ -386,6 +391,38 @@ impl worker::Server for WorkerService {
         let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
             capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone()));
         results.get().set_sink(sink);
+        Ok(())
+    }
+
+    async fn compute(
+        self: Rc<Self>,
+        params: worker::ComputeParams,
+        results: worker::ComputeResults,
+    ) -> Result<(), capnp::Error> {
+        compute::compute(&self.state, params, results).await
+    }
+
+    async fn compute_batch(
+        self: Rc<Self>,
+        params: worker::ComputeBatchParams,
+        results: worker::ComputeBatchResults,
+    ) -> Result<(), capnp::Error> {
+        compute::compute_batch(&self.state, params, results).await
+    }
+
+    async fn backends(
+        self: Rc<Self>,
+        _: worker::BackendsParams,
+        mut results: worker::BackendsResults,
+    ) -> Result<(), capnp::Error> {
+        let infos = self.state.engine.backends();
+        let mut list = results.get().init_backends(infos.len() as u32);
+        for (i, info) in infos.iter().enumerate() {
+            let mut b = list.reborrow().get(i as u32);
+            b.set_backend(wimpy_schema::job::wire::backend_to_wire(Some(info.kind)));
+            b.set_device(&info.device);
+            b.set_software(info.software);
+        }
         Ok(())
     }
 

@@ -10,65 +10,11 @@ pub mod gles;
 pub mod simd;
 pub mod wgpu;
 
-use std::fmt;
-use std::str::FromStr;
-
 use wimpy_schema::job::{HashOp, ImageOp};
 
 use super::{ComputeError, Deadline, Image, Limits, StageTimes};
 
-/// A family of backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum BackendKind {
-    /// Scalar Rust: the definition of correct.
-    Cpu,
-    /// NEON or SSE2/AVX2.
-    Simd,
-    /// OpenGL ES 3.0 fragment shaders through EGL.
-    Gles,
-    /// WGSL compute shaders through wgpu.
-    Wgpu,
-}
-
-impl BackendKind {
-    /// Every kind, in the order the engine prefers them.
-    pub const PREFERENCE: [BackendKind; 4] =
-        [BackendKind::Wgpu, BackendKind::Gles, BackendKind::Simd, BackendKind::Cpu];
-
-    /// The kind's name on the command line and the wire.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Cpu => "cpu",
-            BackendKind::Simd => "simd",
-            BackendKind::Gles => "gles",
-            BackendKind::Wgpu => "wgpu",
-        }
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A backend name that is not one of `cpu`, `simd`, `gles`, `wgpu`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown backend {0:?} (cpu, simd, gles or wgpu)")]
-pub struct UnknownBackend(pub String);
-
-impl FromStr for BackendKind {
-    type Err = UnknownBackend;
-    fn from_str(s: &str) -> Result<BackendKind, UnknownBackend> {
-        match s {
-            "cpu" => Ok(BackendKind::Cpu),
-            "simd" => Ok(BackendKind::Simd),
-            "gles" => Ok(BackendKind::Gles),
-            "wgpu" => Ok(BackendKind::Wgpu),
-            _ => Err(UnknownBackend(s.to_string())),
-        }
-    }
-}
+pub use wimpy_schema::job::{BackendKind, UnknownBackend};
 
 /// What a probed backend is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,158 @@
+//! `compute` and `computeBatch`: jobs over values this worker owns, run on
+//! the engine's backends while the RPC core goes on serving.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wimpy_schema::job::{Job, wire};
+use wimpy_schema::wimpy_capnp::{compute_result, worker};
+use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure};
+
+use super::{MAX_INLINE_VALUE, WorkerState, refusal, streams};
+use crate::compute::{ComputeError, JobOutput};
+
+/// A job's outcome before it is written into a message.
+enum Outcome {
+    Done(JobOutput),
+    NotFound,
+    Refused(Failure),
+}
+
+/// The schema form of a compute error.
+pub fn failure_of(e: &ComputeError) -> Failure {
+    use ComputeFailureKind as K;
+    let (kind, limit, actual) = match e {
+        ComputeError::BadJob(_) => (K::BadJob, 0, 0),
+        ComputeError::BadImage(_) => (K::BadImage, 0, 0),
+        ComputeError::EmptyImage { .. } => (K::EmptyImage, 0, 0),
+        ComputeError::TooManyPixels { pixels, limit, .. } => (K::TooManyPixels, *limit, *pixels),
+        ComputeError::ValueTooLarge { actual, limit } => (K::ValueTooLarge, *limit, *actual),
+        ComputeError::DeadlineExceeded { elapsed_ms, limit_ms } => (K::DeadlineExceeded, *limit_ms, *elapsed_ms),
+        ComputeError::CropOutside { .. } => (K::CropOutside, 0, 0),
+        ComputeError::BackendUnavailable(_) => (K::BackendUnavailable, 0, 0),
+        ComputeError::Overloaded { queued, limit, .. } => (K::BackendBusy, *limit as u64, *queued as u64),
+        ComputeError::Encode(_) => (K::Encode, 0, 0),
+        ComputeError::Device { .. } => (K::Device, 0, 0),
+    };
+    Failure::Compute(ComputeFailure { kind, message: e.to_string(), limit, actual })
+}
+
+/// Reads the value at `key` (if this worker serves it at `epoch`) and runs the job.
+async fn run_one(
+    state: &Arc<WorkerState>,
+    key: &[u8],
+    epoch: u64,
+    job: Job,
+    backend: Option<crate::compute::BackendKind>,
+    deadline: Option<Duration>,
+) -> Outcome {
+    let value = match state.route(key, epoch).and_then(|()| state.store.get(key).map_err(refusal)) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Outcome::NotFound,
+        Err(f) => return Outcome::Refused(f),
+    };
+    match state.engine.run(job, value, backend, deadline).await {
+        Ok(out) => Outcome::Done(out),
+        Err(e) => Outcome::Refused(failure_of(&e)),
+    }
+}
+
+/// Writes everything but the result bytes.
+fn write_output(out: &JobOutput, mut b: wimpy_schema::wimpy_capnp::compute_output::Builder<'_>) {
+    b.set_backend(wire::backend_to_wire(Some(out.backend.kind)));
+    b.set_device(&out.backend.device);
+    b.set_software(out.backend.software);
+    let (w, h) = out.size.unwrap_or((0, 0));
+    b.set_width(w);
+    b.set_height(h);
+    let mut t = b.init_times();
+    t.set_decode_nanos(out.times.decode.as_nanos() as u64);
+    t.set_upload_nanos(out.times.upload.as_nanos() as u64);
+    t.set_kernel_nanos(out.times.kernel.as_nanos() as u64);
+    t.set_download_nanos(out.times.download.as_nanos() as u64);
+    t.set_encode_nanos(out.times.encode.as_nanos() as u64);
+}
+
+fn result_too_large(len: usize) -> Failure {
+    Failure::TooLarge { what: "result".into(), limit: MAX_INLINE_VALUE as u64, actual: len as u64 }
+}
+
+/// Writes an inline outcome (results over the inline limit are refused).
+fn write_inline(outcome: &Outcome, mut r: compute_result::Builder<'_>) {
+    match outcome {
+        Outcome::Done(out) if out.bytes.len() > MAX_INLINE_VALUE => {
+            result_too_large(out.bytes.len()).write(r.init_failure())
+        }
+        Outcome::Done(out) => {
+            let mut b = r.init_ok();
+            write_output(out, b.reborrow());
+            b.set_value(&out.bytes);
+        }
+        Outcome::NotFound => r.set_not_found(()),
+        Outcome::Refused(f) => f.write(r.init_failure()),
+    }
+}
+
+fn read_job(
+    job: wimpy_schema::wimpy_capnp::job::Reader<'_>,
+) -> Result<(Job, Option<crate::compute::BackendKind>, Option<Duration>), Failure> {
+    let (job, backend, millis) = wire::read_job(job).map_err(|e| failure_of(&ComputeError::BadJob(e)))?;
+    Ok((job, backend, (millis > 0).then(|| Duration::from_millis(u64::from(millis)))))
+}
+
+pub async fn compute(
+    state: &Arc<WorkerState>,
+    params: worker::ComputeParams,
+    mut results: worker::ComputeResults,
+) -> Result<(), capnp::Error> {
+    let p = params.get()?;
+    let key = p.get_key()?;
+    let outcome = match read_job(p.get_job()?) {
+        Ok((job, backend, deadline)) => run_one(state, key, p.get_epoch(), job, backend, deadline).await,
+        Err(f) => Outcome::Refused(f),
+    };
+    let sink = if p.has_sink() { Some(p.get_sink()?) } else { None };
+    match (&outcome, sink) {
+        (Outcome::Done(out), Some(sink)) if out.bytes.len() > MAX_INLINE_VALUE => {
+            let sent = streams::send_value(&out.bytes, &sink).await?;
+            let mut b = results.get().init_result().init_ok();
+            write_output(out, b.reborrow());
+            b.set_streamed(sent);
+        }
+        _ => write_inline(&outcome, results.get().init_result()),
+    }
+    Ok(())
+}
+
+pub async fn compute_batch(
+    state: &Arc<WorkerState>,
+    params: worker::ComputeBatchParams,
+    mut results: worker::ComputeBatchResults,
+) -> Result<(), capnp::Error> {
+    let p = params.get()?;
+    let keys = p.get_keys()?;
+    let epoch = p.get_epoch();
+    let outcomes: Vec<Outcome> = match read_job(p.get_job()?) {
+        Ok((job, backend, deadline)) => {
+            use futures::StreamExt;
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| k.map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
+            // As many jobs in flight as the backend runs at once: a batch
+            // never fills the backend's queue by itself.
+            let width = state.engine.parallelism(backend);
+            futures::stream::iter(keys)
+                .map(|key| {
+                    let job = job.clone();
+                    async move { run_one(state, &key, epoch, job, backend, deadline).await }
+                })
+                .buffered(width)
+                .collect()
+                .await
+        }
+        Err(f) => (0..keys.len()).map(|_| Outcome::Refused(f.clone())).collect(),
+    };
+    let mut list = results.get().init_results(outcomes.len() as u32);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        write_inline(outcome, list.reborrow().get(i as u32));
+    }
+    Ok(())
+}
