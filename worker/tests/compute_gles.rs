@@ -269,12 +269,9 @@ fn llvmpipe_is_reported_as_software() {
     let info = backend.info();
     assert_eq!(info.kind, BackendKind::Gles);
     assert!(info.device.contains("OpenGL ES"), "{}", info.device);
-    let software_renderer = ["llvmpipe", "softpipe", "swrast"].iter().any(|r| info.device.to_lowercase().contains(r));
+    let device = info.device.to_lowercase();
+    let software_renderer = ["llvmpipe", "softpipe", "swrast"].iter().any(|r| device.contains(r));
     assert_eq!(info.software, software_renderer, "{}", info.device);
-    // CI and this project's test machines have no GPU: Mesa's llvmpipe runs the tests.
-    if std::env::var_os("WIMPY_GLES_HARDWARE").is_none() {
-        assert!(info.software, "expected Mesa's software renderer, got {}", info.device);
-    }
 }
 
 #[test]

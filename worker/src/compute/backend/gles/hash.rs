@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use wimpy_schema::job::{HashAlgo, HashOp};
 
-use super::gpu::{GLES3_MIN_TEXTURE_SIZE, Gpu, Texture, TextureFormat, device_error};
+use super::gpu::{GLES3_MIN_TEXTURE_SIZE, Gpu, Texture, TextureFormat, Uniforms, device_error};
 use super::programs::ProgramId;
 use crate::compute::{ComputeError, Deadline, StageTimes};
 
@@ -26,10 +26,7 @@ use crate::compute::{ComputeError, Deadline, StageTimes};
 /// OpenGL ES 3.0 device has, so the layout fits every device.
 const WORD_ROW_TEXELS: usize = GLES3_MIN_TEXTURE_SIZE as usize;
 /// SHA-256 blocks per draw: 64 KiB, a few milliseconds for one GPU thread,
-/// far from any driver's watchdog. Draw sizes also respect llvmpipe's limit
-/// of 65535 loop iterations per shader invocation (past it, loops silently
-/// end early): a block costs 5 iterations, a round 5 (SHA-256) or at most 8
-/// (BLAKE3, if its 7 rounds are not unrolled).
+/// far from any driver's watchdog. See also [`LOOP_ITERATION_LIMIT`].
 const SHA256_BLOCKS_PER_DRAW: usize = 1024;
 /// Chaining values per row of a BLAKE3 grid.
 const BLAKE3_GRID_WIDTH: usize = 1024;
@@ -37,6 +34,14 @@ const BLAKE3_GRID_WIDTH: usize = 1024;
 const BLAKE3_CHUNKS_PER_DRAW: usize = 8 * BLAKE3_GRID_WIDTH;
 /// Rounds per draw, between deadline checks (as often as the `cpu` backend checks).
 const ROUNDS_PER_DRAW: u32 = 4096;
+
+/// Loop iterations llvmpipe lets one shader invocation run, all loops
+/// together; past it, loops silently end early. A SHA-256 block or round
+/// costs 5 iterations (the compression runs 4 groups of 16 written-out
+/// rounds), a BLAKE3 round at most 8 (if its 7 rounds are not unrolled).
+const LOOP_ITERATION_LIMIT: usize = 65_535;
+const _: () = assert!(SHA256_BLOCKS_PER_DRAW * 5 < LOOP_ITERATION_LIMIT);
+const _: () = assert!(ROUNDS_PER_DRAW as usize * 8 < LOOP_ITERATION_LIMIT);
 
 const CHUNK_LEN: usize = 1024;
 /// BLAKE3's ROOT flag.
@@ -66,9 +71,10 @@ pub(super) fn hash(
         while remaining > 0 {
             deadline.check()?;
             let batch = remaining.min(ROUNDS_PER_DRAW);
+            let (lo, hi) = split(&digest);
             digest = target.draw(gpu, program, times, |u| {
-                u.uvec4("u_digest_lo", split(&digest).0);
-                u.uvec4("u_digest_hi", split(&digest).1);
+                u.uvec4("u_digest_lo", lo);
+                u.uvec4("u_digest_hi", hi);
                 u.int("u_rounds", batch as i32);
             })?;
             remaining -= batch;
@@ -111,7 +117,7 @@ impl DigestTarget {
         gpu: &mut Gpu,
         program: ProgramId,
         times: &mut StageTimes,
-        set_uniforms: impl FnOnce(&mut super::gpu::Uniforms<'_>),
+        set_uniforms: impl FnOnce(&mut Uniforms<'_>),
     ) -> Result<[u32; 8], ComputeError> {
         let start = Instant::now();
         gpu.draw(program, &[self.lo, self.hi], 0, 0, 1, 1, set_uniforms)?;
@@ -123,8 +129,7 @@ impl DigestTarget {
     }
 }
 
-/// Uploads `words` (little of which may be past the data: zeroes) into
-/// `texture`, padding to its size.
+/// Uploads `words` into `texture`, padded with zero words to its size.
 fn upload_words(
     gpu: &mut Gpu,
     texture: &Texture,

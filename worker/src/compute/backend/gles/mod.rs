@@ -148,17 +148,17 @@ impl GlesBackend {
                 .map_err(|reason| device_error(format!("{op:?} on {width}x{height}: {reason}")))?;
             let input_fits = width <= self.max_tile_side && height <= self.max_tile_side;
             pixels = if plan.is_single() && input_fits {
-                let source = self.to_device(pixels, times)?;
+                let source = self.onto_device(pixels, times)?;
                 let output = Rect::whole(out_width, out_height);
                 let result = prepared.run(&mut self.gpu, &source, output, deadline, times);
                 self.gpu.release(source.texture);
                 Pixels::Device(result?)
             } else {
-                let image = self.to_host(pixels, times)?;
+                let image = self.onto_host(pixels, times)?;
                 Pixels::Host(self.run_tiled(&prepared, &plan, &image, out_width, out_height, deadline, times)?)
             };
         }
-        self.to_host(pixels, times)
+        self.onto_host(pixels, times)
     }
 
     /// One operation through the host, tile by tile.
@@ -204,14 +204,14 @@ impl GlesBackend {
         Ok(Placed { texture, rect })
     }
 
-    fn to_device(&mut self, pixels: Pixels, times: &mut StageTimes) -> Result<Placed, ComputeError> {
+    fn onto_device(&mut self, pixels: Pixels, times: &mut StageTimes) -> Result<Placed, ComputeError> {
         match pixels {
             Pixels::Device(placed) => Ok(placed),
             Pixels::Host(image) => self.upload(&image, Rect::whole(image.width(), image.height()), times),
         }
     }
 
-    fn to_host(&mut self, pixels: Pixels, times: &mut StageTimes) -> Result<Image, ComputeError> {
+    fn onto_host(&mut self, pixels: Pixels, times: &mut StageTimes) -> Result<Image, ComputeError> {
         match pixels {
             Pixels::Host(image) => Ok(image),
             Pixels::Device(placed) => {

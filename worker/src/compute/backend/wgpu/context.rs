@@ -192,7 +192,9 @@ impl Gpu {
             record(&slot, format!("device lost ({reason:?}): {message}"));
         });
 
-        let max_buffer_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size) & !3;
+        // Kernels count bytes and index words in u32, so a binding stays below 4 GiB.
+        let max_buffer_bytes =
+            limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(u64::from(u32::MAX)) & !3;
         Ok(Gpu {
             device,
             queue,
