@@ -92,6 +92,10 @@ fn main() {
         None => vec![BackendKind::Cpu, BackendKind::Simd, BackendKind::Gles, BackendKind::Wgpu],
     };
     let image = photo();
+    if let Some(i) = args.iter().position(|a| a == "--write-photo") {
+        // For peers in other processes (libvips): the same pixels, raw RGBA.
+        std::fs::write(&args[i + 1], image.pixels()).expect("writing the photo");
+    }
     let limits = Limits::default();
     let mut backends = Vec::new();
     for kind in kinds {

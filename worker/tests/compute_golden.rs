@@ -1,14 +1,14 @@
 //! Golden outputs: a few small images (generated scenes with edges, smooth
 //! gradients and fine texture, one stored as JPEG) and what each operation
 //! makes of them, kept in testdata/compute. Any change in any backend's
-//! output shows here. `WIMPY_BLESS=1 cargo test --test compute_golden`
+//! output shows here, the GPU backends' (on Mesa) included. `WIMPY_BLESS=1 cargo test --test compute_golden`
 //! rewrites the goldens after a deliberate change.
 
 mod compute_common;
 
 use std::path::{Path, PathBuf};
 
-use compute_common::backends;
+use compute_common::{backends, gpu_backends};
 use wimpy_schema::job::{Encoding, Job, Op};
 use wimpy_worker::compute::backend::cpu::CpuBackend;
 use wimpy_worker::compute::{Backend, Deadline, Image, Limits, execute};
@@ -99,6 +99,7 @@ fn run(backend: &mut dyn Backend, job: &Job, input: &[u8]) -> Vec<u8> {
 fn every_backend_reproduces_the_goldens() {
     let mut reference = CpuBackend::default();
     let mut others = backends();
+    others.extend(gpu_backends());
     for (name, input) in inputs() {
         let stem = name.split('.').next().unwrap_or(&name);
         for (label, ops) in JOBS {
@@ -142,6 +143,7 @@ fn hash_vectors_hold() {
     }
     let text = std::fs::read_to_string(&path).unwrap();
     let mut all: Vec<Box<dyn Backend>> = backends();
+    all.extend(gpu_backends());
     all.push(Box::new(CpuBackend::default()));
     let mut checked = 0;
     for line in text.lines() {

@@ -45,9 +45,13 @@ pub fn flip(src: &Image, axis: FlipAxis) -> Image {
             }
         }
         FlipAxis::Horizontal => {
-            for y in 0..h as usize {
-                out.extend(src.row(y).chunks_exact(4).rev().flatten());
+            // Whole pixels, not bytes: one 4-byte move each.
+            let px: &[[u8; 4]] = bytemuck::cast_slice(src.pixels());
+            let mut flipped: Vec<[u8; 4]> = Vec::with_capacity(px.len());
+            for row in px.chunks_exact(w as usize) {
+                flipped.extend(row.iter().rev());
             }
+            out = bytemuck::cast_vec(flipped);
         }
     }
     Image::new(w, h, out)

@@ -90,3 +90,13 @@ pub fn run_ops(backend: &mut dyn Backend, image: &Image, ops: &[ImageOp]) -> Ima
         )
         .unwrap_or_else(|e| panic!("{} on {ops:?}: {e}", backend.info().device))
 }
+
+/// The GPU backends, on Mesa in CI (llvmpipe for GLES, lavapipe for wgpu).
+/// Failing to create one is a test failure: CI installs both stacks.
+pub fn gpu_backends() -> Vec<Box<dyn Backend>> {
+    use wimpy_worker::compute::backend::{gles::GlesBackend, wgpu::WgpuBackend};
+    vec![
+        Box::new(GlesBackend::new().unwrap_or_else(|e| panic!("GLES backend: {e}"))) as Box<dyn Backend>,
+        Box::new(WgpuBackend::new().unwrap_or_else(|e| panic!("wgpu backend: {e}"))),
+    ]
+}

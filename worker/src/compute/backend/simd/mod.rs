@@ -106,6 +106,9 @@ pub enum LumaOp {
 pub struct SimdBackend {
     isa: Isa,
     info: BackendInfo,
+    /// Kept between jobs: its scratch buffers are reused instead of
+    /// allocated (and page-faulted in) for every resize.
+    resizer: fir::Resizer,
 }
 
 impl SimdBackend {
@@ -117,7 +120,11 @@ impl SimdBackend {
     /// The backend on `isa`, which the CPU must support (see [`Isa::available`]).
     pub fn with_isa(isa: Isa) -> SimdBackend {
         assert!(Isa::available().contains(&isa), "{isa:?} is not supported by this CPU");
-        SimdBackend { isa, info: BackendInfo { kind: BackendKind::Simd, device: isa.name().into(), software: false } }
+        SimdBackend {
+            isa,
+            info: BackendInfo { kind: BackendKind::Simd, device: isa.name().into(), software: false },
+            resizer: fir::Resizer::new(),
+        }
     }
 
     /// The instruction set in use.
@@ -182,7 +189,7 @@ impl Backend for SimdBackend {
 }
 
 impl SimdBackend {
-    fn apply(&self, op: &ImageOp, image: Image) -> Result<Image, ComputeError> {
+    fn apply(&mut self, op: &ImageOp, image: Image) -> Result<Image, ComputeError> {
         Ok(match op {
             ImageOp::Grayscale => self.luma(LumaOp::Grayscale, image),
             ImageOp::Threshold(level) => self.luma(LumaOp::Threshold(*level), image),
@@ -214,7 +221,7 @@ impl SimdBackend {
             }
             ImageOp::Sobel => sobel(image),
             ImageOp::Convolve(k) => self.convolve(&image, k.size, &kernels::conv_weights(&k.weights)),
-            ImageOp::Resize { width, height, filter } => resize(&image, *width, *height, *filter)?,
+            ImageOp::Resize { width, height, filter } => resize(&mut self.resizer, &image, *width, *height, *filter)?,
             ImageOp::Crop { x, y, width, height } => geometry::crop(&image, *x, *y, *width, *height),
             ImageOp::Flip(axis) => geometry::flip(&image, *axis),
             ImageOp::Rotate(r) => geometry::rotate(&image, *r),
@@ -267,6 +274,22 @@ impl SimdBackend {
         }
     }
 
+    /// [`Self::taps_i16`] for a symmetric kernel, which AVX2 sums in half the multiplies.
+    fn symmetric_taps_i16(&self, taps: &[&[u8]], weights: &[i16], shift: u32, out: &mut [u8]) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        if self.isa == Isa::Avx2 {
+            debug_assert!(taps.iter().all(|t| t.len() >= out.len()));
+            // SAFETY: AVX2 was detected; taps are long enough; Kernel1d weights are symmetric.
+            let done = unsafe { x86::symmetric_taps_i16_avx2(taps, weights, shift, out) };
+            for (i, o) in out.iter_mut().enumerate().skip(done) {
+                let sum: i32 = taps.iter().zip(weights).map(|(t, &w)| i32::from(w) * i32::from(t[i])).sum();
+                *o = kernels::round_shift(sum, shift);
+            }
+            return;
+        }
+        self.taps_i16(taps, weights, shift, out);
+    }
+
     /// As [`Self::taps_i16`] with i32 weights.
     fn taps_i32(&self, taps: &[&[u8]], weights: &[i32], shift: u32, out: &mut [u8]) {
         debug_assert!(taps.iter().all(|t| t.len() >= out.len()));
@@ -297,7 +320,7 @@ impl SimdBackend {
         for y in 0..h {
             pad_row(image.row(y), r, &mut padded);
             let taps: Vec<&[u8]> = (0..k.weights.len()).map(|t| &padded[t * 4..t * 4 + stride]).collect();
-            self.taps_i16(
+            self.symmetric_taps_i16(
                 &taps,
                 &k.weights,
                 kernels::BLUR_SHIFT,
@@ -308,7 +331,12 @@ impl SimdBackend {
         for y in 0..h {
             let taps: Vec<&[u8]> =
                 (0..k.weights.len()).map(|t| across.row((y + t).saturating_sub(r).min(h - 1))).collect();
-            self.taps_i16(&taps, &k.weights, kernels::BLUR_SHIFT, &mut out.pixels_mut()[y * stride..(y + 1) * stride]);
+            self.symmetric_taps_i16(
+                &taps,
+                &k.weights,
+                kernels::BLUR_SHIFT,
+                &mut out.pixels_mut()[y * stride..(y + 1) * stride],
+            );
         }
         out
     }
@@ -435,7 +463,13 @@ fn sobel(mut image: Image) -> Image {
     image
 }
 
-fn resize(image: &Image, width: u32, height: u32, filter: ResizeFilter) -> Result<Image, ComputeError> {
+fn resize(
+    resizer: &mut fir::Resizer,
+    image: &Image,
+    width: u32,
+    height: u32,
+    filter: ResizeFilter,
+) -> Result<Image, ComputeError> {
     let device_error =
         |e: &dyn std::fmt::Display| ComputeError::Device { backend: BackendKind::Simd, reason: e.to_string() };
     let src = fir::images::ImageRef::new(image.width(), image.height(), image.pixels(), fir::PixelType::U8x4)
@@ -448,7 +482,7 @@ fn resize(image: &Image, width: u32, height: u32, filter: ResizeFilter) -> Resul
     // Channels are independent here, as in every other backend: no alpha
     // premultiplication.
     let options = fir::ResizeOptions::new().resize_alg(fir::ResizeAlg::Convolution(filter)).use_alpha(false);
-    fir::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| device_error(&e))?;
+    resizer.resize(&src, &mut dst, &options).map_err(|e| device_error(&e))?;
     Ok(Image::new(width, height, dst.into_vec()))
 }
 

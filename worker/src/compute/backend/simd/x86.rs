@@ -54,6 +54,60 @@ pub unsafe fn taps_i16_avx2(taps: &[&[u8]], weights: &[i16], shift: u32, out: &m
     i
 }
 
+/// 16 bytes of a tap, widened to i16.
+///
+/// # Safety
+/// The CPU supports AVX2; `tap` has at least `i + 16` bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn widen16(tap: &[u8], i: usize) -> __m256i {
+    debug_assert!(tap.len() >= i + 16);
+    // SAFETY: the caller guarantees 16 bytes at i.
+    _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(tap.as_ptr().add(i).cast()) })
+}
+
+/// [`taps_i16_avx2`] for a symmetric kernel (`w[k] = w[2r − k]`, as every
+/// Gaussian is): the two taps sharing a weight are added first (at most
+/// 510, still i16), which halves the multiplies.
+///
+/// # Safety
+/// As [`taps_i16_avx2`]; `taps.len()` is odd and the weights are symmetric.
+#[target_feature(enable = "avx2")]
+pub unsafe fn symmetric_taps_i16_avx2(taps: &[&[u8]], weights: &[i16], shift: u32, out: &mut [u8]) -> usize {
+    debug_assert!(taps.len() % 2 == 1 && weights.iter().eq(weights.iter().rev()));
+    let r = taps.len() / 2;
+    let n = out.len();
+    let round = _mm256_set1_epi32(1 << (shift - 1));
+    let sh = _mm_cvtsi32_si128(shift as i32);
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY (all calls below): every tap has at least n >= i + 16 bytes.
+        let term = |k: usize| unsafe {
+            if k < r { _mm256_add_epi16(widen16(taps[k], i), widen16(taps[2 * r - k], i)) } else { widen16(taps[r], i) }
+        };
+        let (mut lo, mut hi) = (round, round);
+        let mut k = 0;
+        while k <= r {
+            let a = term(k);
+            let (b, w) = if k < r {
+                (term(k + 1), weight_pair(weights[k], weights[k + 1]))
+            } else {
+                (_mm256_setzero_si256(), weight_pair(weights[k], 0))
+            };
+            let w = _mm256_set1_epi32(w);
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), w));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), w));
+            k += 2;
+        }
+        let words = _mm256_packs_epi32(_mm256_sra_epi32(lo, sh), _mm256_sra_epi32(hi, sh));
+        let bytes = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi16(words, words));
+        // SAFETY: out has at least i + 16 bytes.
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), _mm256_castsi256_si128(bytes)) };
+        i += 16;
+    }
+    i
+}
+
 /// [`taps_i16_avx2`] with SSE2, 8 bytes per step.
 ///
 /// # Safety
