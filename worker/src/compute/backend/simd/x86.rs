@@ -81,9 +81,15 @@ pub unsafe fn symmetric_taps_i16_avx2(taps: &[&[u8]], weights: &[i16], shift: u3
     let sh = _mm_cvtsi32_si128(shift as i32);
     let mut i = 0;
     while i + 16 <= n {
-        // SAFETY (all calls below): every tap has at least n >= i + 16 bytes.
-        let term = |k: usize| unsafe {
-            if k < r { _mm256_add_epi16(widen16(taps[k], i), widen16(taps[2 * r - k], i)) } else { widen16(taps[r], i) }
+        let term = |k: usize| {
+            // SAFETY: every tap has at least n >= i + 16 bytes.
+            unsafe {
+                if k < r {
+                    _mm256_add_epi16(widen16(taps[k], i), widen16(taps[2 * r - k], i))
+                } else {
+                    widen16(taps[r], i)
+                }
+            }
         };
         let (mut lo, mut hi) = (round, round);
         let mut k = 0;
