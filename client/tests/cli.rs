@@ -120,6 +120,38 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     let o = wimpy(&m, &["ring"], None);
     assert_eq!(text(&o).matches("% of keys").count(), 3, "{}", text(&o));
 
+    // Compute on the owner: the result equals the golden output (made by
+    // the scalar reference) byte for byte, and hashes match the vectors.
+    let testdata = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/compute");
+    let scene = testdata.join("scene-a.png");
+    assert!(wimpy(&m, &["put", "scene", scene.to_str().unwrap()], None).status.success());
+    let gray = dir.path().join("gray.png");
+    let o = wimpy(&m, &["compute", "scene", "--op", "grayscale", "-o", gray.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text(&o).contains("160x120"), "{}", text(&o));
+    assert_eq!(std::fs::read(&gray).unwrap(), std::fs::read(testdata.join("golden/scene-a-grayscale.png")).unwrap());
+    let o = wimpy(&m, &["compute", "scene", "--op", "blur:2", "--store-as", "scene-blurred"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = wimpy(&m, &["get", "scene-blurred", "-o", gray.to_str().unwrap()], None);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(&gray).unwrap(), std::fs::read(testdata.join("golden/scene-a-blur.png")).unwrap());
+    let vectors = std::fs::read_to_string(testdata.join("hashes.txt")).unwrap();
+    for (algo, rounds) in [("sha256", "1"), ("blake3", "1000")] {
+        let line = vectors.lines().find(|l| l.starts_with(&format!("{algo} {rounds} scene-a.png "))).unwrap();
+        let expected = line.rsplit(' ').next().unwrap();
+        let o = wimpy(&m, &["hash", "scene", "--algo", algo, "--rounds", rounds], None);
+        assert_eq!(text(&o).split_whitespace().next(), Some(expected), "{algo} x{rounds}");
+    }
+    let o = wimpy(&m, &["-o", "json", "compute", "scene", "--op", "sobel", "--op", "encode:jpeg:80", "--store-as", "edges"], None);
+    assert!(text(&o).contains("\"kernel\""), "{}", text(&o));
+    // Bad jobs and bad images are refused (exit 5); the worker keeps serving.
+    assert_eq!(wimpy(&m, &["compute", "scene", "--op", "swirl"], None).status.code(), Some(5));
+    assert_eq!(wimpy(&m, &["compute", "scene", "--op", "crop:150:0:20:20"], None).status.code(), Some(5));
+    assert_eq!(wimpy(&m, &["compute", "blob", "--op", "invert"], None).status.code(), Some(5));
+    assert_eq!(wimpy(&m, &["compute", "nothing", "--op", "invert"], None).status.code(), Some(3));
+    let o = wimpy(&m, &["backends"], None);
+    assert_eq!(text(&o).matches("simd").count(), 3, "{}", text(&o));
+
     // Ctrl-C: everything stops and `wimpy local` exits cleanly.
     // SAFETY: kill(2) sends SIGINT to the child we spawned and still own.
     unsafe {
