@@ -114,7 +114,7 @@ fn read_result(
 
 impl Client {
     /// How long to wait for a job: the client's limit, or longer when the
-    /// job may run longer on the worker.
+    /// job may run longer on the worker (whose default deadline is 60 s).
     fn compute_limit(&self, req: &ComputeRequest) -> Duration {
         self.opts.timeout.max(req.deadline.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(5))
     }
@@ -159,6 +159,9 @@ impl Client {
         keys: &[Vec<u8>],
         req: &ComputeRequest,
     ) -> Vec<Result<Option<ComputeOutput>, ClientError>> {
+        // Keys per request: keeps each request and reply well inside the
+        // 8 MiB message limit.
+        const KEYS_PER_BATCH: usize = 256;
         let mut by_owner: BTreeMap<u64, (u64, Vec<usize>)> = BTreeMap::new();
         let mut results: Vec<Option<Result<Option<ComputeOutput>, ClientError>>> =
             (0..keys.len()).map(|_| None).collect();
@@ -168,8 +171,15 @@ impl Client {
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
-        let limit = self.compute_limit(req);
-        let batches = by_owner.into_iter().map(|(owner, (epoch, indices))| async move {
+        let batches: Vec<(u64, u64, Vec<usize>)> = by_owner
+            .into_iter()
+            .flat_map(|(owner, (epoch, indices))| {
+                indices.chunks(KEYS_PER_BATCH).map(|c| (owner, epoch, c.to_vec())).collect::<Vec<_>>()
+            })
+            .collect();
+        let batches = batches.into_iter().map(|(owner, epoch, indices)| async move {
+            // A worker runs a batch a few jobs at a time: allow for the whole of it.
+            let limit = self.compute_limit(req) * indices.len().div_ceil(2).max(1) as u32;
             let answer = async {
                 let w = self.worker(owner).await?;
                 let mut call = w.compute_batch_request();

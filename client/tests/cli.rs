@@ -142,7 +142,11 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
         let o = wimpy(&m, &["hash", "scene", "--algo", algo, "--rounds", rounds], None);
         assert_eq!(text(&o).split_whitespace().next(), Some(expected), "{algo} x{rounds}");
     }
-    let o = wimpy(&m, &["-o", "json", "compute", "scene", "--op", "sobel", "--op", "encode:jpeg:80", "--store-as", "edges"], None);
+    let o = wimpy(
+        &m,
+        &["-o", "json", "compute", "scene", "--op", "sobel", "--op", "encode:jpeg:80", "--store-as", "edges"],
+        None,
+    );
     assert!(text(&o).contains("\"kernel\""), "{}", text(&o));
     // Bad jobs and bad images are refused (exit 5); the worker keeps serving.
     assert_eq!(wimpy(&m, &["compute", "scene", "--op", "swirl"], None).status.code(), Some(5));

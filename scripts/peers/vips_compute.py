@@ -15,7 +15,8 @@ runs = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 pyvips.cache_set_max(0)  # every run computes, none is answered from the cache
 
 with open(path, "rb") as f:
-    img = pyvips.Image.new_from_memory(f.read(), width, height, 4, "uchar").copy_memory()
+    raw = f.read()  # new_from_memory borrows these bytes: keep them alive
+img = pyvips.Image.new_from_memory(raw, width, height, 4, "uchar").copy(interpretation="srgb").copy_memory()
 rgb, alpha = img[0:3], img[3]
 
 

@@ -11,6 +11,18 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     Image::new(w, h, px).encode(Encoding::Png).unwrap()
 }
 
+/// The IEEE CRC-32 PNG chunks carry.
+fn png_crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
@@ -48,6 +60,11 @@ fn refusals_are_typed_and_state_the_limit() {
         run(&Job::parse(&["resize:100:100"]).unwrap(), png(10, 10), None),
         Err(ComputeError::TooManyPixels { pixels: 10_000, limit: 1000, .. })
     ));
+    // A resize whose output fits but whose image between passes would not.
+    assert!(matches!(
+        run(&Job::parse(&["resize:20:50"]).unwrap(), png(40, 20), None),
+        Err(ComputeError::TooManyPixels { width: 40, height: 50, limit: 1000, .. })
+    ));
     assert!(matches!(
         run(&invert, vec![0; 70_000], None),
         Err(ComputeError::ValueTooLarge { actual: 70_000, limit: 65_536 })
@@ -58,6 +75,13 @@ fn refusals_are_typed_and_state_the_limit() {
         run(&invert, png(10, 10), Some(BackendKind::Wgpu)),
         Err(ComputeError::BackendUnavailable(BackendKind::Wgpu))
     ));
+    // A header claiming 0 x N pixels (CRC fixed so only the size is wrong).
+    let mut empty = png(3, 3);
+    empty[16..20].copy_from_slice(&0u32.to_be_bytes());
+    let crc = png_crc(&empty[12..29]);
+    empty[29..33].copy_from_slice(&crc.to_be_bytes());
+    let e = run(&invert, empty, None).unwrap_err();
+    assert!(matches!(e, ComputeError::EmptyImage { .. } | ComputeError::BadImage(_)), "{e:?}");
     // 1 x 1 works; the engine keeps serving after every refusal.
     let one = run(&Job::parse(&["blur:3", "sobel", "resize:3:2"]).unwrap(), png(1, 1), None).unwrap();
     assert_eq!(one.size, Some((3, 2)));

@@ -5,7 +5,8 @@
 //! Each backend has a lane: a bounded queue and the threads that drain it.
 //! A GPU context belongs to the thread that created it, so a GPU lane has
 //! exactly one thread, which creates the backend and keeps it. CPU lanes
-//! have one thread per core. A full queue answers `Overloaded` at once
+//! have `cpu_threads` threads each (one per core by default; a worker that
+//! enables both CPU backends can have twice as many busy threads as cores). A full queue answers `Overloaded` at once
 //! rather than letting work pile up behind a busy device.
 
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -17,6 +18,10 @@ use wimpy_schema::job::{Job, Op};
 use super::backend::cpu::CpuBackend;
 use super::backend::simd::SimdBackend;
 use super::{Backend, BackendInfo, BackendKind, ComputeError, Deadline, Image, Limits, StageTimes};
+
+/// How long past a job's deadline its caller still waits for the backend
+/// to reach its next deadline check.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// How the engine is set up.
 #[derive(Debug, Clone)]
@@ -171,7 +176,8 @@ impl Engine {
         }
         let lane = self.lane(choice)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let deadline = Deadline::after(deadline.unwrap_or(self.limits.deadline));
+        // A job may ask for less time than the worker allows, never more.
+        let deadline = Deadline::after(deadline.map_or(self.limits.deadline, |d| d.min(self.limits.deadline)));
         lane.queue.try_send(Task { job, value, deadline, reply }).map_err(|e| match e {
             TrySendError::Full(_) => {
                 ComputeError::Overloaded { backend: lane.info.kind, queued: lane.depth, limit: lane.depth }
@@ -180,9 +186,21 @@ impl Engine {
                 ComputeError::Device { backend: lane.info.kind, reason: "the backend's thread has stopped".into() }
             }
         })?;
-        answer.await.unwrap_or_else(|_| {
-            Err(ComputeError::Device { backend: lane.info.kind, reason: "the backend's thread stopped mid-job".into() })
-        })
+        // Backends check the deadline between passes; one very long pass (or
+        // a stuck device) must not hold the caller past it, so the caller
+        // stops waiting a grace period later. The lane finishes the pass.
+        let limit = deadline.limit();
+        match tokio::time::timeout(limit + DEADLINE_GRACE, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ComputeError::Device {
+                backend: lane.info.kind,
+                reason: "the backend's thread stopped mid-job".into(),
+            }),
+            Err(_) => Err(ComputeError::DeadlineExceeded {
+                elapsed_ms: (limit + DEADLINE_GRACE).as_millis() as u64,
+                limit_ms: limit.as_millis() as u64,
+            }),
+        }
     }
 }
 
@@ -216,7 +234,22 @@ impl Lane {
                             Err(_) => return,
                         };
                         let Ok(task) = task else { return };
-                        let result = execute(backend.as_mut(), &task.job, task.value, &limits, &task.deadline);
+                        if task.reply.is_closed() {
+                            // The caller gave up (timed out, disconnected): skip the work.
+                            continue;
+                        }
+                        // A panic in a backend is a bug; it fails this job, not the lane.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            execute(backend.as_mut(), &task.job, task.value, &limits, &task.deadline)
+                        }))
+                        .unwrap_or_else(|panic| {
+                            let reason = panic
+                                .downcast_ref::<String>()
+                                .map(String::as_str)
+                                .or_else(|| panic.downcast_ref::<&str>().copied())
+                                .unwrap_or("a panic");
+                            Err(ComputeError::Device { backend: kind, reason: format!("the backend failed: {reason}") })
+                        });
                         let _ = task.reply.send(result);
                     }
                 })

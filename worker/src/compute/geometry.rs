@@ -10,7 +10,15 @@ use super::{ComputeError, Image, Limits};
 /// the limits or does not fit.
 pub fn output_size(op: &ImageOp, width: u32, height: u32, limits: &Limits) -> Result<(u32, u32), ComputeError> {
     let size = match *op {
-        ImageOp::Resize { width: w, height: h, .. } => (w, h),
+        ImageOp::Resize { width: w, height: h, .. } => {
+            // Resize runs its vertical pass first (in every backend), so the
+            // image between the passes is the input's width by the output's
+            // height: it must fit the limit too.
+            if h != height {
+                limits.check_size(width, h)?;
+            }
+            (w, h)
+        }
         ImageOp::Crop { x, y, width: w, height: h } => {
             if u64::from(x) + u64::from(w) > u64::from(width) || u64::from(y) + u64::from(h) > u64::from(height) {
                 return Err(ComputeError::CropOutside { x, y, crop_width: w, crop_height: h, width, height });

@@ -10,8 +10,8 @@
 
 use wimpy_schema::job::ResizeFilter;
 
-/// Fixed-point fraction bits of blur weights (Q14: fits i16 and keeps a
-/// 4K-wide sum far inside i32).
+/// Fixed-point fraction bits of blur weights (Q14: every weight fits i16,
+/// and a pass's sum, at most 255 · 2¹⁴, fits i32 with room to spare).
 pub const BLUR_SHIFT: u32 = 14;
 /// Fixed-point fraction bits of user convolution weights (Q12, |w| ≤ 64).
 pub const CONV_SHIFT: u32 = 12;

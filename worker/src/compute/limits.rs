@@ -6,11 +6,13 @@ use super::ComputeError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest image, in pixels, read from the header before decoding and
-    /// checked again for every operation's output.
+    /// checked again for every operation's output (and a resize's image
+    /// between its passes).
     pub max_pixels: u64,
     /// Largest value a job may read, in bytes.
     pub max_value_bytes: u64,
-    /// How long a job may run; checked between passes.
+    /// How long a job may run (a job may ask for less); checked between
+    /// passes, and its caller stops waiting shortly after.
     pub deadline: Duration,
 }
 
@@ -42,6 +44,11 @@ impl Deadline {
     /// A deadline `limit` from now.
     pub fn after(limit: Duration) -> Deadline {
         Deadline { start: Instant::now(), limit }
+    }
+
+    /// How long the job was given.
+    pub fn limit(&self) -> Duration {
+        self.limit
     }
 
     /// Errs once the deadline has passed. Backends call this between passes.

@@ -11,6 +11,9 @@ use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure};
 use super::{MAX_INLINE_VALUE, WorkerState, refusal, streams};
 use crate::compute::{ComputeError, JobOutput};
 
+/// Result bytes one `computeBatch` reply carries inline, at most.
+const BATCH_REPLY_BYTES: usize = 6 << 20;
+
 /// A job's outcome before it is written into a message.
 enum Outcome {
     Done(JobOutput),
@@ -150,9 +153,23 @@ pub async fn compute_batch(
         }
         Err(f) => (0..keys.len()).map(|_| Outcome::Refused(f.clone())).collect(),
     };
+    // The whole reply must stay under the reader limit (8 MiB): once the
+    // inline results reach BATCH_REPLY_BYTES, later ones are refused as too
+    // large and the SDK fetches them one at a time.
+    let mut inline = 0usize;
     let mut list = results.get().init_results(outcomes.len() as u32);
     for (i, outcome) in outcomes.iter().enumerate() {
-        write_inline(outcome, list.reborrow().get(i as u32));
+        let r = list.reborrow().get(i as u32);
+        match outcome {
+            Outcome::Done(out) if inline + out.bytes.len() > BATCH_REPLY_BYTES => {
+                result_too_large(out.bytes.len()).write(r.init_failure())
+            }
+            Outcome::Done(out) => {
+                inline += out.bytes.len();
+                write_inline(outcome, r)
+            }
+            _ => write_inline(outcome, r),
+        }
     }
     Ok(())
 }

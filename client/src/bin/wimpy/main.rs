@@ -325,7 +325,9 @@ async fn execute(cli: &Cli) -> Result<(), Failure> {
                     (None, None) => None,
                 };
                 match (cli.format, &destination) {
-                    (Format::Json, _) => writeln!(out, "{}", compute_json(key, &result, destination.as_deref()))?,
+                    (Format::Json, _) => {
+                        writeln!(out, "{}", compute_json(key, &result, destination.as_deref(), req.job.gives_digest()))?
+                    }
                     (Format::Text, Some(to)) => {
                         writeln!(out, "{}", compute_line(key, &result, to))?;
                     }
@@ -348,7 +350,9 @@ async fn execute(cli: &Cli) -> Result<(), Failure> {
                                 None => None,
                             };
                             match cli.format {
-                                Format::Json => compute_json(key, &r, to.as_deref()).to_string(),
+                                Format::Json => {
+                                    compute_json(key, &r, to.as_deref(), req.job.gives_digest()).to_string()
+                                }
                                 Format::Text => compute_line(key, &r, to.as_deref().unwrap_or("(not stored)")),
                             }
                         }
@@ -387,7 +391,7 @@ async fn execute(cli: &Cli) -> Result<(), Failure> {
             };
             match cli.format {
                 Format::Text => writeln!(out, "{}  {key}", hex(&result.bytes))?,
-                Format::Json => writeln!(out, "{}", compute_json(key, &result, None))?,
+                Format::Json => writeln!(out, "{}", compute_json(key, &result, None, true))?,
             }
         }
         Command::Backends => {
@@ -444,7 +448,7 @@ fn parse_backend(name: &str) -> Result<Option<BackendKind>, Failure> {
     name.parse().map(Some).map_err(|e: wimpy_client::job::UnknownBackend| Failure { code: 2, message: e.to_string() })
 }
 
-fn compute_json(key: &str, r: &wimpy_client::ComputeOutput, stored: Option<&str>) -> serde_json::Value {
+fn compute_json(key: &str, r: &wimpy_client::ComputeOutput, stored: Option<&str>, digest: bool) -> serde_json::Value {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let mut v = json!({
         "ok": true, "key": key, "bytes": r.bytes.len(), "backend": r.backend.to_string(), "device": r.device,
@@ -456,7 +460,7 @@ fn compute_json(key: &str, r: &wimpy_client::ComputeOutput, stored: Option<&str>
         v["width"] = json!(w);
         v["height"] = json!(h);
     }
-    if r.bytes.len() == 32 && r.size.is_none() {
+    if digest {
         v["digest"] = json!(hex(&r.bytes));
     }
     if let Some(to) = stored {

@@ -8,7 +8,9 @@
 //! uses fast_image_resize (NEON/SSE4.1/AVX2), which computes Pillow-style
 //! fixed-point convolutions exactly as [`ResizePass`](crate::compute::kernels::ResizePass)
 //! defines them; hashes use the blake3 and sha2 crates (SIMD and SHA
-//! extensions where present).
+//! extensions where present). fast_image_resize picks its own instruction
+//! set, and agreement with the definition is a tested property of the
+//! version in Cargo.lock, not a promise of the library.
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -255,7 +257,8 @@ impl SimdBackend {
 
     /// `out[i] = round_shift(Σₖ w[k]·taps[k][i], shift)`.
     fn taps_i16(&self, taps: &[&[u8]], weights: &[i16], shift: u32, out: &mut [u8]) {
-        debug_assert!(taps.iter().all(|t| t.len() >= out.len()));
+        // The kernels read out.len() bytes of every tap: checked, not assumed.
+        assert!(taps.iter().all(|t| t.len() >= out.len()));
         let done = match self.isa {
             // SAFETY: the ISA was detected on this CPU; taps are long enough (checked above).
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
@@ -278,7 +281,8 @@ impl SimdBackend {
     fn symmetric_taps_i16(&self, taps: &[&[u8]], weights: &[i16], shift: u32, out: &mut [u8]) {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         if self.isa == Isa::Avx2 {
-            debug_assert!(taps.iter().all(|t| t.len() >= out.len()));
+            // The kernels read out.len() bytes of every tap: checked, not assumed.
+            assert!(taps.iter().all(|t| t.len() >= out.len()));
             // SAFETY: AVX2 was detected; taps are long enough; Kernel1d weights are symmetric.
             let done = unsafe { x86::symmetric_taps_i16_avx2(taps, weights, shift, out) };
             for (i, o) in out.iter_mut().enumerate().skip(done) {
@@ -292,7 +296,8 @@ impl SimdBackend {
 
     /// As [`Self::taps_i16`] with i32 weights.
     fn taps_i32(&self, taps: &[&[u8]], weights: &[i32], shift: u32, out: &mut [u8]) {
-        debug_assert!(taps.iter().all(|t| t.len() >= out.len()));
+        // The kernels read out.len() bytes of every tap: checked, not assumed.
+        assert!(taps.iter().all(|t| t.len() >= out.len()));
         let done = match self.isa {
             // SAFETY: the ISA was detected on this CPU; taps are long enough.
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]

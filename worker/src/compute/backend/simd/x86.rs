@@ -117,7 +117,7 @@ pub unsafe fn symmetric_taps_i16_avx2(taps: &[&[u8]], weights: &[i16], shift: u3
 /// [`taps_i16_avx2`] with SSE2, 8 bytes per step.
 ///
 /// # Safety
-/// Every tap has at least `out.len()` bytes; `shift` is 1..=31.
+/// The CPU supports SSE2; every tap has at least `out.len()` bytes; `shift` is 1..=31.
 #[target_feature(enable = "sse2")]
 pub unsafe fn taps_i16_sse2(taps: &[&[u8]], weights: &[i16], shift: u32, out: &mut [u8]) -> usize {
     let n = out.len();
@@ -232,7 +232,7 @@ pub unsafe fn luma_avx2(op: LumaOp, pixels: &mut [u8]) -> usize {
 /// [`luma_avx2`] with SSE2, 4 pixels per step.
 ///
 /// # Safety
-/// None beyond x86_64's baseline.
+/// The CPU supports SSE2 (always so on x86_64).
 #[target_feature(enable = "sse2")]
 pub unsafe fn luma_sse2(op: LumaOp, pixels: &mut [u8]) -> usize {
     let n = pixels.len() / 16 * 16;
