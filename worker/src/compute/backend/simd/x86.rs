@@ -68,7 +68,8 @@ unsafe fn widen16(tap: &[u8], i: usize) -> __m256i {
 
 /// [`taps_i16_avx2`] for a symmetric kernel (`w[k] = w[2r − k]`, as every
 /// Gaussian is): the two taps sharing a weight are added first (at most
-/// 510, still i16), which halves the multiplies.
+/// 510, still i16), which halves the multiplies. 32 bytes per step in two
+/// independent accumulator chains, so the adds of one overlap the other's.
 ///
 /// # Safety
 /// As [`taps_i16_avx2`]; `taps.len()` is odd and the weights are symmetric.
@@ -79,36 +80,55 @@ pub unsafe fn symmetric_taps_i16_avx2(taps: &[&[u8]], weights: &[i16], shift: u3
     let n = out.len();
     let round = _mm256_set1_epi32(1 << (shift - 1));
     let sh = _mm_cvtsi32_si128(shift as i32);
-    let mut i = 0;
-    while i + 16 <= n {
-        let term = |k: usize| {
-            // SAFETY: every tap has at least n >= i + 16 bytes.
-            unsafe {
-                if k < r {
-                    _mm256_add_epi16(widen16(taps[k], i), widen16(taps[2 * r - k], i))
-                } else {
-                    widen16(taps[r], i)
-                }
-            }
-        };
-        let (mut lo, mut hi) = (round, round);
-        let mut k = 0;
-        while k <= r {
-            let a = term(k);
-            let (b, w) = if k < r {
-                (term(k + 1), weight_pair(weights[k], weights[k + 1]))
+    // The weights as (w[k], w[k+1]) pairs, the last paired with 0.
+    let pairs: Vec<__m256i> = (0..=r)
+        .step_by(2)
+        .map(|k| _mm256_set1_epi32(weight_pair(weights[k], if k < r { weights[k + 1] } else { 0 })))
+        .collect();
+    let term = |k: usize, at: usize| {
+        // SAFETY: every tap has at least n >= at + 16 bytes (checked by the loops below).
+        unsafe {
+            if k < r {
+                _mm256_add_epi16(widen16(taps[k], at), widen16(taps[2 * r - k], at))
+            } else if k == r {
+                widen16(taps[r], at)
             } else {
-                (_mm256_setzero_si256(), weight_pair(weights[k], 0))
-            };
-            let w = _mm256_set1_epi32(w);
-            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), w));
-            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), w));
-            k += 2;
+                _mm256_setzero_si256()
+            }
         }
+    };
+    let finish = |lo: __m256i, hi: __m256i| {
         let words = _mm256_packs_epi32(_mm256_sra_epi32(lo, sh), _mm256_sra_epi32(hi, sh));
-        let bytes = _mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi16(words, words));
+        _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(_mm256_packus_epi16(words, words)))
+    };
+    let mut i = 0;
+    while i + 32 <= n {
+        let (mut lo0, mut hi0, mut lo1, mut hi1) = (round, round, round, round);
+        for (p, w) in pairs.iter().enumerate() {
+            let k = 2 * p;
+            let (a0, b0) = (term(k, i), term(k + 1, i));
+            let (a1, b1) = (term(k, i + 16), term(k + 1, i + 16));
+            lo0 = _mm256_add_epi32(lo0, _mm256_madd_epi16(_mm256_unpacklo_epi16(a0, b0), *w));
+            hi0 = _mm256_add_epi32(hi0, _mm256_madd_epi16(_mm256_unpackhi_epi16(a0, b0), *w));
+            lo1 = _mm256_add_epi32(lo1, _mm256_madd_epi16(_mm256_unpacklo_epi16(a1, b1), *w));
+            hi1 = _mm256_add_epi32(hi1, _mm256_madd_epi16(_mm256_unpackhi_epi16(a1, b1), *w));
+        }
+        // SAFETY: out has at least i + 32 bytes.
+        unsafe {
+            _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), finish(lo0, hi0));
+            _mm_storeu_si128(out.as_mut_ptr().add(i + 16).cast(), finish(lo1, hi1));
+        }
+        i += 32;
+    }
+    while i + 16 <= n {
+        let (mut lo, mut hi) = (round, round);
+        for (p, w) in pairs.iter().enumerate() {
+            let (a, b) = (term(2 * p, i), term(2 * p + 1, i));
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), *w));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), *w));
+        }
         // SAFETY: out has at least i + 16 bytes.
-        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), _mm256_castsi256_si128(bytes)) };
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), finish(lo, hi)) };
         i += 16;
     }
     i
