@@ -3,7 +3,7 @@
 //! crate's imageops and fast_image_resize on the same image in the same run;
 //! hash throughput beside the blake3 and sha2 crates.
 //!
-//! `cargo bench -p wimpy-worker --bench compute [-- --quick] [-- --backends cpu,simd]`
+//! `cargo bench -p wimpy-worker --bench compute [-- --quick | --runs N] [--backends cpu,simd]`
 //! prints a Markdown table. One thread throughout. GPU backends on Mesa
 //! (llvmpipe, lavapipe) run on the CPU: their figures are not GPU speeds.
 
@@ -86,7 +86,11 @@ fn create(kind: BackendKind) -> Result<Box<dyn Backend>, String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let runs = if quick { 1 } else { 3 };
+    let runs = match args.iter().position(|a| a == "--runs") {
+        Some(i) => args[i + 1].parse().expect("--runs N"),
+        None if quick => 1,
+        None => 3,
+    };
     let kinds: Vec<BackendKind> = match args.iter().position(|a| a == "--backends") {
         Some(i) => args[i + 1].split(',').map(|k| k.parse().unwrap()).collect(),
         None => vec![BackendKind::Cpu, BackendKind::Simd, BackendKind::Gles, BackendKind::Wgpu],
