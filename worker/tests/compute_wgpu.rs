@@ -157,6 +157,24 @@ fn a_row_too_wide_for_the_buffer_limit_is_a_device_error() {
 }
 
 #[test]
+fn a_resize_too_long_for_software_vulkan_is_refused_not_wrong() {
+    // 100000 -> 1 with Lanczos3 needs 600001 taps for the one output pixel,
+    // past lavapipe's 65535 loop steps per invocation.
+    let mut backend = backend();
+    assert!(backend.info().software, "this test expects lavapipe");
+    let err = backend
+        .run_image(
+            random_image(100_000, 1, 3),
+            &[ImageOp::Resize { width: 1, height: 1, filter: wimpy_schema::job::ResizeFilter::Lanczos3 }],
+            &Limits::default(),
+            &Deadline::after(Duration::from_secs(60)),
+            &mut StageTimes::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, ComputeError::Device { backend: BackendKind::Wgpu, .. }), "{err}");
+}
+
+#[test]
 fn limits_and_deadlines_are_enforced() {
     let mut backend = backend();
     let image = random_image(20, 10, 3);

@@ -154,6 +154,9 @@ impl Backend for WgpuBackend {
                 held = Held::Host(cpu::apply(op, image));
                 continue;
             }
+            if self.info.software {
+                refuse_long_loops(op, input, output)?;
+            }
             let plan = Plan::new(op, input, output);
             held = if plan.fits_whole(self.gpu.max_buffer_bytes()) {
                 let image = self.to_device(held, times)?;
@@ -181,4 +184,31 @@ impl Backend for WgpuBackend {
             HashAlgo::Blake3 => hash::blake3(&self.gpu, data, op.rounds, deadline, times),
         }
     }
+}
+
+/// Mesa's software Vulkan (lavapipe) silently stops a shader invocation after
+/// 65,535 loop iterations. Every kernel loops at most over one pixel's taps,
+/// and only a resize can have that many (shrinking a side tens of thousands
+/// of times): refuse it there rather than return a wrong image.
+fn refuse_long_loops(op: &ImageOp, input: (u32, u32), output: (u32, u32)) -> Result<(), ComputeError> {
+    const SAFE_TAPS: f64 = 32_768.0;
+    if let ImageOp::Resize { filter, .. } = op {
+        let support = match filter {
+            wimpy_schema::job::ResizeFilter::Bilinear => 1.0,
+            wimpy_schema::job::ResizeFilter::Lanczos3 => 3.0,
+        };
+        for (i, o) in [(input.0, output.0), (input.1, output.1)] {
+            let taps = 2.0 * support * (f64::from(i) / f64::from(o)).max(1.0) + 1.0;
+            if taps > SAFE_TAPS {
+                return Err(ComputeError::Device {
+                    backend: BackendKind::Wgpu,
+                    reason: format!(
+                        "this resize needs {taps:.0} taps per pixel; the software Vulkan driver stops \
+                         shaders after 65535 loop steps (use another backend)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
