@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use wimpy_schema::job::{BackendKind, Job, wire};
+use wimpy_schema::job::{BackendKind, Job, StageTimes, wire};
 use wimpy_schema::wimpy_capnp::{byte_sink, compute_output, compute_result};
 
 use crate::client::{Attempt, Collector, failure_to};
@@ -29,16 +29,6 @@ impl ComputeRequest {
     pub fn new(job: Job) -> ComputeRequest {
         ComputeRequest { job, backend: None, deadline: None }
     }
-}
-
-/// Where a job's time went on the worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StageTimes {
-    pub decode: Duration,
-    pub upload: Duration,
-    pub kernel: Duration,
-    pub download: Duration,
-    pub encode: Duration,
 }
 
 /// A job's result.
@@ -67,8 +57,6 @@ pub struct WorkerBackend {
 }
 
 fn read_output(o: compute_output::Reader<'_>, bytes: Vec<u8>) -> Result<ComputeOutput, ClientError> {
-    let t = o.get_times()?;
-    let ns = Duration::from_nanos;
     let (w, h) = (o.get_width(), o.get_height());
     Ok(ComputeOutput {
         bytes,
@@ -76,13 +64,7 @@ fn read_output(o: compute_output::Reader<'_>, bytes: Vec<u8>) -> Result<ComputeO
             .ok_or_else(|| ClientError::Invalid("the worker reported backend auto".into()))?,
         device: o.get_device()?.to_string().map_err(|e| ClientError::Invalid(e.to_string()))?,
         software: o.get_software(),
-        times: StageTimes {
-            decode: ns(t.get_decode_nanos()),
-            upload: ns(t.get_upload_nanos()),
-            kernel: ns(t.get_kernel_nanos()),
-            download: ns(t.get_download_nanos()),
-            encode: ns(t.get_encode_nanos()),
-        },
+        times: wire::read_times(o.get_times()?),
         size: (w > 0 && h > 0).then_some((w, h)),
     })
 }

@@ -11,8 +11,9 @@ mod compute;
 mod error;
 
 pub use client::{Client, ClientOptions, Member, MemberState, RingView};
-pub use compute::{ComputeOutput, ComputeRequest, StageTimes, WorkerBackend};
+pub use compute::{ComputeOutput, ComputeRequest, WorkerBackend};
 pub use error::ClientError;
 pub use wimpy_schema::job;
+pub use wimpy_schema::job::StageTimes;
 pub use wimpy_schema::{ComputeFailure, ComputeFailureKind};
 pub use wimpy_schema::{KeyHashRange, Ring, key_hash};

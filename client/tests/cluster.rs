@@ -86,12 +86,34 @@ fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
     })
 }
 
+/// A master and `n` workers, their data in a temporary directory. Dropping
+/// it stops the workers, then the master, then removes the data.
+struct Cluster {
+    _workers: Vec<Node>,
+    master: Node,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster(n: usize) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let master = master();
+    let workers = (0..n).map(|i| worker(master.addr, dir.path().join(format!("w{i}")))).collect();
+    Cluster { _workers: workers, master, _dir: dir }
+}
+
 fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, body());
 }
 
 /// Waits (bounded) until the master's ring has `n` serving members.
+/// A client of the master at `addr`, once the ring has `n` serving members.
+async fn connected(addr: SocketAddr, n: usize) -> Client {
+    let client = Client::connect(addr).await.unwrap();
+    wait_for_members(&client, n).await;
+    client
+}
+
 async fn wait_for_members(client: &Client, n: usize) {
     // Bounded generously: a loaded CI machine may take a while to move data.
     for _ in 0..3000 {
@@ -128,13 +150,10 @@ async fn assert_acked(client: &Client, acked: &std::collections::BTreeMap<String
 
 #[test]
 fn keys_route_to_their_owners_and_read_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = master();
-    let workers: Vec<_> = (0..3).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
-    let maddr = m.addr;
+    let cluster = cluster(3);
+    let maddr = cluster.master.addr;
     client_side(|| async move {
-        let client = Client::connect(maddr).await.unwrap();
-        wait_for_members(&client, 3).await;
+        let client = connected(maddr, 3).await;
         put_numbered(&client, "key-", 300).await;
         assert_numbered(&client, "key-", 300).await;
         assert!(client.delete(b"key-7").await.unwrap());
@@ -154,7 +173,7 @@ fn keys_route_to_their_owners_and_read_back() {
         let err = client.put(&vec![b'k'; 5000], b"x").await.unwrap_err();
         assert!(matches!(err, ClientError::TooLarge { limit: 4096, actual: 5000, .. }), "{err:?}");
     });
-    drop(workers);
+    drop(cluster);
 }
 
 #[test]
@@ -167,8 +186,7 @@ fn a_client_with_an_old_ring_is_told_and_catches_up() {
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let client_thread = std::thread::spawn(move || {
         client_side(|| async move {
-            let client = Client::connect(maddr).await.unwrap();
-            wait_for_members(&client, 1).await;
+            let client = connected(maddr, 1).await;
             let epoch = client.ring().ring.epoch();
             ready_tx.send(()).unwrap();
             go_rx.recv().unwrap();
@@ -205,8 +223,7 @@ fn keys_of_a_dead_worker_fail_fast_with_unavailable() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let client_thread = std::thread::spawn(move || {
         client_side(|| async move {
-            let client = Client::connect(maddr).await.unwrap();
-            wait_for_members(&client, 2).await;
+            let client = connected(maddr, 2).await;
             ready_tx.send(()).unwrap();
             killed_rx.recv().unwrap();
             // Wait (bounded) for the master to mark the dead worker down.
@@ -241,10 +258,8 @@ fn keys_of_a_dead_worker_fail_fast_with_unavailable() {
 
 #[test]
 fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = master();
-    let workers: Vec<_> = (0..2).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
-    let maddr = m.addr;
+    let cluster = cluster(2);
+    let maddr = cluster.master.addr;
     client_side(|| async move {
         let direct = Client::connect(maddr).await.unwrap();
         wait_for_members(&direct, 2).await;
@@ -272,7 +287,7 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
         let err = proxied.put(b"", b"x").await.unwrap_err();
         assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
     });
-    drop(workers);
+    drop(cluster);
 }
 
 #[test]
@@ -285,8 +300,7 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
     let (joined_tx, joined_rx) = std::sync::mpsc::channel::<()>();
     let client_thread = std::thread::spawn(move || {
         client_side(|| async move {
-            let client = Client::connect(maddr).await.unwrap();
-            wait_for_members(&client, 2).await;
+            let client = connected(maddr, 2).await;
             // Data that the newcomer must receive.
             put_numbered(&client, "pre-", 2000).await;
             started_tx.send(()).unwrap();
@@ -343,13 +357,10 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
 
 #[test]
 fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = master();
-    let workers: Vec<_> = (0..3).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
-    let maddr = m.addr;
+    let cluster = cluster(3);
+    let maddr = cluster.master.addr;
     client_side(|| async move {
-        let client = Client::connect(maddr).await.unwrap();
-        wait_for_members(&client, 3).await;
+        let client = connected(maddr, 3).await;
         put_numbered(&client, "k", 3000).await;
         let leaver = client.ring().members[1].id;
         // A second client keeps writing while the leave runs.
@@ -377,18 +388,15 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
         assert!(err.to_string().contains("last on the ring"), "{err}");
         assert_numbered(&client, "k", 3000).await;
     });
-    drop(workers);
+    drop(cluster);
 }
 
 #[test]
 fn values_larger_than_a_message_stream_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = master();
-    let workers: Vec<_> = (0..2).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
-    let maddr = m.addr;
+    let cluster = cluster(2);
+    let maddr = cluster.master.addr;
     client_side(|| async move {
-        let client = Client::connect(maddr).await.unwrap();
-        wait_for_members(&client, 2).await;
+        let client = connected(maddr, 2).await;
         let big: Vec<u8> = (0..(5u32 << 20) + 12345).map(|i| (i ^ (i >> 11)) as u8).collect();
         client.put(b"big", &big).await.unwrap();
         assert_eq!(client.get(b"big").await.unwrap().as_deref(), Some(&big[..]));
@@ -402,7 +410,7 @@ fn values_larger_than_a_message_stream_both_ways() {
         assert!(client.delete(b"big").await.unwrap());
         assert_eq!(client.get(b"big").await.unwrap(), None);
     });
-    drop(workers);
+    drop(cluster);
 }
 
 /// A PNG of a `w × h` gradient with some texture.
@@ -426,29 +434,14 @@ fn reference(job: &wimpy_client::job::Job, value: Vec<u8>) -> Vec<u8> {
         .bytes
 }
 
-/// The IEEE CRC-32 PNG chunks carry.
-fn png_crc(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 #[test]
 fn compute_jobs_run_on_the_owner_and_match_the_reference() {
     use wimpy_client::job::Job;
     use wimpy_client::{ComputeFailureKind, ComputeRequest};
-    let dir = tempfile::tempdir().unwrap();
-    let m = master();
-    let workers: Vec<_> = (0..3).map(|i| worker(m.addr, dir.path().join(format!("w{i}")))).collect();
-    let maddr = m.addr;
+    let cluster = cluster(3);
+    let maddr = cluster.master.addr;
     client_side(|| async move {
-        let client = Client::connect(maddr).await.unwrap();
-        wait_for_members(&client, 3).await;
+        let client = connected(maddr, 3).await;
         let png = test_png(97, 61, 1);
         client.put(b"photo", &png).await.unwrap();
 
@@ -507,7 +500,7 @@ fn compute_jobs_run_on_the_owner_and_match_the_reference() {
         let mut bomb = test_png(2, 2, 0);
         bomb[16..20].copy_from_slice(&20_000u32.to_be_bytes());
         bomb[20..24].copy_from_slice(&20_000u32.to_be_bytes());
-        let crc = png_crc(&bomb[12..29]);
+        let crc = crc32fast::hash(&bomb[12..29]);
         bomb[29..33].copy_from_slice(&crc.to_be_bytes());
         client.put(b"bomb", &bomb).await.unwrap();
         let e =
@@ -528,5 +521,5 @@ fn compute_jobs_run_on_the_owner_and_match_the_reference() {
         );
         assert_eq!(client.get(b"photo").await.unwrap().unwrap(), png);
     });
-    drop(workers);
+    drop(cluster);
 }

@@ -212,6 +212,21 @@ impl FromStr for BackendKind {
     }
 }
 
+/// Where a compute job's time went, per stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    /// Bytes to pixels.
+    pub decode: std::time::Duration,
+    /// Host memory to the device (zero on CPU backends).
+    pub upload: std::time::Duration,
+    /// The operations themselves.
+    pub kernel: std::time::Duration,
+    /// Device memory back to the host (zero on CPU backends).
+    pub download: std::time::Duration,
+    /// Pixels to bytes.
+    pub encode: std::time::Duration,
+}
+
 /// A job or an operation that cannot run as written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OpError {
@@ -790,6 +805,27 @@ pub mod wire {
         let mut list = b.init_ops(job.ops().len() as u32);
         for (i, op) in job.ops().iter().enumerate() {
             write_op(op, list.reborrow().get(i as u32));
+        }
+    }
+
+    /// Fills in a `StageTimes` builder.
+    pub fn write_times(t: &StageTimes, mut b: w::stage_times::Builder<'_>) {
+        b.set_decode_nanos(t.decode.as_nanos() as u64);
+        b.set_upload_nanos(t.upload.as_nanos() as u64);
+        b.set_kernel_nanos(t.kernel.as_nanos() as u64);
+        b.set_download_nanos(t.download.as_nanos() as u64);
+        b.set_encode_nanos(t.encode.as_nanos() as u64);
+    }
+
+    /// Reads a `StageTimes`.
+    pub fn read_times(r: w::stage_times::Reader<'_>) -> StageTimes {
+        let ns = std::time::Duration::from_nanos;
+        StageTimes {
+            decode: ns(r.get_decode_nanos()),
+            upload: ns(r.get_upload_nanos()),
+            kernel: ns(r.get_kernel_nanos()),
+            download: ns(r.get_download_nanos()),
+            encode: ns(r.get_encode_nanos()),
         }
     }
 

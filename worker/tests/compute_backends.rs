@@ -4,7 +4,7 @@
 
 mod compute_common;
 
-use compute_common::{all_image_ops, backends, random_image, run_ops};
+use compute_common::{backends, compare_every_op, image_ops, random_image, run_ops, worst_difference};
 use wimpy_schema::job::{HashAlgo, HashOp};
 use wimpy_worker::compute::backend::cpu::CpuBackend;
 use wimpy_worker::compute::{Backend, Deadline, StageTimes};
@@ -12,19 +12,9 @@ use wimpy_worker::compute::{Backend, Deadline, StageTimes};
 #[test]
 fn every_image_op_matches_the_scalar_reference() {
     let sizes = [(1, 1), (2, 3), (17, 9), (33, 64), (101, 37), (64, 1), (1, 50)];
-    let mut reference = CpuBackend::default();
     for mut backend in backends() {
         for (i, &(w, h)) in sizes.iter().enumerate() {
-            let image = random_image(w, h, 1000 + i as u64);
-            for op in all_image_ops(w, h) {
-                let expected = run_ops(&mut reference, &image, std::slice::from_ref(&op));
-                let actual = run_ops(backend.as_mut(), &image, std::slice::from_ref(&op));
-                let name = &backend.info().device;
-                assert_eq!((actual.width(), actual.height()), (expected.width(), expected.height()), "{name} {op:?}");
-                let worst =
-                    actual.pixels().iter().zip(expected.pixels()).map(|(a, e)| a.abs_diff(*e)).max().unwrap_or(0);
-                assert!(worst == 0, "{name}: {op:?} on {w}x{h} differs by {worst}");
-            }
+            compare_every_op(backend.as_mut(), &random_image(w, h, 1000 + i as u64), 0);
         }
     }
 }
@@ -32,17 +22,10 @@ fn every_image_op_matches_the_scalar_reference() {
 #[test]
 fn pipelines_match_the_scalar_reference() {
     let image = random_image(123, 77, 7);
-    let ops: Vec<_> = ["grayscale", "blur:1.5", "sharpen:1:2", "resize:50:40", "rotate:90", "sobel", "invert"]
-        .iter()
-        .map(|s| match s.parse().unwrap() {
-            wimpy_schema::job::Op::Image(op) => op,
-            _ => unreachable!(),
-        })
-        .collect();
+    let ops = image_ops(&["grayscale", "blur:1.5", "sharpen:1:2", "resize:50:40", "rotate:90", "sobel", "invert"]);
     let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
     for mut backend in backends() {
-        let actual = run_ops(backend.as_mut(), &image, &ops);
-        let worst = actual.pixels().iter().zip(expected.pixels()).map(|(a, e)| a.abs_diff(*e)).max().unwrap();
+        let worst = worst_difference(&run_ops(backend.as_mut(), &image, &ops), &expected);
         assert!(worst <= 1, "{}: pipeline differs by {worst}", backend.info().device);
     }
 }

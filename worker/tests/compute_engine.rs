@@ -11,18 +11,6 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     Image::new(w, h, px).encode(Encoding::Png).unwrap()
 }
 
-/// The IEEE CRC-32 PNG chunks carry.
-fn png_crc(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
@@ -78,7 +66,7 @@ fn refusals_are_typed_and_state_the_limit() {
     // A header claiming 0 x N pixels (CRC fixed so only the size is wrong).
     let mut empty = png(3, 3);
     empty[16..20].copy_from_slice(&0u32.to_be_bytes());
-    let crc = png_crc(&empty[12..29]);
+    let crc = crc32fast::hash(&empty[12..29]);
     empty[29..33].copy_from_slice(&crc.to_be_bytes());
     let e = run(&invert, empty, None).unwrap_err();
     assert!(matches!(e, ComputeError::EmptyImage { .. } | ComputeError::BadImage(_)), "{e:?}");
@@ -110,10 +98,11 @@ fn a_full_queue_answers_overloaded_at_once() {
         let slow = || engine.run(Job::parse(&["sha256:2000000"]).unwrap(), vec![0; 32], None, None);
         let (a, b) = (slow(), slow());
         futures::pin_mut!(a, b);
-        // Poll both once so they are queued before the third arrives.
+        // Poll each once so it is sent: the first, then (once the lane's
+        // thread has taken it) the second, which waits in the queue.
         let _ = futures::poll!(&mut a);
-        let _ = futures::poll!(&mut b);
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = futures::poll!(&mut b);
         let third = engine.run(Job::parse(&["sha256"]).unwrap(), vec![0; 32], None, None).await;
         assert!(
             matches!(third, Err(ComputeError::Overloaded { backend: BackendKind::Cpu, limit: 1, .. })),

@@ -7,15 +7,19 @@ mod compute_common;
 
 use std::time::Duration;
 
-use compute_common::{all_image_ops, random_image, run_ops};
+use compute_common::{all_image_ops, compare_every_op, image_ops, random_image, refusal, run_ops, worst_difference};
 use sha2::Digest;
-use wimpy_schema::job::{HashAlgo, HashOp, ImageOp, Op};
+use wimpy_schema::job::{HashAlgo, HashOp, ImageOp};
 use wimpy_worker::compute::backend::cpu::CpuBackend;
 use wimpy_worker::compute::backend::gles::GlesBackend;
-use wimpy_worker::compute::{Backend, BackendKind, ComputeError, Deadline, Image, Limits, StageTimes};
+use wimpy_worker::compute::{Backend, BackendKind, ComputeError, Deadline, Limits, StageTimes};
 
 fn gles() -> GlesBackend {
     GlesBackend::new().unwrap_or_else(|e| panic!("the gles backend must be available (install Mesa's EGL): {e}"))
+}
+
+fn later() -> Deadline {
+    Deadline::after(Duration::from_secs(60))
 }
 
 fn gles_tiled(max: u32) -> GlesBackend {
@@ -25,55 +29,21 @@ fn gles_tiled(max: u32) -> GlesBackend {
     backend
 }
 
-/// The largest difference of any channel, or `None` if the sizes differ.
-fn worst_difference(a: &Image, b: &Image) -> Option<u8> {
-    if (a.width(), a.height()) != (b.width(), b.height()) {
-        return None;
-    }
-    Some(a.pixels().iter().zip(b.pixels()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0))
-}
-
-fn parse_ops(text: &[&str]) -> Vec<ImageOp> {
-    text.iter()
-        .map(|s| match s.parse::<Op>() {
-            Ok(Op::Image(op)) => op,
-            other => panic!("{s} is not an image operation: {other:?}"),
-        })
-        .collect()
-}
-
-/// Runs every operation on `backend` and the reference over images of
-/// `sizes`, returning the worst difference seen; fails past ±1.
-fn compare_every_op(backend: &mut GlesBackend, sizes: &[(u32, u32)], seed: u64) -> u8 {
-    let mut reference = CpuBackend::default();
-    let mut worst_seen = 0;
+/// Every operation over images of `sizes`, against the reference (exact:
+/// the shaders compute the reference's integers); the worst difference.
+fn compare_sizes(backend: &mut GlesBackend, sizes: &[(u32, u32)], seed: u64) -> u8 {
+    let mut worst = 0;
     for (i, &(w, h)) in sizes.iter().enumerate() {
-        let image = random_image(w, h, seed + i as u64);
-        for op in all_image_ops(w, h) {
-            let ops = std::slice::from_ref(&op);
-            let expected = run_ops(&mut reference, &image, ops);
-            let actual = run_ops(backend, &image, ops);
-            let worst = worst_difference(&actual, &expected).unwrap_or_else(|| {
-                panic!(
-                    "{op:?} on {w}x{h}: gles gives {}x{}, cpu {}x{}",
-                    actual.width(),
-                    actual.height(),
-                    expected.width(),
-                    expected.height()
-                )
-            });
-            assert!(worst <= 1, "{op:?} on {w}x{h} (max texture {}) differs by {worst}", backend.max_texture_size());
-            worst_seen = worst_seen.max(worst);
-        }
+        worst = worst.max(compare_every_op(backend, &random_image(w, h, seed + i as u64), 0));
     }
-    worst_seen
+    worst
 }
 
 #[test]
 fn every_image_op_matches_the_scalar_reference() {
     let mut backend = gles();
     let sizes = [(1, 1), (2, 3), (17, 9), (101, 37), (64, 1), (1, 50), (33, 64)];
-    let worst = compare_every_op(&mut backend, &sizes, 1000);
+    let worst = compare_sizes(&mut backend, &sizes, 1000);
     // The shaders compute the reference's integers, so nothing should differ at all.
     assert_eq!(worst, 0, "{}: worst difference {worst}", backend.info().device);
 }
@@ -83,7 +53,7 @@ fn tiled_runs_equal_the_reference_for_every_op() {
     // 64-pixel tiles on a 150x130 image: every operation crosses tile edges,
     // and the larger resizes need tiles for input and output.
     let mut backend = gles_tiled(64);
-    let worst = compare_every_op(&mut backend, &[(150, 130), (129, 3)], 2000);
+    let worst = compare_sizes(&mut backend, &[(150, 130), (129, 3)], 2000);
     assert_eq!(worst, 0, "tiled: worst difference {worst}");
 }
 
@@ -102,7 +72,7 @@ fn tiled_runs_equal_untiled_runs() {
             let ops = std::slice::from_ref(&op);
             let whole = run_ops(&mut untiled, &image, ops);
             let tiles = run_ops(&mut tiled, &image, ops);
-            assert_eq!(worst_difference(&tiles, &whole), Some(0), "{op:?} in {max}-pixel tiles");
+            assert_eq!(worst_difference(&tiles, &whole), 0, "{op:?} in {max}-pixel tiles");
         }
     }
 }
@@ -111,22 +81,14 @@ fn tiled_runs_equal_untiled_runs() {
 fn a_kernel_wider_than_a_tile_is_refused_not_wrong() {
     let mut backend = gles_tiled(16);
     let image = random_image(40, 40, 3);
-    let err = backend
-        .run_image(
-            image,
-            &[ImageOp::GaussianBlur { sigma: 5.5 }],
-            &Limits::default(),
-            &Deadline::after(Duration::from_secs(60)),
-            &mut StageTimes::default(),
-        )
-        .unwrap_err();
+    let err = refusal(&mut backend, &image, &[ImageOp::GaussianBlur { sigma: 5.5 }], &Limits::default(), &later());
     assert!(matches!(err, ComputeError::Device { backend: BackendKind::Gles, .. }), "{err}");
 }
 
 #[test]
 fn pipelines_match_the_scalar_reference() {
     let image = random_image(123, 77, 7);
-    let ops = parse_ops(&[
+    let ops = image_ops(&[
         "grayscale",
         "blur:1.5",
         "sharpen:1:2",
@@ -143,11 +105,9 @@ fn pipelines_match_the_scalar_reference() {
     let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
     for mut backend in [gles(), gles_tiled(64)] {
         let mut times = StageTimes::default();
-        let actual = backend
-            .run_image(image.clone(), &ops, &Limits::default(), &Deadline::after(Duration::from_secs(60)), &mut times)
-            .unwrap();
+        let actual = backend.run_image(image.clone(), &ops, &Limits::default(), &later(), &mut times).unwrap();
         let worst = worst_difference(&actual, &expected);
-        assert_eq!(worst, Some(0), "pipeline in {}-pixel textures", backend.max_texture_size());
+        assert_eq!(worst, 0, "pipeline in {}-pixel textures", backend.max_texture_size());
         assert!(times.upload > Duration::ZERO && times.kernel > Duration::ZERO && times.download > Duration::ZERO);
     }
 }
@@ -157,44 +117,21 @@ fn limits_and_deadlines_are_enforced() {
     let mut backend = gles();
     let image = random_image(20, 20, 5);
     let small = Limits { max_pixels: 500, ..Limits::default() };
-    let err = backend
-        .run_image(
-            image.clone(),
-            &parse_ops(&["resize:100:100"]),
-            &small,
-            &Deadline::after(Duration::from_secs(60)),
-            &mut StageTimes::default(),
-        )
-        .unwrap_err();
+    let err = refusal(&mut backend, &image, &image_ops(&["resize:100:100"]), &small, &later());
     assert!(matches!(err, ComputeError::TooManyPixels { .. }), "{err}");
-    let err = backend
-        .run_image(
-            image.clone(),
-            &parse_ops(&["crop:10:10:20:20"]),
-            &Limits::default(),
-            &Deadline::after(Duration::from_secs(60)),
-            &mut StageTimes::default(),
-        )
-        .unwrap_err();
+    let err = refusal(&mut backend, &image, &image_ops(&["crop:10:10:20:20"]), &Limits::default(), &later());
     assert!(matches!(err, ComputeError::CropOutside { .. }), "{err}");
-    let err = backend
-        .run_image(
-            image.clone(),
-            &parse_ops(&["blur:1"]),
-            &Limits::default(),
-            &Deadline::after(Duration::ZERO),
-            &mut StageTimes::default(),
-        )
-        .unwrap_err();
+    let passed = Deadline::after(Duration::ZERO);
+    let err = refusal(&mut backend, &image, &image_ops(&["blur:1"]), &Limits::default(), &passed);
     assert!(matches!(err, ComputeError::DeadlineExceeded { .. }), "{err}");
     // The backend is still usable after refusals.
-    let out = run_ops(&mut backend, &image, &parse_ops(&["invert"]));
-    assert_eq!(out, run_ops(&mut CpuBackend::default(), &image, &parse_ops(&["invert"])));
+    let out = run_ops(&mut backend, &image, &image_ops(&["invert"]));
+    assert_eq!(out, run_ops(&mut CpuBackend::default(), &image, &image_ops(&["invert"])));
 }
 
 fn hash_with(backend: &mut GlesBackend, data: &[u8], algo: HashAlgo, rounds: u32) -> [u8; 32] {
     backend
-        .hash(data, HashOp { algo, rounds }, &Deadline::after(Duration::from_secs(60)), &mut StageTimes::default())
+        .hash(data, HashOp { algo, rounds }, &later(), &mut StageTimes::default())
         .unwrap_or_else(|e| panic!("{algo} of {} bytes x{rounds}: {e}", data.len()))
 }
 
@@ -281,7 +218,7 @@ fn backends_on_two_threads_work_at_once() {
             std::thread::spawn(move || {
                 let mut backend = gles();
                 let image = random_image(40, 30, 50 + t);
-                let ops = parse_ops(&["blur:2", "sobel"]);
+                let ops = image_ops(&["blur:2", "sobel"]);
                 for _ in 0..3 {
                     let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
                     assert_eq!(run_ops(&mut backend, &image, &ops), expected);
@@ -299,7 +236,7 @@ fn two_backends_on_one_thread_keep_their_own_contexts() {
     let mut first = gles();
     let mut second = gles_tiled(32);
     let image = random_image(50, 50, 9);
-    let ops = parse_ops(&["blur:1", "rotate:270"]);
+    let ops = image_ops(&["blur:1", "rotate:270"]);
     let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
     for _ in 0..2 {
         assert_eq!(run_ops(&mut first, &image, &ops), expected);

@@ -8,7 +8,7 @@ mod compute_common;
 
 use std::path::{Path, PathBuf};
 
-use compute_common::{backends, gpu_backends};
+use compute_common::{backends, gpu_backends, worst_difference};
 use wimpy_schema::job::{Encoding, Job, Op};
 use wimpy_worker::compute::backend::cpu::CpuBackend;
 use wimpy_worker::compute::{Backend, Deadline, Image, Limits, execute};
@@ -116,8 +116,7 @@ fn every_backend_reproduces_the_goldens() {
             assert!(pixels_of(&produced) == golden, "cpu changed its output for {stem} {label}");
             for backend in &mut others {
                 let got = pixels_of(&run(backend.as_mut(), &job, &input));
-                assert_eq!((got.width(), got.height()), (golden.width(), golden.height()));
-                let worst = got.pixels().iter().zip(golden.pixels()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+                let worst = worst_difference(&got, &golden);
                 assert!(worst <= 1, "{}: {stem} {label} differs from the golden by {worst}", backend.info().device);
             }
         }

@@ -7,53 +7,30 @@ mod compute_common;
 
 use std::time::Duration;
 
-use compute_common::{all_image_ops, random_image, run_ops};
+use compute_common::{all_image_ops, compare_every_op, image_ops, random_image, refusal, run_ops, worst_difference};
 use sha2::Digest;
-use wimpy_schema::job::{HashAlgo, HashOp, ImageOp};
+use wimpy_schema::job::{HashAlgo, HashOp, ImageOp, ResizeFilter};
 use wimpy_worker::compute::backend::cpu::CpuBackend;
 use wimpy_worker::compute::backend::wgpu::WgpuBackend;
-use wimpy_worker::compute::{Backend, BackendKind, ComputeError, Deadline, Image, Limits, StageTimes};
+use wimpy_worker::compute::{Backend, BackendKind, ComputeError, Deadline, Limits, StageTimes};
 
 /// Each test opens its own device: tests run on parallel threads, and a
 /// backend belongs to the thread that made it.
+fn later() -> Deadline {
+    Deadline::after(Duration::from_secs(60))
+}
+
 fn backend() -> WgpuBackend {
     WgpuBackend::new().unwrap_or_else(|e| panic!("the wgpu backend must open on this machine: {e}"))
-}
-
-/// The largest per-channel difference between two images of the same size.
-fn worst_difference(actual: &Image, expected: &Image) -> u8 {
-    actual.pixels().iter().zip(expected.pixels()).map(|(a, e)| a.abs_diff(*e)).max().unwrap_or(0)
-}
-
-/// Runs every op of `all_image_ops` on `image` with `backend` and with the
-/// reference, and returns the worst difference seen.
-fn check_every_op(backend: &mut WgpuBackend, reference: &mut CpuBackend, image: &Image) -> u8 {
-    let (w, h) = (image.width(), image.height());
-    let mut worst = 0;
-    for op in all_image_ops(w, h) {
-        let ops = std::slice::from_ref(&op);
-        let expected = run_ops(reference, image, ops);
-        let actual = run_ops(backend, image, ops);
-        assert_eq!(
-            (actual.width(), actual.height()),
-            (expected.width(), expected.height()),
-            "{op:?} on {w}x{h}: wrong output size"
-        );
-        let difference = worst_difference(&actual, &expected);
-        assert!(difference <= 1, "{op:?} on {w}x{h} differs from the reference by {difference}");
-        worst = worst.max(difference);
-    }
-    worst
 }
 
 #[test]
 fn every_image_op_matches_the_scalar_reference() {
     let mut backend = backend();
-    let mut reference = CpuBackend::default();
     let sizes = [(1, 1), (2, 3), (17, 9), (101, 37), (64, 1), (1, 50)];
     let mut worst = 0;
     for (i, &(w, h)) in sizes.iter().enumerate() {
-        worst = worst.max(check_every_op(&mut backend, &mut reference, &random_image(w, h, 2000 + i as u64)));
+        worst = worst.max(compare_every_op(&mut backend, &random_image(w, h, 2000 + i as u64), 1));
     }
     // Within the tolerance every GPU backend is held to (checked per op above);
     // the shaders compute the reference's integers, so in practice exact.
@@ -65,8 +42,7 @@ fn capped_dispatches_still_cover_every_pixel() {
     // Two workgroups per dimension cover 16x16 pixels per sweep; the kernels
     // must loop over the rest.
     let mut backend = backend().with_max_workgroups(2);
-    let mut reference = CpuBackend::default();
-    let worst = check_every_op(&mut backend, &mut reference, &random_image(45, 37, 11));
+    let worst = compare_every_op(&mut backend, &random_image(45, 37, 11), 1);
     eprintln!("capped dispatches: worst difference from the reference {worst}");
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 253) as u8).collect();
     assert_eq!(hash_once(&mut backend, HashAlgo::Blake3, &data), *blake3::hash(&data).as_bytes());
@@ -75,7 +51,7 @@ fn capped_dispatches_still_cover_every_pixel() {
 #[test]
 fn pipelines_match_the_scalar_reference() {
     let image = random_image(123, 77, 7);
-    let ops: Vec<ImageOp> = [
+    let ops = image_ops(&[
         "grayscale",
         "blur:1.5",
         "sharpen:1:2",
@@ -86,20 +62,11 @@ fn pipelines_match_the_scalar_reference() {
         "crop:3:4:30:25",
         "flip:h",
         "box-blur:2",
-    ]
-    .iter()
-    .map(|text| match text.parse() {
-        Ok(wimpy_schema::job::Op::Image(op)) => op,
-        other => panic!("{text} is not an image op: {other:?}"),
-    })
-    .collect();
+    ]);
     let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
     let mut backend = backend();
     let mut times = StageTimes::default();
-    let actual = backend
-        .run_image(image.clone(), &ops, &Limits::default(), &Deadline::after(Duration::from_secs(60)), &mut times)
-        .unwrap();
-    assert_eq!((actual.width(), actual.height()), (expected.width(), expected.height()));
+    let actual = backend.run_image(image.clone(), &ops, &Limits::default(), &later(), &mut times).unwrap();
     let worst = worst_difference(&actual, &expected);
     assert!(worst <= 1, "the pipeline differs from the reference by {worst}");
     // One upload, one download, kernels in between, all timed.
@@ -130,9 +97,9 @@ fn tiled_runs_equal_whole_runs() {
     }
     // A pipeline that moves between tiled and whole-image ops.
     let ops = [
-        ImageOp::Resize { width: 40, height: 30, filter: wimpy_schema::job::ResizeFilter::Lanczos3 },
+        ImageOp::Resize { width: 40, height: 30, filter: ResizeFilter::Lanczos3 },
         ImageOp::GaussianBlur { sigma: 1.2 },
-        ImageOp::Resize { width: 200, height: 160, filter: wimpy_schema::job::ResizeFilter::Bilinear },
+        ImageOp::Resize { width: 200, height: 160, filter: ResizeFilter::Bilinear },
         ImageOp::Sobel,
     ];
     let (from_tiles, expected) = (run_ops(&mut tiled, &image, &ops), run_ops(&mut reference, &image, &ops));
@@ -144,15 +111,8 @@ fn tiled_runs_equal_whole_runs() {
 fn a_row_too_wide_for_the_buffer_limit_is_a_device_error() {
     // One output row of a 1000-pixel-wide blur needs 4000 bytes per row.
     let mut backend = backend().with_max_buffer_bytes(2048);
-    let err = backend
-        .run_image(
-            random_image(1000, 4, 1),
-            &[ImageOp::GaussianBlur { sigma: 1.0 }],
-            &Limits::default(),
-            &Deadline::after(Duration::from_secs(60)),
-            &mut StageTimes::default(),
-        )
-        .unwrap_err();
+    let blur = [ImageOp::GaussianBlur { sigma: 1.0 }];
+    let err = refusal(&mut backend, &random_image(1000, 4, 1), &blur, &Limits::default(), &later());
     assert!(matches!(err, ComputeError::Device { backend: BackendKind::Wgpu, .. }), "{err}");
 }
 
@@ -162,15 +122,8 @@ fn a_resize_too_long_for_software_vulkan_is_refused_not_wrong() {
     // past lavapipe's 65535 loop steps per invocation.
     let mut backend = backend();
     assert!(backend.info().software, "this test expects lavapipe");
-    let err = backend
-        .run_image(
-            random_image(100_000, 1, 3),
-            &[ImageOp::Resize { width: 1, height: 1, filter: wimpy_schema::job::ResizeFilter::Lanczos3 }],
-            &Limits::default(),
-            &Deadline::after(Duration::from_secs(60)),
-            &mut StageTimes::default(),
-        )
-        .unwrap_err();
+    let shrink = [ImageOp::Resize { width: 1, height: 1, filter: ResizeFilter::Lanczos3 }];
+    let err = refusal(&mut backend, &random_image(100_000, 1, 3), &shrink, &Limits::default(), &later());
     assert!(matches!(err, ComputeError::Device { backend: BackendKind::Wgpu, .. }), "{err}");
 }
 
@@ -181,11 +134,11 @@ fn limits_and_deadlines_are_enforced() {
     let run = |backend: &mut WgpuBackend, op: ImageOp, limits: Limits, deadline: Deadline| {
         backend.run_image(image.clone(), &[op], &limits, &deadline, &mut StageTimes::default())
     };
-    let later = Deadline::after(Duration::from_secs(60));
+    let later = later();
     let crop = ImageOp::Crop { x: 15, y: 0, width: 10, height: 5 };
     assert!(matches!(run(&mut backend, crop, Limits::default(), later), Err(ComputeError::CropOutside { .. })));
     let small = Limits { max_pixels: 100, ..Limits::default() };
-    let resize = ImageOp::Resize { width: 20, height: 20, filter: wimpy_schema::job::ResizeFilter::Bilinear };
+    let resize = ImageOp::Resize { width: 20, height: 20, filter: ResizeFilter::Bilinear };
     assert!(matches!(run(&mut backend, resize, small, later), Err(ComputeError::TooManyPixels { .. })));
     let passed = Deadline::after(Duration::ZERO);
     // Deadlines read the real clock; a moment's wait makes "passed" certain.
@@ -201,7 +154,7 @@ fn limits_and_deadlines_are_enforced() {
 
 fn hash_rounds(backend: &mut WgpuBackend, algo: HashAlgo, data: &[u8], rounds: u32) -> [u8; 32] {
     backend
-        .hash(data, HashOp { algo, rounds }, &Deadline::after(Duration::from_secs(60)), &mut StageTimes::default())
+        .hash(data, HashOp { algo, rounds }, &later(), &mut StageTimes::default())
         .unwrap_or_else(|e| panic!("{algo} of {} bytes x{rounds}: {e}", data.len()))
 }
 

@@ -137,11 +137,6 @@ impl Engine {
         &self.failures
     }
 
-    /// The limits jobs run under.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// The lane `choice` names, or for `None` the most preferred backend
     /// that is not a GPU API in software (llvmpipe is correct but no faster
     /// than the CPU code it runs on).

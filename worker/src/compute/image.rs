@@ -60,11 +60,6 @@ impl Image {
         &mut self.pixels
     }
 
-    /// The RGBA bytes, owned.
-    pub fn into_pixels(self) -> Vec<u8> {
-        self.pixels
-    }
-
     /// Bytes per row.
     pub fn stride(&self) -> usize {
         self.width as usize * 4
@@ -74,11 +69,6 @@ impl Image {
     pub fn row(&self, y: usize) -> &[u8] {
         let s = self.stride();
         &self.pixels[y * s..(y + 1) * s]
-    }
-
-    /// Megapixels, for throughput figures.
-    pub fn megapixels(&self) -> f64 {
-        f64::from(self.width) * f64::from(self.height) / 1e6
     }
 
     /// Decodes PNG or JPEG `bytes` (format from the bytes), refusing

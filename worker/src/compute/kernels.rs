@@ -129,9 +129,10 @@ pub struct ResizePass {
 impl ResizePass {
     /// The pass taking `in_size` pixels to `out_size`.
     pub fn new(in_size: u32, out_size: u32, filter: ResizeFilter) -> ResizePass {
-        let (support, f): (f64, fn(f64) -> f64) = match filter {
-            ResizeFilter::Bilinear => (1.0, triangle),
-            ResizeFilter::Lanczos3 => (3.0, lanczos3),
+        let support = filter_support(filter);
+        let f: fn(f64) -> f64 = match filter {
+            ResizeFilter::Bilinear => triangle,
+            ResizeFilter::Lanczos3 => lanczos3,
         };
         let scale = f64::from(in_size) / f64::from(out_size);
         let filter_scale = scale.max(1.0);
@@ -177,6 +178,16 @@ impl ResizePass {
             .map(|(start, w)| ResizeTaps { start, weights: w.iter().map(|v| (v * scale).round() as i16).collect() })
             .collect();
         ResizePass { precision, taps }
+    }
+}
+
+/// How far a resize filter reaches, in input pixels, before it widens for
+/// shrinking: each output pixel reads up to `2 · support · max(scale, 1) + 1`
+/// input pixels.
+pub fn filter_support(filter: ResizeFilter) -> f64 {
+    match filter {
+        ResizeFilter::Bilinear => 1.0,
+        ResizeFilter::Lanczos3 => 3.0,
     }
 }
 

@@ -21,26 +21,6 @@ pub use error::ComputeError;
 pub use image::Image;
 pub use limits::{Deadline, Limits};
 
-use std::time::Duration;
-
-/// Where a job's time went, per stage.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StageTimes {
-    /// Bytes to pixels.
-    pub decode: Duration,
-    /// Host memory to the device (zero on CPU backends).
-    pub upload: Duration,
-    /// The operations themselves.
-    pub kernel: Duration,
-    /// Device memory back to the host (zero on CPU backends).
-    pub download: Duration,
-    /// Pixels to bytes.
-    pub encode: Duration,
-}
-
-impl StageTimes {
-    /// The sum of every stage.
-    pub fn total(&self) -> Duration {
-        self.decode + self.upload + self.kernel + self.download + self.encode
-    }
-}
+/// Where a job's time went, per stage (decode, upload, kernel, download,
+/// encode); the same type the SDK reads results into.
+pub use wimpy_schema::job::StageTimes;

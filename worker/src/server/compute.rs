@@ -68,12 +68,7 @@ fn write_output(out: &JobOutput, mut b: wimpy_schema::wimpy_capnp::compute_outpu
     let (w, h) = out.size.unwrap_or((0, 0));
     b.set_width(w);
     b.set_height(h);
-    let mut t = b.init_times();
-    t.set_decode_nanos(out.times.decode.as_nanos() as u64);
-    t.set_upload_nanos(out.times.upload.as_nanos() as u64);
-    t.set_kernel_nanos(out.times.kernel.as_nanos() as u64);
-    t.set_download_nanos(out.times.download.as_nanos() as u64);
-    t.set_encode_nanos(out.times.encode.as_nanos() as u64);
+    wire::write_times(&out.times, b.init_times());
 }
 
 fn result_too_large(len: usize) -> Failure {

@@ -2,9 +2,12 @@
 //! backends to test.
 #![allow(dead_code)]
 
-use wimpy_schema::job::{ConvKernel, FlipAxis, ImageOp, ResizeFilter, Rotation};
+use std::time::Duration;
+
+use wimpy_schema::job::{ConvKernel, FlipAxis, ImageOp, Op, ResizeFilter, Rotation};
+use wimpy_worker::compute::backend::cpu::CpuBackend;
 use wimpy_worker::compute::backend::simd::{Isa, SimdBackend};
-use wimpy_worker::compute::{Backend, Deadline, Image, Limits, StageTimes};
+use wimpy_worker::compute::{Backend, ComputeError, Deadline, Image, Limits, StageTimes};
 
 /// A `w × h` image of random pixels with smooth regions mixed in, so blurs
 /// and thresholds see both noise and gradients.
@@ -85,7 +88,7 @@ pub fn run_ops(backend: &mut dyn Backend, image: &Image, ops: &[ImageOp]) -> Ima
             image.clone(),
             ops,
             &Limits::default(),
-            &Deadline::after(std::time::Duration::from_secs(60)),
+            &Deadline::after(Duration::from_secs(60)),
             &mut StageTimes::default(),
         )
         .unwrap_or_else(|e| panic!("{} on {ops:?}: {e}", backend.info().device))
@@ -99,4 +102,60 @@ pub fn gpu_backends() -> Vec<Box<dyn Backend>> {
         Box::new(GlesBackend::new().unwrap_or_else(|e| panic!("GLES backend: {e}"))) as Box<dyn Backend>,
         Box::new(WgpuBackend::new().unwrap_or_else(|e| panic!("wgpu backend: {e}"))),
     ]
+}
+
+/// Runs `ops` on a copy of `image`, expecting a refusal.
+pub fn refusal(
+    backend: &mut dyn Backend,
+    image: &Image,
+    ops: &[ImageOp],
+    limits: &Limits,
+    deadline: &Deadline,
+) -> ComputeError {
+    match backend.run_image(image.clone(), ops, limits, deadline, &mut StageTimes::default()) {
+        Ok(out) => {
+            panic!("{}: {ops:?} gave a {}x{} image, not a refusal", backend.info().device, out.width(), out.height())
+        }
+        Err(e) => e,
+    }
+}
+
+/// Image operations from their text forms (`blur:2`).
+pub fn image_ops(text: &[&str]) -> Vec<ImageOp> {
+    text.iter()
+        .map(|s| match s.parse::<Op>() {
+            Ok(Op::Image(op)) => op,
+            other => panic!("{s} is not an image operation: {other:?}"),
+        })
+        .collect()
+}
+
+/// The largest per-channel difference between two images of the same size.
+pub fn worst_difference(actual: &Image, expected: &Image) -> u8 {
+    assert_eq!((actual.width(), actual.height()), (expected.width(), expected.height()), "the images differ in size");
+    actual.pixels().iter().zip(expected.pixels()).map(|(a, e)| a.abs_diff(*e)).max().unwrap_or(0)
+}
+
+/// Every operation of [`all_image_ops`] on `image`, on `backend` and on the
+/// scalar reference; fails where one differs by more than `tolerance` per
+/// channel, and returns the worst difference seen.
+pub fn compare_every_op(backend: &mut dyn Backend, image: &Image, tolerance: u8) -> u8 {
+    let mut reference = CpuBackend::default();
+    let (w, h) = (image.width(), image.height());
+    let mut worst_seen = 0;
+    for op in all_image_ops(w, h) {
+        let ops = std::slice::from_ref(&op);
+        let expected = run_ops(&mut reference, image, ops);
+        let actual = run_ops(backend, image, ops);
+        assert_eq!(
+            (actual.width(), actual.height()),
+            (expected.width(), expected.height()),
+            "{}: {op:?} on {w}x{h}: wrong output size",
+            backend.info().device
+        );
+        let worst = worst_difference(&actual, &expected);
+        assert!(worst <= tolerance, "{}: {op:?} on {w}x{h} differs by {worst}", backend.info().device);
+        worst_seen = worst_seen.max(worst);
+    }
+    worst_seen
 }

@@ -10,6 +10,8 @@ pub mod gles;
 pub mod simd;
 pub mod wgpu;
 
+use std::time::Instant;
+
 use wimpy_schema::job::{HashOp, ImageOp};
 
 use super::{ComputeError, Deadline, Image, Limits, StageTimes};
@@ -56,4 +58,45 @@ pub trait Backend {
         deadline: &Deadline,
         times: &mut StageTimes,
     ) -> Result<[u8; 32], ComputeError>;
+}
+
+/// `ops` one after another on the host, as the CPU backends run them:
+/// the deadline before each, its output size checked, the time as kernel time.
+pub(crate) fn run_on_host(
+    mut image: Image,
+    ops: &[ImageOp],
+    limits: &Limits,
+    deadline: &Deadline,
+    times: &mut StageTimes,
+    mut apply: impl FnMut(&ImageOp, Image) -> Result<Image, ComputeError>,
+) -> Result<Image, ComputeError> {
+    let start = Instant::now();
+    for op in ops {
+        deadline.check()?;
+        super::geometry::output_size(op, image.width(), image.height(), limits)?;
+        image = apply(op, image)?;
+    }
+    times.kernel += start.elapsed();
+    Ok(image)
+}
+
+/// `hash` of `data`, then of its own digest `rounds − 1` more times, on the
+/// host; the deadline is checked every few thousand rounds.
+pub(crate) fn hash_rounds_on_host(
+    data: &[u8],
+    rounds: u32,
+    deadline: &Deadline,
+    times: &mut StageTimes,
+    hash: impl Fn(&[u8]) -> [u8; 32],
+) -> Result<[u8; 32], ComputeError> {
+    let start = Instant::now();
+    let mut digest = hash(data);
+    for round in 1..rounds {
+        if round % 4096 == 0 {
+            deadline.check()?;
+        }
+        digest = hash(&digest);
+    }
+    times.kernel += start.elapsed();
+    Ok(digest)
 }

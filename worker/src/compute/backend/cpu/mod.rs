@@ -5,11 +5,9 @@
 mod blake3;
 mod sha256;
 
-use std::time::Instant;
-
 use wimpy_schema::job::{HashAlgo, HashOp, ImageOp};
 
-use super::{Backend, BackendInfo, BackendKind};
+use super::{Backend, BackendInfo, BackendKind, hash_rounds_on_host, run_on_host};
 use crate::compute::kernels::{self, Kernel1d, ResizePass};
 use crate::compute::{ComputeError, Deadline, Image, Limits, StageTimes, geometry};
 
@@ -35,20 +33,13 @@ impl Backend for CpuBackend {
 
     fn run_image(
         &mut self,
-        mut image: Image,
+        image: Image,
         ops: &[ImageOp],
         limits: &Limits,
         deadline: &Deadline,
         times: &mut StageTimes,
     ) -> Result<Image, ComputeError> {
-        let start = Instant::now();
-        for op in ops {
-            deadline.check()?;
-            geometry::output_size(op, image.width(), image.height(), limits)?;
-            image = apply(op, image);
-        }
-        times.kernel += start.elapsed();
-        Ok(image)
+        run_on_host(image, ops, limits, deadline, times, |op, image| Ok(apply(op, image)))
     }
 
     fn hash(
@@ -58,20 +49,11 @@ impl Backend for CpuBackend {
         deadline: &Deadline,
         times: &mut StageTimes,
     ) -> Result<[u8; 32], ComputeError> {
-        let start = Instant::now();
         let f = match op.algo {
             HashAlgo::Blake3 => blake3,
             HashAlgo::Sha256 => sha256,
         };
-        let mut digest = f(data);
-        for round in 1..op.rounds {
-            if round % 4096 == 0 {
-                deadline.check()?;
-            }
-            digest = f(&digest);
-        }
-        times.kernel += start.elapsed();
-        Ok(digest)
+        hash_rounds_on_host(data, op.rounds, deadline, times, f)
     }
 }
 

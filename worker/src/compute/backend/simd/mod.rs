@@ -17,13 +17,11 @@ mod neon;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86;
 
-use std::time::Instant;
-
 use fast_image_resize as fir;
 use sha2::Digest;
 use wimpy_schema::job::{HashAlgo, HashOp, ImageOp, ResizeFilter};
 
-use super::{Backend, BackendInfo, BackendKind};
+use super::{Backend, BackendInfo, BackendKind, hash_rounds_on_host, run_on_host};
 use crate::compute::kernels::{self, Kernel1d};
 use crate::compute::{ComputeError, Deadline, Image, Limits, StageTimes, geometry};
 
@@ -128,11 +126,6 @@ impl SimdBackend {
             resizer: fir::Resizer::new(),
         }
     }
-
-    /// The instruction set in use.
-    pub fn isa(&self) -> Isa {
-        self.isa
-    }
 }
 
 impl Default for SimdBackend {
@@ -148,20 +141,13 @@ impl Backend for SimdBackend {
 
     fn run_image(
         &mut self,
-        mut image: Image,
+        image: Image,
         ops: &[ImageOp],
         limits: &Limits,
         deadline: &Deadline,
         times: &mut StageTimes,
     ) -> Result<Image, ComputeError> {
-        let start = Instant::now();
-        for op in ops {
-            deadline.check()?;
-            geometry::output_size(op, image.width(), image.height(), limits)?;
-            image = self.apply(op, image)?;
-        }
-        times.kernel += start.elapsed();
-        Ok(image)
+        run_on_host(image, ops, limits, deadline, times, |op, image| self.apply(op, image))
     }
 
     fn hash(
@@ -171,22 +157,10 @@ impl Backend for SimdBackend {
         deadline: &Deadline,
         times: &mut StageTimes,
     ) -> Result<[u8; 32], ComputeError> {
-        let start = Instant::now();
-        let f = |d: &[u8]| -> [u8; 32] {
-            match op.algo {
-                HashAlgo::Blake3 => *blake3::hash(d).as_bytes(),
-                HashAlgo::Sha256 => sha2::Sha256::digest(d).into(),
-            }
-        };
-        let mut digest = f(data);
-        for round in 1..op.rounds {
-            if round % 4096 == 0 {
-                deadline.check()?;
-            }
-            digest = f(&digest);
-        }
-        times.kernel += start.elapsed();
-        Ok(digest)
+        hash_rounds_on_host(data, op.rounds, deadline, times, |d| match op.algo {
+            HashAlgo::Blake3 => *blake3::hash(d).as_bytes(),
+            HashAlgo::Sha256 => sha2::Sha256::digest(d).into(),
+        })
     }
 }
 
@@ -271,10 +245,7 @@ impl SimdBackend {
             Isa::Neon => unsafe { neon::taps_i16(taps, weights, shift, out) },
             _ => 0,
         };
-        for (i, o) in out.iter_mut().enumerate().skip(done) {
-            let sum: i32 = taps.iter().zip(weights).map(|(t, &w)| i32::from(w) * i32::from(t[i])).sum();
-            *o = kernels::round_shift(sum, shift);
-        }
+        scalar_taps(taps, weights, shift, &mut out[done..], done);
     }
 
     /// [`Self::taps_i16`] for a symmetric kernel, which AVX2 sums in half the multiplies.
@@ -285,10 +256,7 @@ impl SimdBackend {
             assert!(taps.iter().all(|t| t.len() >= out.len()));
             // SAFETY: AVX2 was detected; taps are long enough; Kernel1d weights are symmetric.
             let done = unsafe { x86::symmetric_taps_i16_avx2(taps, weights, shift, out) };
-            for (i, o) in out.iter_mut().enumerate().skip(done) {
-                let sum: i32 = taps.iter().zip(weights).map(|(t, &w)| i32::from(w) * i32::from(t[i])).sum();
-                *o = kernels::round_shift(sum, shift);
-            }
+            scalar_taps(taps, weights, shift, &mut out[done..], done);
             return;
         }
         self.taps_i16(taps, weights, shift, out);
@@ -307,10 +275,7 @@ impl SimdBackend {
             Isa::Neon => unsafe { neon::taps_i32(taps, weights, shift, out) },
             _ => 0,
         };
-        for (i, o) in out.iter_mut().enumerate().skip(done) {
-            let sum: i32 = taps.iter().zip(weights).map(|(t, &w)| w * i32::from(t[i])).sum();
-            *o = kernels::round_shift(sum, shift);
-        }
+        scalar_taps(taps, weights, shift, &mut out[done..], done);
     }
 
     /// Horizontal then vertical pass, all four channels. A horizontal pass
@@ -372,6 +337,15 @@ impl SimdBackend {
             }
         }
         out
+    }
+}
+
+/// The scalar form of the tap kernels, for what the vector loop left:
+/// `out[j]` is output element `from + j`.
+fn scalar_taps<W: Copy + Into<i32>>(taps: &[&[u8]], weights: &[W], shift: u32, out: &mut [u8], from: usize) {
+    for (j, o) in out.iter_mut().enumerate() {
+        let sum: i32 = taps.iter().zip(weights).map(|(t, &w)| w.into() * i32::from(t[from + j])).sum();
+        *o = kernels::round_shift(sum, shift);
     }
 }
 

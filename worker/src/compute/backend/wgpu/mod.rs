@@ -193,10 +193,7 @@ impl Backend for WgpuBackend {
 fn refuse_long_loops(op: &ImageOp, input: (u32, u32), output: (u32, u32)) -> Result<(), ComputeError> {
     const SAFE_TAPS: f64 = 32_768.0;
     if let ImageOp::Resize { filter, .. } = op {
-        let support = match filter {
-            wimpy_schema::job::ResizeFilter::Bilinear => 1.0,
-            wimpy_schema::job::ResizeFilter::Lanczos3 => 3.0,
-        };
+        let support = crate::compute::kernels::filter_support(*filter);
         for (i, o) in [(input.0, output.0), (input.1, output.1)] {
             let taps = 2.0 * support * (f64::from(i) / f64::from(o)).max(1.0) + 1.0;
             if taps > SAFE_TAPS {
