@@ -1,5 +1,5 @@
 //! `wimpy`: the command-line tool. Talks to a cluster through the client SDK,
-//! or runs a local one (`wimpy local`).
+//! runs a local one (`wimpy local`), or benchmarks one (`wimpy bench`).
 //!
 //! Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 cluster unreachable or
 //! key unavailable, 5 input refused (limits, bad input).
@@ -14,6 +14,7 @@ use serde_json::json;
 use wimpy_client::job::{BackendKind, Job};
 use wimpy_client::{Client, ClientError, ComputeRequest};
 
+mod bench;
 mod local;
 
 /// wimpy: a key-value store for fleets of small machines.
@@ -41,7 +42,7 @@ enum HashName {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
@@ -122,12 +123,17 @@ enum Command {
         #[arg(long, default_value = "always")]
         sync: String,
     },
+    /// Benchmark a cluster: YCSB A-F, the GET/PUT/HASH/PICT mix or compute
+    /// jobs, closed loop or at a fixed rate; `bench scale` over cluster
+    /// sizes; `bench compute` over backends. Tables, JSON and SVG charts.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// A failure and the exit code it maps to.
-struct Failure {
-    code: u8,
-    message: String,
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl From<ClientError> for Failure {
@@ -160,7 +166,13 @@ impl From<std::io::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Command::Bench(args) = std::mem::replace(&mut cli.command, Command::Status) {
+        return match bench::main(*args, cli.master, cli.via_master, cli.format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(f) => fail(&f, cli.format),
+        };
+    }
     let result = match cli.command {
         Command::Local { workers, ref data, ref sync } => {
             local::run(cli.master, workers, data, sync).map_err(Failure::from)
@@ -432,7 +444,7 @@ async fn execute(cli: &Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Local { .. } => unreachable!("handled in main"),
+        Command::Local { .. } | Command::Bench(_) => unreachable!("handled in main"),
     }
     Ok(())
 }
