@@ -167,7 +167,8 @@ impl From<std::io::Error> for Failure {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
-    if let Command::Bench(args) = std::mem::replace(&mut cli.command, Command::Status) {
+    if matches!(cli.command, Command::Bench(_)) {
+        let Command::Bench(args) = std::mem::replace(&mut cli.command, Command::Status) else { unreachable!() };
         return match bench::main(*args, cli.master, cli.via_master, cli.format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(f) => fail(&f, cli.format),

@@ -104,13 +104,15 @@ fn describe(e: &ClientError) -> String {
     }
 }
 
-pub fn cells_json(cells: &[Cell], pixels: u64) -> Value {
+pub fn cells_json(cells: &[Cell], pixels: u64, bytes: u64) -> Value {
     json!(
         cells
             .iter()
             .map(|c| match &c.result {
                 Ok(m) => {
                     let p50_s = m.latency.value_at_quantile(0.5) as f64 / 1e6;
+                    let (r, unit) = rate(&c.op, p50_s, pixels, bytes);
+                    let (kernel, _) = rate(&c.op, m.stages_ms[2] / 1e3, pixels, bytes);
                     json!({
                         "op": c.op, "backend": c.backend.to_string(), "ok": true,
                         "device": m.device, "software": m.software, "runs": m.latency.len(),
@@ -118,8 +120,8 @@ pub fn cells_json(cells: &[Cell], pixels: u64) -> Value {
                         "histogram": histogram_base64(&m.latency),
                         "stages_ms": STAGES.iter().zip(m.stages_ms).map(|(s, v)| (s.to_string(), json!(v)))
                             .collect::<serde_json::Map<_, _>>(),
-                        "megapixels_per_s": pixels as f64 / 1e6 / p50_s,
-                        "kernel_megapixels_per_s": if m.stages_ms[2] > 0.0 { pixels as f64 / 1e3 / m.stages_ms[2] } else { 0.0 },
+                        "rate": r, "rate_unit": unit,
+                        "kernel_rate": if m.stages_ms[2] > 0.0 { kernel } else { 0.0 },
                     })
                 }
                 Err(e) => json!({"op": c.op, "backend": c.backend.to_string(), "ok": false, "error": e}),
@@ -128,22 +130,31 @@ pub fn cells_json(cells: &[Cell], pixels: u64) -> Value {
     )
 }
 
-pub fn cells_text(cells: &[Cell], pixels: u64) -> String {
+/// The rate of one run: megapixels per second for image jobs, megabytes
+/// of input per second for hashes.
+fn rate(op: &str, seconds: f64, pixels: u64, bytes: u64) -> (f64, &'static str) {
+    let digest = Job::parse(&[op]).is_ok_and(|j| j.gives_digest());
+    if digest { (bytes as f64 / 1e6 / seconds, "MB/s") } else { (pixels as f64 / 1e6 / seconds, "MP/s") }
+}
+
+pub fn cells_text(cells: &[Cell], pixels: u64, bytes: u64) -> String {
+    let w = cells.iter().map(|c| c.op.len()).max().unwrap_or(2).max(2);
     let mut out = format!(
-        "{:<14} {:<6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n",
-        "op", "backend", "p50 ms", "MP/s", "decode", "upload", "kernel", "download", "encode", "rpc", "device"
+        "{:<w$} {:<7} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}\n",
+        "op", "backend", "p50 ms", "rate", "decode", "upload", "kernel", "download", "encode", "rpc", "device"
     );
     for c in cells {
         match &c.result {
             Ok(m) => {
                 let p50 = m.latency.value_at_quantile(0.5) as f64 / 1e3;
+                let (r, unit) = rate(&c.op, p50 / 1e3, pixels, bytes);
                 let s = m.stages_ms;
                 out += &format!(
-                    "{:<14} {:<6} {:>9.2} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}{}\n",
+                    "{:<w$} {:<7} {:>9.2} {:>7.1} {unit} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}{}\n",
                     c.op,
                     c.backend.to_string(),
                     p50,
-                    pixels as f64 / 1e3 / p50,
+                    r,
                     s[0],
                     s[1],
                     s[2],
@@ -154,7 +165,7 @@ pub fn cells_text(cells: &[Cell], pixels: u64) -> String {
                     if m.software { " (software)" } else { "" }
                 );
             }
-            Err(e) => out += &format!("{:<14} {:<6} {e}\n", c.op, c.backend.to_string()),
+            Err(e) => out += &format!("{:<w$} {:<7} {e}\n", c.op, c.backend.to_string()),
         }
     }
     out

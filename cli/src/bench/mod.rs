@@ -220,7 +220,11 @@ impl WorkloadArgs {
         }
     }
 
+    /// The plan, with every setting checked before any cluster is touched.
     fn plan(&self) -> Result<(String, Plan), Failure> {
+        self.pace()?;
+        self.clients()?;
+        parse_duration(&self.duration).map_err(usage)?;
         let preset = self.preset()?;
         let distribution = match &self.distribution {
             Some(d) => d.parse::<Distribution>().map_err(usage)?,
@@ -716,7 +720,7 @@ fn bench_compute(
         Ok((cells, listed))
     })?;
     bar.finish_and_clear();
-    say(format, &compute::cells_text(&cells, pixels));
+    say(format, &compute::cells_text(&cells, pixels, bytes.len() as u64));
     let mut charts = Vec::new();
     if let Some(dir) = plot_dir(output)? {
         let path = dir.join("compute-stages.svg");
@@ -745,7 +749,7 @@ fn bench_compute(
         "picture": {"width": w, "height": h, "bytes": bytes.len(),
                     "source": spec.image.as_ref().map_or("generated".to_owned(), |p| p.display().to_string())},
         "runs_per_cell": spec.runs,
-        "cells": compute::cells_json(&cells, pixels),
+        "cells": compute::cells_json(&cells, pixels, bytes.len() as u64),
         "charts": charts,
     });
     finish(&doc, output, format)

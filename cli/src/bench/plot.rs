@@ -201,7 +201,7 @@ pub fn stacked_bars(path: &Path, title: &str, y_desc: &str, stages: &[&str], bar
             let g = groups.iter().position(|x| *x == b.group)? as f64;
             let n = names.iter().position(|x| *x == b.name)? as f64;
             let top: f64 = b.segments.iter().sum();
-            Some(Text::new(b.name.clone(), (g * per_group + 0.5 + n, top + y_hi * 0.01), ("sans-serif", 12)))
+            Some(Text::new(b.name.clone(), (g * per_group + 0.5 + n, top + y_hi * 0.035), ("sans-serif", 12)))
         })
         .collect();
     chart.draw_series(captions).map_err(err)?;
