@@ -87,6 +87,9 @@ enum BenchCommand {
         /// Timed runs per operation and backend (after one warm-up).
         #[arg(long, default_value_t = 10)]
         runs: u32,
+        /// Also save the picture used to FILE (to run peers on the same one).
+        #[arg(long, value_name = "FILE")]
+        save_picture: Option<PathBuf>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -441,8 +444,8 @@ pub fn main(args: BenchArgs, master: SocketAddr, via_master: bool, format: Forma
         Some(BenchCommand::Scale { workers, sync, workload, output }) => {
             bench_scale(&workers, &sync, &workload, &output, via_master, format)
         }
-        Some(BenchCommand::Compute { cluster, backends, ops, image, picture_size, runs, output }) => {
-            let spec = ComputeSpec { backends, ops, image, picture_size, runs };
+        Some(BenchCommand::Compute { cluster, backends, ops, image, picture_size, runs, save_picture, output }) => {
+            let spec = ComputeSpec { backends, ops, image, picture_size, runs, save_picture };
             bench_compute(&cluster, &spec, &output, master, format)
         }
     }
@@ -646,6 +649,7 @@ struct ComputeSpec {
     image: Option<PathBuf>,
     picture_size: String,
     runs: u32,
+    save_picture: Option<PathBuf>,
 }
 
 /// The key the compute benchmark stores its picture under.
@@ -681,6 +685,9 @@ fn bench_compute(
             (picture::png(42, size.0, size.1).map_err(trouble)?, size)
         }
     };
+    if let Some(path) = &spec.save_picture {
+        std::fs::write(path, &bytes).map_err(|e| trouble(format!("{}: {e}", path.display())))?;
+    }
     let ops = if spec.ops.is_empty() {
         vec![
             "grayscale".to_owned(),

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# wimpy beside its peers, in one run on one machine, on the same workloads:
+#   - key-value: `wimpy bench` (3 local workers, straight to the owners and
+#     through the master) against redis-benchmark on redis-server: 100-byte
+#     values, 50 clients, 100,000 keys, SET then GET. Neither side syncs
+#     each write (workers --sync never; redis without RDB or AOF).
+#   - compute: `wimpy bench compute` (the service: decode, operation, PNG
+#     encode on the worker that holds the picture) against the `vips` command
+#     on the same picture file (decode, operation, PNG encode in one process),
+#     and sha256sum for the hash.
+# The table goes into docs/benchmarks.md between the compare markers.
+#
+#   scripts/compare.sh                 # 10 s per key-value run, 10 compute runs
+#   RUN_SECONDS=30 RUNS=20 scripts/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${RUN_SECONDS:-10}"
+runs="${RUNS:-10}"
+redis_port=16379
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v vips >/dev/null || need+=(libvips-tools)
+command -v python3 >/dev/null || need+=(python3)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+cargo build --release --workspace --bins -q
+wimpy=target/release/wimpy
+out=$(mktemp -d)
+cleanup() {
+  redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+kv=(--local 3 --sync never --records 100000 --value-size 100 --clients 50 --duration "${secs}s")
+echo "== wimpy: SET-like and GET-like runs, straight to the owners"
+"$wimpy" bench "${kv[@]}" --mix put=100 --json "$out/put.json"
+"$wimpy" bench "${kv[@]}" --mix get=100 --json "$out/get.json"
+echo "== wimpy: the same through the master"
+"$wimpy" --via-master bench "${kv[@]}" --mix put=100 --json "$out/put-master.json"
+"$wimpy" --via-master bench "${kv[@]}" --mix get=100 --json "$out/get-master.json"
+echo "== wimpy: YCSB A (no peer run; for the record)"
+"$wimpy" bench "${kv[@]}" --workload a --json "$out/ycsb-a.json"
+
+echo "== redis-server $(redis-server --version | grep -o 'v=[0-9.]*')"
+redis-server --port "$redis_port" --save "" --appendonly no --daemonize yes >/dev/null
+sleep 0.5
+redis-benchmark -p "$redis_port" -c 50 -d 100 -r 100000 -n $((secs * 100000)) -P 1 -t set,get --csv \
+  >"$out/redis.csv"
+cat "$out/redis.csv"
+
+echo "== compute: wimpy bench compute and vips on one 1920x1080 picture"
+ops=(--op grayscale --op blur:2 --op sobel --op resize:960:540:lanczos3 --op sha256)
+"$wimpy" bench compute --local 1 --backends cpu,simd,gles,wgpu "${ops[@]}" --runs "$runs" \
+  --picture-size 1920x1080 --save-picture "$out/picture.png" --json "$out/compute.json"
+
+python3 scripts/peers/compare.py "$out" "$runs" docs/benchmarks.md
+echo "docs/benchmarks.md updated"

@@ -1,0 +1,130 @@
+"""Times the vips and sha256sum peers on the picture wimpy used, reads the
+figures of one scripts/compare.sh run, and writes the side-by-side table into
+docs/benchmarks.md between <!-- compare:begin --> and <!-- compare:end -->.
+
+    python3 compare.py OUT_DIR RUNS docs/benchmarks.md
+"""
+
+import csv
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+out, runs, doc = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+picture = os.path.join(out, "picture.png")
+result = os.path.join(out, "peer.png")
+
+
+def load(name):
+    with open(os.path.join(out, name)) as f:
+        return json.load(f)
+
+
+def median_ms(argv):
+    """Median wall time of `runs` runs of a command, after one warm-up."""
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+# The same operation in each: decode the PNG, run it, encode a PNG.
+peers = {
+    "grayscale": ["vips", "colourspace", picture, result, "b-w"],
+    "blur:2": ["vips", "gaussblur", picture, result, "2"],
+    "sobel": ["vips", "sobel", picture, result],
+    "resize:960:540:lanczos3": ["vips", "resize", picture, result, "0.5", "--kernel", "lanczos3"],
+    "sha256": ["sha256sum", picture],
+}
+peer_ms = {op: median_ms(argv) for op, argv in peers.items()}
+vips_version = subprocess.run(["vips", "--version"], capture_output=True, text=True).stdout.strip()
+
+with open(os.path.join(out, "redis.csv")) as f:
+    redis = {row["test"]: row for row in csv.DictReader(f)}
+
+
+def kv_row(label, name, redis_test):
+    run = load(name)["runs"][0]
+    op = next(iter(run["operations"].values()))
+    r = redis[redis_test]
+    ops, rops = run["ops_per_s"], float(r["rps"])
+    return (
+        f"| {label} | {ops:,.0f} | {op['latency_us']['p50'] / 1e3:.2f} | {op['latency_us']['p99'] / 1e3:.2f} "
+        f"| {rops:,.0f} | {float(r['p50_latency_ms']):.2f} | {float(r['p99_latency_ms']):.2f} | {ops / rops:.2f}x |"
+    )
+
+
+lines = [
+    "<!-- compare:begin -->",
+    f"Measured {datetime.date.today()} by scripts/compare.sh on {platform.machine()}, "
+    f"{os.cpu_count()} cores; one run, one machine.",
+    "",
+    "Key-value: 3 local workers (`--sync never`) and the load generator on the same machine, 100-byte "
+    "values, 50 clients, 100,000 keys; redis-server without persistence, redis-benchmark -c 50 -d 100 "
+    "-r 100000 -P 1.",
+    "",
+    "| run | wimpy ops/s | p50 ms | p99 ms | Redis ops/s | p50 ms | p99 ms | wimpy / Redis |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|",
+    kv_row("PUT, straight to the owner", "put.json", "SET"),
+    kv_row("GET, straight to the owner", "get.json", "GET"),
+    kv_row("PUT, through the master", "put-master.json", "SET"),
+    kv_row("GET, through the master", "get-master.json", "GET"),
+]
+a = load("ycsb-a.json")["runs"][0]
+lines += [
+    "",
+    f"YCSB A (50% read, 50% update, zipfian) on the same cluster: {a['ops_per_s']:,.0f} ops/s, "
+    f"p99 {a['latency_us']['p99'] / 1e3:.2f} ms (Redis has no YCSB run here).",
+    "",
+]
+
+compute = load("compute.json")
+pic = compute["picture"]
+lines += [
+    f"Compute on one {pic['width']}x{pic['height']} picture, median of {runs} runs: wimpy end to end "
+    "(request, decode, operation, PNG encode on the worker, answer) beside the `vips` command "
+    f"({vips_version}; process start, decode, operation, PNG encode) and sha256sum on the same file. "
+    "gles and wgpu ran on Mesa's software drivers (llvmpipe, lavapipe): correct, not GPU speeds.",
+    "",
+]
+backends = []
+for c in compute["cells"]:
+    if c["backend"] not in backends:
+        backends.append(c["backend"])
+lines.append("| op | " + " | ".join(f"wimpy {b} ms" for b in backends) + " | peer ms | best wimpy / peer |")
+lines.append("|---|" + "---:|" * (len(backends) + 2))
+for op, ms in peer_ms.items():
+    cells = {c["backend"]: c for c in compute["cells"] if c["op"] == op}
+    cols, best = [], None
+    for b in backends:
+        c = cells.get(b)
+        if c and c["ok"]:
+            t = c["latency_us"]["p50"] / 1e3
+            best = t if best is None else min(best, t)
+            cols.append(f"{t:.1f}")
+        else:
+            cols.append("n/a")
+    speed = f"{ms / best:.2f}x faster" if best and best <= ms else (f"{best / ms:.2f}x slower" if best else "n/a")
+    peer = "sha256sum" if op == "sha256" else "vips"
+    lines.append(f"| {op} | " + " | ".join(cols) + f" | {ms:.1f} ({peer}) | {speed} |")
+lines.append("<!-- compare:end -->")
+block = "\n".join(lines)
+
+with open(doc) as f:
+    text = f.read()
+begin, end = "<!-- compare:begin -->", "<!-- compare:end -->"
+if begin in text and end in text:
+    text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+else:
+    text = text.rstrip("\n") + "\n\n## Side by side: scripts/compare.sh\n\n" + block + "\n"
+with open(doc, "w") as f:
+    f.write(text)
+print(block)
