@@ -2,8 +2,9 @@
 # wimpy beside its peers, in one run on one machine, on the same workloads:
 #   - key-value: `wimpy bench` (3 local workers, straight to the owners and
 #     through the master) against redis-benchmark on redis-server: 100-byte
-#     values, 50 clients, 100,000 keys, SET then GET. Neither side syncs
-#     each write (workers --sync never; redis without RDB or AOF).
+#     values, 50 clients, 100,000 keys, SET then GET; then 1 MiB values, 8
+#     clients, 256 keys. Neither side syncs each write (workers --sync
+#     never; redis without RDB or AOF).
 #   - compute: `wimpy bench compute` (the service: decode, operation, PNG
 #     encode on the worker that holds the picture) against the `vips` command
 #     on the same picture file (decode, operation, PNG encode in one process),
@@ -46,6 +47,10 @@ echo "== wimpy: SET-like and GET-like runs, straight to the owners"
 echo "== wimpy: the same through the master"
 "$wimpy" --via-master bench "${kv[@]}" --mix put=100 --json "$out/put-master.json"
 "$wimpy" --via-master bench "${kv[@]}" --mix get=100 --json "$out/get-master.json"
+echo "== wimpy: 1 MiB values"
+big=(--local 3 --sync never --records 256 --value-size 1048576 --clients 8 --duration "${secs}s")
+"$wimpy" bench "${big[@]}" --mix put=100 --json "$out/put-1m.json"
+"$wimpy" bench "${big[@]}" --mix get=100 --json "$out/get-1m.json"
 echo "== wimpy: YCSB A (no peer run; for the record)"
 "$wimpy" bench "${kv[@]}" --workload a --json "$out/ycsb-a.json"
 
@@ -54,7 +59,9 @@ redis-server --port "$redis_port" --save "" --appendonly no --daemonize yes >/de
 sleep 0.5
 redis-benchmark -p "$redis_port" -c 50 -d 100 -r 100000 -n $((secs * 100000)) -P 1 -t set,get --csv \
   >"$out/redis.csv"
-cat "$out/redis.csv"
+redis-benchmark -p "$redis_port" -c 8 -d 1048576 -r 256 -n $((secs * 200)) -P 1 -t set,get --csv \
+  >"$out/redis-1m.csv"
+cat "$out/redis.csv" "$out/redis-1m.csv"
 
 echo "== compute: wimpy bench compute and vips on one 1920x1080 picture"
 ops=(--op grayscale --op blur:2 --op sobel --op resize:960:540:lanczos3 --op sha256)

@@ -4,6 +4,7 @@
 //! scale` start one per run.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,6 +22,21 @@ fn sibling(name: &str) -> std::io::Result<PathBuf> {
             std::io::ErrorKind::NotFound,
             format!("{} not found next to {}; build all binaries (cargo build --release)", name, me.display()),
         ))
+    }
+}
+
+/// Has the child stop (as on Ctrl-C) when this process dies, however it
+/// dies: a killed `wimpy local` or `wimpy bench` leaves no nodes behind.
+fn stop_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the hook runs in the forked child before exec; prctl(2) is
+    // async-signal-safe, allocates nothing and touches no parent state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
     }
 }
 
@@ -76,7 +92,8 @@ impl LocalCluster {
 
     fn spawn_worker(&self, i: usize) -> std::io::Result<Child> {
         let mut cmd = Command::new(&self.worker_bin);
-        cmd.arg("--cores")
+        stop_with_parent(&mut cmd)
+            .arg("--cores")
             .arg(self.cores.to_string())
             .arg("--sync")
             .arg(&self.sync)
@@ -124,7 +141,7 @@ impl Drop for LocalCluster {
 
 fn spawn_master(bin: &Path, listen: SocketAddr, data: &Path, quiet: bool) -> std::io::Result<Child> {
     let mut cmd = Command::new(bin);
-    cmd.arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master"));
+    stop_with_parent(&mut cmd).arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master"));
     if quiet {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }

@@ -8,8 +8,9 @@ use serde_json::Value;
 
 const WIMPY: &str = env!("CARGO_BIN_EXE_wimpy");
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(WIMPY).arg("bench").args(args).output().unwrap()
+/// Runs `wimpy bench ARGS` (ARGS split at spaces).
+fn bench(args: &str) -> Output {
+    Command::new(WIMPY).arg("bench").args(args.split_whitespace()).output().unwrap()
 }
 
 fn ok(o: &Output) -> String {
@@ -34,28 +35,11 @@ fn a_short_mixed_bench_writes_every_figure_and_charts() {
     let dir = tempfile::tempdir().unwrap();
     let figures = dir.path().join("bench.json");
     let plots = dir.path().join("plots");
-    let out = ok(&bench(&[
-        "--local",
-        "2",
-        "--sync",
-        "never",
-        "--mix",
-        "get=50,put=20,hash=20,pict=10",
-        "--records",
-        "300",
-        "--pictures",
-        "3",
-        "--picture-size",
-        "96x64",
-        "--clients",
-        "1,3",
-        "--duration",
-        "1500ms",
-        "--json",
-        figures.to_str().unwrap(),
-        "--plot",
-        plots.to_str().unwrap(),
-    ]));
+    let out = ok(&bench(&format!(
+        "--local 2 --sync never --mix get=50,put=20,hash=20,pict=10 --records 300 --pictures 3 --picture-size 96x64 --clients 1,3 --duration 1500ms --json {} --plot {}",
+        figures.display(),
+        plots.display()
+    )));
     assert!(out.contains("get 50%") && out.contains("p99.9 ms"), "{out}");
     let doc = json(&figures);
     assert_eq!(doc["cluster"]["workers"], 2);
@@ -89,26 +73,10 @@ fn a_short_mixed_bench_writes_every_figure_and_charts() {
 fn fixed_rate_scan_and_insert_workloads_run() {
     let dir = tempfile::tempdir().unwrap();
     let figures = dir.path().join("e.json");
-    ok(&bench(&[
-        "--local",
-        "1",
-        "--sync",
-        "never",
-        "--workload",
-        "e",
-        "--records",
-        "200",
-        "--scan-max",
-        "5",
-        "--rate",
-        "200",
-        "--clients",
-        "2",
-        "--duration",
-        "1s",
-        "--json",
-        figures.to_str().unwrap(),
-    ]));
+    ok(&bench(&format!(
+        "--local 1 --sync never --workload e --records 200 --scan-max 5 --rate 200 --clients 2 --duration 1s --json {}",
+        figures.display()
+    )));
     let run = &json(&figures)["runs"][0];
     assert_eq!(run["pace"]["kind"], "fixed_rate");
     assert_eq!(run["pace"]["ops_per_s"], 200.0);
@@ -122,25 +90,11 @@ fn bench_scale_and_bench_compute_make_their_tables_and_charts() {
     let dir = tempfile::tempdir().unwrap();
     let figures = dir.path().join("scale.json");
     let plots = dir.path().join("plots");
-    let out = ok(&bench(&[
-        "scale",
-        "--workers",
-        "1,2",
-        "--sync",
-        "never",
-        "--workload",
-        "c",
-        "--records",
-        "200",
-        "--clients",
-        "2",
-        "--duration",
-        "1s",
-        "--json",
-        figures.to_str().unwrap(),
-        "--plot",
-        plots.to_str().unwrap(),
-    ]));
+    let out = ok(&bench(&format!(
+        "scale --workers 1,2 --sync never --workload c --records 200 --clients 2 --duration 1s --json {} --plot {}",
+        figures.display(),
+        plots.display()
+    )));
     assert!(out.contains("workers") && out.contains("ops/s"), "{out}");
     let scale = json(&figures)["scale"].as_array().unwrap().clone();
     assert_eq!(scale.iter().map(|s| s["workers"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2]);
@@ -148,25 +102,11 @@ fn bench_scale_and_bench_compute_make_their_tables_and_charts() {
     chart(&plots.join("throughput-vs-workers.svg"));
 
     let figures = dir.path().join("compute.json");
-    let out = ok(&bench(&[
-        "compute",
-        "--local",
-        "1",
-        "--backends",
-        "cpu,simd",
-        "--op",
-        "blur:1",
-        "--op",
-        "sha256",
-        "--runs",
-        "2",
-        "--picture-size",
-        "64x48",
-        "--json",
-        figures.to_str().unwrap(),
-        "--plot",
-        plots.to_str().unwrap(),
-    ]));
+    let out = ok(&bench(&format!(
+        "compute --local 1 --backends cpu,simd --op blur:1 --op sha256 --runs 2 --picture-size 64x48 --json {} --plot {}",
+        figures.display(),
+        plots.display()
+    )));
     assert!(out.contains("kernel") && out.contains("simd"), "{out}");
     let cells = json(&figures)["cells"].as_array().unwrap().clone();
     assert_eq!(cells.len(), 4);
@@ -182,15 +122,15 @@ fn bench_scale_and_bench_compute_make_their_tables_and_charts() {
 
 #[test]
 fn bad_requests_get_their_exit_codes() {
-    let code = |args: &[&str]| bench(args).status.code();
+    let code = |args: &str| bench(args).status.code();
     // Usage (2): an unknown workload or distribution, a bad mix, no clients.
-    assert_eq!(code(&["--workload", "z"]), Some(2));
-    assert_eq!(code(&["--distribution", "pareto"]), Some(2));
-    assert_eq!(code(&["--mix", "get=x"]), Some(2));
-    assert_eq!(code(&["--clients", "0"]), Some(2));
-    assert_eq!(code(&["compute", "--backends", "abacus"]), Some(2));
+    assert_eq!(code("--workload z"), Some(2));
+    assert_eq!(code("--distribution pareto"), Some(2));
+    assert_eq!(code("--mix get=x"), Some(2));
+    assert_eq!(code("--clients 0"), Some(2));
+    assert_eq!(code("compute --backends abacus"), Some(2));
     // Refused input (5): a pipeline that is not one.
-    assert_eq!(code(&["--workload", "compute", "--op", "swirl"]), Some(5));
+    assert_eq!(code("--workload compute --op swirl"), Some(5));
     // Unreachable (4): nobody at the master's address.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let o = Command::new(WIMPY).args(["--master", &format!("127.0.0.1:{port}"), "bench"]).output().unwrap();

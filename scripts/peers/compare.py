@@ -47,18 +47,26 @@ peers = {
 peer_ms = {op: median_ms(argv) for op, argv in peers.items()}
 vips_version = subprocess.run(["vips", "--version"], capture_output=True, text=True).stdout.strip()
 
-with open(os.path.join(out, "redis.csv")) as f:
-    redis = {row["test"]: row for row in csv.DictReader(f)}
+def redis_csv(name):
+    with open(os.path.join(out, name)) as f:
+        return {row["test"]: row for row in csv.DictReader(f)}
 
 
-def kv_row(label, name, redis_test):
+redis, redis_1m = redis_csv("redis.csv"), redis_csv("redis-1m.csv")
+
+
+def kv_row(label, name, r, mb=0):
+    """One row: ops/s (or MB/s for values of `mb` MiB) and latencies."""
     run = load(name)["runs"][0]
     op = next(iter(run["operations"].values()))
-    r = redis[redis_test]
     ops, rops = run["ops_per_s"], float(r["rps"])
+    if mb:
+        rate, rrate = f"{ops * mb * 1.048576:,.0f} MB/s", f"{rops * mb * 1.048576:,.0f} MB/s"
+    else:
+        rate, rrate = f"{ops:,.0f}", f"{rops:,.0f}"
     return (
-        f"| {label} | {ops:,.0f} | {op['latency_us']['p50'] / 1e3:.2f} | {op['latency_us']['p99'] / 1e3:.2f} "
-        f"| {rops:,.0f} | {float(r['p50_latency_ms']):.2f} | {float(r['p99_latency_ms']):.2f} | {ops / rops:.2f}x |"
+        f"| {label} | {rate} | {op['latency_us']['p50'] / 1e3:.2f} | {op['latency_us']['p99'] / 1e3:.2f} "
+        f"| {rrate} | {float(r['p50_latency_ms']):.2f} | {float(r['p99_latency_ms']):.2f} | {ops / rops:.2f}x |"
     )
 
 
@@ -73,10 +81,12 @@ lines = [
     "",
     "| run | wimpy ops/s | p50 ms | p99 ms | Redis ops/s | p50 ms | p99 ms | wimpy / Redis |",
     "|---|---:|---:|---:|---:|---:|---:|---:|",
-    kv_row("PUT, straight to the owner", "put.json", "SET"),
-    kv_row("GET, straight to the owner", "get.json", "GET"),
-    kv_row("PUT, through the master", "put-master.json", "SET"),
-    kv_row("GET, through the master", "get-master.json", "GET"),
+    kv_row("PUT, straight to the owner", "put.json", redis["SET"]),
+    kv_row("GET, straight to the owner", "get.json", redis["GET"]),
+    kv_row("PUT, through the master", "put-master.json", redis["SET"]),
+    kv_row("GET, through the master", "get-master.json", redis["GET"]),
+    kv_row("PUT 1 MiB, 8 clients, straight", "put-1m.json", redis_1m["SET"], mb=1),
+    kv_row("GET 1 MiB, 8 clients, straight", "get-1m.json", redis_1m["GET"], mb=1),
 ]
 a = load("ycsb-a.json")["runs"][0]
 lines += [

@@ -66,6 +66,22 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(String, &Histogram<u64>)
         .y_desc("operations answered within (%)")
         .draw()
         .map_err(err)?;
+    draw_lines(&mut chart, &series, false, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(err)
+}
+
+/// One coloured line per series (with a dot on each point if `dots`), and
+/// the legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: &[(String, Vec<(f64, f64)>)],
+    dots: bool,
+    legend_at: SeriesLabelPosition,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for (i, (name, points)) in series.iter().enumerate() {
         let c = colour(i);
         chart
@@ -73,15 +89,17 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(String, &Histogram<u64>)
             .map_err(err)?
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        if dots {
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
+        }
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(legend_at)
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+        .map_err(err)
 }
 
 /// Lines through points, e.g. throughput against clients or workers.
@@ -108,22 +126,7 @@ pub fn lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(St
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(err)?;
-    for (i, (name, points)) in series.iter().enumerate() {
-        let c = colour(i);
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
-            .map_err(err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    draw_lines(&mut chart, series, true, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(err)
 }
 

@@ -317,8 +317,10 @@ pub struct Loaded {
 }
 
 /// Stores the plan's records (random values) and pictures, with `threads`
-/// threads of concurrent writers.
+/// threads of concurrent writers, straight to the owners whatever the
+/// target's route (the master's cache starts cold either way).
 pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, String> {
+    let target = &Target { via_master: false, ..target.clone() };
     let started = Instant::now();
     let records = if plan.uses_records() { plan.records } else { 0 };
     let pictures = if plan.uses_pictures() { plan.pictures } else { 0 };
