@@ -129,6 +129,9 @@ fn bad_requests_get_their_exit_codes() {
     assert_eq!(code("--mix get=x"), Some(2));
     assert_eq!(code("--clients 0"), Some(2));
     assert_eq!(code("compute --backends abacus"), Some(2));
+    assert_eq!(code("--local 1 --sync sometimes"), Some(2));
+    assert_eq!(code("--rate 0"), Some(2));
+    assert_eq!(code("--rate 1e300"), Some(2));
     // Refused input (5): a pipeline that is not one.
     assert_eq!(code("--workload compute --op swirl"), Some(5));
     // Unreachable (4): nobody at the master's address.

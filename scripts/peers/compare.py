@@ -48,8 +48,19 @@ peer_ms = {op: median_ms(argv) for op, argv in peers.items()}
 vips_version = subprocess.run(["vips", "--version"], capture_output=True, text=True).stdout.strip()
 
 def redis_csv(name):
+    """redis-benchmark --csv rows by test name; lines before the header
+    (warnings some versions print) are skipped."""
     with open(os.path.join(out, name)) as f:
-        return {row["test"]: row for row in csv.DictReader(f)}
+        lines = f.read().splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith('"test"')), None)
+    if start is None:
+        sys.exit(f"{name}: no CSV header from redis-benchmark")
+    rows = {row["test"]: row for row in csv.DictReader(lines[start:])}
+    for row in rows.values():
+        missing = {"rps", "p50_latency_ms", "p99_latency_ms"} - set(row)
+        if missing:
+            sys.exit(f"{name}: redis-benchmark gave no {', '.join(sorted(missing))}; version 7 or later is needed")
+    return rows
 
 
 redis, redis_1m = redis_csv("redis.csv"), redis_csv("redis-1m.csv")
@@ -59,6 +70,8 @@ def kv_row(label, name, r, mb=0):
     """One row: ops/s (or MB/s for values of `mb` MiB) and latencies."""
     run = load(name)["runs"][0]
     op = next(iter(run["operations"].values()))
+    if not op["ops"]:
+        sys.exit(f"{name}: no operation succeeded")
     ops, rops = run["ops_per_s"], float(r["rps"])
     if mb:
         rate, rrate = f"{ops * mb * 1.048576:,.0f} MB/s", f"{rops * mb * 1.048576:,.0f} MB/s"

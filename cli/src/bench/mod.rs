@@ -182,6 +182,15 @@ fn trouble(message: impl Into<String>) -> Failure {
     Failure { code: 1, message: message.into() }
 }
 
+/// Checks a sync mode as the workers take it: always, never or interval:MS.
+fn check_sync(mode: &str) -> Result<(), Failure> {
+    let ok = match mode.strip_prefix("interval:") {
+        Some(ms) => ms.parse::<u64>().is_ok_and(|ms| ms > 0),
+        None => mode == "always" || mode == "never",
+    };
+    if ok { Ok(()) } else { Err(usage(format!("--sync {mode:?}: use always, never or interval:MS"))) }
+}
+
 /// Parses `10`, `10s`, `500ms`, `2m`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -257,8 +266,12 @@ impl WorkloadArgs {
     fn pace(&self) -> Result<Pace, Failure> {
         match self.rate {
             None => Ok(Pace::ClosedLoop),
-            Some(r) if r > 0.0 && r.is_finite() => Ok(Pace::FixedRate(r)),
-            Some(r) => Err(usage(format!("--rate {r}: give operations per second above 0"))),
+            Some(r) if pace::RATE_RANGE.contains(&r) => Ok(Pace::FixedRate(r)),
+            Some(r) => Err(usage(format!(
+                "--rate {r}: give operations per second from {} to {}",
+                pace::RATE_RANGE.start(),
+                pace::RATE_RANGE.end()
+            ))),
         }
     }
 
@@ -352,7 +365,9 @@ fn start_local(workers: usize, sync: &str) -> Result<Cluster, Failure> {
 /// The cluster at `master`, which must have serving workers.
 fn existing(master: SocketAddr) -> Result<Cluster, Failure> {
     let workers = on_runtime(async move {
-        let client = Client::connect(master).await?;
+        let client = tokio::time::timeout(Duration::from_secs(15), Client::connect(master))
+            .await
+            .map_err(|_| Failure { code: 4, message: format!("no answer from the master at {master}") })??;
         let n = client.ring().members.iter().filter(|m| m.state == MemberState::Serving).count();
         if n == 0 {
             return Err(Failure { code: 4, message: format!("the cluster at {master} has no serving workers") });
@@ -364,7 +379,10 @@ fn existing(master: SocketAddr) -> Result<Cluster, Failure> {
 
 fn cluster_for(args: &ClusterArgs, master: SocketAddr) -> Result<Cluster, Failure> {
     match args.local {
-        Some(n) => start_local(n, &args.sync),
+        Some(n) => {
+            check_sync(&args.sync)?;
+            start_local(n, &args.sync)
+        }
         None => existing(master),
     }
 }
@@ -374,16 +392,20 @@ async fn wait_serving(master: SocketAddr, n: usize, limit: Duration) -> Result<(
     let deadline = Instant::now() + limit;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
-        match Client::connect(master).await {
-            Ok(client) => match client.status().await {
-                Ok((view, _)) => {
-                    let serving = view.members.iter().filter(|m| m.state == MemberState::Serving).count();
-                    if serving >= n {
-                        return Ok(());
+        let connected = tokio::time::timeout(Duration::from_secs(5), Client::connect(master)).await;
+        match connected.unwrap_or(Err(wimpy_client::ClientError::Timeout(Duration::from_secs(5)))) {
+            Ok(client) => match tokio::time::timeout(Duration::from_secs(5), client.status()).await {
+                Err(_) => last = "the master did not answer".into(),
+                Ok(answer) => match answer {
+                    Ok((view, _)) => {
+                        let serving = view.members.iter().filter(|m| m.state == MemberState::Serving).count();
+                        if serving >= n {
+                            return Ok(());
+                        }
+                        last = format!("{serving} of {n} workers serving");
                     }
-                    last = format!("{serving} of {n} workers serving");
-                }
-                Err(e) => last = e.to_string(),
+                    Err(e) => last = e.to_string(),
+                },
             },
             Err(e) => last = e.to_string(),
         }
@@ -464,13 +486,16 @@ fn run_phases(
     let loaded = if w.no_load {
         None
     } else {
-        let l = run::load(target, plan, w.threads(64)).map_err(|e| Failure { code: 4, message: e })?;
+        let l = run::load(target, plan, w.threads(64))?;
         say(format, &format!("loaded {} records and {} pictures in {:.1} s\n", l.records, l.pictures, l.seconds));
         Some(l)
     };
+    // One count of records over every phase: inserts of one phase are
+    // there for the next.
+    let records = Arc::new(run::Records::new(plan.records));
     let mut phases = Vec::new();
     for &c in &clients {
-        let phase = run::run_phase(target, plan, c, w.threads(c), pace, duration)
+        let phase = run::run_phase(target, plan, &records, c, w.threads(c), pace, duration)
             .map_err(|e| Failure { code: 4, message: e })?;
         say(format, &report::phase_text(&phase));
         phases.push(phase);
@@ -553,7 +578,25 @@ fn bench_workload(
     if !charts.is_empty() && format == Format::Text {
         println!("charts: {}", charts.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", "));
     }
-    finish(&doc, output, format)
+    finish(&doc, output, format)?;
+    every_phase_served(&phases)
+}
+
+/// A run in which no operation succeeded measured nothing: say so with a
+/// failing exit code (the figures are written all the same).
+fn every_phase_served<'a>(phases: impl IntoIterator<Item = &'a Phase>) -> Result<(), Failure> {
+    for p in phases {
+        if p.recorder.succeeded() == 0 {
+            let errors: Vec<String> =
+                p.recorder.ops().values().flat_map(|s| s.errors.iter().map(|(k, n)| format!("{k} x{n}"))).collect();
+            return Err(trouble(format!(
+                "no operation succeeded with {} clients ({})",
+                p.clients,
+                if errors.is_empty() { "none was sent".to_owned() } else { errors.join(", ") }
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn bench_scale(
@@ -567,6 +610,7 @@ fn bench_scale(
     if sizes.is_empty() || sizes.contains(&0) {
         return Err(usage("--workers: give cluster sizes of 1 or more"));
     }
+    check_sync(sync)?;
     let (name, plan) = w.plan()?;
     let plan = Arc::new(plan);
     say(
@@ -639,7 +683,8 @@ fn bench_scale(
         })).collect::<Vec<_>>(),
         "charts": charts,
     });
-    finish(&doc, output, format)
+    finish(&doc, output, format)?;
+    every_phase_served(rows.iter().flat_map(|(_, _, phases)| phases))
 }
 
 /// What `wimpy bench compute` runs.

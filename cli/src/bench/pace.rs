@@ -12,6 +12,9 @@ use tokio::time::Instant;
 use super::record::{Outcome, Recorder};
 use super::workload::OpKind;
 
+/// The highest and lowest rates a run may ask for, in operations per second.
+pub const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.01..=10_000_000.0;
+
 /// How clients pace their requests.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Pace {
@@ -41,8 +44,9 @@ impl Pacer {
             Pace::ClosedLoop => (None, Duration::ZERO),
             Pace::FixedRate(rate) => {
                 // Client c sends the global operations c, c + clients, ...
-                // and global operation k is due at start + k / rate.
-                let every = Duration::from_secs_f64(clients as f64 / rate);
+                // and global operation k is due at start + k / rate. Rates
+                // are checked (MAX_RATE) so a slot is never zero-long.
+                let every = Duration::from_secs_f64(clients as f64 / rate).max(Duration::from_nanos(1));
                 (Some(every), Duration::from_secs_f64(client as f64 / rate))
             }
         };
@@ -57,7 +61,8 @@ impl Pacer {
             return None;
         }
         let due = match self.interval {
-            None => now,
+            // Not before the common start, which the clock counts from.
+            None => now.max(self.start),
             Some(every) => self.due(self.sent, every),
         };
         if due >= self.stop {
@@ -86,13 +91,23 @@ pub trait Operator {
     fn call(&mut self) -> impl Future<Output = (OpKind, Outcome)>;
 }
 
+/// How late a timer may fire without the delay counting as latency: tokio's
+/// timers tick in milliseconds, so a sleep until a slot ends up to a
+/// millisecond after it. Lateness beyond this (a client thread too busy to
+/// send on time) still counts.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// Runs one client: sends operations on its schedule until the run ends,
-/// recording each one's latency from its intended send time.
+/// recording each one's latency from its intended send time, and whether
+/// it was answered within the run.
 pub async fn drive(pacer: &mut Pacer, operator: &mut impl Operator, recorder: &mut Recorder) {
     while let Some(due) = pacer.next(Instant::now()) {
+        let behind = due <= Instant::now();
         tokio::time::sleep_until(due).await;
+        let sent = if behind { due } else { Instant::now().min(due + TIMER_SLACK) };
         let (kind, outcome) = operator.call().await;
-        recorder.record(kind, Instant::now().saturating_duration_since(due), outcome);
+        let done = Instant::now();
+        recorder.record(kind, done.saturating_duration_since(sent), done <= pacer.stop, outcome);
     }
     recorder.add_unsent(pacer.unsent());
 }

@@ -22,15 +22,21 @@ const MAX_MICROS: u64 = 3_600_000_000;
 pub struct OpStats {
     /// Latencies of the operations that succeeded, in microseconds.
     pub latency: Histogram<u64>,
+    /// Latencies of the operations that failed (a timeout shows here).
+    pub failed_latency: Histogram<u64>,
+    /// Successes answered before the run's end (the throughput counts
+    /// these; those answered while the run drained count for latency only).
+    pub in_window: u64,
     pub errors: BTreeMap<String, u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid bounds")
 }
 
 impl Default for OpStats {
     fn default() -> OpStats {
-        OpStats {
-            latency: Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("valid bounds"),
-            errors: BTreeMap::new(),
-        }
+        OpStats { latency: histogram(), failed_latency: histogram(), in_window: 0, errors: BTreeMap::new() }
     }
 }
 
@@ -55,14 +61,20 @@ impl Recorder {
         Recorder { live: Some(live), ..Recorder::default() }
     }
 
-    pub fn record(&mut self, kind: OpKind, latency: Duration, outcome: Outcome) {
+    /// Records one operation; `in_window` says it was answered before the
+    /// run's end.
+    pub fn record(&mut self, kind: OpKind, latency: Duration, in_window: bool, outcome: Outcome) {
         let stats = self.ops.entry(kind).or_default();
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_MICROS);
         match outcome {
             Ok(()) => {
-                let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_MICROS);
                 stats.latency.saturating_record(micros);
+                stats.in_window += u64::from(in_window);
             }
-            Err(kind) => *stats.errors.entry(kind).or_default() += 1,
+            Err(kind) => {
+                stats.failed_latency.saturating_record(micros);
+                *stats.errors.entry(kind).or_default() += 1;
+            }
         }
         if let Some(live) = &self.live {
             live.fetch_add(1, Ordering::Relaxed);
@@ -70,7 +82,7 @@ impl Recorder {
     }
 
     pub fn add_unsent(&mut self, n: u64) {
-        self.unsent += n;
+        self.unsent = self.unsent.saturating_add(n);
     }
 
     /// Adds another client's figures to these.
@@ -78,11 +90,13 @@ impl Recorder {
         for (kind, s) in other.ops {
             let mine = self.ops.entry(kind).or_default();
             mine.latency.add(&s.latency).expect("histograms with the same bounds");
+            mine.failed_latency.add(&s.failed_latency).expect("histograms with the same bounds");
+            mine.in_window += s.in_window;
             for (e, n) in s.errors {
                 *mine.errors.entry(e).or_default() += n;
             }
         }
-        self.unsent += other.unsent;
+        self.unsent = self.unsent.saturating_add(other.unsent);
     }
 
     pub fn ops(&self) -> &BTreeMap<OpKind, OpStats> {
@@ -100,13 +114,18 @@ impl Recorder {
         self.ops.values().map(|s| s.latency.len()).sum()
     }
 
+    /// Operations that succeeded before the run's end.
+    pub fn succeeded_in_window(&self) -> u64 {
+        self.ops.values().map(|s| s.in_window).sum()
+    }
+
     pub fn failed(&self) -> u64 {
         self.ops.values().map(OpStats::error_count).sum()
     }
 
     /// All operation types' latencies together.
     pub fn overall(&self) -> Histogram<u64> {
-        let mut all = OpStats::default().latency;
+        let mut all = histogram();
         for s in self.ops.values() {
             all.add(&s.latency).expect("histograms with the same bounds");
         }
@@ -121,19 +140,20 @@ mod tests {
     #[test]
     fn merging_adds_counts_errors_and_latencies() {
         let mut a = Recorder::default();
-        a.record(OpKind::Get, Duration::from_micros(100), Ok(()));
-        a.record(OpKind::Get, Duration::ZERO, Err("not_found".into()));
+        a.record(OpKind::Get, Duration::from_micros(100), true, Ok(()));
+        a.record(OpKind::Get, Duration::ZERO, true, Err("not_found".into()));
         let mut b = Recorder::default();
-        b.record(OpKind::Get, Duration::from_millis(5), Ok(()));
-        b.record(OpKind::Put, Duration::from_secs(7200), Ok(()));
-        b.record(OpKind::Get, Duration::ZERO, Err("not_found".into()));
+        b.record(OpKind::Get, Duration::from_millis(5), true, Ok(()));
+        b.record(OpKind::Put, Duration::from_secs(7200), false, Ok(()));
+        b.record(OpKind::Get, Duration::from_secs(10), true, Err("timeout".into()));
         b.add_unsent(3);
         a.merge(b);
         let get = &a.ops()[&OpKind::Get];
-        assert_eq!((get.latency.len(), get.errors["not_found"]), (2, 2));
+        assert_eq!((get.latency.len(), get.errors["not_found"], get.errors["timeout"]), (2, 1, 1));
+        assert_eq!(get.failed_latency.max() / 1_000_000, 10, "a timeout keeps its latency");
         assert_eq!(get.latency.max() / 100, 50, "5 ms within 3 digits");
         assert_eq!(a.ops()[&OpKind::Put].latency.max() / 1_000_000, 3600, "clamped at an hour");
-        assert_eq!((a.succeeded(), a.failed(), a.unsent()), (3, 2, 3));
+        assert_eq!((a.succeeded(), a.succeeded_in_window(), a.failed(), a.unsent()), (3, 2, 2, 3));
         assert_eq!(a.overall().len(), 3);
     }
 
@@ -141,8 +161,8 @@ mod tests {
     fn the_live_counter_counts_every_operation() {
         let live = Arc::new(AtomicU64::new(0));
         let mut r = Recorder::counting_into(live.clone());
-        r.record(OpKind::Hash, Duration::from_micros(3), Ok(()));
-        r.record(OpKind::Hash, Duration::from_micros(3), Err("timeout".into()));
+        r.record(OpKind::Hash, Duration::from_micros(3), true, Ok(()));
+        r.record(OpKind::Hash, Duration::from_micros(3), true, Err("timeout".into()));
         assert_eq!(live.load(Ordering::Relaxed), 2);
     }
 }

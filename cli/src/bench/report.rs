@@ -33,9 +33,11 @@ pub fn histogram_base64(h: &Histogram<u64>) -> String {
 fn op_json(s: &OpStats, seconds: f64) -> Value {
     json!({
         "ops": s.latency.len(),
-        "ops_per_s": s.latency.len() as f64 / seconds,
+        "ops_in_window": s.in_window,
+        "ops_per_s": s.in_window as f64 / seconds,
         "latency_us": latency_json(&s.latency),
         "errors": s.errors,
+        "failed_latency_us": latency_json(&s.failed_latency),
         "histogram": histogram_base64(&s.latency),
     })
 }
@@ -51,7 +53,7 @@ pub fn energy_json(e: &Energy, ops: u64) -> Value {
     match e {
         Energy::Measured { joules, zones } => json!({
             "readable": true, "joules": joules, "zones": zones,
-            "ops_per_joule": if *joules > 0.0 { ops as f64 / joules } else { 0.0 },
+            "ops_per_joule": if *joules > 0.0 { Some(ops as f64 / joules) } else { None },
             "covers": "the whole CPU package: cluster and load generator",
         }),
         Energy::Unreadable(reason) => json!({"readable": false, "reason": reason}),
@@ -79,7 +81,9 @@ pub fn phase_json(p: &Phase) -> Value {
         "threads": p.threads,
         "pace": pace_json(p.pace),
         "seconds": p.seconds,
+        "drain_seconds": p.drain_seconds,
         "ops": r.succeeded(),
+        "ops_in_window": r.succeeded_in_window(),
         "ops_per_s": p.ops_per_second(),
         "errors": r.failed(),
         "errors_by_kind": errors_by_kind(r),
@@ -119,13 +123,13 @@ pub fn phase_text(p: &Phase) -> String {
         "  {:<8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}  {}\n",
         "op", "ops", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
     );
-    let row = |name: &str, h: &Histogram<u64>, errors: String| {
+    let row = |name: &str, h: &Histogram<u64>, in_window: u64, errors: String| {
         let q = |x| if h.is_empty() { "-".to_owned() } else { ms(h.value_at_quantile(x)) };
         format!(
             "  {:<8} {:>10} {:>10.0} {:>9} {:>9} {:>9} {:>9}  {}\n",
             name,
             h.len(),
-            h.len() as f64 / p.seconds,
+            in_window as f64 / p.seconds,
             q(0.5),
             q(0.99),
             q(0.999),
@@ -141,20 +145,21 @@ pub fn phase_text(p: &Phase) -> String {
         }
     };
     for (k, s) in r.ops() {
-        out += &row(k.name(), &s.latency, errs(&s.errors));
+        out += &row(k.name(), &s.latency, s.in_window, errs(&s.errors));
     }
     if r.ops().len() > 1 {
         let all: std::collections::BTreeMap<String, u64> =
             errors_by_kind(r).into_iter().map(|(k, v)| (k, v.as_u64().unwrap_or(0))).collect();
-        out += &row("all", &r.overall(), errs(&all));
+        out += &row("all", &r.overall(), r.succeeded_in_window(), errs(&all));
     }
     if r.unsent() > 0 {
         out += &format!("  {} operations due were never sent: the clients could not keep the rate\n", r.unsent());
     }
     out += &match &p.energy {
-        Energy::Measured { joules, .. } => {
+        Energy::Measured { joules, .. } if *joules > 0.0 => {
             format!("  energy: {joules:.1} J (RAPL, whole package), {:.0} ops/J\n", r.succeeded() as f64 / joules)
         }
+        Energy::Measured { .. } => "  energy: the RAPL counters did not move\n".to_owned(),
         Energy::Unreadable(reason) => format!("  energy: RAPL counters not readable ({reason})\n"),
     };
     out
@@ -171,21 +176,23 @@ mod tests {
     fn a_phase_reports_every_figure_and_histograms_that_decode() {
         let mut rec = Recorder::default();
         for us in [100u64, 250, 900, 12_000] {
-            rec.record(OpKind::Read, Duration::from_micros(us), Ok(()));
+            rec.record(OpKind::Read, Duration::from_micros(us), true, Ok(()));
         }
-        rec.record(OpKind::Update, Duration::from_micros(300), Ok(()));
-        rec.record(OpKind::Update, Duration::ZERO, Err("timeout".into()));
+        rec.record(OpKind::Update, Duration::from_micros(300), true, Ok(()));
+        rec.record(OpKind::Update, Duration::from_micros(300), false, Ok(()));
+        rec.record(OpKind::Update, Duration::ZERO, true, Err("timeout".into()));
         let p = Phase {
             clients: 4,
             threads: 2,
             pace: Pace::ClosedLoop,
             seconds: 2.0,
+            drain_seconds: 0.1,
             recorder: rec,
             energy: Energy::Unreadable("no RAPL".into()),
         };
         let j = phase_json(&p);
-        assert_eq!(j["ops"], 5);
-        assert_eq!(j["ops_per_s"], 2.5);
+        assert_eq!((j["ops"].as_u64(), j["ops_in_window"].as_u64()), (Some(6), Some(5)));
+        assert_eq!(j["ops_per_s"], 2.5, "answers after the end count for latency, not throughput");
         assert_eq!(j["errors_by_kind"]["timeout"], 1);
         assert_eq!(j["operations"]["read"]["latency_us"]["p50"], 250);
         assert_eq!(j["energy"]["readable"], false);

@@ -66,17 +66,41 @@ impl Plan {
     }
 }
 
-/// The records, shared by every client of every thread: those that exist
-/// (loaded, or inserted and acknowledged) and the next number to insert.
+/// The records of one cluster, shared by every client of every thread and
+/// every phase: those readers may pick (loaded, or inserted and answered,
+/// with no gap before them) and the next number to insert.
 #[derive(Debug)]
-struct Records {
+pub struct Records {
     existing: AtomicU64,
     next: AtomicU64,
+    /// Inserts answered out of order, waiting for the ones before them.
+    answered: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Records {
-    fn new(loaded: u64) -> Records {
-        Records { existing: AtomicU64::new(loaded), next: AtomicU64::new(loaded) }
+    pub fn new(loaded: u64) -> Records {
+        Records { existing: AtomicU64::new(loaded), next: AtomicU64::new(loaded), answered: Mutex::default() }
+    }
+
+    fn existing(&self) -> u64 {
+        self.existing.load(Ordering::Acquire)
+    }
+
+    fn claim(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Insert `id` was answered (a failed one too: its number is spent, and
+    /// a read of it counts as not_found). Readers see every record up to the
+    /// first insert still in flight, as YCSB's acknowledged counter.
+    fn answered(&self, id: u64) {
+        let mut waiting = self.answered.lock().expect("records lock");
+        waiting.insert(id);
+        let mut upto = self.existing.load(Ordering::Acquire);
+        while waiting.remove(&upto) {
+            upto += 1;
+        }
+        self.existing.store(upto, Ordering::Release);
     }
 }
 
@@ -86,15 +110,17 @@ pub struct Phase {
     pub clients: usize,
     pub threads: usize,
     pub pace: Pace,
-    /// From the common start to the last client's end.
+    /// The run's length: throughput counts what was answered within it.
     pub seconds: f64,
+    /// How long the last answers took to arrive after the end.
+    pub drain_seconds: f64,
     pub recorder: Recorder,
     pub energy: Energy,
 }
 
 impl Phase {
     pub fn ops_per_second(&self) -> f64 {
-        self.recorder.succeeded() as f64 / self.seconds
+        self.recorder.succeeded_in_window() as f64 / self.seconds
     }
 }
 
@@ -139,6 +165,28 @@ impl Gate {
     }
 }
 
+/// A thread's place at the gate: arrives as failed if the thread leaves
+/// (an error, a panic) without arriving, so the others are not left waiting.
+struct Place<'a> {
+    gate: &'a Gate,
+    arrived: bool,
+}
+
+impl Place<'_> {
+    fn arrive(mut self, failed: bool) -> Option<Instant> {
+        self.arrived = true;
+        self.gate.arrive(failed)
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.gate.arrive(true);
+        }
+    }
+}
+
 /// One client: its connections, its random stream, its key chooser.
 struct ClientOps {
     client: Client,
@@ -150,16 +198,27 @@ struct ClientOps {
 }
 
 impl ClientOps {
-    async fn connect(target: &Target, plan: Arc<Plan>, records: Arc<Records>, seed: u64) -> Result<Self, String> {
-        let client = target.connect().await.map_err(|e| e.to_string())?;
+    /// Connects one client, to the master and to every worker, so no
+    /// connection is opened inside the timed run.
+    async fn connect(
+        target: &Target,
+        plan: Arc<Plan>,
+        keys: KeyChooser,
+        records: Arc<Records>,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let client = within(CONNECT_LIMIT, target.connect()).await?;
+        if !target.via_master {
+            within(CONNECT_LIMIT, open_every_worker(&client)).await?;
+        }
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut value = vec![0u8; plan.value_size];
         rng.fill_bytes(&mut value);
-        Ok(ClientOps { client, rng, keys: KeyChooser::new(plan.distribution, plan.records), plan, records, value })
+        Ok(ClientOps { client, rng, keys, plan, records, value })
     }
 
     fn existing(&self) -> u64 {
-        self.records.existing.load(Ordering::Relaxed)
+        self.records.existing()
     }
 
     fn pick(&mut self) -> u64 {
@@ -208,14 +267,9 @@ impl ClientOps {
                 self.put(id).await
             }
             OpKind::Insert => {
-                let id = self.records.next.fetch_add(1, Ordering::Relaxed);
+                let id = self.records.claim();
                 let outcome = self.put(id).await;
-                // Readers pick among the records once they are stored (one
-                // stored out of order may be read before an earlier one is:
-                // that read counts as not_found).
-                if outcome.is_ok() {
-                    self.records.existing.fetch_max(id + 1, Ordering::Relaxed);
-                }
+                self.records.answered(id);
                 outcome
             }
             OpKind::Scan => {
@@ -249,6 +303,34 @@ impl Operator for ClientOps {
         let kind = self.plan.mix.pick(&mut self.rng);
         (kind, self.execute(kind).await)
     }
+}
+
+/// Longest wait for a client's connections before a run.
+const CONNECT_LIMIT: Duration = Duration::from_secs(15);
+
+/// `f` within `limit`, its error in words.
+async fn within<T>(limit: Duration, f: impl std::future::Future<Output = Result<T, ClientError>>) -> Result<T, String> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from the cluster within {limit:?}")),
+    }
+}
+
+/// Sends one read to each worker of the ring (of a key it owns; found or
+/// not does not matter), so the client holds a connection to each.
+async fn open_every_worker(client: &Client) -> Result<(), ClientError> {
+    let view = client.ring();
+    let mut owners: Vec<_> = view.members.iter().map(|m| m.id).collect();
+    let mut i = 0u64;
+    while !owners.is_empty() && i < 100_000 {
+        let key = format!("bench-warm-{i}");
+        if let Some(pos) = view.ring.owner(key.as_bytes()).and_then(|o| owners.iter().position(|w| *w == o)) {
+            owners.swap_remove(pos);
+            client.get(key.as_bytes()).await?;
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// A short, stable name for an error, for counting errors by kind.
@@ -319,7 +401,7 @@ pub struct Loaded {
 /// Stores the plan's records (random values) and pictures, with `threads`
 /// threads of concurrent writers, straight to the owners whatever the
 /// target's route (the master's cache starts cold either way).
-pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, String> {
+pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crate::Failure> {
     let target = &Target { via_master: false, ..target.clone() };
     let started = Instant::now();
     let records = if plan.uses_records() { plan.records } else { 0 };
@@ -329,7 +411,8 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, Stri
     // the writers with the records.
     let pngs: Vec<Vec<u8>> = (0..pictures)
         .map(|i| super::picture::png(i, plan.picture_size.0, plan.picture_size.1))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+        .map_err(|message| crate::Failure { code: 1, message })?;
     let pngs = Arc::new(pngs);
     let next = Arc::new(AtomicU64::new(0));
     let total = records + pictures;
@@ -337,7 +420,11 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, Stri
     let handles = on_threads(threads.max(1), move |t| {
         let (target, pngs, next, bar) = (target.clone(), pngs.clone(), next.clone(), bar2.clone());
         Box::pin(async move {
-            let client = Rc::new(target.connect().await.map_err(|e| e.to_string())?);
+            let client = Rc::new(
+                tokio::time::timeout(CONNECT_LIMIT, target.connect())
+                    .await
+                    .map_err(|_| crate::Failure::from(ClientError::Timeout(CONNECT_LIMIT)))??,
+            );
             // Concurrent writers per thread, sharing its connections.
             let writers = (0..16).map(|w| {
                 let (client, pngs, next, bar) = (client.clone(), pngs.clone(), next.clone(), bar.clone());
@@ -347,7 +434,7 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, Stri
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= total {
-                            return Ok::<(), String>(());
+                            return Ok::<(), crate::Failure>(());
                         }
                         let (key, bytes) = if i < records {
                             rng.fill_bytes(&mut value);
@@ -355,19 +442,23 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, Stri
                         } else {
                             (picture_key(i - records), &pngs[(i - records) as usize][..])
                         };
-                        client.put(key.as_bytes(), bytes).await.map_err(|e| format!("loading {key}: {e}"))?;
+                        client.put(key.as_bytes(), bytes).await.map_err(|e| {
+                            let mut f = crate::Failure::from(e);
+                            f.message = format!("loading {key}: {}", f.message);
+                            f
+                        })?;
                         bar.inc(1);
                     }
                 })
             });
             for w in futures::future::join_all(writers).await {
-                w.map_err(|e| e.to_string())??;
+                w.map_err(|e| crate::Failure { code: 1, message: e.to_string() })??;
             }
-            Ok::<(), String>(())
+            Ok::<(), crate::Failure>(())
         })
     });
     for h in handles {
-        h.join().map_err(|_| "a loading thread panicked".to_string())??;
+        h.join().map_err(|_| crate::Failure { code: 1, message: "a loading thread panicked".into() })??;
     }
     bar.finish_and_clear();
     Ok(Loaded { records, pictures, seconds: started.elapsed().as_secs_f64() })
@@ -377,6 +468,7 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, Stri
 pub fn run_phase(
     target: &Target,
     plan: &Arc<Plan>,
+    records: &Arc<Records>,
     clients: usize,
     threads: usize,
     pace: Pace,
@@ -386,18 +478,21 @@ pub fn run_phase(
     let threads = threads.clamp(1, clients);
     let live = Arc::new(AtomicU64::new(0));
     let gate = Arc::new(Gate::new(threads + 1));
-    let records = Arc::new(Records::new(plan.records));
+    // Built once: a Zipfian over many records takes a while to set up.
+    let keys = KeyChooser::new(plan.distribution, records.existing());
     let handles = {
-        let (target, plan, live, gate) = (target.clone(), plan.clone(), live.clone(), gate.clone());
+        let (target, plan, live, gate, records) =
+            (target.clone(), plan.clone(), live.clone(), gate.clone(), records.clone());
         on_threads(threads, move |t| {
-            let (target, plan, live, gate, records) =
-                (target.clone(), plan.clone(), live.clone(), gate.clone(), records.clone());
+            let (target, plan, live, gate, records, keys) =
+                (target.clone(), plan.clone(), live.clone(), gate.clone(), records.clone(), keys.clone());
             Box::pin(async move {
+                let place = Place { gate: &gate, arrived: false };
                 let mut mine = Vec::new();
                 let mut failure = None;
                 for c in (t..clients).step_by(threads) {
                     let seed = 0x5eed_0000 + c as u64;
-                    match ClientOps::connect(&target, plan.clone(), records.clone(), seed).await {
+                    match ClientOps::connect(&target, plan.clone(), keys.clone(), records.clone(), seed).await {
                         Ok(ops) => mine.push((c, ops)),
                         Err(e) => {
                             failure = Some(e);
@@ -405,7 +500,7 @@ pub fn run_phase(
                         }
                     }
                 }
-                let Some(start) = gate.arrive(failure.is_some()) else {
+                let Some(start) = place.arrive(failure.is_some()) else {
                     return Err(failure.unwrap_or_else(|| "another client could not connect".into()));
                 };
                 let start = tokio::time::Instant::from_std(start);
@@ -464,14 +559,15 @@ pub fn run_phase(
     };
     bar.finish_and_clear();
     let mut recorder = Recorder::default();
-    let mut last = start;
+    let stop = start + duration;
+    let mut last = stop;
     for h in handles {
         let (rec, end) = h.join().map_err(|_| "a client thread panicked".to_string())??;
         recorder.merge(rec);
         last = last.max(end);
     }
-    let seconds = last.duration_since(start).as_secs_f64().max(1e-9);
-    Ok(Phase { clients, threads, pace, seconds, recorder, energy })
+    let drain_seconds = last.duration_since(stop).as_secs_f64();
+    Ok(Phase { clients, threads, pace, seconds: duration.as_secs_f64(), drain_seconds, recorder, energy })
 }
 
 #[cfg(test)]
@@ -488,6 +584,30 @@ mod tests {
             actual: 0,
         };
         assert_eq!(error_kind(&ClientError::Compute(busy)), "compute:backend_busy");
+    }
+
+    #[test]
+    fn readers_see_inserts_once_every_earlier_one_is_answered() {
+        let r = Records::new(10);
+        let (a, b, c) = (r.claim(), r.claim(), r.claim());
+        assert_eq!((a, b, c), (10, 11, 12));
+        r.answered(c);
+        r.answered(b);
+        assert_eq!(r.existing(), 10, "10 is still in flight");
+        r.answered(a);
+        assert_eq!(r.existing(), 13);
+    }
+
+    #[test]
+    fn a_thread_that_leaves_without_arriving_fails_the_gate() {
+        let gate = Arc::new(Gate::new(2));
+        let g = gate.clone();
+        let h = std::thread::spawn(move || {
+            let _place = Place { gate: &g, arrived: false };
+            panic!("a client thread dies before the start");
+        });
+        assert_eq!(gate.arrive(false), None);
+        assert!(h.join().is_err());
     }
 
     #[test]

@@ -220,8 +220,14 @@ impl Zipfian {
         z
     }
 
-    pub fn items(&self) -> u64 {
-        self.n
+    /// A Zipfian over `n` items whose zeta(n) is known (too many items to
+    /// sum, as YCSB's 10^10).
+    fn with_zeta(n: u64, theta: f64, zeta_n: f64) -> Zipfian {
+        let mut z = Zipfian::new(2, theta);
+        z.n = n;
+        z.zeta_n = zeta_n;
+        z.eta = (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - z.zeta2 / zeta_n);
+        z
     }
 
     /// Extends the item count to `n` (never shrinks).
@@ -261,15 +267,23 @@ fn zeta(from: u64, to: u64, theta: f64, partial: f64) -> f64 {
     (from + 1..=to).fold(partial, |s, i| s + 1.0 / (i as f64).powf(theta))
 }
 
-/// Spreads Zipfian ranks over the records, so the hot records are not the
-/// first ones loaded (FNV-1a of the rank, as YCSB scrambles).
+/// YCSB's scrambled Zipfian draws ranks over this many items, whatever the
+/// record count, and folds them onto the records by hash.
+const SCRAMBLED_ITEMS: u64 = 10_000_000_000;
+
+/// zeta(10^10) for constant 0.99, as YCSB precomputes it.
+const SCRAMBLED_ZETA: f64 = 26.469_028_201_783_02;
+
+/// Spreads a Zipfian rank over `n` records, so the hot records are not the
+/// first ones loaded: FNV-1a of the rank's bytes, sign dropped, modulo n
+/// (YCSB's `fnvhash64`).
 fn scramble(rank: u64, n: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in rank.to_le_bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h % n
+    (h as i64).unsigned_abs() % n
 }
 
 /// Draws record numbers from a distribution over the records that exist.
@@ -284,7 +298,8 @@ impl KeyChooser {
     pub fn new(distribution: Distribution, records: u64) -> KeyChooser {
         let zipfian = match distribution {
             Distribution::Uniform => None,
-            Distribution::Zipfian | Distribution::Latest => Some(Zipfian::new(records.max(1), ZIPFIAN_CONSTANT)),
+            Distribution::Zipfian => Some(Zipfian::with_zeta(SCRAMBLED_ITEMS, ZIPFIAN_CONSTANT, SCRAMBLED_ZETA)),
+            Distribution::Latest => Some(Zipfian::new(records.max(1), ZIPFIAN_CONSTANT)),
         };
         KeyChooser { distribution, zipfian }
     }
@@ -295,10 +310,9 @@ impl KeyChooser {
         match self.distribution {
             Distribution::Uniform => rng.random_range(0..records),
             Distribution::Zipfian => {
-                // Hot set fixed at the loaded records, as YCSB's scrambled
-                // Zipfian keeps its item count.
+                // Over every record that exists now, inserted ones too.
                 let z = self.zipfian.as_ref().expect("built with one");
-                scramble(z.sample(rng), z.items().min(records))
+                scramble(z.sample(rng), records)
             }
             Distribution::Latest => {
                 let z = self.zipfian.as_mut().expect("built with one");
@@ -482,10 +496,15 @@ mod tests {
         }
         let hottest = counts.iter().enumerate().max_by_key(|(_, c)| **c).unwrap().0 as u64;
         assert_eq!(hottest, scramble(0, n), "rank 0 lands where the scramble puts it");
+        // Rank 0 alone takes 1/zeta(10^10) = 3.8% of draws (plus the ranks
+        // that hash onto the same record).
+        let share = f64::from(counts[hottest as usize]) / 200_000.0;
+        assert!((0.037..0.045).contains(&share), "hottest record drew {share}");
         let mut sorted = counts.clone();
         sorted.sort_unstable_by(|a, b| b.cmp(a));
         let top: u32 = sorted[..100].iter().sum();
-        assert!(f64::from(top) / 200_000.0 > 0.4, "top 1% of records get most draws");
+        // About 22% of draws, against 1% were the keys uniform.
+        assert!(f64::from(top) / 200_000.0 > 0.15, "the top 1% of records are hot: {top}");
         // The hot records are spread over the key space, not the first ones.
         let first_tenth: u32 = counts[..(n / 10) as usize].iter().sum();
         assert!(f64::from(first_tenth) / 200_000.0 < 0.3);
