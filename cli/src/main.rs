@@ -166,18 +166,11 @@ impl From<std::io::Error> for Failure {
 }
 
 fn main() -> ExitCode {
-    let mut cli = Cli::parse();
-    if matches!(cli.command, Command::Bench(_)) {
-        let Command::Bench(args) = std::mem::replace(&mut cli.command, Command::Status) else { unreachable!() };
-        return match bench::main(*args, cli.master, cli.via_master, cli.format) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(f) => fail(&f, cli.format),
-        };
-    }
-    let result = match cli.command {
-        Command::Local { workers, ref data, ref sync } => {
-            local::run(cli.master, workers, data, sync).map_err(Failure::from)
-        }
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Local { workers, data, sync } => local::run(cli.master, *workers, data, sync).map_err(Failure::from),
+        // The bench runs its own threads and runtimes.
+        Command::Bench(args) => bench::main(args, cli.master, cli.via_master, cli.format),
         _ => {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,

@@ -21,6 +21,8 @@ pub const STAGES: [&str; 6] = ["decode", "upload", "kernel", "download", "encode
 #[derive(Debug)]
 pub struct Cell {
     pub op: String,
+    /// The job gives a digest (its rate is in MB/s of input, not MP/s).
+    pub digest: bool,
     pub backend: BackendKind,
     pub result: Result<Measured, String>,
 }
@@ -52,7 +54,7 @@ pub async fn measure(
         for &backend in backends {
             let req = ComputeRequest { job: job.clone(), backend: Some(backend), deadline: None };
             let result = measure_one(client, key, &req, runs, &mut progress).await;
-            cells.push(Cell { op: op.clone(), backend, result });
+            cells.push(Cell { op: op.clone(), digest: job.gives_digest(), backend, result });
         }
     }
     Ok(cells)
@@ -111,8 +113,8 @@ pub fn cells_json(cells: &[Cell], pixels: u64, bytes: u64) -> Value {
             .map(|c| match &c.result {
                 Ok(m) => {
                     let p50_s = m.latency.value_at_quantile(0.5) as f64 / 1e6;
-                    let (r, unit) = rate(&c.op, p50_s, pixels, bytes);
-                    let (kernel, _) = rate(&c.op, m.stages_ms[2] / 1e3, pixels, bytes);
+                    let (r, unit) = rate(c.digest, p50_s, pixels, bytes);
+                    let (kernel, _) = rate(c.digest, m.stages_ms[2] / 1e3, pixels, bytes);
                     json!({
                         "op": c.op, "backend": c.backend.to_string(), "ok": true,
                         "device": m.device, "software": m.software, "runs": m.latency.len(),
@@ -132,8 +134,7 @@ pub fn cells_json(cells: &[Cell], pixels: u64, bytes: u64) -> Value {
 
 /// The rate of one run: megapixels per second for image jobs, megabytes
 /// of input per second for hashes.
-fn rate(op: &str, seconds: f64, pixels: u64, bytes: u64) -> (f64, &'static str) {
-    let digest = Job::parse(&[op]).is_ok_and(|j| j.gives_digest());
+fn rate(digest: bool, seconds: f64, pixels: u64, bytes: u64) -> (f64, &'static str) {
     if digest { (bytes as f64 / 1e6 / seconds, "MB/s") } else { (pixels as f64 / 1e6 / seconds, "MP/s") }
 }
 
@@ -147,7 +148,7 @@ pub fn cells_text(cells: &[Cell], pixels: u64, bytes: u64) -> String {
         match &c.result {
             Ok(m) => {
                 let p50 = m.latency.value_at_quantile(0.5) as f64 / 1e3;
-                let (r, unit) = rate(&c.op, p50 / 1e3, pixels, bytes);
+                let (r, unit) = rate(c.digest, p50 / 1e3, pixels, bytes);
                 let s = m.stages_ms;
                 out += &format!(
                     "{:<w$} {:<7} {:>9.2} {:>7.1} {unit} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}{}\n",

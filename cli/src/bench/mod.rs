@@ -68,31 +68,35 @@ enum BenchCommand {
     },
     /// Each image operation on each backend, through the service, with the
     /// stage times the worker reports.
-    Compute {
-        #[command(flatten)]
-        cluster: ClusterArgs,
-        /// Backends to compare.
-        #[arg(long, value_delimiter = ',', default_value = "cpu,simd,gles,wgpu")]
-        backends: Vec<String>,
-        /// Operations to time, one job each (repeat; default: grayscale,
-        /// blur:2, sobel, conv3 sharpen, a half-size Lanczos3 resize, blake3).
-        #[arg(long = "op")]
-        ops: Vec<String>,
-        /// The picture to run on (default: a generated one of --picture-size).
-        #[arg(long)]
-        image: Option<PathBuf>,
-        /// Size of the generated picture.
-        #[arg(long, default_value = "1920x1080")]
-        picture_size: String,
-        /// Timed runs per operation and backend (after one warm-up).
-        #[arg(long, default_value_t = 10)]
-        runs: u32,
-        /// Also save the picture used to FILE (to run peers on the same one).
-        #[arg(long, value_name = "FILE")]
-        save_picture: Option<PathBuf>,
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    Compute(ComputeArgs),
+}
+
+/// What `wimpy bench compute` runs.
+#[derive(Args, Debug)]
+struct ComputeArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Backends to compare.
+    #[arg(long, value_delimiter = ',', default_value = "cpu,simd,gles,wgpu")]
+    backends: Vec<String>,
+    /// Operations to time, one job each (repeat; default: grayscale,
+    /// blur:2, sobel, conv3 sharpen, a half-size Lanczos3 resize, blake3).
+    #[arg(long = "op")]
+    ops: Vec<String>,
+    /// The picture to run on (default: a generated one of --picture-size).
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Size of the generated picture.
+    #[arg(long, default_value = "1920x1080")]
+    picture_size: String,
+    /// Timed runs per operation and backend (after one warm-up).
+    #[arg(long, default_value_t = 10)]
+    runs: u32,
+    /// Also save the picture used to FILE (to run peers on the same one).
+    #[arg(long, value_name = "FILE")]
+    save_picture: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// Which cluster to load.
@@ -460,16 +464,13 @@ fn say(format: Format, text: &str) {
 }
 
 /// `wimpy bench ...`.
-pub fn main(args: BenchArgs, master: SocketAddr, via_master: bool, format: Format) -> Result<(), Failure> {
-    match args.command {
+pub fn main(args: &BenchArgs, master: SocketAddr, via_master: bool, format: Format) -> Result<(), Failure> {
+    match &args.command {
         None => bench_workload(&args.cluster, &args.workload, &args.output, master, via_master, format),
         Some(BenchCommand::Scale { workers, sync, workload, output }) => {
-            bench_scale(&workers, &sync, &workload, &output, via_master, format)
+            bench_scale(workers, sync, workload, output, via_master, format)
         }
-        Some(BenchCommand::Compute { cluster, backends, ops, image, picture_size, runs, save_picture, output }) => {
-            let spec = ComputeSpec { backends, ops, image, picture_size, runs, save_picture };
-            bench_compute(&cluster, &spec, &output, master, format)
-        }
+        Some(BenchCommand::Compute(spec)) => bench_compute(spec, master, format),
     }
 }
 
@@ -486,7 +487,8 @@ fn run_phases(
     let loaded = if w.no_load {
         None
     } else {
-        let l = run::load(target, plan, w.threads(64))?;
+        // As many loading threads as the runs use, however many clients.
+        let l = run::load(target, plan, w.threads(usize::MAX))?;
         say(format, &format!("loaded {} records and {} pictures in {:.1} s\n", l.records, l.pictures, l.seconds));
         Some(l)
     };
@@ -687,26 +689,11 @@ fn bench_scale(
     every_phase_served(rows.iter().flat_map(|(_, _, phases)| phases))
 }
 
-/// What `wimpy bench compute` runs.
-struct ComputeSpec {
-    backends: Vec<String>,
-    ops: Vec<String>,
-    image: Option<PathBuf>,
-    picture_size: String,
-    runs: u32,
-    save_picture: Option<PathBuf>,
-}
-
 /// The key the compute benchmark stores its picture under.
 const COMPUTE_PICTURE_KEY: &str = "bench-compute-picture";
 
-fn bench_compute(
-    cluster_args: &ClusterArgs,
-    spec: &ComputeSpec,
-    output: &OutputArgs,
-    master: SocketAddr,
-    format: Format,
-) -> Result<(), Failure> {
+fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Result<(), Failure> {
+    let (cluster_args, output) = (&spec.cluster, &spec.output);
     let backends: Vec<BackendKind> = spec
         .backends
         .iter()

@@ -31,6 +31,26 @@ fn colour(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// A white canvas of `size` at `path`.
+fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<SVGBackend<'_>, plotters::coord::Shift>> {
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root)
+}
+
+/// A chart on `root` with its title and room for axis labels below
+/// (`x_labels`) and left (`y_labels`) of it.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x_labels: u32,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 22)).margin(16).x_label_area_size(x_labels).y_label_area_size(y_labels);
+    b
+}
+
 /// The share of operations (in percent) answered within each recorded
 /// latency (in milliseconds).
 pub fn cdf_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
@@ -51,15 +71,8 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(String, &Histogram<u64>)
     let lo = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(f64::INFINITY, f64::min);
     let hi = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(0.0, f64::max);
     let (lo, hi) = if series.is_empty() { (0.001, 1.0) } else { (lo.max(0.001) * 0.8, hi.max(lo * 1.5) * 1.25) };
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64)
-        .map_err(err)?;
+    let root = canvas(path, SIZE)?;
+    let mut chart = frame(&root, title, 44, 56).build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64).map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("latency (ms, log scale)")
@@ -109,13 +122,8 @@ pub fn lines(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(St
     let x_lo = xs.fold(x_hi, f64::min);
     let y_hi = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)).fold(0.0, f64::max);
     let pad = ((x_hi - x_lo) * 0.05).max(0.5);
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(72)
+    let root = canvas(path, SIZE)?;
+    let mut chart = frame(&root, title, 44, 72)
         .build_cartesian_2d((x_lo - pad)..(x_hi + pad), 0f64..(y_hi * 1.15).max(1.0))
         .map_err(err)?;
     chart
@@ -155,15 +163,8 @@ pub fn stacked_bars(path: &Path, title: &str, y_desc: &str, stages: &[&str], bar
     let per_group = names.len().max(1) as f64 + 1.0;
     let x_hi = groups.len().max(1) as f64 * per_group;
     let y_hi = bars.iter().map(|b| b.segments.iter().sum::<f64>()).fold(0.0, f64::max).max(1e-3) * 1.2;
-    let root = SVGBackend::new(path, (SIZE.0.max(140 * groups.len() as u32), SIZE.1)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(60)
-        .y_label_area_size(72)
-        .build_cartesian_2d(0f64..x_hi, 0f64..y_hi)
-        .map_err(err)?;
+    let root = canvas(path, (SIZE.0.max(140 * groups.len() as u32), SIZE.1))?;
+    let mut chart = frame(&root, title, 60, 72).build_cartesian_2d(0f64..x_hi, 0f64..y_hi).map_err(err)?;
     let group_names: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
     let label = move |x: &f64| {
         let g = (x / per_group).floor() as usize;

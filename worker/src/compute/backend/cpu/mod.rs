@@ -122,55 +122,47 @@ fn px(image: &Image, x: usize, y: usize, c: usize) -> u8 {
     image.pixels()[(y * image.width() as usize + x) * 4 + c]
 }
 
+/// A `w` x `h` image whose channel `c` at (x, y) is `f(x, y, c)`.
+fn from_fn(w: u32, h: u32, f: impl Fn(usize, usize, usize) -> u8) -> Image {
+    let mut out = Image::zeroed(w, h);
+    for (i, v) in out.pixels_mut().iter_mut().enumerate() {
+        let (pixel, c) = (i / 4, i % 4);
+        *v = f(pixel % w as usize, pixel / w as usize, c);
+    }
+    out
+}
+
+/// Channel `c` of the pixel `d` steps from (x, y) along a pass's axis; past
+/// the border the edge repeats.
+fn along(src: &Image, x: usize, y: usize, c: usize, d: i64, horizontal: bool) -> u8 {
+    if horizontal {
+        px(src, edge(x as i64 + d, src.width()), y, c)
+    } else {
+        px(src, x, edge(y as i64 + d, src.height()), c)
+    }
+}
+
 /// A horizontal then a vertical pass of `k`, all four channels.
 pub fn gaussian(image: &Image, k: &Kernel1d) -> Image {
-    let (w, h) = (image.width(), image.height());
     let r = i64::from(k.radius);
     let pass = |src: &Image, horizontal: bool| {
-        let mut out = Image::zeroed(w, h);
-        for y in 0..h as usize {
-            for x in 0..w as usize {
-                for c in 0..4 {
-                    let mut sum = 0i32;
-                    for (t, &wt) in k.weights.iter().enumerate() {
-                        let d = t as i64 - r;
-                        let v = if horizontal {
-                            px(src, edge(x as i64 + d, w), y, c)
-                        } else {
-                            px(src, x, edge(y as i64 + d, h), c)
-                        };
-                        sum += i32::from(wt) * i32::from(v);
-                    }
-                    out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::round_shift(sum, kernels::BLUR_SHIFT);
-                }
-            }
-        }
-        out
+        from_fn(src.width(), src.height(), |x, y, c| {
+            let sum: i32 = (k.weights.iter().enumerate())
+                .map(|(t, &wt)| i32::from(wt) * i32::from(along(src, x, y, c, t as i64 - r, horizontal)))
+                .sum();
+            kernels::round_shift(sum, kernels::BLUR_SHIFT)
+        })
     };
     pass(&pass(image, true), false)
 }
 
 fn box_blur(image: &Image, radius: u32) -> Image {
-    let (w, h) = (image.width(), image.height());
     let r = i64::from(radius);
     let pass = |src: &Image, horizontal: bool| {
-        let mut out = Image::zeroed(w, h);
-        for y in 0..h as usize {
-            for x in 0..w as usize {
-                for c in 0..4 {
-                    let mut sum = 0u32;
-                    for d in -r..=r {
-                        sum += u32::from(if horizontal {
-                            px(src, edge(x as i64 + d, w), y, c)
-                        } else {
-                            px(src, x, edge(y as i64 + d, h), c)
-                        });
-                    }
-                    out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::box_mean(sum, radius);
-                }
-            }
-        }
-        out
+        from_fn(src.width(), src.height(), |x, y, c| {
+            let sum: u32 = (-r..=r).map(|d| u32::from(along(src, x, y, c, d, horizontal))).sum();
+            kernels::box_mean(sum, radius)
+        })
     };
     pass(&pass(image, true), false)
 }
@@ -201,55 +193,40 @@ fn sobel(image: &Image) -> Image {
 fn convolve(image: &Image, size: u32, weights: &[i32]) -> Image {
     let (w, h) = (image.width(), image.height());
     let r = i64::from(size / 2);
-    let mut out = image.clone();
-    for y in 0..h as usize {
-        for x in 0..w as usize {
-            for c in 0..3 {
-                let mut sum = 0i32;
-                for ky in 0..size as usize {
-                    for kx in 0..size as usize {
-                        let sx = edge(x as i64 + kx as i64 - r, w);
-                        let sy = edge(y as i64 + ky as i64 - r, h);
-                        sum += weights[ky * size as usize + kx] * i32::from(px(image, sx, sy, c));
-                    }
-                }
-                out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::round_shift(sum, kernels::CONV_SHIFT);
+    let size = size as usize;
+    // Alpha passes through; colour channels take the kernel.
+    from_fn(w, h, |x, y, c| {
+        if c == 3 {
+            return px(image, x, y, c);
+        }
+        let mut sum = 0i32;
+        for ky in 0..size {
+            for kx in 0..size {
+                let sx = edge(x as i64 + kx as i64 - r, w);
+                let sy = edge(y as i64 + ky as i64 - r, h);
+                sum += weights[ky * size + kx] * i32::from(px(image, sx, sy, c));
             }
         }
-    }
-    out
+        kernels::round_shift(sum, kernels::CONV_SHIFT)
+    })
 }
 
 fn resize_vertical(image: &Image, pass: &ResizePass) -> Image {
-    let w = image.width();
-    let mut out = Image::zeroed(w, pass.taps.len() as u32);
-    for (y, taps) in pass.taps.iter().enumerate() {
-        for x in 0..w as usize {
-            for c in 0..4 {
-                let mut sum = 0i32;
-                for (i, &wt) in taps.weights.iter().enumerate() {
-                    sum += i32::from(wt) * i32::from(px(image, x, taps.start as usize + i, c));
-                }
-                out.pixels_mut()[(y * w as usize + x) * 4 + c] = kernels::round_shift(sum, pass.precision);
-            }
-        }
-    }
-    out
+    from_fn(image.width(), pass.taps.len() as u32, |x, y, c| {
+        let taps = &pass.taps[y];
+        let sum: i32 = (taps.weights.iter().enumerate())
+            .map(|(i, &wt)| i32::from(wt) * i32::from(px(image, x, taps.start as usize + i, c)))
+            .sum();
+        kernels::round_shift(sum, pass.precision)
+    })
 }
 
 fn resize_horizontal(image: &Image, pass: &ResizePass) -> Image {
-    let (ow, h) = (pass.taps.len() as u32, image.height());
-    let mut out = Image::zeroed(ow, h);
-    for y in 0..h as usize {
-        for (x, taps) in pass.taps.iter().enumerate() {
-            for c in 0..4 {
-                let mut sum = 0i32;
-                for (i, &wt) in taps.weights.iter().enumerate() {
-                    sum += i32::from(wt) * i32::from(px(image, taps.start as usize + i, y, c));
-                }
-                out.pixels_mut()[(y * ow as usize + x) * 4 + c] = kernels::round_shift(sum, pass.precision);
-            }
-        }
-    }
-    out
+    from_fn(pass.taps.len() as u32, image.height(), |x, y, c| {
+        let taps = &pass.taps[x];
+        let sum: i32 = (taps.weights.iter().enumerate())
+            .map(|(i, &wt)| i32::from(wt) * i32::from(px(image, taps.start as usize + i, y, c)))
+            .sum();
+        kernels::round_shift(sum, pass.precision)
+    })
 }
