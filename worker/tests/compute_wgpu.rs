@@ -7,7 +7,9 @@ mod compute_common;
 
 use std::time::Duration;
 
-use compute_common::{all_image_ops, compare_every_op, image_ops, random_image, refusal, run_ops, worst_difference};
+use compute_common::{
+    all_image_ops, compare_every_op, mixed_pipeline, random_image, refusal, run_ops, worst_difference,
+};
 use sha2::Digest;
 use wimpy_schema::job::{HashAlgo, HashOp, ImageOp, ResizeFilter};
 use wimpy_worker::compute::backend::cpu::CpuBackend;
@@ -50,20 +52,7 @@ fn capped_dispatches_still_cover_every_pixel() {
 
 #[test]
 fn pipelines_match_the_scalar_reference() {
-    let image = random_image(123, 77, 7);
-    let ops = image_ops(&[
-        "grayscale",
-        "blur:1.5",
-        "sharpen:1:2",
-        "resize:50:40",
-        "rotate:90",
-        "sobel",
-        "invert",
-        "crop:3:4:30:25",
-        "flip:h",
-        "box-blur:2",
-    ]);
-    let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
+    let (image, ops, expected) = mixed_pipeline();
     let mut backend = backend();
     let mut times = StageTimes::default();
     let actual = backend.run_image(image.clone(), &ops, &Limits::default(), &later(), &mut times).unwrap();

@@ -159,3 +159,26 @@ pub fn compare_every_op(backend: &mut dyn Backend, image: &Image, tolerance: u8)
     }
     worst_seen
 }
+
+/// A long pipeline (blurs, resizes both ways, geometry, point ops) run by
+/// the scalar reference: `(input, ops, expected output)`, for comparing a
+/// backend's whole-pipeline run, uploads and downloads included.
+pub fn mixed_pipeline() -> (Image, Vec<ImageOp>, Image) {
+    let image = random_image(123, 77, 7);
+    let ops = image_ops(&[
+        "grayscale",
+        "blur:1.5",
+        "sharpen:1:2",
+        "resize:50:40",
+        "rotate:90",
+        "sobel",
+        "invert",
+        "box-blur:2",
+        "crop:3:4:30:20",
+        "flip:h",
+        "resize:300:200:bilinear",
+        "threshold:100",
+    ]);
+    let expected = run_ops(&mut CpuBackend::default(), &image, &ops);
+    (image, ops, expected)
+}
