@@ -125,9 +125,13 @@ fn px(image: &Image, x: usize, y: usize, c: usize) -> u8 {
 /// A `w` x `h` image whose channel `c` at (x, y) is `f(x, y, c)`.
 fn from_fn(w: u32, h: u32, f: impl Fn(usize, usize, usize) -> u8) -> Image {
     let mut out = Image::zeroed(w, h);
-    for (i, v) in out.pixels_mut().iter_mut().enumerate() {
-        let (pixel, c) = (i / 4, i % 4);
-        *v = f(pixel % w as usize, pixel / w as usize, c);
+    let mut values = out.pixels_mut().iter_mut();
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            for c in 0..4 {
+                *values.next().expect("w * h * 4 values") = f(x, y, c);
+            }
+        }
     }
     out
 }
