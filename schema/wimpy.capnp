@@ -13,12 +13,15 @@
 # union says what went wrong in a form a program can switch on. Cap'n Proto
 # exceptions are left for transport problems (disconnected, overloaded).
 #
-# Reader limits: servers read messages with a traversal limit of 64 MiB plus
-# room for framing, so a value larger than `maxInlineValue` must travel as a
-# stream (putStream / getStream) in chunks of at most `maxChunk` bytes.
+# Reader limits: every node and client reads messages with a traversal limit
+# of 8 MiB, so a value larger than `maxInlineValue` must travel as a stream
+# (putStream / getStream) in chunks of at most `maxChunk` bytes, and a batch
+# carries at most `maxBatchBytes` of keys and values each way.
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
+const maxBatchOps :UInt32 = 1024;         # operations in one Worker.batch
+const maxBatchBytes :UInt64 = 4194304;    # 4 MiB of keys and values per batch message
 
 struct KeyHashRange {
   # A half-open range [start, end) of 64-bit key hashes. It wraps around zero
@@ -120,6 +123,30 @@ struct DeleteResult {
   union {
     deleted @0 :Bool;           # whether the key was there
     failure @1 :Failure;
+  }
+}
+
+struct KeyOp {
+  # One operation of a Worker.batch.
+  key @0 :Data;
+  union {
+    get @1 :Void;
+    put @2 :Data;               # the value to store (at most maxInlineValue bytes)
+    delete @3 :Void;
+  }
+}
+
+struct KeyOpResult {
+  # What one operation of a batch came to; the other operations stand on
+  # their own whatever this one did.
+  union {
+    value @0 :Data;             # get: the value
+    notFound @1 :Void;          # get: no such key
+    stored @2 :Void;            # put: durable per the worker's sync mode
+    deleted @3 :Bool;           # delete: whether the key was there
+    failure @4 :Failure;        # refused or failed; tooLarge with `what` =
+                                # "batch answer" when the answer already holds
+                                # maxBatchBytes: fetch that key with get
   }
 }
 
@@ -282,6 +309,15 @@ interface Worker {
   computeBatch @11 (keys :List(Data), job :Job, epoch :UInt64) -> (results :List(ComputeResult));
   # The backends this worker probed at start-up.
   backends @12 () -> (backends :List(BackendInfo));
+
+  # Many gets, puts and deletes in one message, for a caller with many
+  # requests in flight to this worker. Not a transaction: each operation is
+  # routed (by `epoch`), carried out and answered on its own, in list order,
+  # and the batch's writes share one wait for durability. `results` follow
+  # the order of `ops`. A batch of more than maxBatchOps operations, or with
+  # more than maxBatchBytes of keys and values, is refused whole: every
+  # operation answers `invalid`.
+  batch @13 (ops :List(KeyOp), epoch :UInt64) -> (results :List(KeyOpResult));
 }
 
 struct BackendInfo {

@@ -43,6 +43,8 @@ fn a_short_mixed_bench_writes_every_figure_and_charts() {
     assert!(out.contains("get 50%") && out.contains("p99.9 ms"), "{out}");
     let doc = json(&figures);
     assert_eq!(doc["cluster"]["workers"], 2);
+    assert_eq!(doc["clients"]["connections"], "shared");
+    assert_eq!(doc["clients"]["batching"], true);
     assert_eq!(doc["workload"]["mix"]["pict"], 10);
     assert_eq!(doc["load"]["records"], 300);
     assert_eq!(doc["load"]["pictures"], 3);
@@ -53,6 +55,10 @@ fn a_short_mixed_bench_writes_every_figure_and_charts() {
         assert!(run["ops_per_s"].as_f64().unwrap() > 0.0, "{run}");
         assert_eq!(run["errors"], 0, "{run}");
         assert!(run["energy"]["readable"].is_boolean());
+        // Gets and puts went in batches (hash and pict jobs do not).
+        let batches = &run["batches"];
+        assert!(batches["sent"].as_u64().unwrap() > 0, "{run}");
+        assert!(batches["requests_per_batch"].as_f64().unwrap() >= 1.0, "{run}");
         for op in ["get", "put", "hash", "pict"] {
             let o = &run["operations"][op];
             assert!(o["ops"].as_u64().unwrap() > 0, "{op} never ran: {run}");

@@ -7,6 +7,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use wimpy_schema::MemberState;
+pub use wimpy_schema::batch::BatchStats;
+use wimpy_schema::batch::{BATCH_ANSWER_FULL, Batcher, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{byte_sink, delete_result, failure, get_result, master, member, worker, write_result};
 use wimpy_schema::{Failure, Ring, WorkerId};
 
@@ -24,6 +26,11 @@ pub struct ClientOptions {
     /// Send every request through the master (proxy mode, with its hot-key
     /// cache) instead of straight to the owning worker.
     pub via_master: bool,
+    /// Send the gets, puts and deletes that tasks of this client have in
+    /// flight to one worker together, as `Worker.batch` messages (see
+    /// [`wimpy_schema::batch`]). Each request still succeeds or fails on
+    /// its own. Off: one message per request.
+    pub batching: bool,
 }
 
 impl Default for ClientOptions {
@@ -33,6 +40,7 @@ impl Default for ClientOptions {
             attempts: 6,
             backoff: Duration::from_millis(20),
             via_master: false,
+            batching: true,
         }
     }
 }
@@ -70,6 +78,8 @@ pub struct Client {
     /// One RPC connection per worker, with the address it went to; capnp
     /// multiplexes requests over it.
     workers: RefCell<BTreeMap<WorkerId, (String, worker::Client)>>,
+    /// Requests waiting to go to each worker as one batch.
+    batcher: Rc<Batcher<WorkerId>>,
     pub(crate) opts: ClientOptions,
 }
 
@@ -101,10 +111,17 @@ impl Client {
             master: RefCell::new(None),
             ring: RefCell::new(Rc::new(RingView { ring: Ring::empty(0, 1), members: Vec::new() })),
             workers: RefCell::new(BTreeMap::new()),
+            batcher: Batcher::new(),
             opts,
         };
         client.refresh_ring().await?;
         Ok(client)
+    }
+
+    /// How many batches this client sent to workers, carrying how many
+    /// requests (zero without batching).
+    pub fn batch_stats(&self) -> BatchStats {
+        self.batcher.stats()
     }
 
     /// The ring as last fetched.
@@ -205,11 +222,12 @@ impl Client {
         Ok(w)
     }
 
-    /// Runs `attempt` against the key's owner, refreshing the ring and
+    /// Runs `attempt` (given the owner's connection, the epoch routed by and
+    /// the owner's id) against the key's owner, refreshing the ring and
     /// retrying with backoff while routing is stale or a connection drops.
     async fn with_owner<T, F, Fut>(&self, key: &[u8], attempt: F) -> Result<T, ClientError>
     where
-        F: Fn(worker::Client, u64) -> Fut,
+        F: Fn(worker::Client, u64, WorkerId) -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
     {
         self.with_owner_within(self.opts.timeout, key, attempt).await
@@ -224,7 +242,7 @@ impl Client {
         attempt: F,
     ) -> Result<T, ClientError>
     where
-        F: Fn(worker::Client, u64) -> Fut,
+        F: Fn(worker::Client, u64, WorkerId) -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
     {
         let run = async {
@@ -232,7 +250,7 @@ impl Client {
             for _ in 0..self.opts.attempts {
                 let (epoch, owner) = self.route(key)?;
                 let outcome = match self.worker(owner).await {
-                    Ok(w) => attempt(w, epoch).await,
+                    Ok(w) => attempt(w, epoch, owner).await,
                     Err(e) => Err(e),
                 };
                 match outcome {
@@ -270,20 +288,11 @@ impl Client {
                 get_result::Failure(f) => settled(failure_to(f?)),
             };
         }
-        let got = self
-            .with_owner(key, |w, epoch| async move {
-                let mut req = w.get_request();
-                req.get().set_key(key);
-                req.get().set_epoch(epoch);
-                let resp = req.send().promise.await?;
-                match resp.get()?.get_result()?.which()? {
-                    get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
-                    get_result::NotFound(()) => Ok(Attempt::Done(None)),
-                    get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
-                    get_result::Failure(f) => failure_to(f?),
-                }
-            })
-            .await;
+        let mut got = self.get_direct(key, self.opts.batching).await;
+        // The batch's answer was full: ask for this one on its own.
+        if matches!(&got, Err(ClientError::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL) {
+            got = self.get_direct(key, false).await;
+        }
         match got {
             // Larger than one message: fetch it as a stream.
             Err(ClientError::TooLarge { what, .. }) if what.contains("getStream") => self.get_stream(key).await,
@@ -291,8 +300,33 @@ impl Client {
         }
     }
 
+    /// A get straight from the owner, in a batch or in a message of its own.
+    async fn get_direct(&self, key: &[u8], batched: bool) -> Result<Option<Vec<u8>>, ClientError> {
+        self.with_owner(key, |w, epoch, owner| async move {
+            if batched {
+                let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
+                return answer_to(answer, |a| match a {
+                    KeyAnswer::Value(v) => Ok(Some(v)),
+                    KeyAnswer::NotFound => Ok(None),
+                    other => Err(other),
+                });
+            }
+            let mut req = w.get_request();
+            req.get().set_key(key);
+            req.get().set_epoch(epoch);
+            let resp = req.send().promise.await?;
+            match resp.get()?.get_result()?.which()? {
+                get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
+                get_result::NotFound(()) => Ok(Attempt::Done(None)),
+                get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
+                get_result::Failure(f) => failure_to(f?),
+            }
+        })
+        .await
+    }
+
     async fn get_stream(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        self.with_owner(key, |w, epoch| async move {
+        self.with_owner(key, |w, epoch, _| async move {
             let received = Rc::new(RefCell::new(Vec::new()));
             let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
             let mut req = w.get_stream_request();
@@ -334,7 +368,15 @@ impl Client {
         if value.len() > MAX_INLINE {
             return self.put_stream(key, value).await;
         }
-        self.with_owner(key, |w, epoch| async move {
+        let batched = self.opts.batching && value.len() <= BATCHED_VALUE_LIMIT;
+        self.with_owner(key, |w, epoch, owner| async move {
+            if batched {
+                let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Put(key.to_vec(), value.to_vec())).await?;
+                return answer_to(answer, |a| match a {
+                    KeyAnswer::Stored => Ok(()),
+                    other => Err(other),
+                });
+            }
             let mut req = w.put_request();
             req.get().set_key(key);
             req.get().set_value(value);
@@ -349,7 +391,7 @@ impl Client {
     }
 
     async fn put_stream(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
-        self.with_owner(key, |w, epoch| async move {
+        self.with_owner(key, |w, epoch, _| async move {
             let mut req = w.put_stream_request();
             req.get().set_key(key);
             req.get().set_size(value.len() as u64);
@@ -385,7 +427,14 @@ impl Client {
                 delete_result::Failure(f) => settled(failure_to(f?)),
             };
         }
-        self.with_owner(key, |w, epoch| async move {
+        self.with_owner(key, |w, epoch, owner| async move {
+            if self.opts.batching {
+                let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Delete(key.to_vec())).await?;
+                return answer_to(answer, |a| match a {
+                    KeyAnswer::Deleted(was) => Ok(was),
+                    other => Err(other),
+                });
+            }
             let mut req = w.delete_request();
             req.get().set_key(key);
             req.get().set_epoch(epoch);
@@ -405,6 +454,10 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest value sent or received in one message (the schema's
 /// `maxInlineValue`); larger ones stream.
 const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
+
+/// Largest value a put sends in a batch; a larger one fills a batch message
+/// by itself, so it goes in its own.
+const BATCHED_VALUE_LIMIT: usize = 64 << 10;
 
 /// Collects a value streamed to this client.
 pub(crate) struct Collector(pub(crate) Rc<RefCell<Vec<u8>>>);
@@ -427,9 +480,27 @@ fn settled<T>(a: Result<Attempt<T>, ClientError>) -> Result<T, ClientError> {
     }
 }
 
+/// A worker's answer to a batched request: its value when `want` accepts
+/// it, a retry or an error for a failure, a protocol error for an answer
+/// of another kind than was asked for.
+fn answer_to<T>(
+    answer: KeyAnswer,
+    want: impl FnOnce(KeyAnswer) -> Result<T, KeyAnswer>,
+) -> Result<Attempt<T>, ClientError> {
+    match answer {
+        KeyAnswer::Failed(f) => failure_into(f),
+        other => want(other).map(Attempt::Done).map_err(|a| ClientError::Invalid(format!("unexpected answer {a:?}"))),
+    }
+}
+
 /// Turns a worker's `Failure` into a retry (stale routing) or an error.
 pub(crate) fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
-    Err(match Failure::read(f)? {
+    failure_into(Failure::read(f)?)
+}
+
+/// [`failure_to`] for a failure already read.
+fn failure_into<T>(f: Failure) -> Result<Attempt<T>, ClientError> {
+    Err(match f {
         Failure::StaleEpoch(_) => return Ok(Attempt::Retry),
         Failure::TooLarge { what, limit, actual } => ClientError::TooLarge { what, limit, actual },
         Failure::Invalid(m) => ClientError::Invalid(m),

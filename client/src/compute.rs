@@ -104,7 +104,7 @@ impl Client {
     /// Runs `req` over the value at `key` on the worker that owns it.
     /// `Ok(None)` when there is no value at `key`.
     pub async fn compute(&self, key: &[u8], req: &ComputeRequest) -> Result<Option<ComputeOutput>, ClientError> {
-        self.with_owner_within(self.compute_limit(req), key, |w, epoch| async move {
+        self.with_owner_within(self.compute_limit(req), key, |w, epoch, _| async move {
             let received = Rc::new(RefCell::new(Vec::new()));
             let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
             let mut call = w.compute_request();

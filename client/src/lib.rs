@@ -3,6 +3,11 @@
 //! answers "stale epoch" makes the client refresh the ring and retry; a
 //! dropped connection is re-opened. The master stays off the data path.
 //!
+//! Requests that tasks sharing a [`Client`] have in flight to the same worker
+//! at once travel together in one message (`Worker.batch`), each still
+//! answered on its own: the many-clients case costs one RPC per batch rather
+//! than one per request.
+//!
 //! capnp-rpc is single-threaded, so a [`Client`] lives on one thread: use it
 //! inside a tokio `LocalSet` on a current-thread runtime.
 
@@ -10,7 +15,7 @@ mod client;
 mod compute;
 mod error;
 
-pub use client::{Client, ClientOptions, Member, MemberState, RingView};
+pub use client::{BatchStats, Client, ClientOptions, Member, MemberState, RingView};
 pub use compute::{ComputeOutput, ComputeRequest, WorkerBackend};
 pub use error::ClientError;
 pub use wimpy_schema::job;

@@ -286,6 +286,18 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
         assert_eq!(direct.get(b"p1").await.unwrap(), None);
         let err = proxied.put(b"", b"x").await.unwrap_err();
         assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
+        // Many requests through the master at once (it forwards them to the
+        // workers in batches), each answered on its own.
+        let proxied = &proxied;
+        let puts = (0..200u32).map(|i| async move { proxied.put(format!("q{i}").as_bytes(), &i.to_le_bytes()).await });
+        for r in futures::future::join_all(puts).await {
+            r.unwrap();
+        }
+        let gets = (0..200u32).map(|i| async move { (i, proxied.get(format!("q{i}").as_bytes()).await) });
+        for (i, got) in futures::future::join_all(gets).await {
+            assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "q{i}");
+        }
+        assert_numbered(&direct, "q", 200).await;
     });
     drop(cluster);
 }
@@ -409,6 +421,80 @@ fn values_larger_than_a_message_stream_both_ways() {
         assert_eq!(client.get(b"huge").await.unwrap(), None);
         assert!(client.delete(b"big").await.unwrap());
         assert_eq!(client.get(b"big").await.unwrap(), None);
+    });
+    drop(cluster);
+}
+
+#[test]
+fn requests_in_flight_together_travel_in_batches_and_each_gets_its_own_answer() {
+    let cluster = cluster(2);
+    let maddr = cluster.master.addr;
+    client_side(|| async move {
+        let client = connected(maddr, 2).await;
+        let before = client.batch_stats();
+        let client = &client;
+        let puts = (0..400u32).map(|i| async move { client.put(format!("b-{i}").as_bytes(), &i.to_le_bytes()).await });
+        for r in futures::future::join_all(puts).await {
+            r.unwrap();
+        }
+        let gets = (0..400u32).map(|i| async move { (i, client.get(format!("b-{i}").as_bytes()).await) });
+        for (i, got) in futures::future::join_all(gets).await {
+            assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "b-{i}");
+        }
+        let sent = client.batch_stats() - before;
+        assert_eq!(sent.requests, 800);
+        // Two workers, two rounds: a handful of batches, not 800 messages.
+        assert!(sent.batches <= 16, "{sent:?}");
+
+        // Deletes, gets and puts of one round, each answered on its own.
+        let mixed = (0..300u32).map(|i| async move {
+            let key = format!("b-{i}");
+            match i % 3 {
+                0 => format!("{:?}", client.delete(key.as_bytes()).await),
+                1 => format!("{:?}", client.get(key.as_bytes()).await),
+                _ => format!("{:?}", client.put(key.as_bytes(), b"new").await),
+            }
+        });
+        for (i, answer) in futures::future::join_all(mixed).await.into_iter().enumerate() {
+            let expected = match i % 3 {
+                0 => "Ok(true)".to_owned(),
+                1 => format!("Ok(Some({:?}))", (i as u32).to_le_bytes().to_vec()),
+                _ => "Ok(())".to_owned(),
+            };
+            assert_eq!(answer, expected, "b-{i}");
+        }
+        assert_eq!(client.get(b"b-0").await.unwrap(), None);
+        assert_eq!(client.get(b"b-2").await.unwrap(), Some(b"new".to_vec()));
+
+        // Values of 1 MiB read together overflow a batch's answer; those
+        // that do not fit are fetched on their own.
+        let mib = |i: u8| vec![i; 1 << 20];
+        for i in 0..12u8 {
+            client.put(format!("m-{i}").as_bytes(), &mib(i)).await.unwrap();
+        }
+        let gets = (0..12u8).map(|i| async move { (i, client.get(format!("m-{i}").as_bytes()).await) });
+        for (i, got) in futures::future::join_all(gets).await {
+            assert!(got.unwrap() == Some(mib(i)), "m-{i}");
+        }
+    });
+    drop(cluster);
+}
+
+#[test]
+fn without_batching_every_request_is_a_message_of_its_own() {
+    let cluster = cluster(2);
+    let maddr = cluster.master.addr;
+    client_side(|| async move {
+        wait_for_members(&Client::connect(maddr).await.unwrap(), 2).await;
+        let client =
+            Client::connect_with(maddr, ClientOptions { batching: false, ..ClientOptions::default() }).await.unwrap();
+        let client = &client;
+        let puts = (0..100u32).map(|i| async move { client.put(format!("u-{i}").as_bytes(), &i.to_le_bytes()).await });
+        for r in futures::future::join_all(puts).await {
+            r.unwrap();
+        }
+        assert_numbered(client, "u-", 100).await;
+        assert_eq!(client.batch_stats().batches, 0);
     });
     drop(cluster);
 }

@@ -11,10 +11,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use wimpy_schema::Failure;
-use wimpy_schema::wimpy_capnp::{delete_result, failure, get_result, worker, write_result};
+use wimpy_schema::batch::{BATCH_ANSWER_FULL, Batcher, KeyAnswer, KeyRequest};
+use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
 
 /// Cache sizing and freshness.
 #[derive(Clone, Debug)]
@@ -123,9 +125,26 @@ fn answer_failure<T>(f: failure::Reader<'_>) -> capnp::Result<Result<Answer<T>, 
     })
 }
 
+/// A worker's answer to a batched request: its value when `want` accepts
+/// it, a retry when the worker lags the ring.
+fn batched<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Option<T>) -> Result<Answer<T>, Failure> {
+    match answer {
+        KeyAnswer::Failed(Failure::StaleEpoch(_)) => Ok(Answer::Stale),
+        KeyAnswer::Failed(f) => Err(f),
+        other => {
+            want(other).map(Answer::Done).ok_or_else(|| Failure::Invalid("the worker answered another request".into()))
+        }
+    }
+}
+
 /// Forwards requests to workers and keeps the hot-key cache.
+///
+/// Requests from all connections that go to one worker at the same time
+/// travel together as `Worker.batch` messages: the proxy serves many
+/// clients, so its batches fill up.
 pub struct Proxy {
     workers: RefCell<HashMap<String, worker::Client>>,
+    batcher: Rc<Batcher<String>>,
     pub cache: RefCell<HotCache>,
     /// Bumped as every write through the proxy starts and ends.
     generation: Cell<u64>,
@@ -137,6 +156,10 @@ pub struct Route {
     pub address: String,
     pub epoch: u64,
 }
+
+/// Largest value a put forwards in a batch; a larger one fills a batch
+/// message by itself, so it goes in its own.
+const BATCHED_VALUE_LIMIT: usize = 64 << 10;
 
 /// Attempts while a worker catches up with the master's ring.
 const ATTEMPTS: u32 = 8;
@@ -151,6 +174,7 @@ impl Proxy {
     pub fn new(cache: CacheConfig) -> Proxy {
         Proxy {
             workers: RefCell::new(HashMap::new()),
+            batcher: Batcher::new(),
             cache: RefCell::new(HotCache::new(cache)),
             generation: Cell::new(0),
         }
@@ -167,17 +191,18 @@ impl Proxy {
         Ok(w)
     }
 
-    /// Runs one forwarded request, retrying while the worker lags the ring.
+    /// Runs one forwarded request (given the worker's connection, the epoch
+    /// and the worker's address), retrying while the worker lags the ring.
     async fn forward<T, F, Fut>(&self, route: impl Fn() -> Result<Route, Failure>, call: F) -> Result<T, Failure>
     where
-        F: Fn(worker::Client, u64) -> Fut,
+        F: Fn(worker::Client, u64, String) -> Fut,
         Fut: std::future::Future<Output = capnp::Result<Result<Answer<T>, Failure>>>,
     {
         let mut pause = Duration::from_millis(10);
         for _ in 0..ATTEMPTS {
             let r = route()?;
             let w = self.worker(&r.address).await?;
-            match call(w, r.epoch).await {
+            match call(w, r.epoch, r.address.clone()).await {
                 Ok(Ok(Answer::Done(v))) => return Ok(v),
                 Ok(Ok(Answer::Stale)) => {}
                 Ok(Err(f)) => return Err(f),
@@ -202,7 +227,16 @@ impl Proxy {
         }
         let started = self.generation.get();
         let value = self
-            .forward(route, |w, epoch| async move {
+            .forward(route, |w, epoch, address| async move {
+                let answer = self.batcher.call(address, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
+                if !matches!(&answer, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL) {
+                    return Ok(batched(answer, |a| match a {
+                        KeyAnswer::Value(v) => Some(Some(v)),
+                        KeyAnswer::NotFound => Some(None),
+                        _ => None,
+                    }));
+                }
+                // The batch's answer was full: ask for this one on its own.
                 let mut req = w.get_request();
                 req.get().set_key(key);
                 req.get().set_epoch(epoch);
@@ -237,7 +271,12 @@ impl Proxy {
     ) -> Result<(), Failure> {
         self.write_edge(key);
         let result = self
-            .forward(route, |w, epoch| async move {
+            .forward(route, |w, epoch, address| async move {
+                if value.len() <= BATCHED_VALUE_LIMIT {
+                    let put = KeyRequest::Put(key.to_vec(), value.to_vec());
+                    let answer = self.batcher.call(address, &w, epoch, put).await?;
+                    return Ok(batched(answer, |a| matches!(a, KeyAnswer::Stored).then_some(())));
+                }
                 let mut req = w.put_request();
                 req.get().set_key(key);
                 req.get().set_value(value);
@@ -256,15 +295,12 @@ impl Proxy {
     pub async fn delete(&self, key: &[u8], route: impl Fn() -> Result<Route, Failure>) -> Result<bool, Failure> {
         self.write_edge(key);
         let result = self
-            .forward(route, |w, epoch| async move {
-                let mut req = w.delete_request();
-                req.get().set_key(key);
-                req.get().set_epoch(epoch);
-                let resp = req.send().promise.await?;
-                Ok(match resp.get()?.get_result()?.which()? {
-                    delete_result::Deleted(d) => Ok(Answer::Done(d)),
-                    delete_result::Failure(f) => answer_failure(f?)?,
-                })
+            .forward(route, |w, epoch, address| async move {
+                let answer = self.batcher.call(address, &w, epoch, KeyRequest::Delete(key.to_vec())).await?;
+                Ok(batched(answer, |a| match a {
+                    KeyAnswer::Deleted(was) => Some(was),
+                    _ => None,
+                }))
             })
             .await;
         self.write_edge(key);

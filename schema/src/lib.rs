@@ -2,6 +2,7 @@
 //! client and worker routes by, the consistent-hashing [`Ring`], and the
 //! key-hash ranges that membership changes move between workers.
 
+pub mod batch;
 mod failure;
 pub mod job;
 mod key_hash;

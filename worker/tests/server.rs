@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use wimpy_schema::Ring;
-use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
+use wimpy_schema::wimpy_capnp::{failure, get_result, key_op_result, worker, write_result};
 use wimpy_worker::server::{WorkerState, run};
 use wimpy_worker::store::{CompactionOptions, Options, Store, SyncMode};
 
@@ -75,6 +75,8 @@ enum Got {
     NotFound,
     Stale(u64),
     TooLarge(String, u64, u64),
+    Stored,
+    Deleted(bool),
     Other(String),
 }
 
@@ -115,6 +117,37 @@ async fn put(c: &worker::Client, key: &[u8], value: &[u8], epoch: u64) -> Result
         write_result::Ok(()) => Ok(()),
         write_result::Failure(f) => Err(failure_of(f.unwrap())),
     }
+}
+
+/// One operation of a raw `batch` call: a get (None) or a put.
+type RawOp<'a> = (&'a [u8], Option<&'a [u8]>);
+
+/// Sends `ops` as one `batch` call, deletes written as puts of `b"!del"`.
+async fn batch(c: &worker::Client, ops: &[RawOp<'_>], epoch: u64) -> Vec<Got> {
+    let mut req = c.batch_request();
+    req.get().set_epoch(epoch);
+    let mut list = req.get().init_ops(ops.len() as u32);
+    for (i, (key, put)) in ops.iter().enumerate() {
+        let mut op = list.reborrow().get(i as u32);
+        op.set_key(key);
+        match put {
+            None => op.set_get(()),
+            Some(b"!del") => op.set_delete(()),
+            Some(v) => op.set_put(v),
+        }
+    }
+    let resp = req.send().promise.await.unwrap();
+    let results = resp.get().unwrap().get_results().unwrap();
+    results
+        .iter()
+        .map(|r| match r.which().unwrap() {
+            key_op_result::Value(v) => Got::Value(v.unwrap().to_vec()),
+            key_op_result::NotFound(()) => Got::NotFound,
+            key_op_result::Stored(()) => Got::Stored,
+            key_op_result::Deleted(was) => Got::Deleted(was),
+            key_op_result::Failure(f) => failure_of(f.unwrap()),
+        })
+        .collect()
 }
 
 async fn set_ring(c: &worker::Client, ring: &Ring) {
@@ -240,5 +273,89 @@ fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
             };
             assert_eq!(get(&c, &k, 2).await, want, "key {i}");
         }
+    });
+}
+
+#[test]
+fn a_batch_answers_each_operation_in_order_and_on_its_own() {
+    let w = start(1, SyncMode::Always);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        let ring = Ring::new(5, 64, [1, 2]);
+        set_ring(&c, &ring).await;
+        let mine: Vec<[u8; 4]> =
+            (0u32..).map(|i| i.to_le_bytes()).filter(|k| ring.owner(k) == Some(1)).take(2).collect();
+        let theirs = (0u32..).map(|i| i.to_le_bytes()).find(|k| ring.owner(k) == Some(2)).unwrap();
+        let (a, b) = (&mine[0][..], &mine[1][..]);
+        let long = (0u32..)
+            .map(|i| {
+                let mut k = vec![b'k'; 5000];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                k
+            })
+            .find(|k| ring.owner(k) == Some(1))
+            .unwrap();
+        let got = batch(
+            &c,
+            &[
+                (a, Some(b"1")),
+                (a, None),
+                (&theirs, Some(b"x")),
+                (&theirs, None),
+                (a, Some(b"!del")),
+                (a, None),
+                (&long, Some(b"v")),
+                (b, Some(b"2")),
+                (b, None),
+            ],
+            5,
+        )
+        .await;
+        assert_eq!(got.len(), 9);
+        assert_eq!(
+            &got[..6],
+            &[Got::Stored, Got::Value(b"1".to_vec()), Got::Stale(5), Got::Stale(5), Got::Deleted(true), Got::NotFound]
+        );
+        assert_eq!(got[6], Got::TooLarge("key".into(), 4096, 5000));
+        assert_eq!(&got[7..], &[Got::Stored, Got::Value(b"2".to_vec())]);
+        // A caller ahead of the worker: every operation waits for it.
+        assert_eq!(batch(&c, &[(a, None), (b, Some(b"3"))], 6).await, vec![Got::Stale(5), Got::Stale(5)]);
+        assert_eq!(get(&c, b, 5).await, Got::Value(b"2".to_vec()));
+    });
+    assert_eq!(w.state.store.stats().live_keys, 1);
+}
+
+#[test]
+fn oversized_batches_are_refused_whole_and_a_full_answer_defers_the_rest() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 8, [1])).await;
+        let invalid = |g: &Got| matches!(g, Got::Other(m) if m.starts_with("invalid"));
+
+        // Too many operations: none is carried out.
+        let keys: Vec<Vec<u8>> = (0..1025u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let ops: Vec<RawOp<'_>> = keys.iter().map(|k| (&k[..], Some(&b"v"[..]))).collect();
+        let got = batch(&c, &ops, 1).await;
+        assert!(got.len() == 1025 && got.iter().all(invalid), "{:?}", &got[..2]);
+        assert_eq!(w.state.store.stats().live_keys, 0);
+
+        // Too many bytes: 5 MiB of values against 4 MiB allowed.
+        let mib = vec![9u8; 1 << 20];
+        let ops: Vec<RawOp<'_>> = keys[..5].iter().map(|k| (&k[..], Some(&mib[..]))).collect();
+        let got = batch(&c, &ops, 1).await;
+        assert!(got.iter().all(invalid), "{:?}", got);
+        assert_eq!(w.state.store.stats().live_keys, 0);
+
+        // Five values of 1 MiB read in one batch: four fill the answer; the
+        // fifth is refused as "batch answer", to be fetched on its own.
+        for k in &keys[..5] {
+            put(&c, k, &mib, 1).await.unwrap();
+        }
+        let ops: Vec<RawOp<'_>> = keys[..5].iter().map(|k| (&k[..], None)).collect();
+        let got = batch(&c, &ops, 1).await;
+        assert!(got[..4].iter().all(|g| *g == Got::Value(mib.clone())));
+        assert_eq!(got[4], Got::TooLarge("batch answer".into(), 4 << 20, 5 << 20));
+        assert_eq!(get(&c, &keys[4], 1).await, Got::Value(mib.clone()));
     });
 }

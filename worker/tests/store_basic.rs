@@ -347,3 +347,46 @@ fn compaction_requested_during_a_scan_on_the_same_thread_does_not_hang() {
     assert_eq!(rest, 2000, "scan saw {rest} keys; first was {:?}", first.0);
     assert!(store.compact().unwrap().segments_compacted > 0);
 }
+
+#[test]
+fn apply_runs_operations_in_order_each_with_its_own_answer() {
+    use wimpy_worker::store::{Applied, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    let k = |s: &str| s.as_bytes().to_vec();
+    let ops = vec![
+        Op::Put(k("a"), k("1")),
+        Op::Get(k("a")),
+        Op::Put(k("a"), k("2")),
+        Op::Get(k("a")),
+        Op::Delete(k("a")),
+        Op::Delete(k("a")),
+        Op::Get(k("a")),
+        Op::Put(Vec::new(), k("x")),
+        Op::Put(k("b"), vec![0; (64 << 10) + 1]),
+        Op::Put(k("c"), k("3")),
+    ];
+    let answers = store.apply(&ops);
+    assert_eq!(answers.len(), ops.len());
+    let ok: Vec<Option<Applied>> = answers.iter().map(|a| a.as_ref().ok().cloned()).collect();
+    assert_eq!(
+        ok,
+        vec![
+            Some(Applied::Stored),
+            Some(Applied::Value(Some(k("1")))),
+            Some(Applied::Stored),
+            Some(Applied::Value(Some(k("2")))),
+            Some(Applied::Deleted(true)),
+            Some(Applied::Deleted(false)),
+            Some(Applied::Value(None)),
+            None,
+            None,
+            Some(Applied::Stored),
+        ]
+    );
+    assert!(matches!(answers[7], Err(StoreError::KeyTooLarge { len: 0, .. })));
+    assert!(matches!(answers[8], Err(StoreError::ValueTooLarge { .. })));
+    assert_eq!(store.get(b"c").unwrap(), Some(k("3")));
+    assert_eq!(store.get(b"b").unwrap(), None);
+    assert_eq!(store.stats().live_keys, 1);
+}

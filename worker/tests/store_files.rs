@@ -289,3 +289,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_batch_of_writes_shares_one_fsync_and_fails_together() {
+    use wimpy_worker::store::{Applied, Op};
+    let tmp = tempfile::tempdir().unwrap();
+    let faulty = FaultyDir::new(tmp.path()).unwrap();
+    let store = open(&faulty).unwrap();
+    store.put(b"before", b"x").unwrap();
+    // The first batch may fsync once; the second batch's fsync fails.
+    faulty.fail_sync_at(1);
+    let first: Vec<Op> = (0..10u64).map(|i| Op::Put(i.to_be_bytes().to_vec(), value(i))).collect();
+    let answers = store.apply(&first);
+    assert!(answers.iter().all(|a| matches!(a, Ok(Applied::Stored))), "{answers:?}");
+    let second = vec![
+        Op::Put(b"lost".to_vec(), b"v".to_vec()),
+        Op::Get(0u64.to_be_bytes().to_vec()),
+        Op::Delete(b"before".to_vec()),
+    ];
+    let answers = store.apply(&second);
+    assert!(matches!(answers[0], Err(StoreError::Poisoned { .. })), "{answers:?}");
+    assert_eq!(answers[1].as_ref().unwrap(), &Applied::Value(Some(value(0))), "a read needs no fsync");
+    assert!(matches!(answers[2], Err(StoreError::Poisoned { .. })), "{answers:?}");
+    drop(store);
+    faulty.power_cut().unwrap();
+    let store = open(&faulty).unwrap();
+    for i in 0..10u64 {
+        assert_eq!(store.get(&i.to_be_bytes()).unwrap(), Some(value(i)), "acknowledged write {i} lost");
+    }
+    assert_eq!(store.get(b"lost").unwrap(), None);
+    assert_eq!(store.get(b"before").unwrap(), Some(b"x".to_vec()));
+}

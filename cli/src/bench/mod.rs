@@ -33,7 +33,7 @@ use wimpy_client::{Client, MemberState};
 use crate::local::LocalCluster;
 use crate::{Failure, Format};
 use pace::Pace;
-use run::{Phase, Plan, Target};
+use run::{ClientSetup, Connections, Phase, Plan, Target};
 use workload::{Distribution, Mix, Preset};
 
 /// `wimpy bench` and its subcommands.
@@ -161,6 +161,28 @@ struct WorkloadArgs {
     /// Skip storing records and pictures (they are there from a former run).
     #[arg(long)]
     no_load: bool,
+    /// How clients reach the cluster: shared (the clients of one thread
+    /// share one SDK client, as an application's tasks do) or per-client
+    /// (each client opens its own connections, as redis-benchmark's and
+    /// memtier's clients do).
+    #[arg(long, value_enum, default_value_t = Connections::Shared)]
+    connections: Connections,
+    /// One message per request, even when several requests to one worker
+    /// are in flight at once (the SDK batches them by default).
+    #[arg(long)]
+    no_batching: bool,
+}
+
+impl WorkloadArgs {
+    /// How the clients connect.
+    fn setup(&self) -> ClientSetup {
+        ClientSetup { connections: self.connections, batching: !self.no_batching }
+    }
+
+    /// Where the clients send their load, and how.
+    fn target(&self, master: SocketAddr, via_master: bool) -> Target {
+        Target { master, via_master, setup: self.setup() }
+    }
 }
 
 /// Where figures go besides the terminal.
@@ -532,16 +554,17 @@ fn bench_workload(
     let (name, plan) = w.plan()?;
     let plan = Arc::new(plan);
     let cluster = cluster_for(cluster_args, master)?;
-    let target = Target { master: cluster.master, via_master };
+    let target = w.target(cluster.master, via_master);
     say(
         format,
         &format!(
-            "{}\ncluster: {} worker(s) at {}{}, {}\n",
+            "{}\ncluster: {} worker(s) at {}{}, {}; {}\n",
             describe_plan(&name, &plan),
             cluster.workers,
             cluster.master,
             if cluster.local.is_some() { format!(" (local, sync {})", cluster_args.sync) } else { String::new() },
-            if via_master { "through the master" } else { "straight to the owners" }
+            if via_master { "through the master" } else { "straight to the owners" },
+            target.setup.describe(),
         ),
     );
     let (loaded, phases) = run_phases(&target, &plan, w, format)?;
@@ -572,6 +595,7 @@ fn bench_workload(
     let doc = json!({
         "tool": "wimpy bench", "version": env!("CARGO_PKG_VERSION"), "started_unix": unix_seconds(),
         "cluster": cluster.json(via_master, cluster.local.as_ref().map(|_| cluster_args.sync.as_str())),
+        "clients": target.setup.json(),
         "workload": plan_json(&name, &plan),
         "load": loaded_json(loaded),
         "runs": phases.iter().map(report::phase_json).collect::<Vec<_>>(),
@@ -628,7 +652,7 @@ fn bench_scale(
     for &n in sizes {
         say(format, &format!("== {n} worker(s)\n"));
         let cluster = start_local(n, sync)?;
-        let target = Target { master: cluster.master, via_master };
+        let target = w.target(cluster.master, via_master);
         // Every cluster starts empty, so each loads its own records.
         let w = WorkloadArgs { no_load: false, ..w.clone() };
         let (loaded, phases) = run_phases(&target, &plan, &w, format)?;
@@ -678,6 +702,7 @@ fn bench_scale(
         "tool": "wimpy bench scale", "version": env!("CARGO_PKG_VERSION"), "started_unix": unix_seconds(),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "sync": sync, "route": if via_master { "via-master" } else { "direct" },
+        "clients": w.setup().json(),
         "workload": plan_json(&name, &plan),
         "scale": rows.iter().map(|(n, loaded, phases)| json!({
             "workers": n, "load": loaded_json(*loaded),

@@ -103,7 +103,12 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 pub async fn drive(pacer: &mut Pacer, operator: &mut impl Operator, recorder: &mut Recorder) {
     while let Some(due) = pacer.next(Instant::now()) {
         let behind = due <= Instant::now();
-        tokio::time::sleep_until(due).await;
+        // Only sleep for a time still ahead: tokio rounds a deadline up to
+        // its next 1 ms tick, so sleeping until "now" would hold every
+        // closed-loop operation back by up to a millisecond.
+        if !behind {
+            tokio::time::sleep_until(due).await;
+        }
         let sent = if behind { due } else { Instant::now().min(due + TIMER_SLACK) };
         let (kind, outcome) = operator.call().await;
         let done = Instant::now();

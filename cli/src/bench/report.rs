@@ -91,7 +91,17 @@ pub fn phase_json(p: &Phase) -> Value {
         "latency_us": latency_json(&r.overall()),
         "operations": ops,
         "energy": energy_json(&p.energy, r.succeeded()),
+        "batches": {
+            "sent": p.batches.batches,
+            "requests": p.batches.requests,
+            "requests_per_batch": requests_per_batch(p),
+        },
     })
+}
+
+/// Mean requests per batch the SDK sent, if it sent any.
+fn requests_per_batch(p: &Phase) -> Option<f64> {
+    (p.batches.batches > 0).then(|| p.batches.requests as f64 / p.batches.batches as f64)
 }
 
 fn ms(us: u64) -> String {
@@ -152,6 +162,9 @@ pub fn phase_text(p: &Phase) -> String {
             errors_by_kind(r).into_iter().map(|(k, v)| (k, v.as_u64().unwrap_or(0))).collect();
         out += &row("all", &r.overall(), r.succeeded_in_window(), errs(&all));
     }
+    if let Some(per) = requests_per_batch(p) {
+        out += &format!("  {} batches to workers, {per:.1} requests each\n", p.batches.batches);
+    }
     if r.unsent() > 0 {
         out += &format!("  {} operations due were never sent: the clients could not keep the rate\n", r.unsent());
     }
@@ -189,6 +202,7 @@ mod tests {
             drain_seconds: 0.1,
             recorder: rec,
             energy: Energy::Unreadable("no RAPL".into()),
+            batches: wimpy_client::BatchStats { batches: 2, requests: 5 },
         };
         let j = phase_json(&p);
         assert_eq!((j["ops"].as_u64(), j["ops_in_window"].as_u64()), (Some(6), Some(5)));
@@ -196,6 +210,7 @@ mod tests {
         assert_eq!(j["errors_by_kind"]["timeout"], 1);
         assert_eq!(j["operations"]["read"]["latency_us"]["p50"], 250);
         assert_eq!(j["energy"]["readable"], false);
+        assert_eq!(j["batches"]["requests_per_batch"], 2.5);
         let encoded = j["operations"]["read"]["histogram"].as_str().unwrap();
         assert!(encoded.starts_with("HISTFAAA"), "{encoded}");
         let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();

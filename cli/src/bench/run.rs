@@ -1,8 +1,10 @@
 //! Running a workload: the load phase (records and pictures stored), then
 //! timed phases of N clients spread over threads. capnp-rpc is
 //! single-threaded, so each thread runs a current-thread runtime with its
-//! clients on one `LocalSet`; every client has its own connections, as
-//! memtier's and redis-benchmark's clients do.
+//! clients on one `LocalSet`. The clients of a thread share one SDK client
+//! (and so its connections and batches), as the tasks of an application
+//! do, or each opens its own connections, as memtier's and
+//! redis-benchmark's clients do.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -14,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use wimpy_client::job::Job;
-use wimpy_client::{Client, ClientError, ClientOptions, ComputeRequest};
+use wimpy_client::{BatchStats, Client, ClientError, ClientOptions, ComputeRequest};
 
 use super::energy::Rapl;
 use super::pace::{Operator, Pace, Pacer, drive};
@@ -27,12 +29,62 @@ pub struct Target {
     pub master: SocketAddr,
     /// Through the master's proxy instead of straight to the owners.
     pub via_master: bool,
+    pub setup: ClientSetup,
+}
+
+/// Whose connections a bench client uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Connections {
+    /// One SDK client per thread, shared by the thread's clients.
+    Shared,
+    /// One SDK client, with its own connections, per bench client.
+    PerClient,
+}
+
+/// How bench clients connect.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSetup {
+    pub connections: Connections,
+    /// Whether the SDK sends concurrent requests to a worker as batches.
+    pub batching: bool,
+}
+
+impl ClientSetup {
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {}",
+            match self.connections {
+                Connections::Shared => "clients of a thread share its connections",
+                Connections::PerClient => "every client has its own connections",
+            },
+            if self.batching { "requests in flight to a worker go as batches" } else { "one message per request" }
+        )
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "connections": match self.connections { Connections::Shared => "shared", Connections::PerClient => "per-client" },
+            "batching": self.batching,
+        })
+    }
 }
 
 impl Target {
     async fn connect(&self) -> Result<Client, ClientError> {
-        let opts = ClientOptions { via_master: self.via_master, ..ClientOptions::default() };
+        let opts =
+            ClientOptions { via_master: self.via_master, batching: self.setup.batching, ..ClientOptions::default() };
         Client::connect_with(self.master, opts).await
+    }
+
+    /// A client connected to the master and, routing straight to the
+    /// owners, to every worker, so that no connection is opened inside the
+    /// timed run.
+    async fn connect_everywhere(&self) -> Result<Rc<Client>, String> {
+        let client = within(CONNECT_LIMIT, self.connect()).await?;
+        if !self.via_master {
+            within(CONNECT_LIMIT, open_every_worker(&client)).await?;
+        }
+        Ok(Rc::new(client))
     }
 }
 
@@ -116,6 +168,8 @@ pub struct Phase {
     pub drain_seconds: f64,
     pub recorder: Recorder,
     pub energy: Energy,
+    /// Batches the clients' SDK sent in the run, carrying how many requests.
+    pub batches: BatchStats,
 }
 
 impl Phase {
@@ -187,9 +241,9 @@ impl Drop for Place<'_> {
     }
 }
 
-/// One client: its connections, its random stream, its key chooser.
+/// One client: its SDK client, its random stream, its key chooser.
 struct ClientOps {
-    client: Client,
+    client: Rc<Client>,
     rng: SmallRng,
     keys: KeyChooser,
     plan: Arc<Plan>,
@@ -198,23 +252,11 @@ struct ClientOps {
 }
 
 impl ClientOps {
-    /// Connects one client, to the master and to every worker, so no
-    /// connection is opened inside the timed run.
-    async fn connect(
-        target: &Target,
-        plan: Arc<Plan>,
-        keys: KeyChooser,
-        records: Arc<Records>,
-        seed: u64,
-    ) -> Result<Self, String> {
-        let client = within(CONNECT_LIMIT, target.connect()).await?;
-        if !target.via_master {
-            within(CONNECT_LIMIT, open_every_worker(&client)).await?;
-        }
+    fn new(client: Rc<Client>, plan: Arc<Plan>, keys: KeyChooser, records: Arc<Records>, seed: u64) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut value = vec![0u8; plan.value_size];
         rng.fill_bytes(&mut value);
-        Ok(ClientOps { client, rng, keys, plan, records, value })
+        ClientOps { client, rng, keys, plan, records, value }
     }
 
     fn existing(&self) -> u64 {
@@ -490,21 +532,31 @@ pub fn run_phase(
                 let place = Place { gate: &gate, arrived: false };
                 let mut mine = Vec::new();
                 let mut failure = None;
+                // The distinct SDK clients, for their batch counts.
+                let mut sdk: Vec<Rc<Client>> = Vec::new();
                 for c in (t..clients).step_by(threads) {
-                    let seed = 0x5eed_0000 + c as u64;
-                    match ClientOps::connect(&target, plan.clone(), keys.clone(), records.clone(), seed).await {
-                        Ok(ops) => mine.push((c, ops)),
+                    let client = match (sdk.first(), target.setup.connections) {
+                        (Some(client), Connections::Shared) => Ok(Rc::clone(client)),
+                        _ => target.connect_everywhere().await.inspect(|client| sdk.push(client.clone())),
+                    };
+                    match client {
+                        Ok(client) => {
+                            let seed = 0x5eed_0000 + c as u64;
+                            mine.push((c, ClientOps::new(client, plan.clone(), keys.clone(), records.clone(), seed)));
+                        }
                         Err(e) => {
                             failure = Some(e);
                             break;
                         }
                     }
                 }
+                let batches = || sdk.iter().map(|c| c.batch_stats()).fold(BatchStats::default(), |a, b| a + b);
                 let Some(start) = place.arrive(failure.is_some()) else {
                     return Err(failure.unwrap_or_else(|| "another client could not connect".into()));
                 };
                 let start = tokio::time::Instant::from_std(start);
                 let stop = start + duration;
+                let batches_before = batches();
                 let tasks: Vec<_> = mine
                     .into_iter()
                     .map(|(c, mut ops)| {
@@ -524,7 +576,7 @@ pub fn run_phase(
                     merged.merge(rec);
                     last = last.max(end);
                 }
-                Ok::<_, String>((merged, last))
+                Ok::<_, String>((merged, last, batches() - batches_before))
             })
         })
     };
@@ -561,13 +613,15 @@ pub fn run_phase(
     let mut recorder = Recorder::default();
     let stop = start + duration;
     let mut last = stop;
+    let mut batches = BatchStats::default();
     for h in handles {
-        let (rec, end) = h.join().map_err(|_| "a client thread panicked".to_string())??;
+        let (rec, end, sent) = h.join().map_err(|_| "a client thread panicked".to_string())??;
         recorder.merge(rec);
         last = last.max(end);
+        batches = batches + sent;
     }
     let drain_seconds = last.duration_since(stop).as_secs_f64();
-    Ok(Phase { clients, threads, pace, seconds: duration.as_secs_f64(), drain_seconds, recorder, energy })
+    Ok(Phase { clients, threads, pace, seconds: duration.as_secs_f64(), drain_seconds, recorder, energy, batches })
 }
 
 #[cfg(test)]

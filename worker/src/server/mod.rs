@@ -7,6 +7,7 @@
 //! core in turn. Store calls that may wait for an fsync run on the blocking
 //! pool, so one slow flush does not stall every connection on a core.
 
+mod batch;
 mod compute;
 mod refusal;
 pub mod streams;
@@ -221,15 +222,25 @@ impl WorkerService {
         &self,
         op: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
     ) -> Result<T, Failure> {
-        let store = self.state.store.clone();
-        let result = if store.options().sync == SyncMode::Always {
-            tokio::task::spawn_blocking(move || op(&store))
-                .await
-                .map_err(|e| Failure::Storage(format!("store task failed: {e}")))?
-        } else {
-            op(&store)
-        };
-        result.map_err(refusal)
+        on_store(&self.state.store, true, op).await?.map_err(refusal)
+    }
+}
+
+/// Runs `op` on `store`: on the blocking pool when it `writes` and writes
+/// wait for an fsync (so one slow flush does not stall a core), inline
+/// otherwise.
+pub(crate) async fn on_store<T: Send + 'static>(
+    store: &Arc<Store>,
+    writes: bool,
+    op: impl FnOnce(&Store) -> T + Send + 'static,
+) -> Result<T, Failure> {
+    if writes && store.options().sync == SyncMode::Always {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| Failure::Storage(format!("store task failed: {e}")))
+    } else {
+        Ok(op(store))
     }
 }
 
@@ -424,6 +435,14 @@ impl worker::Server for WorkerService {
             b.set_software(info.software);
         }
         Ok(())
+    }
+
+    async fn batch(
+        self: Rc<Self>,
+        params: worker::BatchParams,
+        results: worker::BatchResults,
+    ) -> Result<(), capnp::Error> {
+        batch::batch(&self.state, params, results).await
     }
 
     async fn fence(self: Rc<Self>, params: worker::FenceParams, _: worker::FenceResults) -> Result<(), capnp::Error> {

@@ -39,6 +39,25 @@ pub use options::{CompactionOptions, Options, SyncMode};
 pub use recovery::{RecoveryReport, Truncation};
 pub use stream::{Record, RecordStreamReader, encode_stream_record};
 
+/// One operation of [`Store::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Get(Vec<u8>),
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// What one [`Op`] came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// A get: the value, if the key was there.
+    Value(Option<Vec<u8>>),
+    /// A put: stored.
+    Stored,
+    /// A delete: whether the key was there.
+    Deleted(bool),
+}
+
 use format::{AddrSpace, FLAG_TOMBSTONE, LogAddr, RecordRef, SegmentHeader, encode_record, record_len};
 use index::Index;
 use io::{Dir, OsDir};
@@ -270,6 +289,49 @@ impl Store {
         }
         self.inner.wait_durable(durable_at)?;
         Ok(applied)
+    }
+
+    /// Carries out `ops` in order, then waits once for all of their writes
+    /// to be durable (per the sync mode): a batch of writes costs one fsync,
+    /// not one each. Every operation gets its own answer; a failed wait for
+    /// durability fails every write of the batch (and poisons the store).
+    pub fn apply(&self, ops: &[Op]) -> Vec<Result<Applied>> {
+        let mut durable_at = 0;
+        let mut answers: Vec<Result<Applied>> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Get(key) => self.get(key).map(Applied::Value),
+                Op::Put(key, value) => {
+                    self.inner.check_key(key)?;
+                    if value.len() > self.inner.opts.max_value_bytes {
+                        return Err(StoreError::ValueTooLarge {
+                            len: value.len(),
+                            max: self.inner.opts.max_value_bytes,
+                        });
+                    }
+                    durable_at = durable_at.max(self.inner.write(key, value, 0)?);
+                    Ok(Applied::Stored)
+                }
+                Op::Delete(key) => {
+                    self.inner.check_key(key)?;
+                    let lsn = self.inner.remove(key)?;
+                    durable_at = durable_at.max(lsn.unwrap_or(0));
+                    Ok(Applied::Deleted(lsn.is_some()))
+                }
+            })
+            .collect();
+        if durable_at == 0 {
+            return answers;
+        }
+        if let Err(e) = self.inner.wait_durable(durable_at) {
+            let cause = e.to_string();
+            for (op, answer) in ops.iter().zip(&mut answers) {
+                if !matches!(op, Op::Get(_)) && answer.is_ok() {
+                    *answer = Err(StoreError::Poisoned { cause: cause.clone() });
+                }
+            }
+        }
+        answers
     }
 
     /// Live keys, log size, garbage and index memory.
