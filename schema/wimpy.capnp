@@ -344,4 +344,9 @@ interface Master {
   get @5 (key :Data) -> (result :GetResult);
   put @6 (key :Data, value :Data) -> (result :WriteResult);
   delete @7 (key :Data) -> (result :DeleteResult);
+  # Many proxied requests in one message, each served as get, put or delete
+  # above would serve it (hot-key cache included) and answered on its own;
+  # the master forwards them to each owner in list order. Results follow the
+  # order of `ops`; limits and whole-batch refusals as in Worker.batch.
+  batch @8 (ops :List(KeyOp)) -> (results :List(KeyOpResult));
 }

@@ -79,7 +79,9 @@ pub struct Client {
     /// multiplexes requests over it.
     workers: RefCell<BTreeMap<WorkerId, (String, worker::Client)>>,
     /// Requests waiting to go to each worker as one batch.
-    batcher: Rc<Batcher<WorkerId>>,
+    batcher: Rc<Batcher<WorkerId, worker::Client>>,
+    /// Requests waiting to go to the master's proxy as one batch.
+    master_batcher: Rc<Batcher<(), master::Client>>,
     pub(crate) opts: ClientOptions,
 }
 
@@ -112,16 +114,23 @@ impl Client {
             ring: RefCell::new(Rc::new(RingView { ring: Ring::empty(0, 1), members: Vec::new() })),
             workers: RefCell::new(BTreeMap::new()),
             batcher: Batcher::new(),
+            master_batcher: Batcher::new(),
             opts,
         };
         client.refresh_ring().await?;
         Ok(client)
     }
 
-    /// How many batches this client sent to workers, carrying how many
-    /// requests (zero without batching).
+    /// How many batches this client sent to workers and the master,
+    /// carrying how many requests (zero without batching).
     pub fn batch_stats(&self) -> BatchStats {
-        self.batcher.stats()
+        self.batcher.stats() + self.master_batcher.stats()
+    }
+
+    /// Sends `request` to the master's proxy in its next batch.
+    async fn via_master_batched(&self, request: KeyRequest) -> Result<KeyAnswer, ClientError> {
+        let master = self.master().await?;
+        self.in_time(self.master_batcher.call((), &master, 0, request)).await
     }
 
     /// The ring as last fetched.
@@ -278,6 +287,17 @@ impl Client {
     /// The value stored under `key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
         if self.opts.via_master {
+            if self.opts.batching {
+                let answer = self.via_master_batched(KeyRequest::Get(key.to_vec())).await?;
+                if !matches!(&answer, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL) {
+                    return settled(answer_to(answer, |a| match a {
+                        KeyAnswer::Value(v) => Ok(Some(v)),
+                        KeyAnswer::NotFound => Ok(None),
+                        other => Err(other),
+                    }));
+                }
+                // The batch's answer was full: ask for this one on its own.
+            }
             let mut req = self.master().await?.get_request();
             req.get().set_key(key);
             let resp = self.in_time(req.send().promise).await?;
@@ -356,6 +376,13 @@ impl Client {
     /// Stores `value` under `key`; returns once the owner made it durable.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
         if self.opts.via_master {
+            if self.opts.batching && value.len() <= BATCHED_VALUE_LIMIT {
+                let answer = self.via_master_batched(KeyRequest::Put(key.to_vec(), value.to_vec())).await?;
+                return settled(answer_to(answer, |a| match a {
+                    KeyAnswer::Stored => Ok(()),
+                    other => Err(other),
+                }));
+            }
             let mut req = self.master().await?.put_request();
             req.get().set_key(key);
             req.get().set_value(value);
@@ -419,6 +446,13 @@ impl Client {
     /// Removes `key`; returns whether it was there.
     pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
         if self.opts.via_master {
+            if self.opts.batching {
+                let answer = self.via_master_batched(KeyRequest::Delete(key.to_vec())).await?;
+                return settled(answer_to(answer, |a| match a {
+                    KeyAnswer::Deleted(was) => Ok(was),
+                    other => Err(other),
+                }));
+            }
             let mut req = self.master().await?.delete_request();
             req.get().set_key(key);
             let resp = self.in_time(req.send().promise).await?;

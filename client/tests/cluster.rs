@@ -289,6 +289,7 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
         // Many requests through the master at once (it forwards them to the
         // workers in batches), each answered on its own.
         let proxied = &proxied;
+        let before = proxied.batch_stats();
         let puts = (0..200u32).map(|i| async move { proxied.put(format!("q{i}").as_bytes(), &i.to_le_bytes()).await });
         for r in futures::future::join_all(puts).await {
             r.unwrap();
@@ -297,6 +298,9 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
         for (i, got) in futures::future::join_all(gets).await {
             assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "q{i}");
         }
+        let sent = proxied.batch_stats() - before;
+        assert_eq!(sent.requests, 400);
+        assert!(sent.batches <= 8, "{sent:?}");
         assert_numbered(&direct, "q", 200).await;
     });
     drop(cluster);

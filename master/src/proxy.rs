@@ -144,7 +144,7 @@ fn batched<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Option<T>) -> R
 /// clients, so its batches fill up.
 pub struct Proxy {
     workers: RefCell<HashMap<String, worker::Client>>,
-    batcher: Rc<Batcher<String>>,
+    batcher: Rc<Batcher<String, worker::Client>>,
     pub cache: RefCell<HotCache>,
     /// Bumped as every write through the proxy starts and ends.
     generation: Cell<u64>,

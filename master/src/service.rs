@@ -19,6 +19,7 @@ use crate::membership::{MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
 use wimpy_schema::Failure;
+use wimpy_schema::batch::{KeyAnswer, KeyRequest, read_requests, write_answers};
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -240,6 +241,22 @@ fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error
 
 impl MasterService {
     /// Where `key` goes under the master's current ring.
+    /// One request of a `Master.batch`, through the proxy.
+    async fn serve(&self, request: &KeyRequest) -> KeyAnswer {
+        let key = match request {
+            KeyRequest::Get(k) | KeyRequest::Put(k, _) | KeyRequest::Delete(k) => &k[..],
+        };
+        let route = || self.route(key);
+        let answer = match request {
+            KeyRequest::Get(_) => {
+                self.proxy.get(key, route).await.map(|v| v.map_or(KeyAnswer::NotFound, KeyAnswer::Value))
+            }
+            KeyRequest::Put(_, value) => self.proxy.put(key, value, route).await.map(|()| KeyAnswer::Stored),
+            KeyRequest::Delete(_) => self.proxy.delete(key, route).await.map(KeyAnswer::Deleted),
+        };
+        answer.unwrap_or_else(KeyAnswer::Failed)
+    }
+
     fn route(&self, key: &[u8]) -> Result<Route, Failure> {
         let m = self.membership.borrow();
         let ring = m.ring();
@@ -439,6 +456,22 @@ impl master::Server for MasterService {
             Ok(d) => r.set_deleted(d),
             Err(f) => f.write(r.init_failure()),
         }
+        Ok(())
+    }
+
+    async fn batch(
+        self: Rc<Self>,
+        params: master::BatchParams,
+        mut results: master::BatchResults,
+    ) -> Result<(), capnp::Error> {
+        let ops = params.get()?.get_ops()?;
+        let n = ops.len();
+        let answers = match read_requests(ops)? {
+            // Polled in list order, so each owner's batch keeps that order.
+            Ok(requests) => futures::future::join_all(requests.iter().map(|r| self.serve(r))).await,
+            Err(refused) => vec![KeyAnswer::Failed(refused); n as usize],
+        };
+        write_answers(results.get().init_results(n), answers);
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use futures::channel::oneshot;
 
 use crate::Failure;
-use crate::wimpy_capnp::{key_op_result, worker};
+use crate::wimpy_capnp::{key_op, key_op_result, master, worker};
 
 /// Most operations in one `Worker.batch` (the schema's `maxBatchOps`).
 pub const MAX_BATCH_OPS: usize = crate::wimpy_capnp::MAX_BATCH_OPS as usize;
@@ -29,6 +29,148 @@ pub const MAX_BATCH_BYTES: usize = crate::wimpy_capnp::MAX_BATCH_BYTES as usize;
 /// The `what` of the `tooLarge` failure a worker answers for a get whose
 /// value did not fit in the batch's answer: fetch that key on its own.
 pub const BATCH_ANSWER_FULL: &str = "batch answer";
+
+/// Largest value answered inline (the schema's `maxInlineValue`).
+const MAX_INLINE_VALUE: usize = crate::wimpy_capnp::MAX_INLINE_VALUE as usize;
+
+/// A node that takes batch calls: a worker (`Worker.batch`, checked against
+/// the epoch the caller routed by) or the master (`Master.batch`, which
+/// routes by itself and ignores the epoch).
+pub trait BatchPeer: Clone + 'static {
+    /// Sends `requests` as one batch; the answers come in their order.
+    fn send_batch<'a>(
+        &'a self,
+        epoch: u64,
+        requests: &'a [KeyRequest],
+    ) -> impl std::future::Future<Output = capnp::Result<Vec<KeyAnswer>>> + 'a;
+}
+
+impl BatchPeer for worker::Client {
+    fn send_batch<'a>(
+        &'a self,
+        epoch: u64,
+        requests: &'a [KeyRequest],
+    ) -> impl std::future::Future<Output = capnp::Result<Vec<KeyAnswer>>> + 'a {
+        let mut req = self.batch_request();
+        req.get().set_epoch(epoch);
+        write_requests(req.get().init_ops(requests.len() as u32), requests);
+        async move {
+            let resp = req.send().promise.await?;
+            read_answers(resp.get()?.get_results()?, requests.len())
+        }
+    }
+}
+
+impl BatchPeer for master::Client {
+    fn send_batch<'a>(
+        &'a self,
+        _epoch: u64,
+        requests: &'a [KeyRequest],
+    ) -> impl std::future::Future<Output = capnp::Result<Vec<KeyAnswer>>> + 'a {
+        let mut req = self.batch_request();
+        write_requests(req.get().init_ops(requests.len() as u32), requests);
+        async move {
+            let resp = req.send().promise.await?;
+            read_answers(resp.get()?.get_results()?, requests.len())
+        }
+    }
+}
+
+/// The operations of a batch call as requests, or the refusal of the whole
+/// batch (`invalid`) when it holds more than [`MAX_BATCH_OPS`] operations
+/// or more than [`MAX_BATCH_BYTES`] of keys and values.
+pub fn read_requests(
+    ops: capnp::struct_list::Reader<'_, key_op::Owned>,
+) -> capnp::Result<Result<Vec<KeyRequest>, Failure>> {
+    let n = ops.len() as usize;
+    if n > MAX_BATCH_OPS {
+        return Ok(Err(Failure::Invalid(format!("a batch of {n} operations; at most {MAX_BATCH_OPS} are allowed"))));
+    }
+    let mut requests = Vec::with_capacity(n);
+    let mut bytes = 0usize;
+    for op in ops.iter() {
+        let key = op.get_key()?;
+        bytes += key.len();
+        requests.push(match op.which()? {
+            key_op::Get(()) => KeyRequest::Get(key.to_vec()),
+            key_op::Put(value) => {
+                let value = value?;
+                bytes += value.len();
+                if bytes > MAX_BATCH_BYTES {
+                    break;
+                }
+                KeyRequest::Put(key.to_vec(), value.to_vec())
+            }
+            key_op::Delete(()) => KeyRequest::Delete(key.to_vec()),
+        });
+    }
+    if bytes > MAX_BATCH_BYTES {
+        return Ok(Err(Failure::Invalid(format!(
+            "a batch of more than {MAX_BATCH_BYTES} bytes of keys and values; at most {MAX_BATCH_BYTES} are allowed"
+        ))));
+    }
+    Ok(Ok(requests))
+}
+
+/// Writes the answers of a batch. Values are answered while the answer
+/// holds at most [`MAX_BATCH_BYTES`] of them; a get whose value would not
+/// fit is answered `tooLarge` ([`BATCH_ANSWER_FULL`]), and one over
+/// `maxInlineValue` `tooLarge` (use getStream), as `get` would.
+pub fn write_answers(mut list: capnp::struct_list::Builder<'_, key_op_result::Owned>, answers: Vec<KeyAnswer>) {
+    let mut answer_bytes = 0usize;
+    for (i, answer) in answers.into_iter().enumerate() {
+        let mut r = list.reborrow().get(i as u32);
+        match answer {
+            KeyAnswer::Value(v) if v.len() > MAX_INLINE_VALUE => Failure::TooLarge {
+                what: "value (use getStream)".into(),
+                limit: MAX_INLINE_VALUE as u64,
+                actual: v.len() as u64,
+            }
+            .write(r.init_failure()),
+            KeyAnswer::Value(v) if answer_bytes + v.len() > MAX_BATCH_BYTES => Failure::TooLarge {
+                what: BATCH_ANSWER_FULL.into(),
+                limit: MAX_BATCH_BYTES as u64,
+                actual: (answer_bytes + v.len()) as u64,
+            }
+            .write(r.init_failure()),
+            KeyAnswer::Value(v) => {
+                answer_bytes += v.len();
+                r.set_value(&v);
+            }
+            KeyAnswer::NotFound => r.set_not_found(()),
+            KeyAnswer::Stored => r.set_stored(()),
+            KeyAnswer::Deleted(was) => r.set_deleted(was),
+            KeyAnswer::Failed(f) => f.write(r.init_failure()),
+        }
+    }
+}
+
+/// Fills a batch call's operations.
+fn write_requests(mut ops: capnp::struct_list::Builder<'_, key_op::Owned>, requests: &[KeyRequest]) {
+    for (i, r) in requests.iter().enumerate() {
+        let mut op = ops.reborrow().get(i as u32);
+        op.set_key(r.key());
+        match r {
+            KeyRequest::Get(_) => op.set_get(()),
+            KeyRequest::Put(_, v) => op.set_put(v),
+            KeyRequest::Delete(_) => op.set_delete(()),
+        }
+    }
+}
+
+/// The answers of a batch call that sent `expected` operations.
+fn read_answers(
+    results: capnp::struct_list::Reader<'_, key_op_result::Owned>,
+    expected: usize,
+) -> capnp::Result<Vec<KeyAnswer>> {
+    if results.len() as usize != expected {
+        return Err(capnp::Error::failed(format!(
+            "a batch of {expected} operations was answered with {} results",
+            results.len()
+        )));
+    }
+    results.iter().map(read_answer).collect()
+}
 
 /// One key operation, as queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,21 +214,22 @@ pub enum KeyAnswer {
 type Waiter = oneshot::Sender<capnp::Result<KeyAnswer>>;
 
 /// Requests for one destination, not yet sent.
-struct Queue {
+struct Queue<P> {
     /// Tells a scheduled flush whether the queue it was scheduled for is
     /// still the one waiting (a full queue goes out early).
     generation: u64,
     epoch: u64,
-    worker: worker::Client,
+    peer: P,
     requests: Vec<KeyRequest>,
     waiters: Vec<Waiter>,
     bytes: usize,
 }
 
 /// Queues of requests per destination `D` (a worker id, an address), each
-/// sent as one `Worker.batch`. Lives on one thread, inside a `LocalSet`.
-pub struct Batcher<D> {
-    queues: RefCell<HashMap<D, Queue>>,
+/// sent to its peer `P` as one batch. Lives on one thread, inside a
+/// `LocalSet`.
+pub struct Batcher<D, P> {
+    queues: RefCell<HashMap<D, Queue<P>>>,
     /// Queues started so far: each goes out as one batch.
     generations: Cell<u64>,
     requests: Cell<u64>,
@@ -113,14 +256,14 @@ impl std::ops::Add for BatchStats {
     }
 }
 
-impl<D> std::fmt::Debug for Batcher<D> {
+impl<D, P> std::fmt::Debug for Batcher<D, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher").field("queues", &self.queues.borrow().len()).finish()
     }
 }
 
-impl<D: Hash + Eq + Clone + 'static> Batcher<D> {
-    pub fn new() -> Rc<Batcher<D>> {
+impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
+    pub fn new() -> Rc<Batcher<D, P>> {
         Rc::new(Batcher { queues: RefCell::new(HashMap::new()), generations: Cell::new(0), requests: Cell::new(0) })
     }
 
@@ -129,22 +272,16 @@ impl<D: Hash + Eq + Clone + 'static> Batcher<D> {
         BatchStats { batches: self.generations.get(), requests: self.requests.get() }
     }
 
-    /// Sends `request` to `worker` (known as `dest`, routed by `epoch`) in
-    /// the next batch for it, and returns the worker's answer to it. A
+    /// Sends `request` to `peer` (known as `dest`, routed by `epoch`) in
+    /// the next batch for it, and returns the peer's answer to it. A
     /// transport failure of the batch is every request's error.
-    pub async fn call(
-        self: &Rc<Self>,
-        dest: D,
-        worker: &worker::Client,
-        epoch: u64,
-        request: KeyRequest,
-    ) -> capnp::Result<KeyAnswer> {
+    pub async fn call(self: &Rc<Self>, dest: D, peer: &P, epoch: u64, request: KeyRequest) -> capnp::Result<KeyAnswer> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(dest, worker, epoch, request, tx);
+        self.enqueue(dest, peer, epoch, request, tx);
         rx.await.unwrap_or_else(|_| Err(capnp::Error::disconnected("the batch was dropped unsent".into())))
     }
 
-    fn enqueue(self: &Rc<Self>, dest: D, worker: &worker::Client, epoch: u64, request: KeyRequest, waiter: Waiter) {
+    fn enqueue(self: &Rc<Self>, dest: D, peer: &P, epoch: u64, request: KeyRequest, waiter: Waiter) {
         let size = request.bytes();
         let mut queues = self.queues.borrow_mut();
         // A queue routed by another epoch, or one this request would
@@ -159,7 +296,7 @@ impl<D: Hash + Eq + Clone + 'static> Batcher<D> {
             let generation = self.generations.get() + 1;
             self.generations.set(generation);
             tokio::task::spawn_local(self.clone().flush_later(dest, generation));
-            Queue { generation, epoch, worker: worker.clone(), requests: Vec::new(), waiters: Vec::new(), bytes: 0 }
+            Queue { generation, epoch, peer: peer.clone(), requests: Vec::new(), waiters: Vec::new(), bytes: 0 }
         });
         queue.bytes += size;
         self.requests.set(self.requests.get() + 1);
@@ -185,43 +322,16 @@ impl<D: Hash + Eq + Clone + 'static> Batcher<D> {
 }
 
 /// Sends one queue as a batch and hands each waiter its answer.
-async fn send(q: Queue) {
-    let Queue { epoch, worker, requests, waiters, .. } = q;
-    let mut req = worker.batch_request();
-    {
-        let mut params = req.get();
-        params.set_epoch(epoch);
-        let mut ops = params.init_ops(requests.len() as u32);
-        for (i, r) in requests.iter().enumerate() {
-            let mut op = ops.reborrow().get(i as u32);
-            op.set_key(r.key());
-            match r {
-                KeyRequest::Get(_) => op.set_get(()),
-                KeyRequest::Put(_, v) => op.set_put(v),
-                KeyRequest::Delete(_) => op.set_delete(()),
-            }
-        }
-    }
-    drop(requests);
-    let answers = req.send().promise.await.and_then(|resp| {
-        let results = resp.get()?.get_results()?;
-        if results.len() as usize != waiters.len() {
-            return Err(capnp::Error::failed(format!(
-                "a batch of {} operations was answered with {} results",
-                waiters.len(),
-                results.len()
-            )));
-        }
-        results.iter().map(read_answer).collect::<capnp::Result<Vec<_>>>()
-    });
+async fn send<P: BatchPeer>(q: Queue<P>) {
+    let answers = q.peer.send_batch(q.epoch, &q.requests).await;
     match answers {
         Ok(answers) => {
-            for (waiter, answer) in waiters.into_iter().zip(answers) {
+            for (waiter, answer) in q.waiters.into_iter().zip(answers) {
                 let _ = waiter.send(Ok(answer));
             }
         }
         Err(e) => {
-            for waiter in waiters {
+            for waiter in q.waiters {
                 let _ = waiter.send(Err(e.clone()));
             }
         }

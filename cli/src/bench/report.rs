@@ -163,7 +163,7 @@ pub fn phase_text(p: &Phase) -> String {
         out += &row("all", &r.overall(), r.succeeded_in_window(), errs(&all));
     }
     if let Some(per) = requests_per_batch(p) {
-        out += &format!("  {} batches to workers, {per:.1} requests each\n", p.batches.batches);
+        out += &format!("  {} batches sent, {per:.1} requests each\n", p.batches.batches);
     }
     if r.unsent() > 0 {
         out += &format!("  {} operations due were never sent: the clients could not keep the rate\n", r.unsent());

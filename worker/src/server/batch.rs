@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use wimpy_schema::Failure;
-use wimpy_schema::batch::{BATCH_ANSWER_FULL, MAX_BATCH_BYTES, MAX_BATCH_OPS};
-use wimpy_schema::wimpy_capnp::{key_op, key_op_result, worker};
+use wimpy_schema::batch::{KeyAnswer, KeyRequest, read_requests, write_answers};
+use wimpy_schema::wimpy_capnp::worker;
 
-use super::{MAX_INLINE_VALUE, WorkerState, on_store, refusal};
+use super::{WorkerState, on_store, refusal};
 use crate::store::{Applied, Op};
 
 pub(super) async fn batch(
@@ -20,100 +20,58 @@ pub(super) async fn batch(
     let epoch = p.get_epoch();
     let ops = p.get_ops()?;
     let n = ops.len();
-
-    if n as usize > MAX_BATCH_OPS {
-        let refusal = Failure::Invalid(format!("a batch of {n} operations; at most {MAX_BATCH_OPS} are allowed"));
-        refuse_all(results.get().init_results(n), &refusal);
-        return Ok(());
-    }
-
-    // Each operation is routed on its own; those this worker serves go to
-    // the store together, in order.
-    let mut refused: Vec<Option<Failure>> = Vec::with_capacity(n as usize);
-    let mut routed: Vec<Op> = Vec::with_capacity(n as usize);
-    let mut writes = false;
-    let mut bytes = 0usize;
-    for op in ops.iter() {
-        let key = op.get_key()?;
-        bytes += key.len();
-        let parsed = match op.which()? {
-            key_op::Get(()) => state.route(key, epoch).map(|()| Op::Get(key.to_vec())),
-            key_op::Put(value) => {
-                let value = value?;
-                bytes += value.len();
-                writes = true;
-                state.route_write(key, epoch).map(|()| Op::Put(key.to_vec(), value.to_vec()))
-            }
-            key_op::Delete(()) => {
-                writes = true;
-                state.route_write(key, epoch).map(|()| Op::Delete(key.to_vec()))
-            }
-        };
-        match parsed {
-            Ok(op) => {
-                routed.push(op);
-                refused.push(None);
-            }
-            Err(f) => refused.push(Some(f)),
-        }
-    }
-    if bytes > MAX_BATCH_BYTES {
-        let refusal = Failure::Invalid(format!(
-            "a batch of {bytes} bytes of keys and values; at most {MAX_BATCH_BYTES} are allowed"
-        ));
-        refuse_all(results.get().init_results(n), &refusal);
-        return Ok(());
-    }
-
-    let applied = match on_store(&state.store, writes, move |store| store.apply(&routed)).await {
-        Ok(applied) => applied,
-        Err(failure) => {
-            refuse_all(results.get().init_results(n), &failure);
+    let requests = match read_requests(ops)? {
+        Ok(requests) => requests,
+        Err(refused) => {
+            write_answers(results.get().init_results(n), vec![KeyAnswer::Failed(refused); n as usize]);
             return Ok(());
         }
     };
 
-    let mut list = results.get().init_results(n);
-    let mut applied = applied.into_iter();
-    let mut answer_bytes = 0usize;
-    for (i, routing) in refused.into_iter().enumerate() {
-        let mut r = list.reborrow().get(i as u32);
-        let outcome = match routing {
-            Some(f) => Err(f),
-            None => applied
-                .next()
-                .ok_or_else(|| capnp::Error::failed("store answered fewer operations than it was given".into()))?
-                .map_err(refusal),
+    // Each operation is routed on its own; those this worker serves go to
+    // the store together, in order.
+    let mut routing: Vec<Option<Failure>> = Vec::with_capacity(requests.len());
+    let mut routed: Vec<Op> = Vec::with_capacity(requests.len());
+    let mut writes = false;
+    for request in requests {
+        let (routed_op, op) = match request {
+            KeyRequest::Get(key) => (state.route(&key, epoch), Op::Get(key)),
+            KeyRequest::Put(key, value) => (state.route_write(&key, epoch), Op::Put(key, value)),
+            KeyRequest::Delete(key) => (state.route_write(&key, epoch), Op::Delete(key)),
         };
-        match outcome {
-            Ok(Applied::Value(Some(v))) if v.len() > MAX_INLINE_VALUE => Failure::TooLarge {
-                what: "value (use getStream)".into(),
-                limit: MAX_INLINE_VALUE as u64,
-                actual: v.len() as u64,
+        match routed_op {
+            Ok(()) => {
+                writes |= !matches!(op, Op::Get(_));
+                routed.push(op);
+                routing.push(None);
             }
-            .write(r.init_failure()),
-            Ok(Applied::Value(Some(v))) if answer_bytes + v.len() > MAX_BATCH_BYTES => Failure::TooLarge {
-                what: BATCH_ANSWER_FULL.into(),
-                limit: MAX_BATCH_BYTES as u64,
-                actual: (answer_bytes + v.len()) as u64,
-            }
-            .write(r.init_failure()),
-            Ok(Applied::Value(Some(v))) => {
-                answer_bytes += v.len();
-                r.set_value(&v);
-            }
-            Ok(Applied::Value(None)) => r.set_not_found(()),
-            Ok(Applied::Stored) => r.set_stored(()),
-            Ok(Applied::Deleted(was)) => r.set_deleted(was),
-            Err(f) => f.write(r.init_failure()),
+            Err(f) => routing.push(Some(f)),
         }
     }
-    Ok(())
-}
 
-/// Answers every operation of a batch with `failure`.
-fn refuse_all(mut list: capnp::struct_list::Builder<'_, key_op_result::Owned>, failure: &Failure) {
-    for i in 0..list.len() {
-        failure.write(list.reborrow().get(i).init_failure());
+    let mut applied = match on_store(&state.store, writes, move |store| store.apply(&routed)).await {
+        Ok(applied) => applied.into_iter(),
+        Err(failure) => {
+            write_answers(results.get().init_results(n), vec![KeyAnswer::Failed(failure); n as usize]);
+            return Ok(());
+        }
+    };
+    let mut answers = Vec::with_capacity(routing.len());
+    for refused in routing {
+        answers.push(match refused {
+            Some(f) => KeyAnswer::Failed(f),
+            None => match applied.next() {
+                Some(Ok(Applied::Value(Some(v)))) => KeyAnswer::Value(v),
+                Some(Ok(Applied::Value(None))) => KeyAnswer::NotFound,
+                Some(Ok(Applied::Stored)) => KeyAnswer::Stored,
+                Some(Ok(Applied::Deleted(was))) => KeyAnswer::Deleted(was),
+                Some(Err(e)) => KeyAnswer::Failed(refusal(e)),
+                None => {
+                    return Err(capnp::Error::failed("the store answered fewer operations than it was given".into()));
+                }
+            },
+        });
     }
+    write_answers(results.get().init_results(n), answers);
+    Ok(())
 }
