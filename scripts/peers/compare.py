@@ -90,19 +90,33 @@ lines = [
     "",
     "Key-value: 3 local workers (`--sync never`) and the load generator on the same machine, 100-byte "
     "values, 50 clients, 100,000 keys; redis-server without persistence, redis-benchmark -c 50 -d 100 "
-    "-r 100000 -P 1.",
+    "-r 100000 -P 1. wimpy's clients share one SDK client per load thread, as an application's tasks "
+    "do, and the SDK sends the requests they have in flight to one worker together (`Worker.batch`, "
+    "each request answered on its own); redis-benchmark sends one request per connection at a time. "
+    "The rows marked *unbatched* give every wimpy client its own connections and one message per "
+    "request, redis-benchmark's way.",
     "",
     "| run | wimpy ops/s | p50 ms | p99 ms | Redis ops/s | p50 ms | p99 ms | wimpy / Redis |",
     "|---|---:|---:|---:|---:|---:|---:|---:|",
     kv_row("PUT, straight to the owner", "put.json", redis["SET"]),
     kv_row("GET, straight to the owner", "get.json", redis["GET"]),
+    kv_row("PUT, straight, *unbatched*", "put-unbatched.json", redis["SET"]),
+    kv_row("GET, straight, *unbatched*", "get-unbatched.json", redis["GET"]),
     kv_row("PUT, through the master", "put-master.json", redis["SET"]),
     kv_row("GET, through the master", "get-master.json", redis["GET"]),
     kv_row("PUT 1 MiB, 8 clients, straight", "put-1m.json", redis_1m["SET"], mb=1),
     kv_row("GET 1 MiB, 8 clients, straight", "get-1m.json", redis_1m["GET"], mb=1),
 ]
+def per_batch(name):
+    return load(name)["runs"][0]["batches"]["requests_per_batch"] or 0
+
+
 a = load("ycsb-a.json")["runs"][0]
 lines += [
+    "",
+    f"Requests per batch: {per_batch('put.json'):.1f} (PUT) and {per_batch('get.json'):.1f} (GET) "
+    f"straight to the owners, {per_batch('put-master.json'):.1f} and {per_batch('get-master.json'):.1f} "
+    "from the clients to the master.",
     "",
     f"YCSB A (50% read, 50% update, zipfian) on the same cluster: {a['ops_per_s']:,.0f} ops/s, "
     f"p99 {a['latency_us']['p99'] / 1e3:.2f} ms (Redis has no YCSB run here).",
