@@ -8,7 +8,7 @@ use std::time::Duration;
 
 pub use wimpy_schema::MemberState;
 pub use wimpy_schema::batch::BatchStats;
-use wimpy_schema::batch::{BATCH_ANSWER_FULL, Batcher, KeyAnswer, KeyRequest};
+use wimpy_schema::batch::{BATCH_ANSWER_FULL, BATCHED_VALUE_LIMIT, Batcher, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{byte_sink, delete_result, failure, get_result, master, member, worker, write_result};
 use wimpy_schema::{Failure, Ring, WorkerId};
 
@@ -289,7 +289,7 @@ impl Client {
         if self.opts.via_master {
             if self.opts.batching {
                 let answer = self.via_master_batched(KeyRequest::Get(key.to_vec())).await?;
-                if !matches!(&answer, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL) {
+                if !answer.is_answer_full() {
                     return settled(answer_to(answer, |a| match a {
                         KeyAnswer::Value(v) => Ok(Some(v)),
                         KeyAnswer::NotFound => Ok(None),
@@ -488,10 +488,6 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Largest value sent or received in one message (the schema's
 /// `maxInlineValue`); larger ones stream.
 const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
-
-/// Largest value a put sends in a batch; a larger one fills a batch message
-/// by itself, so it goes in its own.
-const BATCHED_VALUE_LIMIT: usize = 64 << 10;
 
 /// Collects a value streamed to this client.
 pub(crate) struct Collector(pub(crate) Rc<RefCell<Vec<u8>>>);

@@ -141,6 +141,19 @@ async fn assert_numbered(client: &Client, prefix: &str, n: u32) {
     }
 }
 
+/// Writes `prefix{i}` -> i for i in 0..n all at once, then reads them all
+/// back at once: requests in flight together, as batching sees them.
+async fn put_and_get_together(client: &Client, prefix: &str, n: u32) {
+    let puts = (0..n).map(|i| async move { client.put(format!("{prefix}{i}").as_bytes(), &i.to_le_bytes()).await });
+    for r in futures::future::join_all(puts).await {
+        r.unwrap();
+    }
+    let gets = (0..n).map(|i| async move { (i, client.get(format!("{prefix}{i}").as_bytes()).await) });
+    for (i, got) in futures::future::join_all(gets).await {
+        assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "{prefix}{i}");
+    }
+}
+
 /// Checks that every acknowledged write (key -> round) reads back.
 async fn assert_acked(client: &Client, acked: &std::collections::BTreeMap<String, u32>) {
     for (key, round) in acked {
@@ -288,16 +301,8 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
         assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
         // Many requests through the master at once (it forwards them to the
         // workers in batches), each answered on its own.
-        let proxied = &proxied;
         let before = proxied.batch_stats();
-        let puts = (0..200u32).map(|i| async move { proxied.put(format!("q{i}").as_bytes(), &i.to_le_bytes()).await });
-        for r in futures::future::join_all(puts).await {
-            r.unwrap();
-        }
-        let gets = (0..200u32).map(|i| async move { (i, proxied.get(format!("q{i}").as_bytes()).await) });
-        for (i, got) in futures::future::join_all(gets).await {
-            assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "q{i}");
-        }
+        put_and_get_together(&proxied, "q", 200).await;
         let sent = proxied.batch_stats() - before;
         assert_eq!(sent.requests, 400);
         assert!(sent.batches <= 8, "{sent:?}");
@@ -436,15 +441,8 @@ fn requests_in_flight_together_travel_in_batches_and_each_gets_its_own_answer() 
     client_side(|| async move {
         let client = connected(maddr, 2).await;
         let before = client.batch_stats();
+        put_and_get_together(&client, "b-", 400).await;
         let client = &client;
-        let puts = (0..400u32).map(|i| async move { client.put(format!("b-{i}").as_bytes(), &i.to_le_bytes()).await });
-        for r in futures::future::join_all(puts).await {
-            r.unwrap();
-        }
-        let gets = (0..400u32).map(|i| async move { (i, client.get(format!("b-{i}").as_bytes()).await) });
-        for (i, got) in futures::future::join_all(gets).await {
-            assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "b-{i}");
-        }
         let sent = client.batch_stats() - before;
         assert_eq!(sent.requests, 800);
         // Two workers, two rounds: a handful of batches, not 800 messages.

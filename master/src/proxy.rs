@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use wimpy_schema::Failure;
-use wimpy_schema::batch::{BATCH_ANSWER_FULL, Batcher, KeyAnswer, KeyRequest};
+use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, Batcher, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
 
 /// Cache sizing and freshness.
@@ -157,10 +157,6 @@ pub struct Route {
     pub epoch: u64,
 }
 
-/// Largest value a put forwards in a batch; a larger one fills a batch
-/// message by itself, so it goes in its own.
-const BATCHED_VALUE_LIMIT: usize = 64 << 10;
-
 /// Attempts while a worker catches up with the master's ring.
 const ATTEMPTS: u32 = 8;
 
@@ -229,7 +225,7 @@ impl Proxy {
         let value = self
             .forward(route, |w, epoch, address| async move {
                 let answer = self.batcher.call(address, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
-                if !matches!(&answer, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL) {
+                if !answer.is_answer_full() {
                     return Ok(batched(answer, |a| match a {
                         KeyAnswer::Value(v) => Some(Some(v)),
                         KeyAnswer::NotFound => Some(None),

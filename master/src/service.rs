@@ -240,12 +240,9 @@ fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error
 }
 
 impl MasterService {
-    /// Where `key` goes under the master's current ring.
     /// One request of a `Master.batch`, through the proxy.
     async fn serve(&self, request: &KeyRequest) -> KeyAnswer {
-        let key = match request {
-            KeyRequest::Get(k) | KeyRequest::Put(k, _) | KeyRequest::Delete(k) => &k[..],
-        };
+        let key = request.key();
         let route = || self.route(key);
         let answer = match request {
             KeyRequest::Get(_) => {
@@ -257,6 +254,7 @@ impl MasterService {
         answer.unwrap_or_else(KeyAnswer::Failed)
     }
 
+    /// Where `key` goes under the master's current ring.
     fn route(&self, key: &[u8]) -> Result<Route, Failure> {
         let m = self.membership.borrow();
         let ring = m.ring();

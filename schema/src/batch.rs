@@ -30,6 +30,10 @@ pub const MAX_BATCH_BYTES: usize = crate::wimpy_capnp::MAX_BATCH_BYTES as usize;
 /// value did not fit in the batch's answer: fetch that key on its own.
 pub const BATCH_ANSWER_FULL: &str = "batch answer";
 
+/// Largest value a put sends in a batch: a larger one would fill a batch
+/// message by itself, so it goes in a message of its own.
+pub const BATCHED_VALUE_LIMIT: usize = 64 << 10;
+
 /// Largest value answered inline (the schema's `maxInlineValue`).
 const MAX_INLINE_VALUE: usize = crate::wimpy_capnp::MAX_INLINE_VALUE as usize;
 
@@ -181,7 +185,8 @@ pub enum KeyRequest {
 }
 
 impl KeyRequest {
-    fn key(&self) -> &[u8] {
+    /// The key the request is about.
+    pub fn key(&self) -> &[u8] {
         match self {
             KeyRequest::Get(k) | KeyRequest::Put(k, _) | KeyRequest::Delete(k) => k,
         }
@@ -209,6 +214,14 @@ pub enum KeyAnswer {
     Deleted(bool),
     /// The worker refused or failed this operation.
     Failed(Failure),
+}
+
+impl KeyAnswer {
+    /// Whether this get was refused only because the batch's answer was
+    /// full: ask for that key on its own.
+    pub fn is_answer_full(&self) -> bool {
+        matches!(self, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL)
+    }
 }
 
 type Waiter = oneshot::Sender<capnp::Result<KeyAnswer>>;
