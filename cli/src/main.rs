@@ -14,6 +14,11 @@ use serde_json::json;
 use wimpy_client::job::{BackendKind, Job};
 use wimpy_client::{Client, ClientError, ComputeRequest};
 
+// The benchmark's clients allocate per request; mimalloc keeps the load
+// generator's own cost down.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod local;
 

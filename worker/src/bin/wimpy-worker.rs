@@ -10,6 +10,11 @@ use wimpy_worker::compute::{BackendKind, EngineConfig, Limits};
 use wimpy_worker::node::{WorkerConfig, run};
 use wimpy_worker::store::{Options, SyncMode};
 
+// Every request allocates a little (keys, answers, futures) on each
+// serving thread; mimalloc's thread-local free lists beat glibc's malloc there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serve a wimpy worker.
 #[derive(Parser, Debug)]
 #[command(version, about)]
