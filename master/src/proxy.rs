@@ -131,10 +131,12 @@ fn batched<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Option<T>) -> R
     match answer {
         KeyAnswer::Failed(Failure::StaleEpoch(_)) => Ok(Answer::Stale),
         KeyAnswer::Failed(f) => Err(f),
-        other => {
-            want(other).map(Answer::Done).ok_or_else(|| Failure::Invalid("the worker answered another request".into()))
-        }
+        other => want(other).map(Answer::Done).ok_or_else(another_request),
     }
+}
+
+fn another_request() -> Failure {
+    Failure::Invalid("the worker answered another request".into())
 }
 
 /// Forwards requests to workers and keeps the hot-key cache.
@@ -286,6 +288,134 @@ impl Proxy {
             .await;
         self.write_edge(key);
         result
+    }
+
+    /// Serves a client's batch in list order. Gets the cache holds are
+    /// answered at once; the other requests go to their owners, one queue
+    /// per owner with a single waiter each (not a future per request: this
+    /// is the master's hot path). What a worker could not answer within the
+    /// batch (it lagged the ring, or the answer was full) is then served
+    /// again on its own, as `get`, `put` and `delete` serve it.
+    pub async fn serve_batch(
+        &self,
+        requests: Vec<KeyRequest>,
+        route: impl Fn(&[u8]) -> Result<Route, Failure>,
+    ) -> Vec<KeyAnswer> {
+        let mut answers: Vec<Option<KeyAnswer>> = (0..requests.len()).map(|_| None).collect();
+        // Per owner: where to, and its requests with their places in the batch.
+        let mut owners: Vec<(Route, Vec<usize>, Vec<KeyRequest>)> = Vec::new();
+        let now = Instant::now();
+        for (i, request) in requests.into_iter().enumerate() {
+            // In list order, so a get after a write of its key in the same
+            // batch misses the cache and reads behind that write.
+            match &request {
+                KeyRequest::Get(key) => {
+                    if let Some(v) = self.cache.borrow_mut().get(key, now) {
+                        answers[i] = Some(KeyAnswer::Value(v));
+                        continue;
+                    }
+                }
+                KeyRequest::Put(key, _) | KeyRequest::Delete(key) => self.write_edge(key),
+            }
+            match route(request.key()) {
+                Ok(to) => match owners.iter_mut().find(|(o, ..)| o.address == to.address) {
+                    Some((_, places, queued)) => {
+                        places.push(i);
+                        queued.push(request);
+                    }
+                    None => owners.push((to, vec![i], vec![request])),
+                },
+                Err(f) => answers[i] = Some(KeyAnswer::Failed(f)),
+            }
+        }
+        let started = self.generation.get();
+        let forwarded = futures::future::join_all(
+            owners
+                .into_iter()
+                .map(|(to, places, queued)| async move { (places, self.forward_many(&to, queued).await) }),
+        )
+        .await;
+        let cacheable = self.generation.get() == started;
+        let mut again = Vec::new();
+        for (places, (requests, outcome)) in forwarded {
+            match outcome {
+                Ok(list) => {
+                    for ((i, request), answer) in places.into_iter().zip(requests).zip(list) {
+                        if answer.is_answer_full() || matches!(answer, KeyAnswer::Failed(Failure::StaleEpoch(_))) {
+                            again.push((i, request));
+                            continue;
+                        }
+                        answers[i] = Some(match (request, answer) {
+                            (KeyRequest::Get(key), KeyAnswer::Value(v)) => {
+                                if cacheable {
+                                    self.cache.borrow_mut().insert(key, v.clone(), now);
+                                }
+                                KeyAnswer::Value(v)
+                            }
+                            (KeyRequest::Get(_), answer @ (KeyAnswer::NotFound | KeyAnswer::Failed(_))) => answer,
+                            (KeyRequest::Put(key, _), answer @ (KeyAnswer::Stored | KeyAnswer::Failed(_)))
+                            | (KeyRequest::Delete(key), answer @ (KeyAnswer::Deleted(_) | KeyAnswer::Failed(_))) => {
+                                self.write_edge(&key);
+                                answer
+                            }
+                            (request, _) => {
+                                if let KeyRequest::Put(key, _) | KeyRequest::Delete(key) = &request {
+                                    self.write_edge(key);
+                                }
+                                KeyAnswer::Failed(another_request())
+                            }
+                        });
+                    }
+                }
+                Err(f) => {
+                    for (i, request) in places.into_iter().zip(requests) {
+                        if let KeyRequest::Put(key, _) | KeyRequest::Delete(key) = &request {
+                            self.write_edge(key);
+                        }
+                        answers[i] = Some(KeyAnswer::Failed(f.clone()));
+                    }
+                }
+            }
+        }
+        let retried = futures::future::join_all(again.into_iter().map(|(i, request)| {
+            let route = &route;
+            async move { (i, self.serve_one(&request, || route(request.key())).await) }
+        }))
+        .await;
+        for (i, answer) in retried {
+            answers[i] = Some(answer);
+        }
+        answers.into_iter().map(|a| a.expect("every request of the batch is answered")).collect()
+    }
+
+    /// One request, as `get`, `put` or `delete` serves it.
+    pub async fn serve_one(&self, request: &KeyRequest, route: impl Fn() -> Result<Route, Failure>) -> KeyAnswer {
+        let key = request.key();
+        let answer = match request {
+            KeyRequest::Get(_) => self.get(key, route).await.map(|v| v.map_or(KeyAnswer::NotFound, KeyAnswer::Value)),
+            KeyRequest::Put(_, value) => self.put(key, value, route).await.map(|()| KeyAnswer::Stored),
+            KeyRequest::Delete(_) => self.delete(key, route).await.map(KeyAnswer::Deleted),
+        };
+        answer.unwrap_or_else(KeyAnswer::Failed)
+    }
+
+    /// Sends `requests` to the owner at `to` in its next batch; they come
+    /// back with the worker's answers, or with why it could not be reached.
+    async fn forward_many(
+        &self,
+        to: &Route,
+        requests: Vec<KeyRequest>,
+    ) -> (Vec<KeyRequest>, Result<Vec<KeyAnswer>, Failure>) {
+        let w = match self.worker(&to.address).await {
+            Ok(w) => w,
+            Err(f) => return (requests, Err(f)),
+        };
+        let (requests, answered) = self.batcher.call_many(to.address.clone(), &w, to.epoch, requests).await;
+        let answered = answered.map_err(|e| {
+            self.workers.borrow_mut().remove(&to.address);
+            Failure::Unavailable(format!("worker {}: {e}", to.address))
+        });
+        (requests, answered)
     }
 
     pub async fn delete(&self, key: &[u8], route: impl Fn() -> Result<Route, Failure>) -> Result<bool, Failure> {

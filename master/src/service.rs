@@ -19,7 +19,7 @@ use crate::membership::{MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
 use wimpy_schema::Failure;
-use wimpy_schema::batch::{KeyAnswer, KeyRequest, read_requests, write_answers};
+use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -240,20 +240,6 @@ fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error
 }
 
 impl MasterService {
-    /// One request of a `Master.batch`, through the proxy.
-    async fn serve(&self, request: &KeyRequest) -> KeyAnswer {
-        let key = request.key();
-        let route = || self.route(key);
-        let answer = match request {
-            KeyRequest::Get(_) => {
-                self.proxy.get(key, route).await.map(|v| v.map_or(KeyAnswer::NotFound, KeyAnswer::Value))
-            }
-            KeyRequest::Put(_, value) => self.proxy.put(key, value, route).await.map(|()| KeyAnswer::Stored),
-            KeyRequest::Delete(_) => self.proxy.delete(key, route).await.map(KeyAnswer::Deleted),
-        };
-        answer.unwrap_or_else(KeyAnswer::Failed)
-    }
-
     /// Where `key` goes under the master's current ring.
     fn route(&self, key: &[u8]) -> Result<Route, Failure> {
         let m = self.membership.borrow();
@@ -465,8 +451,7 @@ impl master::Server for MasterService {
         let ops = params.get()?.get_ops()?;
         let n = ops.len();
         let answers = match read_requests(ops)? {
-            // Polled in list order, so each owner's batch keeps that order.
-            Ok(requests) => futures::future::join_all(requests.iter().map(|r| self.serve(r))).await,
+            Ok(requests) => self.proxy.serve_batch(requests, |key| self.route(key)).await,
             Err(refused) => vec![KeyAnswer::Failed(refused); n as usize],
         };
         write_answers(results.get().init_results(n), answers);

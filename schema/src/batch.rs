@@ -224,7 +224,19 @@ impl KeyAnswer {
     }
 }
 
-type Waiter = oneshot::Sender<capnp::Result<KeyAnswer>>;
+/// Who waits for queued requests.
+enum Waiter {
+    /// One request's answer.
+    One(oneshot::Sender<capnp::Result<KeyAnswer>>),
+    /// This many consecutive requests, handed back with their answers or
+    /// with the batch's error.
+    Many(usize, oneshot::Sender<Answered>),
+}
+
+/// Requests handed back to a [`Batcher::call_many`] caller, with the
+/// peer's answers (in their order) or the error of the batch that carried
+/// them.
+pub type Answered = (Vec<KeyRequest>, capnp::Result<Vec<KeyAnswer>>);
 
 /// Requests for one destination, not yet sent.
 struct Queue<P> {
@@ -290,17 +302,65 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
     /// transport failure of the batch is every request's error.
     pub async fn call(self: &Rc<Self>, dest: D, peer: &P, epoch: u64, request: KeyRequest) -> capnp::Result<KeyAnswer> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(dest, peer, epoch, request, tx);
-        rx.await.unwrap_or_else(|_| Err(capnp::Error::disconnected("the batch was dropped unsent".into())))
+        let size = request.bytes();
+        self.enqueue(dest, peer, epoch, std::iter::once(request), 1, size, Waiter::One(tx));
+        rx.await.unwrap_or_else(|_| Err(unsent()))
     }
 
-    fn enqueue(self: &Rc<Self>, dest: D, peer: &P, epoch: u64, request: KeyRequest, waiter: Waiter) {
-        let size = request.bytes();
+    /// Sends many requests to one peer in its next batch (or batches, when
+    /// they would overflow one), with one waiter for all of them rather than
+    /// one each. The requests come back, in their order, with the answers.
+    pub async fn call_many(self: &Rc<Self>, dest: D, peer: &P, epoch: u64, requests: Vec<KeyRequest>) -> Answered {
+        let mut parts = Vec::new();
+        let mut rest = requests;
+        while !rest.is_empty() {
+            // The longest run that fits in an empty batch (at least one).
+            let (mut take, mut bytes) = (0, 0);
+            for r in &rest {
+                if take == MAX_BATCH_OPS || (take > 0 && bytes + r.bytes() > MAX_BATCH_BYTES) {
+                    break;
+                }
+                take += 1;
+                bytes += r.bytes();
+            }
+            let tail = rest.split_off(take);
+            let (tx, rx) = oneshot::channel();
+            self.enqueue(dest.clone(), peer, epoch, rest.into_iter(), take, bytes, Waiter::Many(take, tx));
+            parts.push(rx);
+            rest = tail;
+        }
+        let mut requests = Vec::new();
+        let mut answers = Ok(Vec::new());
+        for part in parts {
+            let (sent, answered) = part.await.unwrap_or_else(|_| (Vec::new(), Err(unsent())));
+            requests.extend(sent);
+            match (&mut answers, answered) {
+                (Ok(all), Ok(some)) => all.extend(some),
+                (Ok(_), Err(e)) => answers = Err(e),
+                (Err(_), _) => {}
+            }
+        }
+        (requests, answers)
+    }
+
+    /// Adds `count` requests (of `size` bytes in all) for one waiter to the
+    /// queue of `dest`.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        self: &Rc<Self>,
+        dest: D,
+        peer: &P,
+        epoch: u64,
+        requests: impl Iterator<Item = KeyRequest>,
+        count: usize,
+        size: usize,
+        waiter: Waiter,
+    ) {
         let mut queues = self.queues.borrow_mut();
-        // A queue routed by another epoch, or one this request would
-        // overflow, goes out now; the request starts the next one.
+        // A queue routed by another epoch, or one these requests would
+        // overflow, goes out now; the requests start the next one.
         if let Some(q) = queues.get(&dest)
-            && (q.epoch != epoch || q.requests.len() >= MAX_BATCH_OPS || q.bytes + size > MAX_BATCH_BYTES)
+            && (q.epoch != epoch || q.requests.len() + count > MAX_BATCH_OPS || q.bytes + size > MAX_BATCH_BYTES)
         {
             let full = queues.remove(&dest).expect("just seen");
             tokio::task::spawn_local(send(full));
@@ -312,8 +372,8 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
             Queue { generation, epoch, peer: peer.clone(), requests: Vec::new(), waiters: Vec::new(), bytes: 0 }
         });
         queue.bytes += size;
-        self.requests.set(self.requests.get() + 1);
-        queue.requests.push(request);
+        self.requests.set(self.requests.get() + count as u64);
+        queue.requests.extend(requests);
         queue.waiters.push(waiter);
     }
 
@@ -337,18 +397,42 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
 /// Sends one queue as a batch and hands each waiter its answer.
 async fn send<P: BatchPeer>(q: Queue<P>) {
     let answers = q.peer.send_batch(q.epoch, &q.requests).await;
+    let mut requests = q.requests.into_iter();
     match answers {
         Ok(answers) => {
-            for (waiter, answer) in q.waiters.into_iter().zip(answers) {
-                let _ = waiter.send(Ok(answer));
+            let mut answers = answers.into_iter();
+            for waiter in q.waiters {
+                match waiter {
+                    Waiter::One(tx) => {
+                        requests.next();
+                        let answer =
+                            answers.next().ok_or_else(|| capnp::Error::failed("a batch answer is missing".into()));
+                        let _ = tx.send(answer);
+                    }
+                    Waiter::Many(n, tx) => {
+                        let _ = tx.send((requests.by_ref().take(n).collect(), Ok(answers.by_ref().take(n).collect())));
+                    }
+                }
             }
         }
         Err(e) => {
             for waiter in q.waiters {
-                let _ = waiter.send(Err(e.clone()));
+                match waiter {
+                    Waiter::One(tx) => {
+                        requests.next();
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    Waiter::Many(n, tx) => {
+                        let _ = tx.send((requests.by_ref().take(n).collect(), Err(e.clone())));
+                    }
+                }
             }
         }
     }
+}
+
+fn unsent() -> capnp::Error {
+    capnp::Error::disconnected("the batch was dropped unsent".into())
 }
 
 fn read_answer(r: key_op_result::Reader<'_>) -> capnp::Result<KeyAnswer> {
