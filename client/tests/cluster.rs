@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use wimpy_client::{Client, ClientError, ClientOptions};
 use wimpy_master::MasterConfig;
+use wimpy_schema::batch::{BatchPeer, KeyAnswer, KeyRequest};
+use wimpy_schema::wimpy_capnp::master;
 use wimpy_worker::node::WorkerConfig;
 use wimpy_worker::store::{CompactionOptions, Options, SyncMode};
 
@@ -260,6 +262,16 @@ fn keys_of_a_dead_worker_fail_fast_with_unavailable() {
             // Keys of the live worker still work.
             let live = (0u32..).map(|i| format!("k{i}")).find(|k| ring.owner(k.as_bytes()) != Some(down)).unwrap();
             client.put(live.as_bytes(), b"still here").await.unwrap();
+            // Through the master too, in one batch: the dead worker's key
+            // fails typed, the others are served.
+            let requests = [
+                KeyRequest::Get(key.clone().into_bytes()),
+                KeyRequest::Put(live.clone().into_bytes(), b"again".to_vec()),
+                KeyRequest::Get(live.clone().into_bytes()),
+            ];
+            let answers = master_batch(maddr, &requests).await;
+            assert!(matches!(answers[0], KeyAnswer::Failed(wimpy_schema::Failure::Unavailable(_))), "{answers:?}");
+            assert_eq!(&answers[1..], &[KeyAnswer::Stored, KeyAnswer::Value(b"again".to_vec())]);
         })
     });
     ready_rx.recv().unwrap();
@@ -307,6 +319,74 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
         assert_eq!(sent.requests, 400);
         assert!(sent.batches <= 8, "{sent:?}");
         assert_numbered(&direct, "q", 200).await;
+    });
+    drop(cluster);
+}
+
+/// Sends `requests` to the master as one `Master.batch` message.
+async fn master_batch(maddr: SocketAddr, requests: &[KeyRequest]) -> Vec<KeyAnswer> {
+    let master: master::Client = wimpy_schema::rpc::connect(&maddr.to_string()).await.unwrap();
+    master.send_batch(0, requests).await.unwrap()
+}
+
+#[test]
+fn a_batch_through_the_master_is_served_in_list_order_past_its_cache() {
+    let cluster = cluster(2);
+    let maddr = cluster.master.addr;
+    client_side(|| async move {
+        let direct = connected(maddr, 2).await;
+        let proxied =
+            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::default() }).await.unwrap();
+        proxied.put(b"o", b"old").await.unwrap();
+        // The master now caches "o".
+        assert_eq!(proxied.get(b"o").await.unwrap(), Some(b"old".to_vec()));
+        let put = |k: &[u8], v: &[u8]| KeyRequest::Put(k.to_vec(), v.to_vec());
+        let get = |k: &[u8]| KeyRequest::Get(k.to_vec());
+        let delete = |k: &[u8]| KeyRequest::Delete(k.to_vec());
+        // Each request sees the ones before it, whether the cache holds the
+        // key or not and whichever worker owns it.
+        let requests: Vec<KeyRequest> = vec![
+            get(b"o"),
+            put(b"o", b"new"),
+            get(b"o"),
+            put(b"other", b"1"),
+            delete(b"o"),
+            get(b"o"),
+            delete(b"o"),
+            put(b"", b"refused"),
+            get(b"other"),
+            put(b"o", b"last"),
+        ];
+        let answers = master_batch(maddr, &requests).await;
+        assert_eq!(
+            &answers[..7],
+            &[
+                KeyAnswer::Value(b"old".to_vec()),
+                KeyAnswer::Stored,
+                KeyAnswer::Value(b"new".to_vec()),
+                KeyAnswer::Stored,
+                KeyAnswer::Deleted(true),
+                KeyAnswer::NotFound,
+                KeyAnswer::Deleted(false),
+            ]
+        );
+        assert!(matches!(answers[7], KeyAnswer::Failed(wimpy_schema::Failure::Invalid(_))), "{:?}", answers[7]);
+        assert_eq!(&answers[8..], &[KeyAnswer::Value(b"1".to_vec()), KeyAnswer::Stored]);
+        // The batch's writes replaced the cached value.
+        assert_eq!(proxied.get(b"o").await.unwrap(), Some(b"last".to_vec()));
+        assert_eq!(direct.get(b"o").await.unwrap(), Some(b"last".to_vec()));
+        // Many batches at once, from many connections, each answered right.
+        let rounds = (0..8u32).map(|c| async move {
+            let requests: Vec<KeyRequest> = (0..100u32)
+                .map(|i| KeyRequest::Put(format!("c{c}-{i}").into_bytes(), i.to_le_bytes().to_vec()))
+                .collect();
+            assert!(master_batch(maddr, &requests).await.iter().all(|a| *a == KeyAnswer::Stored));
+            let requests: Vec<KeyRequest> =
+                (0..100u32).map(|i| KeyRequest::Get(format!("c{c}-{i}").into_bytes())).collect();
+            let expected: Vec<KeyAnswer> = (0..100u32).map(|i| KeyAnswer::Value(i.to_le_bytes().to_vec())).collect();
+            assert_eq!(master_batch(maddr, &requests).await, expected);
+        });
+        futures::future::join_all(rounds).await;
     });
     drop(cluster);
 }
@@ -395,8 +475,26 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
             }
             acked
         });
+        // And one through the master, 25 requests at a time, so that they
+        // travel as batches the master splits among the owners.
+        let proxied_writer = tokio::task::spawn_local(async move {
+            let options = ClientOptions { via_master: true, ..ClientOptions::default() };
+            let c = Client::connect_with(maddr, options).await.unwrap();
+            let mut acked = std::collections::BTreeMap::new();
+            for round in 0..160u32 {
+                let puts = (0..25u32).map(|i| {
+                    let (c, key) = (&c, format!("m{i}-{}", round % 20));
+                    async move { c.put(key.as_bytes(), &round.to_le_bytes()).await.map(|()| key) }
+                });
+                for key in futures::future::join_all(puts).await {
+                    acked.insert(key.unwrap(), round);
+                }
+            }
+            acked
+        });
         client.leave(leaver).await.unwrap();
-        let acked = writer.await.unwrap();
+        let mut acked = writer.await.unwrap();
+        acked.extend(proxied_writer.await.unwrap());
         let view = client.refresh_ring().await.unwrap();
         assert_eq!(view.members.len(), 2);
         assert!(view.members.iter().all(|m| m.id != leaver));

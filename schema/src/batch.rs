@@ -314,14 +314,14 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
         let mut parts = Vec::new();
         let mut rest = requests;
         while !rest.is_empty() {
-            // The longest run that fits in an empty batch (at least one).
-            let (mut take, mut bytes) = (0, 0);
-            for r in &rest {
-                if take == MAX_BATCH_OPS || (take > 0 && bytes + r.bytes() > MAX_BATCH_BYTES) {
-                    break;
-                }
-                take += 1;
-                bytes += r.bytes();
+            // The longest run that fits beside what is queued already, or
+            // else in an empty batch (at least one request).
+            let (mut take, mut bytes) = fitting(&rest, self.room(&dest, epoch));
+            if take == 0 {
+                // Over the limits by itself, a request goes alone (and is
+                // refused whole by the peer).
+                take = fitting(&rest, (MAX_BATCH_OPS, MAX_BATCH_BYTES)).0.max(1);
+                bytes = rest[..take].iter().map(KeyRequest::bytes).sum();
             }
             let tail = rest.split_off(take);
             let (tx, rx) = oneshot::channel();
@@ -341,6 +341,16 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
             }
         }
         (requests, answers)
+    }
+
+    /// Requests and bytes the queue of `dest` still takes at `epoch`.
+    fn room(&self, dest: &D, epoch: u64) -> (usize, usize) {
+        match self.queues.borrow().get(dest) {
+            Some(q) if q.epoch == epoch => {
+                (MAX_BATCH_OPS.saturating_sub(q.requests.len()), MAX_BATCH_BYTES.saturating_sub(q.bytes))
+            }
+            _ => (MAX_BATCH_OPS, MAX_BATCH_BYTES),
+        }
     }
 
     /// Adds `count` requests (of `size` bytes in all) for one waiter to the
@@ -429,6 +439,20 @@ async fn send<P: BatchPeer>(q: Queue<P>) {
             }
         }
     }
+}
+
+/// How many of `requests`, from the first, fit in `(ops, bytes)`, and
+/// their bytes.
+fn fitting(requests: &[KeyRequest], (ops, bytes): (usize, usize)) -> (usize, usize) {
+    let (mut take, mut used) = (0, 0);
+    for r in requests {
+        if take == ops || used + r.bytes() > bytes {
+            break;
+        }
+        take += 1;
+        used += r.bytes();
+    }
+    (take, used)
 }
 
 fn unsent() -> capnp::Error {

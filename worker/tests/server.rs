@@ -359,3 +359,44 @@ fn oversized_batches_are_refused_whole_and_a_full_answer_defers_the_rest() {
         assert_eq!(get(&c, &keys[4], 1).await, Got::Value(mib.clone()));
     });
 }
+
+#[test]
+fn many_requests_for_one_waiter_are_split_at_the_batch_limits_and_handed_back_in_order() {
+    use wimpy_schema::batch::{Batcher, KeyAnswer, KeyRequest, MAX_BATCH_OPS};
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 8, [1])).await;
+        let batcher = Batcher::<(), worker::Client>::new();
+        // More puts than one batch may carry, after a request queued for
+        // another waiter: they fill that batch up and spill into a second.
+        let single = batcher.call((), &c, 1, KeyRequest::Put(b"first".to_vec(), b"1".to_vec()));
+        let puts: Vec<KeyRequest> =
+            (0..1500u32).map(|i| KeyRequest::Put(i.to_le_bytes().to_vec(), i.to_be_bytes().to_vec())).collect();
+        let many = batcher.call_many((), &c, 1, puts.clone());
+        let (single, (back, answered)) = futures::join!(single, many);
+        assert_eq!(single.unwrap(), KeyAnswer::Stored);
+        assert_eq!(back, puts);
+        let answers = answered.unwrap();
+        assert!(answers.len() == 1500 && answers.iter().all(|a| *a == KeyAnswer::Stored));
+        assert_eq!(batcher.stats().requests, 1501);
+        assert_eq!(batcher.stats().batches, 1501usize.div_ceil(MAX_BATCH_OPS) as u64);
+
+        let gets: Vec<KeyRequest> = (0..1500u32).rev().map(|i| KeyRequest::Get(i.to_le_bytes().to_vec())).collect();
+        let (back, answered) = batcher.call_many((), &c, 1, gets.clone()).await;
+        assert_eq!(back, gets);
+        let expected: Vec<KeyAnswer> = (0..1500u32).rev().map(|i| KeyAnswer::Value(i.to_be_bytes().to_vec())).collect();
+        assert_eq!(answered.unwrap(), expected);
+
+        // A caller ahead of the worker's ring: each answer says so.
+        let (_, answered) = batcher.call_many((), &c, 2, gets[..3].to_vec()).await;
+        let stale = |a: &KeyAnswer| matches!(a, KeyAnswer::Failed(wimpy_schema::Failure::StaleEpoch(1)));
+        assert!(answered.unwrap().iter().all(stale));
+
+        // The worker is gone: the requests come back with the batch's error.
+        drop(w);
+        let (back, answered) = batcher.call_many((), &c, 1, gets[..3].to_vec()).await;
+        assert_eq!(back, &gets[..3]);
+        assert!(answered.is_err());
+    });
+}
