@@ -290,11 +290,7 @@ impl Client {
             if self.opts.batching {
                 let answer = self.via_master_batched(KeyRequest::Get(key.to_vec())).await?;
                 if !answer.is_answer_full() {
-                    return settled(answer_to(answer, |a| match a {
-                        KeyAnswer::Value(v) => Ok(Some(v)),
-                        KeyAnswer::NotFound => Ok(None),
-                        other => Err(other),
-                    }));
+                    return settled(answer_to(answer, KeyAnswer::into_value));
                 }
                 // The batch's answer was full: ask for this one on its own.
             }
@@ -325,11 +321,7 @@ impl Client {
         self.with_owner(key, |w, epoch, owner| async move {
             if batched {
                 let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
-                return answer_to(answer, |a| match a {
-                    KeyAnswer::Value(v) => Ok(Some(v)),
-                    KeyAnswer::NotFound => Ok(None),
-                    other => Err(other),
-                });
+                return answer_to(answer, KeyAnswer::into_value);
             }
             let mut req = w.get_request();
             req.get().set_key(key);
@@ -378,10 +370,7 @@ impl Client {
         if self.opts.via_master {
             if self.opts.batching && value.len() <= BATCHED_VALUE_LIMIT {
                 let answer = self.via_master_batched(KeyRequest::Put(key.to_vec(), value.to_vec())).await?;
-                return settled(answer_to(answer, |a| match a {
-                    KeyAnswer::Stored => Ok(()),
-                    other => Err(other),
-                }));
+                return settled(answer_to(answer, KeyAnswer::into_stored));
             }
             let mut req = self.master().await?.put_request();
             req.get().set_key(key);
@@ -399,10 +388,7 @@ impl Client {
         self.with_owner(key, |w, epoch, owner| async move {
             if batched {
                 let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Put(key.to_vec(), value.to_vec())).await?;
-                return answer_to(answer, |a| match a {
-                    KeyAnswer::Stored => Ok(()),
-                    other => Err(other),
-                });
+                return answer_to(answer, KeyAnswer::into_stored);
             }
             let mut req = w.put_request();
             req.get().set_key(key);
@@ -448,10 +434,7 @@ impl Client {
         if self.opts.via_master {
             if self.opts.batching {
                 let answer = self.via_master_batched(KeyRequest::Delete(key.to_vec())).await?;
-                return settled(answer_to(answer, |a| match a {
-                    KeyAnswer::Deleted(was) => Ok(was),
-                    other => Err(other),
-                }));
+                return settled(answer_to(answer, KeyAnswer::into_deleted));
             }
             let mut req = self.master().await?.delete_request();
             req.get().set_key(key);
@@ -464,10 +447,7 @@ impl Client {
         self.with_owner(key, |w, epoch, owner| async move {
             if self.opts.batching {
                 let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Delete(key.to_vec())).await?;
-                return answer_to(answer, |a| match a {
-                    KeyAnswer::Deleted(was) => Ok(was),
-                    other => Err(other),
-                });
+                return answer_to(answer, KeyAnswer::into_deleted);
             }
             let mut req = w.delete_request();
             req.get().set_key(key);

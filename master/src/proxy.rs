@@ -127,11 +127,11 @@ fn answer_failure<T>(f: failure::Reader<'_>) -> capnp::Result<Result<Answer<T>, 
 
 /// A worker's answer to a batched request: its value when `want` accepts
 /// it, a retry when the worker lags the ring.
-fn batched<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Option<T>) -> Result<Answer<T>, Failure> {
+fn batched<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Result<T, KeyAnswer>) -> Result<Answer<T>, Failure> {
     match answer {
         KeyAnswer::Failed(Failure::StaleEpoch(_)) => Ok(Answer::Stale),
         KeyAnswer::Failed(f) => Err(f),
-        other => want(other).map(Answer::Done).ok_or_else(another_request),
+        other => want(other).map(Answer::Done).map_err(|_| another_request()),
     }
 }
 
@@ -228,11 +228,7 @@ impl Proxy {
             .forward(route, |w, epoch, address| async move {
                 let answer = self.batcher.call(address, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
                 if !answer.is_answer_full() {
-                    return Ok(batched(answer, |a| match a {
-                        KeyAnswer::Value(v) => Some(Some(v)),
-                        KeyAnswer::NotFound => Some(None),
-                        _ => None,
-                    }));
+                    return Ok(batched(answer, KeyAnswer::into_value));
                 }
                 // The batch's answer was full: ask for this one on its own.
                 let mut req = w.get_request();
@@ -261,6 +257,13 @@ impl Proxy {
         self.cache.borrow_mut().remove(key);
     }
 
+    /// The end edge of `request` if it is a write that was forwarded.
+    fn write_ended(&self, request: &KeyRequest) {
+        if let KeyRequest::Put(key, _) | KeyRequest::Delete(key) = request {
+            self.write_edge(key);
+        }
+    }
+
     pub async fn put(
         &self,
         key: &[u8],
@@ -273,7 +276,7 @@ impl Proxy {
                 if value.len() <= BATCHED_VALUE_LIMIT {
                     let put = KeyRequest::Put(key.to_vec(), value.to_vec());
                     let answer = self.batcher.call(address, &w, epoch, put).await?;
-                    return Ok(batched(answer, |a| matches!(a, KeyAnswer::Stored).then_some(())));
+                    return Ok(batched(answer, KeyAnswer::into_stored));
                 }
                 let mut req = w.put_request();
                 req.get().set_key(key);
@@ -340,38 +343,26 @@ impl Proxy {
         for (places, (requests, outcome)) in forwarded {
             match outcome {
                 Ok(list) => {
-                    for ((i, request), answer) in places.into_iter().zip(requests).zip(list) {
+                    for ((i, request), mut answer) in places.into_iter().zip(requests).zip(list) {
                         if answer.is_answer_full() || matches!(answer, KeyAnswer::Failed(Failure::StaleEpoch(_))) {
                             again.push((i, request));
                             continue;
                         }
-                        answers[i] = Some(match (request, answer) {
-                            (KeyRequest::Get(key), KeyAnswer::Value(v)) => {
-                                if cacheable {
-                                    self.cache.borrow_mut().insert(key, v.clone(), now);
-                                }
-                                KeyAnswer::Value(v)
+                        if !answer.answers(&request) {
+                            answer = KeyAnswer::Failed(another_request());
+                        }
+                        match (request, &answer) {
+                            (KeyRequest::Get(key), KeyAnswer::Value(v)) if cacheable => {
+                                self.cache.borrow_mut().insert(key, v.clone(), now)
                             }
-                            (KeyRequest::Get(_), answer @ (KeyAnswer::NotFound | KeyAnswer::Failed(_))) => answer,
-                            (KeyRequest::Put(key, _), answer @ (KeyAnswer::Stored | KeyAnswer::Failed(_)))
-                            | (KeyRequest::Delete(key), answer @ (KeyAnswer::Deleted(_) | KeyAnswer::Failed(_))) => {
-                                self.write_edge(&key);
-                                answer
-                            }
-                            (request, _) => {
-                                if let KeyRequest::Put(key, _) | KeyRequest::Delete(key) = &request {
-                                    self.write_edge(key);
-                                }
-                                KeyAnswer::Failed(another_request())
-                            }
-                        });
+                            (request, _) => self.write_ended(&request),
+                        }
+                        answers[i] = Some(answer);
                     }
                 }
                 Err(f) => {
                     for (i, request) in places.into_iter().zip(requests) {
-                        if let KeyRequest::Put(key, _) | KeyRequest::Delete(key) = &request {
-                            self.write_edge(key);
-                        }
+                        self.write_ended(&request);
                         answers[i] = Some(KeyAnswer::Failed(f.clone()));
                     }
                 }
@@ -389,7 +380,7 @@ impl Proxy {
     }
 
     /// One request, as `get`, `put` or `delete` serves it.
-    pub async fn serve_one(&self, request: &KeyRequest, route: impl Fn() -> Result<Route, Failure>) -> KeyAnswer {
+    async fn serve_one(&self, request: &KeyRequest, route: impl Fn() -> Result<Route, Failure>) -> KeyAnswer {
         let key = request.key();
         let answer = match request {
             KeyRequest::Get(_) => self.get(key, route).await.map(|v| v.map_or(KeyAnswer::NotFound, KeyAnswer::Value)),
@@ -423,10 +414,7 @@ impl Proxy {
         let result = self
             .forward(route, |w, epoch, address| async move {
                 let answer = self.batcher.call(address, &w, epoch, KeyRequest::Delete(key.to_vec())).await?;
-                Ok(batched(answer, |a| match a {
-                    KeyAnswer::Deleted(was) => Some(was),
-                    _ => None,
-                }))
+                Ok(batched(answer, KeyAnswer::into_deleted))
             })
             .await;
         self.write_edge(key);

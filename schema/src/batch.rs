@@ -222,6 +222,45 @@ impl KeyAnswer {
     pub fn is_answer_full(&self) -> bool {
         matches!(self, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL)
     }
+
+    /// Whether this is an answer `request` can have: a failure, or the
+    /// outcome of its own kind.
+    pub fn answers(&self, request: &KeyRequest) -> bool {
+        matches!(
+            (request, self),
+            (_, KeyAnswer::Failed(_))
+                | (KeyRequest::Get(_), KeyAnswer::Value(_) | KeyAnswer::NotFound)
+                | (KeyRequest::Put(..), KeyAnswer::Stored)
+                | (KeyRequest::Delete(_), KeyAnswer::Deleted(_))
+        )
+    }
+
+    /// A get's outcome: the value, if the key was there. Any other answer
+    /// comes back as it is.
+    pub fn into_value(self) -> Result<Option<Vec<u8>>, KeyAnswer> {
+        match self {
+            KeyAnswer::Value(v) => Ok(Some(v)),
+            KeyAnswer::NotFound => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    /// A put's outcome. Any other answer comes back as it is.
+    pub fn into_stored(self) -> Result<(), KeyAnswer> {
+        match self {
+            KeyAnswer::Stored => Ok(()),
+            other => Err(other),
+        }
+    }
+
+    /// A delete's outcome: whether the key was there. Any other answer
+    /// comes back as it is.
+    pub fn into_deleted(self) -> Result<bool, KeyAnswer> {
+        match self {
+            KeyAnswer::Deleted(was) => Ok(was),
+            other => Err(other),
+        }
+    }
 }
 
 /// Who waits for queued requests.
@@ -406,36 +445,22 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
 
 /// Sends one queue as a batch and hands each waiter its answer.
 async fn send<P: BatchPeer>(q: Queue<P>) {
-    let answers = q.peer.send_batch(q.epoch, &q.requests).await;
+    let mut answers = q.peer.send_batch(q.epoch, &q.requests).await.map(Vec::into_iter);
+    // The next `n` answers, or the batch's error for each waiter.
+    let mut next = |n: usize| match &mut answers {
+        Ok(answers) => Ok(answers.by_ref().take(n).collect::<Vec<_>>()),
+        Err(e) => Err(e.clone()),
+    };
     let mut requests = q.requests.into_iter();
-    match answers {
-        Ok(answers) => {
-            let mut answers = answers.into_iter();
-            for waiter in q.waiters {
-                match waiter {
-                    Waiter::One(tx) => {
-                        requests.next();
-                        let answer =
-                            answers.next().ok_or_else(|| capnp::Error::failed("a batch answer is missing".into()));
-                        let _ = tx.send(answer);
-                    }
-                    Waiter::Many(n, tx) => {
-                        let _ = tx.send((requests.by_ref().take(n).collect(), Ok(answers.by_ref().take(n).collect())));
-                    }
-                }
+    for waiter in q.waiters {
+        match waiter {
+            Waiter::One(tx) => {
+                requests.next();
+                // read_answers checked that there is one answer per request.
+                let _ = tx.send(next(1).map(|mut one| one.pop().expect("one answer per request")));
             }
-        }
-        Err(e) => {
-            for waiter in q.waiters {
-                match waiter {
-                    Waiter::One(tx) => {
-                        requests.next();
-                        let _ = tx.send(Err(e.clone()));
-                    }
-                    Waiter::Many(n, tx) => {
-                        let _ = tx.send((requests.by_ref().take(n).collect(), Err(e.clone())));
-                    }
-                }
+            Waiter::Many(n, tx) => {
+                let _ = tx.send((requests.by_ref().take(n).collect(), next(n)));
             }
         }
     }

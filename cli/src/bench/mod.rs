@@ -418,26 +418,29 @@ async fn wait_serving(master: SocketAddr, n: usize, limit: Duration) -> Result<(
     let deadline = Instant::now() + limit;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
-        let connected = tokio::time::timeout(Duration::from_secs(5), Client::connect(master)).await;
-        match connected.unwrap_or(Err(wimpy_client::ClientError::Timeout(Duration::from_secs(5)))) {
-            Ok(client) => match tokio::time::timeout(Duration::from_secs(5), client.status()).await {
-                Err(_) => last = "the master did not answer".into(),
-                Ok(answer) => match answer {
-                    Ok((view, _)) => {
-                        let serving = view.members.iter().filter(|m| m.state == MemberState::Serving).count();
-                        if serving >= n {
-                            return Ok(());
-                        }
-                        last = format!("{serving} of {n} workers serving");
-                    }
-                    Err(e) => last = e.to_string(),
-                },
-            },
-            Err(e) => last = e.to_string(),
+        match serving_workers(master).await {
+            Ok(serving) if serving >= n => return Ok(()),
+            Ok(serving) => last = format!("{serving} of {n} workers serving"),
+            Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(Failure { code: 4, message: format!("the local cluster did not come up within {limit:?}: {last}") })
+}
+
+/// How many workers the master at `master` counts as serving; each step
+/// bounded, so a master that is not up yet cannot hang the caller.
+async fn serving_workers(master: SocketAddr) -> Result<usize, String> {
+    let limit = Duration::from_secs(5);
+    let client = tokio::time::timeout(limit, Client::connect(master))
+        .await
+        .map_err(|_| "the master did not answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (view, _) = tokio::time::timeout(limit, client.status())
+        .await
+        .map_err(|_| "the master did not answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(view.members.iter().filter(|m| m.state == MemberState::Serving).count())
 }
 
 /// Runs a future on a current-thread runtime with a `LocalSet` (capnp-rpc's

@@ -202,12 +202,18 @@ impl Store {
 
     /// Stores `value` under `key`, replacing any earlier value.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let lsn = self.append_put(key, value)?;
+        self.inner.wait_durable(lsn)
+    }
+
+    /// Checks and appends a put, without waiting for durability; returns
+    /// the LSN to wait for.
+    fn append_put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
         self.inner.check_key(key)?;
         if value.len() > self.inner.opts.max_value_bytes {
             return Err(StoreError::ValueTooLarge { len: value.len(), max: self.inner.opts.max_value_bytes });
         }
-        let lsn = self.inner.write(key, value, 0)?;
-        self.inner.wait_durable(lsn)
+        self.inner.write(key, value, 0)
     }
 
     /// The value stored under `key`, if any.
@@ -227,14 +233,20 @@ impl Store {
 
     /// Removes `key`. Returns whether it was there.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
-        self.inner.check_key(key)?;
-        match self.inner.remove(key)? {
+        match self.append_delete(key)? {
             Some(lsn) => {
                 self.inner.wait_durable(lsn)?;
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Checks and appends a delete, without waiting for durability; returns
+    /// the LSN to wait for, or `None` when the key was not there.
+    fn append_delete(&self, key: &[u8]) -> Result<Option<u64>> {
+        self.inner.check_key(key)?;
+        self.inner.remove(key)
     }
 
     /// Forces everything written so far onto flash, whatever the sync mode.
@@ -302,19 +314,11 @@ impl Store {
             .map(|op| match op {
                 Op::Get(key) => self.get(key).map(Applied::Value),
                 Op::Put(key, value) => {
-                    self.inner.check_key(key)?;
-                    if value.len() > self.inner.opts.max_value_bytes {
-                        return Err(StoreError::ValueTooLarge {
-                            len: value.len(),
-                            max: self.inner.opts.max_value_bytes,
-                        });
-                    }
-                    durable_at = durable_at.max(self.inner.write(key, value, 0)?);
+                    durable_at = durable_at.max(self.append_put(key, value)?);
                     Ok(Applied::Stored)
                 }
                 Op::Delete(key) => {
-                    self.inner.check_key(key)?;
-                    let lsn = self.inner.remove(key)?;
+                    let lsn = self.append_delete(key)?;
                     durable_at = durable_at.max(lsn.unwrap_or(0));
                     Ok(Applied::Deleted(lsn.is_some()))
                 }
