@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+pub use wimpy_net::BatchStats;
+use wimpy_net::Batcher;
 pub use wimpy_schema::MemberState;
-pub use wimpy_schema::batch::BatchStats;
-use wimpy_schema::batch::{BATCH_ANSWER_FULL, BATCHED_VALUE_LIMIT, Batcher, KeyAnswer, KeyRequest};
+use wimpy_schema::batch::{BATCH_ANSWER_FULL, BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{byte_sink, delete_result, failure, get_result, master, member, worker, write_result};
 use wimpy_schema::{Failure, Ring, WorkerId};
 
@@ -28,7 +29,7 @@ pub struct ClientOptions {
     pub via_master: bool,
     /// Send the gets, puts and deletes that tasks of this client have in
     /// flight to one worker together, as `Worker.batch` messages (see
-    /// [`wimpy_schema::batch`]). Each request still succeeds or fails on
+    /// [`wimpy_net::batcher`]). Each request still succeeds or fails on
     /// its own. Off: one message per request.
     pub batching: bool,
 }
@@ -546,5 +547,5 @@ fn read_ring(r: wimpy_schema::wimpy_capnp::ring_info::Reader<'_>) -> Result<Ring
 
 /// Opens a connection to `addr`. Must run inside a `LocalSet`.
 async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> Result<C, ClientError> {
-    wimpy_schema::rpc::connect(addr).await.map_err(|e| unreachable(addr, e))
+    wimpy_net::connect(addr).await.map_err(|e| unreachable(addr, e))
 }

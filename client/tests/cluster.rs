@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use wimpy_client::{Client, ClientError, ClientOptions};
 use wimpy_master::MasterConfig;
-use wimpy_schema::batch::{BatchPeer, KeyAnswer, KeyRequest};
+use wimpy_net::BatchPeer;
+use wimpy_schema::batch::{KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::master;
+use wimpy_store::{CompactionOptions, Options, SyncMode};
 use wimpy_worker::node::WorkerConfig;
-use wimpy_worker::store::{CompactionOptions, Options, SyncMode};
 
 /// A node running on its own thread until dropped.
 struct Node {
@@ -74,8 +75,8 @@ fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
                 ..Options::default()
             },
             cores: 1,
-            compute: wimpy_worker::compute::EngineConfig {
-                backends: vec![wimpy_worker::compute::BackendKind::Simd],
+            compute: wimpy_compute::EngineConfig {
+                backends: vec![wimpy_compute::BackendKind::Simd],
                 cpu_threads: 1,
                 ..Default::default()
             },
@@ -325,7 +326,7 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
 
 /// Sends `requests` to the master as one `Master.batch` message.
 async fn master_batch(maddr: SocketAddr, requests: &[KeyRequest]) -> Vec<KeyAnswer> {
-    let master: master::Client = wimpy_schema::rpc::connect(&maddr.to_string()).await.unwrap();
+    let master: master::Client = wimpy_net::connect(&maddr.to_string()).await.unwrap();
     master.send_batch(0, requests).await.unwrap()
 }
 
@@ -608,16 +609,14 @@ fn test_png(w: u32, h: u32, seed: u32) -> Vec<u8> {
             px.extend_from_slice(&[(x * 3) as u8, (y * 5) as u8, (n >> 24) as u8, 255]);
         }
     }
-    wimpy_worker::compute::Image::new(w, h, px).encode(wimpy_client::job::Encoding::Png).unwrap()
+    wimpy_compute::Image::new(w, h, px).encode(wimpy_client::job::Encoding::Png).unwrap()
 }
 
 /// What the scalar reference makes of `value`, run here in the test.
 fn reference(job: &wimpy_client::job::Job, value: Vec<u8>) -> Vec<u8> {
-    let mut cpu = wimpy_worker::compute::backend::cpu::CpuBackend::default();
-    let deadline = wimpy_worker::compute::Deadline::after(Duration::from_secs(60));
-    wimpy_worker::compute::execute(&mut cpu, job, value, &wimpy_worker::compute::Limits::default(), &deadline)
-        .unwrap()
-        .bytes
+    let mut cpu = wimpy_compute::backend::cpu::CpuBackend::default();
+    let deadline = wimpy_compute::Deadline::after(Duration::from_secs(60));
+    wimpy_compute::execute(&mut cpu, job, value, &wimpy_compute::Limits::default(), &deadline).unwrap().bytes
 }
 
 #[test]

@@ -14,8 +14,9 @@ use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use wimpy_net::Batcher;
 use wimpy_schema::Failure;
-use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, Batcher, KeyAnswer, KeyRequest};
+use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
 
 /// Cache sizing and freshness.
@@ -182,7 +183,7 @@ impl Proxy {
         if let Some(w) = self.workers.borrow().get(address) {
             return Ok(w.clone());
         }
-        let w: worker::Client = wimpy_schema::rpc::connect(address)
+        let w: worker::Client = wimpy_net::connect(address)
             .await
             .map_err(|e| Failure::Unavailable(format!("worker {address} unreachable: {e}")))?;
         self.workers.borrow_mut().insert(address.to_owned(), w.clone());

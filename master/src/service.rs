@@ -112,7 +112,7 @@ pub async fn run(
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, service: master::Client) -> std::io::Result<()> {
-    wimpy_schema::rpc::serve(stream, service.client).await
+    wimpy_net::serve(stream, service.client).await
 }
 
 struct MasterService {
@@ -188,7 +188,7 @@ async fn connect_plan(
 }
 
 async fn connect_worker(address: &str) -> Result<worker::Client, capnp::Error> {
-    wimpy_schema::rpc::connect(address).await.map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))
+    wimpy_net::connect(address).await.map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))
 }
 
 /// Tells every reachable member about the current ring at once, rather than

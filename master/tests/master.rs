@@ -39,7 +39,7 @@ fn start(config: MasterConfig) -> Running {
 }
 
 async fn connect(addr: SocketAddr) -> master::Client {
-    wimpy_schema::rpc::connect(&addr.to_string()).await.unwrap()
+    wimpy_net::connect(&addr.to_string()).await.unwrap()
 }
 
 fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {

@@ -1,19 +1,22 @@
-//! wimpy's shared vocabulary: the Cap'n Proto schema, the key hash every
-//! client and worker routes by, the consistent-hashing [`Ring`], and the
-//! key-hash ranges that membership changes move between workers.
+//! wimpy's contract: what every node and client agrees on. The Cap'n Proto
+//! schema (`wimpy.capnp`) and its generated code ([`wimpy_capnp`]), the
+//! schema's `Failure` union as a Rust value ([`Failure`]), compute jobs and
+//! their wire codec ([`job`]), the batch codecs ([`batch`]), member states,
+//! reader limits, and, re-exported from wimpy-keyspace, the key hash and the
+//! ring that routing follows.
+//!
+//! Plain data and codecs only: it must never depend on a runtime (tokio),
+//! the RPC system, the store, or the compute engine, so that anything
+//! speaking the protocol can use it.
 
 pub mod batch;
 mod failure;
 pub mod job;
-mod key_hash;
 mod member_state;
-pub mod ring;
-pub mod rpc;
 
 pub use failure::{ComputeFailure, ComputeFailureKind, Failure};
-pub use key_hash::{KeyHashRange, key_hash};
 pub use member_state::MemberState;
-pub use ring::{Ring, WorkerId};
+pub use wimpy_keyspace::{KeyHashRange, Ring, WorkerId, key_hash, ring};
 
 /// Limits every wimpy node and client reads Cap'n Proto messages with.
 ///

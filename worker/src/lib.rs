@@ -1,8 +1,14 @@
 //! The wimpy worker: owns part of the key space, keeps it in a FAWN-DS
-//! log-structured [`store`], and runs compute jobs next to the data.
+//! store (wimpy-store), and runs compute jobs next to the data
+//! (wimpy-compute). This crate is the glue: the RPC service over both
+//! ([`server`]), staying on the master's ring ([`membership`]), and a
+//! whole worker process as one call ([`node`]) that the `wimpy-worker`
+//! binary and tests run.
+//!
+//! Everything that is not glue lives below: storage never depends on RPC,
+//! and compute never on the store. The master and the client SDK never
+//! depend on this crate.
 
-pub mod compute;
 pub mod membership;
 pub mod node;
 pub mod server;
-pub mod store;

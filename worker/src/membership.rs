@@ -34,7 +34,7 @@ pub fn save_id(data: &Path, id: WorkerId) -> std::io::Result<()> {
 
 /// Connects to the master. Must run inside a `LocalSet`.
 pub async fn connect_master(addr: SocketAddr) -> std::io::Result<master::Client> {
-    wimpy_schema::rpc::connect(&addr.to_string()).await
+    wimpy_net::connect(&addr.to_string()).await
 }
 
 /// Registers `address` (with the id kept from an earlier run, or 0) and

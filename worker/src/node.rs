@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::membership;
 use crate::server::{WorkerState, run as serve};
-use crate::store::{Options, Store};
+use wimpy_store::{Options, Store};
 
 /// How a worker runs.
 #[derive(Clone, Debug)]
@@ -25,7 +25,7 @@ pub struct WorkerConfig {
     /// Threads serving RPC.
     pub cores: usize,
     /// Compute backends and limits.
-    pub compute: crate::compute::EngineConfig,
+    pub compute: wimpy_compute::EngineConfig,
 }
 
 /// Runs a worker on `listener` until `shutdown` resolves. Must run inside a
@@ -48,7 +48,7 @@ pub async fn run(
     membership::save_id(&config.data, id)?;
     // Probing a GPU can take a while (driver start-up); not on the RPC thread.
     let compute = config.compute.clone();
-    let engine = tokio::task::spawn_blocking(move || crate::compute::Engine::start(&compute))
+    let engine = tokio::task::spawn_blocking(move || wimpy_compute::Engine::start(&compute))
         .await
         .map_err(std::io::Error::other)?;
     let names: Vec<String> = engine

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use wimpy_schema::Ring;
 use wimpy_schema::wimpy_capnp::{failure, get_result, key_op_result, worker, write_result};
+use wimpy_store::{CompactionOptions, Options, Store, SyncMode};
 use wimpy_worker::server::{WorkerState, run};
-use wimpy_worker::store::{CompactionOptions, Options, Store, SyncMode};
 
 struct Running {
     addr: SocketAddr,
@@ -34,8 +34,8 @@ fn start(id: u64, sync: SyncMode) -> Running {
         ..Options::default()
     };
     let store = Arc::new(Store::open(dir.path(), opts).unwrap());
-    let engine = wimpy_worker::compute::Engine::start(&wimpy_worker::compute::EngineConfig {
-        backends: vec![wimpy_worker::compute::BackendKind::Simd],
+    let engine = wimpy_compute::Engine::start(&wimpy_compute::EngineConfig {
+        backends: vec![wimpy_compute::BackendKind::Simd],
         cpu_threads: 1,
         ..Default::default()
     });
@@ -60,7 +60,7 @@ fn start(id: u64, sync: SyncMode) -> Running {
 }
 
 async fn connect(addr: SocketAddr) -> worker::Client {
-    wimpy_schema::rpc::connect(&addr.to_string()).await.unwrap()
+    wimpy_net::connect(&addr.to_string()).await.unwrap()
 }
 
 /// Runs `body` on a client-side current-thread runtime with a LocalSet.
@@ -362,7 +362,8 @@ fn oversized_batches_are_refused_whole_and_a_full_answer_defers_the_rest() {
 
 #[test]
 fn many_requests_for_one_waiter_are_split_at_the_batch_limits_and_handed_back_in_order() {
-    use wimpy_schema::batch::{Batcher, KeyAnswer, KeyRequest, MAX_BATCH_OPS};
+    use wimpy_net::Batcher;
+    use wimpy_schema::batch::{KeyAnswer, KeyRequest, MAX_BATCH_OPS};
     let w = start(1, SyncMode::Never);
     client_side(|| async move {
         let c = connect(w.addr).await;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use wimpy_worker::compute::{BackendKind, EngineConfig, Limits};
+use wimpy_compute::{BackendKind, EngineConfig, Limits};
+use wimpy_store::{Options, SyncMode};
 use wimpy_worker::node::{WorkerConfig, run};
-use wimpy_worker::store::{Options, SyncMode};
 
 // Every request allocates a little (keys, answers, futures) on each
 // serving thread; mimalloc's thread-local free lists beat glibc's malloc there.

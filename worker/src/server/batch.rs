@@ -9,7 +9,7 @@ use wimpy_schema::batch::{KeyAnswer, KeyRequest, read_requests, write_answers};
 use wimpy_schema::wimpy_capnp::worker;
 
 use super::{WorkerState, on_store, refusal};
-use crate::store::{Applied, Op};
+use wimpy_store::{Applied, Op};
 
 pub(super) async fn batch(
     state: &Arc<WorkerState>,

@@ -9,7 +9,7 @@ use wimpy_schema::wimpy_capnp::{compute_result, worker};
 use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure};
 
 use super::{MAX_INLINE_VALUE, WorkerState, refusal, streams};
-use crate::compute::{ComputeError, JobOutput};
+use wimpy_compute::{ComputeError, JobOutput};
 
 /// Result bytes one `computeBatch` reply carries inline, at most.
 const BATCH_REPLY_BYTES: usize = 6 << 20;
@@ -46,7 +46,7 @@ async fn run_one(
     key: &[u8],
     epoch: u64,
     job: Job,
-    backend: Option<crate::compute::BackendKind>,
+    backend: Option<wimpy_compute::BackendKind>,
     deadline: Option<Duration>,
 ) -> Outcome {
     let value = match state.route(key, epoch).and_then(|()| state.store.get(key).map_err(refusal)) {
@@ -93,7 +93,7 @@ fn write_inline(outcome: &Outcome, mut r: compute_result::Builder<'_>) {
 
 fn read_job(
     job: wimpy_schema::wimpy_capnp::job::Reader<'_>,
-) -> Result<(Job, Option<crate::compute::BackendKind>, Option<Duration>), Failure> {
+) -> Result<(Job, Option<wimpy_compute::BackendKind>, Option<Duration>), Failure> {
     let (job, backend, millis) = wire::read_job(job).map_err(|e| failure_of(&ComputeError::BadJob(e)))?;
     Ok((job, backend, (millis > 0).then(|| Duration::from_millis(u64::from(millis)))))
 }

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use wimpy_schema::wimpy_capnp::worker;
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
-use crate::store::{Store, SyncMode};
+use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
 use wimpy_schema::Failure;
@@ -43,7 +43,7 @@ pub struct WorkerState {
     /// The worker's data.
     pub store: Arc<Store>,
     /// The compute backends jobs run on.
-    pub engine: Arc<crate::compute::Engine>,
+    pub engine: Arc<wimpy_compute::Engine>,
     /// The newest ring this worker has been given.
     ring: ArcSwap<Ring>,
     /// Ranges whose writes are refused while they move to another worker,
@@ -56,7 +56,7 @@ pub struct WorkerState {
 impl WorkerState {
     /// A worker `id` serving `store` and running compute jobs on `engine`,
     /// not yet on any ring.
-    pub fn new(id: WorkerId, store: Arc<Store>, engine: Arc<crate::compute::Engine>) -> WorkerState {
+    pub fn new(id: WorkerId, store: Arc<Store>, engine: Arc<wimpy_compute::Engine>) -> WorkerState {
         WorkerState {
             id,
             store,
@@ -99,7 +99,7 @@ impl WorkerState {
             let gone = keys
                 .into_iter()
                 .filter(|k| ring.owner(k) != Some(self.id))
-                .map(|key| Ok(crate::store::Record { key, value: None }));
+                .map(|key| Ok(wimpy_store::Record { key, value: None }));
             let _ = self.store.merge(gone);
         }
     }
@@ -208,7 +208,7 @@ fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::Unbounde
 
 async fn serve_connection(stream: std::net::TcpStream, service: worker::Client) -> std::io::Result<()> {
     stream.set_nonblocking(true)?;
-    wimpy_schema::rpc::serve(tokio::net::TcpStream::from_std(stream)?, service.client).await
+    wimpy_net::serve(tokio::net::TcpStream::from_std(stream)?, service.client).await
 }
 
 /// The `Worker` interface on one core.
@@ -220,7 +220,7 @@ impl WorkerService {
     /// Runs a store write where waiting for its fsync cannot stall the core.
     async fn write<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&Store) -> crate::store::Result<T> + Send + 'static,
+        op: impl FnOnce(&Store) -> wimpy_store::Result<T> + Send + 'static,
     ) -> Result<T, Failure> {
         on_store(&self.state.store, true, op).await?.map_err(refusal)
     }

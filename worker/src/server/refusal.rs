@@ -2,7 +2,7 @@
 
 use wimpy_schema::Failure;
 
-use crate::store::StoreError;
+use wimpy_store::StoreError;
 
 /// The schema's `Failure` for a store error.
 pub fn refusal(e: StoreError) -> Failure {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
 
 use super::refusal;
-use crate::store::{Store, SyncMode};
 use wimpy_schema::Failure;
+use wimpy_store::{Store, SyncMode};
 
 /// Bytes per chunk (the schema's `maxChunk`).
 pub const CHUNK: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;

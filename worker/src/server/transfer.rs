@@ -9,7 +9,7 @@ use std::sync::Arc;
 use wimpy_schema::KeyHashRange;
 use wimpy_schema::wimpy_capnp::record_sink;
 
-use crate::store::{RecordStreamReader, Store, encode_stream_record};
+use wimpy_store::{RecordStreamReader, Store, encode_stream_record};
 
 /// Bytes of frames per `RecordSink.write`: large enough to keep the link
 /// busy, far under the reader's traversal limit.

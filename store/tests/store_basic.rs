@@ -1,0 +1,392 @@
+//! Behaviour of the store through its public API, on real files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wimpy_keyspace::{KeyHashRange, key_hash};
+use wimpy_store::{CompactionOptions, Options, Store, StoreError, SyncMode};
+
+/// Small segments so that a few thousand keys span many of them.
+fn small() -> Options {
+    Options {
+        sync: SyncMode::Never,
+        segment_bytes: 1 << 20,
+        max_value_bytes: 64 << 10,
+        expected_keys: 64,
+        compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
+        ..Options::default()
+    }
+}
+
+fn value(i: u64, round: u64) -> Vec<u8> {
+    let len = 1 + (i * 37 + round * 11) % 700;
+    (0..len).map(|j| (i ^ j ^ round) as u8).collect()
+}
+
+#[test]
+fn put_get_overwrite_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    assert_eq!(store.get(b"a").unwrap(), None);
+    store.put(b"a", b"1").unwrap();
+    store.put(b"b", b"").unwrap();
+    assert_eq!(store.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.get(b"b").unwrap().as_deref(), Some(&b""[..]));
+    store.put(b"a", b"22").unwrap();
+    assert_eq!(store.get(b"a").unwrap().as_deref(), Some(&b"22"[..]));
+    assert!(store.delete(b"a").unwrap());
+    assert!(!store.delete(b"a").unwrap());
+    assert_eq!(store.get(b"a").unwrap(), None);
+    assert_eq!(store.stats().live_keys, 1);
+}
+
+#[test]
+fn limits_are_typed_errors_that_name_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { max_key_bytes: 8, max_value_bytes: 16, ..small() };
+    let store = Store::open(dir.path(), opts).unwrap();
+    assert!(matches!(store.put(b"", b"x"), Err(StoreError::KeyTooLarge { len: 0, max: 8 })));
+    assert!(matches!(store.put(b"123456789", b"x"), Err(StoreError::KeyTooLarge { len: 9, max: 8 })));
+    assert!(matches!(store.get(b"123456789"), Err(StoreError::KeyTooLarge { .. })));
+    let err = store.put(b"k", &[0; 17]).unwrap_err();
+    assert!(matches!(err, StoreError::ValueTooLarge { len: 17, max: 16 }));
+    assert!(err.to_string().contains("16"), "{err}");
+    store.put(b"k", &[0; 16]).unwrap();
+    assert_eq!(store.stats().live_keys, 1);
+}
+
+#[test]
+fn many_keys_across_segments_and_index_growth_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    {
+        let store = Store::open(dir.path(), small()).unwrap();
+        for i in 0..20_000u64 {
+            let k = format!("key-{i}").into_bytes();
+            let v = value(i, 0);
+            store.put(&k, &v).unwrap();
+            model.insert(k, v);
+        }
+        for i in (0..20_000u64).step_by(3) {
+            let k = format!("key-{i}").into_bytes();
+            if i % 2 == 0 {
+                store.delete(&k).unwrap();
+                model.remove(&k);
+            } else {
+                let v = value(i, 1);
+                store.put(&k, &v).unwrap();
+                model.insert(k, v);
+            }
+        }
+        let stats = store.stats();
+        assert_eq!(stats.live_keys, model.len() as u64);
+        assert!(stats.segments > 3, "expected several segments, got {}", stats.segments);
+        for (k, v) in &model {
+            assert_eq!(store.get(k).unwrap().as_ref(), Some(v));
+        }
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path(), small()).unwrap();
+    assert!(store.recovery_report().checkpoint_used);
+    assert_eq!(store.recovery_report().replayed_records, 0);
+    assert_eq!(store.stats().live_keys, model.len() as u64);
+    for (k, v) in &model {
+        assert_eq!(store.get(k).unwrap().as_ref(), Some(v), "{}", String::from_utf8_lossy(k));
+    }
+}
+
+#[test]
+fn reopen_without_a_checkpoint_rolls_forward_over_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), small()).unwrap();
+        for i in 0..5000u64 {
+            store.put(&i.to_le_bytes(), &value(i, 0)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    let report = store.recovery_report();
+    assert!(!report.checkpoint_used);
+    assert_eq!(report.replayed_records, 5000);
+    for i in 0..5000u64 {
+        assert_eq!(store.get(&i.to_le_bytes()).unwrap(), Some(value(i, 0)));
+    }
+}
+
+#[test]
+fn a_damaged_checkpoint_is_rejected_and_the_log_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), small()).unwrap();
+        for i in 0..3000u64 {
+            store.put(&i.to_le_bytes(), &value(i, 0)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let path = dir.path().join("index.ckpt");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    let report = store.recovery_report();
+    assert!(!report.checkpoint_used);
+    assert!(report.checkpoint_rejected.as_deref().unwrap().contains("checksum"));
+    for i in 0..3000u64 {
+        assert_eq!(store.get(&i.to_le_bytes()).unwrap(), Some(value(i, 0)));
+    }
+}
+
+#[test]
+fn compaction_reclaims_overwritten_and_deleted_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    for round in 0..5 {
+        for i in 0..2000u64 {
+            store.put(&i.to_le_bytes(), &value(i, round)).unwrap();
+        }
+    }
+    for i in (0..2000u64).filter(|i| i % 4 == 0) {
+        store.delete(&i.to_le_bytes()).unwrap();
+    }
+    let before = store.stats();
+    assert!(before.garbage_bytes > before.log_bytes / 2, "{before:?}");
+    let report = store.compact().unwrap();
+    let after = store.stats();
+    assert!(report.segments_compacted > 0);
+    assert!(after.log_bytes < before.log_bytes / 2, "before {before:?} after {after:?} {report:?}");
+    assert_eq!(after.live_keys, 1500);
+    for i in 0..2000u64 {
+        let want = (i % 4 != 0).then(|| value(i, 4));
+        assert_eq!(store.get(&i.to_le_bytes()).unwrap(), want, "key {i}");
+    }
+    drop(store);
+    let store = Store::open(dir.path(), small()).unwrap();
+    for i in 0..2000u64 {
+        let want = (i % 4 != 0).then(|| value(i, 4));
+        assert_eq!(store.get(&i.to_le_bytes()).unwrap(), want, "key {i} after reopen");
+    }
+}
+
+#[test]
+fn background_compaction_keeps_the_log_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        compaction: CompactionOptions {
+            enabled: true,
+            garbage_ratio: 0.3,
+            min_segment_garbage: 0.2,
+            bytes_per_second: None,
+        },
+        ..small()
+    };
+    let store = Store::open(dir.path(), opts).unwrap();
+    // 200 keys of ~4 KiB rewritten 100 times: 80 MiB written, under 1 MiB live.
+    for round in 0..100u64 {
+        for i in 0..200u64 {
+            store.put(&i.to_le_bytes(), &vec![round as u8; 4096]).unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while store.stats().log_bytes > 8 << 20 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stats = store.stats();
+    assert!(stats.log_bytes <= 8 << 20, "background compaction left {stats:?}");
+    for i in 0..200u64 {
+        assert_eq!(store.get(&i.to_le_bytes()).unwrap(), Some(vec![99; 4096]));
+    }
+}
+
+#[test]
+fn gets_run_beside_a_put_stream_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), small()).unwrap());
+    // Stable keys that readers check throughout; churn keys make garbage.
+    for i in 0..1000u64 {
+        store.put(format!("stable-{i}").as_bytes(), &value(i, 7)).unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..1000u64 {
+                        let got = store.get(format!("stable-{i}").as_bytes()).unwrap();
+                        assert_eq!(got, Some(value(i, 7)), "stable-{i}");
+                        reads += 1;
+                    }
+                }
+                reads
+            })
+        })
+        .collect();
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for round in 0..20u64 {
+                for i in 0..1000u64 {
+                    store.put(format!("churn-{i}").as_bytes(), &value(i, round)).unwrap();
+                }
+            }
+        })
+    };
+    for _ in 0..5 {
+        store.compact().unwrap();
+    }
+    writer.join().unwrap();
+    store.compact().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    for i in 0..1000u64 {
+        assert_eq!(store.get(format!("churn-{i}").as_bytes()).unwrap(), Some(value(i, 19)));
+    }
+}
+
+#[test]
+fn split_streams_a_hash_range_and_merge_takes_it_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(dir.path().join("a"), small()).unwrap();
+    for i in 0..3000u64 {
+        source.put(&i.to_le_bytes(), &value(i, 0)).unwrap();
+    }
+    for i in 0..3000u64 {
+        if i % 5 == 0 {
+            source.delete(&i.to_le_bytes()).unwrap();
+        } else if i % 5 == 1 {
+            source.put(&i.to_le_bytes(), &value(i, 1)).unwrap();
+        }
+    }
+    let range = KeyHashRange::new(u64::MAX / 4 * 3, u64::MAX / 4);
+    let mut frames = Vec::new();
+    let mut sent = 0;
+    for r in source.split(range) {
+        wimpy_store::encode_stream_record(&mut frames, &r.unwrap());
+        sent += 1;
+    }
+    let target = Store::open(dir.path().join("b"), small()).unwrap();
+    let reader = wimpy_store::RecordStreamReader::new(&frames[..], 4096, 64 << 10);
+    assert_eq!(target.merge(reader).unwrap(), sent);
+    let mut expected = 0;
+    for i in 0..3000u64 {
+        let k = i.to_le_bytes();
+        let live = i % 5 != 0;
+        let want = live.then(|| value(i, u64::from(i % 5 == 1)));
+        if range.contains(key_hash(&k)) {
+            assert_eq!(target.get(&k).unwrap(), want, "key {i}");
+            expected += u64::from(live);
+        } else {
+            assert_eq!(target.get(&k).unwrap(), None, "key {i} is outside the range");
+        }
+    }
+    assert_eq!(sent, expected);
+    assert!(expected > 1000, "the range should hold about half the keys");
+}
+
+#[test]
+fn sync_always_with_concurrent_writers_acknowledges_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options { sync: SyncMode::Always, ..small() };
+    let store = Arc::new(Store::open(dir.path(), opts).unwrap());
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    store.put(format!("{t}-{i}").as_bytes(), &value(i, t)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    drop(store);
+    let store = Store::open(dir.path(), small()).unwrap();
+    for t in 0..4u64 {
+        for i in 0..200u64 {
+            assert_eq!(store.get(format!("{t}-{i}").as_bytes()).unwrap(), Some(value(i, t)));
+        }
+    }
+}
+
+#[test]
+fn a_directory_holds_one_store_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path(), small()).unwrap();
+    let err = Store::open(dir.path(), small()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    first.close().unwrap();
+    Store::open(dir.path(), small()).unwrap();
+}
+
+#[test]
+fn compaction_requested_during_a_scan_on_the_same_thread_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    for round in 0..3 {
+        for i in 0..2000u64 {
+            store.put(&i.to_le_bytes(), &value(i, round)).unwrap();
+        }
+    }
+    let mut scan = store.scan(KeyHashRange::ALL);
+    let first = scan.next().unwrap().unwrap();
+    // Compaction must not move records behind a running scan; it gives up
+    // on this round rather than wait for a scan it would never see finish.
+    let report = store.compact().unwrap();
+    assert_eq!(report.segments_compacted, 0);
+    let rest = scan.count() + 1;
+    assert_eq!(rest, 2000, "scan saw {rest} keys; first was {:?}", first.0);
+    assert!(store.compact().unwrap().segments_compacted > 0);
+}
+
+#[test]
+fn apply_runs_operations_in_order_each_with_its_own_answer() {
+    use wimpy_store::{Applied, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small()).unwrap();
+    let k = |s: &str| s.as_bytes().to_vec();
+    let ops = vec![
+        Op::Put(k("a"), k("1")),
+        Op::Get(k("a")),
+        Op::Put(k("a"), k("2")),
+        Op::Get(k("a")),
+        Op::Delete(k("a")),
+        Op::Delete(k("a")),
+        Op::Get(k("a")),
+        Op::Put(Vec::new(), k("x")),
+        Op::Put(k("b"), vec![0; (64 << 10) + 1]),
+        Op::Put(k("c"), k("3")),
+    ];
+    let answers = store.apply(&ops);
+    assert_eq!(answers.len(), ops.len());
+    let ok: Vec<Option<Applied>> = answers.iter().map(|a| a.as_ref().ok().cloned()).collect();
+    assert_eq!(
+        ok,
+        vec![
+            Some(Applied::Stored),
+            Some(Applied::Value(Some(k("1")))),
+            Some(Applied::Stored),
+            Some(Applied::Value(Some(k("2")))),
+            Some(Applied::Deleted(true)),
+            Some(Applied::Deleted(false)),
+            Some(Applied::Value(None)),
+            None,
+            None,
+            Some(Applied::Stored),
+        ]
+    );
+    assert!(matches!(answers[7], Err(StoreError::KeyTooLarge { len: 0, .. })));
+    assert!(matches!(answers[8], Err(StoreError::ValueTooLarge { .. })));
+    assert_eq!(store.get(b"c").unwrap(), Some(k("3")));
+    assert_eq!(store.get(b"b").unwrap(), None);
+    assert_eq!(store.stats().live_keys, 1);
+}
