@@ -1,14 +1,11 @@
 //! Local clusters: a master and N workers as child processes on 127.0.0.1.
-//! `wimpy local` runs one in the foreground, restarting nodes that die and
-//! stopping cleanly on Ctrl-C; `wimpy bench --local N` and `wimpy bench
-//! scale` start one per run.
+//! `wimpy local` (crate::cmd::local) runs one in the foreground; `wimpy
+//! bench --local N` and `wimpy bench scale` start one per run.
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Finds a sibling binary (wimpy-master, wimpy-worker) next to this one.
@@ -170,32 +167,4 @@ fn stop(child: &mut Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// `wimpy local`: runs a cluster in the foreground until Ctrl-C.
-pub fn run(master: SocketAddr, workers: usize, data: &Path, sync: &str) -> std::io::Result<()> {
-    let stopping = Arc::new(AtomicBool::new(false));
-    {
-        let stopping = stopping.clone();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::spawn(move || {
-            rt.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-            stopping.store(true, Ordering::SeqCst);
-        });
-    }
-    let mut cluster = LocalCluster::start(master, workers, data, sync, false)?;
-    eprintln!("wimpy local: master on {master}, {workers} worker(s), data in {}; Ctrl-C to stop", data.display());
-    while !stopping.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
-        if stopping.load(Ordering::SeqCst) {
-            break;
-        }
-        cluster.restart_exited()?;
-    }
-    eprintln!("wimpy local: stopping");
-    cluster.stop();
-    eprintln!("wimpy local: stopped");
-    Ok(())
 }

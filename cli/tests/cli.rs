@@ -64,7 +64,7 @@ fn start_local(data: &std::path::Path) -> Local {
     // Bounded wait until all three workers serve.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let o = wimpy(&local.master, &["-o", "json", "status"], None);
+        let o = wimpy(&local.master, &["-w", "json", "status"], None);
         if o.status.success() && text(&o).matches("\"serving\"").count() == 3 {
             return local;
         }
@@ -94,8 +94,23 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
 
     let o = wimpy(&m, &["--via-master", "get", "greeting"], None);
     assert_eq!(text(&o), "hello wimpy", "proxy mode reads the same value");
-    let o = wimpy(&m, &["-o", "json", "get", "greeting"], None);
+    let o = wimpy(&m, &["-w", "json", "get", "greeting"], None);
     assert!(text(&o).contains("\"value\":\"hello wimpy\""), "{}", text(&o));
+    // `-` is standard output: the value itself, nothing beside it.
+    let o = wimpy(&m, &["get", "blob", "-o", "-"], None);
+    assert_eq!((o.status.code(), &o.stdout), (Some(0), &value));
+    let o = wimpy(&m, &["get", "blob", "-w", "json", "-o", "-"], None);
+    assert_eq!(o.stdout, value, "the value, not a report, goes to standard output");
+
+    // Global flags go before or after the command, with the same result.
+    let before = wimpy(&m, &["-w", "json", "status"], None);
+    let after = wimpy(&m, &["status", "-w", "json"], None);
+    assert!(before.status.success() && after.status.success(), "{before:?} {after:?}");
+    let status: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(status["members"].as_array().map(Vec::len), Some(3), "{status}");
+    assert_eq!(before.stdout, after.stdout);
+    let o = wimpy(&m, &["get", "greeting", "--via-master"], None);
+    assert_eq!(text(&o), "hello wimpy", "--via-master after the command");
 
     // Exit codes: 3 not found, 5 refused input, 4 unreachable, 2 usage.
     assert_eq!(wimpy(&m, &["get", "missing"], None).status.code(), Some(3));
@@ -144,10 +159,14 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     }
     let o = wimpy(
         &m,
-        &["-o", "json", "compute", "scene", "--op", "sobel", "--op", "encode:jpeg:80", "--store-as", "edges"],
+        &["-w", "json", "compute", "scene", "--op", "sobel", "--op", "encode:jpeg:80", "--store-as", "edges"],
         None,
     );
     assert!(text(&o).contains("\"kernel\""), "{}", text(&o));
+    // A result to standard output is the PNG itself, equal to the golden one.
+    let o = wimpy(&m, &["compute", "scene", "--op", "invert", "-o", "-"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.stdout, std::fs::read(testdata.join("golden/scene-a-invert.png")).unwrap());
     // Bad jobs and bad images are refused (exit 5); the worker keeps serving.
     assert_eq!(wimpy(&m, &["compute", "scene", "--op", "swirl"], None).status.code(), Some(5));
     assert_eq!(wimpy(&m, &["compute", "scene", "--op", "crop:150:0:20:20"], None).status.code(), Some(5));
@@ -177,4 +196,18 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     let o = wimpy(&local.master, &["get", "blob", "-o", back.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&back).unwrap(), value);
+}
+
+#[test]
+fn completions_cover_every_command_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = Command::new(WIMPY).args(["completions", shell]).output().unwrap();
+        assert!(o.status.success(), "{shell}: {}", String::from_utf8_lossy(&o.stderr));
+        let script = text(&o);
+        for command in ["put", "get", "compute", "bench", "completions"] {
+            assert!(script.contains(command), "{shell} completions lack {command}");
+        }
+    }
+    let o = Command::new(WIMPY).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "an unknown shell is a usage error");
 }

@@ -11,6 +11,7 @@
 
 pub mod batcher;
 pub mod connection;
+pub mod logging;
 
 pub use batcher::{Answered, BatchPeer, BatchStats, Batcher};
 pub use connection::{connect, serve};

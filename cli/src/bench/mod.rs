@@ -30,11 +30,21 @@ use serde_json::{Value, json};
 use wimpy_client::job::{BackendKind, Job};
 use wimpy_client::{Client, MemberState};
 
+use crate::Format;
+use crate::failure::Failure;
+use crate::files;
 use crate::local::LocalCluster;
-use crate::{Failure, Format};
 use pace::Pace;
 use run::{ClientSetup, Connections, Phase, Plan, Target};
 use workload::{Distribution, Mix, Preset};
+
+/// What `wimpy bench --help` shows after the flags.
+pub const EXAMPLES: &str = "Examples:
+  wimpy bench --local 3 --workload a --clients 1,8,50 --plot bench-plots
+  wimpy bench --local 3 --mix get=50,put=20,hash=20,pict=10 --rate 2000
+  wimpy bench --workload c --duration 30s --json figures.json    # the cluster at --master
+  wimpy bench scale --workers 1,2,3 --workload c
+  wimpy bench compute --local 1 --backends cpu,simd,gles,wgpu";
 
 /// `wimpy bench` and its subcommands.
 #[derive(Args, Debug)]
@@ -54,6 +64,9 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// The same workload on local clusters of each size: throughput against
     /// workers.
+    #[command(
+        after_help = "Examples:\n  wimpy bench scale --workers 1,2,3 --workload c\n  wimpy bench scale --workers 1,3 --mix get=90,put=10 --sync never --json scale.json"
+    )]
     Scale {
         /// Cluster sizes to run, e.g. 1,2,3.
         #[arg(long, value_delimiter = ',', required = true)]
@@ -68,6 +81,9 @@ enum BenchCommand {
     },
     /// Each image operation on each backend, through the service, with the
     /// stage times the worker reports.
+    #[command(
+        after_help = "Examples:\n  wimpy bench compute --local 1 --backends cpu,simd,gles,wgpu\n  wimpy bench compute --local 1 --image photo.jpg --op blur:4 --op sobel --runs 5"
+    )]
     Compute(ComputeArgs),
 }
 
@@ -83,8 +99,9 @@ struct ComputeArgs {
     /// blur:2, sobel, conv3 sharpen, a half-size Lanczos3 resize, blake3).
     #[arg(long = "op")]
     ops: Vec<String>,
-    /// The picture to run on (default: a generated one of --picture-size).
-    #[arg(long)]
+    /// The picture to run on, - for standard input (default: a generated
+    /// one of --picture-size).
+    #[arg(long, value_name = "FILE")]
     image: Option<PathBuf>,
     /// Size of the generated picture.
     #[arg(long, default_value = "1920x1080")]
@@ -92,7 +109,8 @@ struct ComputeArgs {
     /// Timed runs per operation and backend (after one warm-up).
     #[arg(long, default_value_t = 10)]
     runs: u32,
-    /// Also save the picture used to FILE (to run peers on the same one).
+    /// Also save the picture used to FILE, - for standard output (to run
+    /// peers on the same one).
     #[arg(long, value_name = "FILE")]
     save_picture: Option<PathBuf>,
     #[command(flatten)]
@@ -188,24 +206,13 @@ impl WorkloadArgs {
 /// Where figures go besides the terminal.
 #[derive(Args, Debug, Clone)]
 struct OutputArgs {
-    /// Write every figure, with the HDR histograms, to this JSON file.
-    #[arg(long)]
+    /// Write every figure, with the HDR histograms, to this JSON file (- for
+    /// standard output).
+    #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write charts (SVG) into this directory.
     #[arg(long)]
     plot: Option<PathBuf>,
-}
-
-fn usage(message: impl Into<String>) -> Failure {
-    Failure { code: 2, message: message.into() }
-}
-
-fn refused(message: impl std::fmt::Display) -> Failure {
-    Failure { code: 5, message: message.to_string() }
-}
-
-fn trouble(message: impl Into<String>) -> Failure {
-    Failure { code: 1, message: message.into() }
 }
 
 /// Checks a sync mode as the workers take it: always, never or interval:MS.
@@ -214,7 +221,7 @@ fn check_sync(mode: &str) -> Result<(), Failure> {
         Some(ms) => ms.parse::<u64>().is_ok_and(|ms| ms > 0),
         None => mode == "always" || mode == "never",
     };
-    if ok { Ok(()) } else { Err(usage(format!("--sync {mode:?}: use always, never or interval:MS"))) }
+    if ok { Ok(()) } else { Err(Failure::usage(format!("--sync {mode:?}: use always, never or interval:MS"))) }
 }
 
 /// Parses `10`, `10s`, `500ms`, `2m`.
@@ -240,7 +247,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 impl WorkloadArgs {
     fn preset(&self) -> Result<Preset, Failure> {
         if let Some(mix) = &self.mix {
-            return Ok(Preset::pi_mix(Mix::parse(mix).map_err(usage)?));
+            return Ok(Preset::pi_mix(Mix::parse(mix).map_err(Failure::usage)?));
         }
         let name = self.workload.to_ascii_lowercase();
         let name = name.strip_prefix("ycsb-").unwrap_or(&name);
@@ -253,7 +260,7 @@ impl WorkloadArgs {
                     (Some(c), None) => Preset::ycsb(c),
                     _ => None,
                 }
-                .ok_or_else(|| usage(format!("unknown workload {:?}; use a-f, mix or compute", self.workload)))
+                .ok_or_else(|| Failure::usage(format!("unknown workload {:?}; use a-f, mix or compute", self.workload)))
             }
         }
     }
@@ -262,18 +269,18 @@ impl WorkloadArgs {
     fn plan(&self) -> Result<(String, Plan), Failure> {
         self.pace()?;
         self.clients()?;
-        parse_duration(&self.duration).map_err(usage)?;
+        parse_duration(&self.duration).map_err(Failure::usage)?;
         let preset = self.preset()?;
         let distribution = match &self.distribution {
-            Some(d) => d.parse::<Distribution>().map_err(usage)?,
+            Some(d) => d.parse::<Distribution>().map_err(Failure::usage)?,
             None => preset.distribution,
         };
-        let pipeline = Job::parse(&self.ops).map_err(|e| refused(format!("--op: {e}")))?;
+        let pipeline = Job::parse(&self.ops).map_err(|e| Failure::refused(format!("--op: {e}")))?;
         if self.records == 0 && preset.mix.parts().iter().any(|(k, _)| !k.needs_pictures()) {
-            return Err(usage("--records must be at least 1 for this workload"));
+            return Err(Failure::usage("--records must be at least 1 for this workload"));
         }
         if self.pictures == 0 && preset.mix.parts().iter().any(|(k, _)| k.needs_pictures()) {
-            return Err(usage("--pictures must be at least 1 for this workload"));
+            return Err(Failure::usage("--pictures must be at least 1 for this workload"));
         }
         let plan = Plan {
             mix: preset.mix,
@@ -281,7 +288,7 @@ impl WorkloadArgs {
             records: self.records,
             value_size: self.value_size,
             pictures: self.pictures,
-            picture_size: picture::parse_size(&self.picture_size).map_err(usage)?,
+            picture_size: picture::parse_size(&self.picture_size).map_err(Failure::usage)?,
             pipeline,
             hash: Job::parse(&["blake3"]).expect("a valid job"),
             scan_max: self.scan_max.max(1),
@@ -293,7 +300,7 @@ impl WorkloadArgs {
         match self.rate {
             None => Ok(Pace::ClosedLoop),
             Some(r) if pace::RATE_RANGE.contains(&r) => Ok(Pace::FixedRate(r)),
-            Some(r) => Err(usage(format!(
+            Some(r) => Err(Failure::usage(format!(
                 "--rate {r}: give operations per second from {} to {}",
                 pace::RATE_RANGE.start(),
                 pace::RATE_RANGE.end()
@@ -303,7 +310,7 @@ impl WorkloadArgs {
 
     fn clients(&self) -> Result<Vec<usize>, Failure> {
         if self.clients.is_empty() || self.clients.contains(&0) {
-            return Err(usage("--clients: give counts of 1 or more"));
+            return Err(Failure::usage("--clients: give counts of 1 or more"));
         }
         Ok(self.clients.clone())
     }
@@ -369,21 +376,22 @@ impl Cluster {
 }
 
 fn free_port() -> Result<u16, Failure> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| trouble(format!("no free port: {e}")))?;
-    Ok(l.local_addr().map_err(|e| trouble(e.to_string()))?.port())
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::trouble(format!("no free port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| Failure::trouble(e.to_string()))?.port())
 }
 
 /// Starts a local cluster of `workers` and waits until they all serve.
 fn start_local(workers: usize, sync: &str) -> Result<Cluster, Failure> {
     if workers == 0 {
-        return Err(usage("a local cluster needs at least one worker"));
+        return Err(Failure::usage("a local cluster needs at least one worker"));
     }
     let dir = tempfile::Builder::new()
         .prefix("wimpy-bench-")
         .tempdir()
-        .map_err(|e| trouble(format!("a data directory: {e}")))?;
+        .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
     let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let local = LocalCluster::start(master, workers, dir.path(), sync, true).map_err(|e| trouble(e.to_string()))?;
+    let local =
+        LocalCluster::start(master, workers, dir.path(), sync, true).map_err(|e| Failure::trouble(e.to_string()))?;
     on_runtime(wait_serving(master, workers, Duration::from_secs(60)))?;
     Ok(Cluster { master, workers: local.workers(), local: Some((local, dir)) })
 }
@@ -393,10 +401,10 @@ fn existing(master: SocketAddr) -> Result<Cluster, Failure> {
     let workers = on_runtime(async move {
         let client = tokio::time::timeout(Duration::from_secs(15), Client::connect(master))
             .await
-            .map_err(|_| Failure { code: 4, message: format!("no answer from the master at {master}") })??;
+            .map_err(|_| Failure::unavailable(format!("no answer from the master at {master}")))??;
         let n = client.ring().members.iter().filter(|m| m.state == MemberState::Serving).count();
         if n == 0 {
-            return Err(Failure { code: 4, message: format!("the cluster at {master} has no serving workers") });
+            return Err(Failure::unavailable(format!("the cluster at {master} has no serving workers")));
         }
         Ok(n)
     })?;
@@ -425,7 +433,7 @@ async fn wait_serving(master: SocketAddr, n: usize, limit: Duration) -> Result<(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(Failure { code: 4, message: format!("the local cluster did not come up within {limit:?}: {last}") })
+    Err(Failure::unavailable(format!("the local cluster did not come up within {limit:?}: {last}")))
 }
 
 /// How many workers the master at `master` counts as serving; each step
@@ -449,7 +457,7 @@ fn on_runtime<T>(f: impl std::future::Future<Output = Result<T, Failure>>) -> Re
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| trouble(format!("a runtime: {e}")))?;
+        .map_err(|e| Failure::trouble(format!("a runtime: {e}")))?;
     tokio::task::LocalSet::new().block_on(&rt, f)
 }
 
@@ -461,8 +469,8 @@ fn unix_seconds() -> u64 {
 fn finish(doc: &Value, output: &OutputArgs, format: Format) -> Result<(), Failure> {
     if let Some(path) = &output.json {
         let text = serde_json::to_string_pretty(doc).expect("a JSON value");
-        std::fs::write(path, text + "\n").map_err(|e| trouble(format!("{}: {e}", path.display())))?;
-        if format == Format::Text {
+        files::write_output(path, (text + "\n").as_bytes())?;
+        if format == Format::Text && !files::is_std(path) {
             println!("figures written to {}", path.display());
         }
     }
@@ -475,7 +483,7 @@ fn finish(doc: &Value, output: &OutputArgs, format: Format) -> Result<(), Failur
 fn plot_dir(output: &OutputArgs) -> Result<Option<&Path>, Failure> {
     match &output.plot {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| trouble(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| Failure::trouble(format!("{}: {e}", dir.display())))?;
             Ok(Some(dir))
         }
         None => Ok(None),
@@ -506,7 +514,7 @@ fn run_phases(
     w: &WorkloadArgs,
     format: Format,
 ) -> Result<(Option<run::Loaded>, Vec<Phase>), Failure> {
-    let duration = parse_duration(&w.duration).map_err(usage)?;
+    let duration = parse_duration(&w.duration).map_err(Failure::usage)?;
     let pace = w.pace()?;
     let clients = w.clients()?;
     let loaded = if w.no_load {
@@ -522,8 +530,8 @@ fn run_phases(
     let records = Arc::new(run::Records::new(plan.records));
     let mut phases = Vec::new();
     for &c in &clients {
-        let phase = run::run_phase(target, plan, &records, c, w.threads(c), pace, duration)
-            .map_err(|e| Failure { code: 4, message: e })?;
+        let phase =
+            run::run_phase(target, plan, &records, c, w.threads(c), pace, duration).map_err(Failure::unavailable)?;
         say(format, &report::phase_text(&phase));
         phases.push(phase);
     }
@@ -542,7 +550,7 @@ fn cdf_chart(dir: &Path, name: &str, title: &str, phase: &Phase) -> Result<PathB
     let path = dir.join(name);
     let series: Vec<(String, &hdrhistogram::Histogram<u64>)> =
         phase.recorder.ops().iter().map(|(k, s)| (k.name().to_owned(), &s.latency)).collect();
-    plot::latency_cdf(&path, title, &series).map_err(trouble)?;
+    plot::latency_cdf(&path, title, &series).map_err(Failure::trouble)?;
     Ok(path)
 }
 
@@ -592,7 +600,7 @@ fn bench_workload(
             }
         }
         plot::lines(&path, &format!("{name}: throughput against clients"), "clients", "operations per second", &series)
-            .map_err(trouble)?;
+            .map_err(Failure::trouble)?;
         charts.push(path);
     }
     let doc = json!({
@@ -618,7 +626,7 @@ fn every_phase_served<'a>(phases: impl IntoIterator<Item = &'a Phase>) -> Result
         if p.recorder.succeeded() == 0 {
             let errors: Vec<String> =
                 p.recorder.ops().values().flat_map(|s| s.errors.iter().map(|(k, n)| format!("{k} x{n}"))).collect();
-            return Err(trouble(format!(
+            return Err(Failure::trouble(format!(
                 "no operation succeeded with {} clients ({})",
                 p.clients,
                 if errors.is_empty() { "none was sent".to_owned() } else { errors.join(", ") }
@@ -637,7 +645,7 @@ fn bench_scale(
     format: Format,
 ) -> Result<(), Failure> {
     if sizes.is_empty() || sizes.contains(&0) {
-        return Err(usage("--workers: give cluster sizes of 1 or more"));
+        return Err(Failure::usage("--workers: give cluster sizes of 1 or more"));
     }
     check_sync(sync)?;
     let (name, plan) = w.plan()?;
@@ -692,7 +700,7 @@ fn bench_scale(
             .collect();
         let path = dir.join("throughput-vs-workers.svg");
         plot::lines(&path, &format!("{name}: throughput against workers"), "workers", "operations per second", &series)
-            .map_err(trouble)?;
+            .map_err(Failure::trouble)?;
         charts.push(path);
         if let Some((n, _, phases)) = rows.last()
             && let Some(p) = phases.last()
@@ -725,28 +733,28 @@ fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Resu
     let backends: Vec<BackendKind> = spec
         .backends
         .iter()
-        .map(|b| b.parse::<BackendKind>().map_err(|e| usage(e.to_string())))
+        .map(|b| b.parse::<BackendKind>().map_err(|e| Failure::usage(e.to_string())))
         .collect::<Result<_, _>>()?;
     if backends.is_empty() {
-        return Err(usage("--backends: name at least one backend"));
+        return Err(Failure::usage("--backends: name at least one backend"));
     }
     let (bytes, (w, h)) = match &spec.image {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| refused(format!("{}: {e}", path.display())))?;
+            let bytes = files::read_input(path)?;
             let size = image::ImageReader::new(std::io::Cursor::new(&bytes))
                 .with_guessed_format()
                 .ok()
                 .and_then(|r| r.into_dimensions().ok())
-                .ok_or_else(|| refused(format!("{}: not a PNG or JPEG picture", path.display())))?;
+                .ok_or_else(|| Failure::refused(format!("{}: not a PNG or JPEG picture", path.display())))?;
             (bytes, size)
         }
         None => {
-            let size = picture::parse_size(&spec.picture_size).map_err(usage)?;
-            (picture::png(42, size.0, size.1).map_err(trouble)?, size)
+            let size = picture::parse_size(&spec.picture_size).map_err(Failure::usage)?;
+            (picture::png(42, size.0, size.1).map_err(Failure::trouble)?, size)
         }
     };
     if let Some(path) = &spec.save_picture {
-        std::fs::write(path, &bytes).map_err(|e| trouble(format!("{}: {e}", path.display())))?;
+        files::write_output(path, &bytes)?;
     }
     let ops = if spec.ops.is_empty() {
         vec![
@@ -761,7 +769,7 @@ fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Resu
         spec.ops.clone()
     };
     for op in &ops {
-        Job::parse(std::slice::from_ref(op)).map_err(|e| refused(format!("--op {op}: {e}")))?;
+        Job::parse(std::slice::from_ref(op)).map_err(|e| Failure::refused(format!("--op {op}: {e}")))?;
     }
     let cluster = cluster_for(cluster_args, master)?;
     let pixels = u64::from(w) * u64::from(h);
@@ -782,7 +790,7 @@ fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Resu
         client.put(COMPUTE_PICTURE_KEY.as_bytes(), &bytes).await?;
         let cells = compute::measure(&client, COMPUTE_PICTURE_KEY, &ops, &backends, spec.runs, || bar.inc(1))
             .await
-            .map_err(refused)?;
+            .map_err(Failure::refused)?;
         let listed = client.backends().await?;
         Ok((cells, listed))
     })?;
@@ -798,7 +806,7 @@ fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Resu
             &compute::STAGES,
             &compute::cells_bars(&cells),
         )
-        .map_err(trouble)?;
+        .map_err(Failure::trouble)?;
         charts.push(path);
     }
     let workers: Vec<Value> = owner_backends

@@ -22,6 +22,7 @@ use super::energy::Rapl;
 use super::pace::{Operator, Pace, Pacer, drive};
 use super::record::{Outcome, Recorder};
 use super::workload::{Distribution, KeyChooser, Mix, OpKind, picture_key, record_key};
+use crate::failure::Failure;
 
 /// Where the load goes.
 #[derive(Clone, Debug)]
@@ -443,7 +444,7 @@ pub struct Loaded {
 /// Stores the plan's records (random values) and pictures, with `threads`
 /// threads of concurrent writers, straight to the owners whatever the
 /// target's route (the master's cache starts cold either way).
-pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crate::Failure> {
+pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, Failure> {
     let target = &Target { via_master: false, ..target.clone() };
     let started = Instant::now();
     let records = if plan.uses_records() { plan.records } else { 0 };
@@ -454,7 +455,7 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crat
     let pngs: Vec<Vec<u8>> = (0..pictures)
         .map(|i| super::picture::png(i, plan.picture_size.0, plan.picture_size.1))
         .collect::<Result<_, _>>()
-        .map_err(|message| crate::Failure { code: 1, message })?;
+        .map_err(Failure::trouble)?;
     let pngs = Arc::new(pngs);
     let next = Arc::new(AtomicU64::new(0));
     let total = records + pictures;
@@ -465,7 +466,7 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crat
             let client = Rc::new(
                 tokio::time::timeout(CONNECT_LIMIT, target.connect())
                     .await
-                    .map_err(|_| crate::Failure::from(ClientError::Timeout(CONNECT_LIMIT)))??,
+                    .map_err(|_| Failure::from(ClientError::Timeout(CONNECT_LIMIT)))??,
             );
             // Concurrent writers per thread, sharing its connections.
             let writers = (0..16).map(|w| {
@@ -476,7 +477,7 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crat
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= total {
-                            return Ok::<(), crate::Failure>(());
+                            return Ok::<(), Failure>(());
                         }
                         let (key, bytes) = if i < records {
                             rng.fill_bytes(&mut value);
@@ -485,7 +486,7 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crat
                             (picture_key(i - records), &pngs[(i - records) as usize][..])
                         };
                         client.put(key.as_bytes(), bytes).await.map_err(|e| {
-                            let mut f = crate::Failure::from(e);
+                            let mut f = Failure::from(e);
                             f.message = format!("loading {key}: {}", f.message);
                             f
                         })?;
@@ -494,13 +495,13 @@ pub fn load(target: &Target, plan: &Plan, threads: usize) -> Result<Loaded, crat
                 })
             });
             for w in futures::future::join_all(writers).await {
-                w.map_err(|e| crate::Failure { code: 1, message: e.to_string() })??;
+                w.map_err(|e| Failure::trouble(e.to_string()))??;
             }
-            Ok::<(), crate::Failure>(())
+            Ok::<(), Failure>(())
         })
     });
     for h in handles {
-        h.join().map_err(|_| crate::Failure { code: 1, message: "a loading thread panicked".into() })??;
+        h.join().map_err(|_| Failure::trouble("a loading thread panicked"))??;
     }
     bar.finish_and_clear();
     Ok(Loaded { records, pictures, seconds: started.elapsed().as_secs_f64() })

@@ -1,0 +1,64 @@
+//! `wimpy local`: a cluster in the foreground until Ctrl-C.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::Global;
+use crate::failure::Failure;
+use crate::local::LocalCluster;
+
+/// Run a local cluster: a master on --master and N workers, in the
+/// foreground until Ctrl-C, restarting any node that dies.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Examples:\n  wimpy local\n  wimpy local --workers 5 --data /tmp/wimpy --sync interval:50\n  wimpy --master 127.0.0.1:7171 local   # then: wimpy --master 127.0.0.1:7171 status"
+)]
+pub(crate) struct Local {
+    /// Number of workers.
+    #[arg(long, default_value_t = 3)]
+    workers: usize,
+    /// Where the nodes keep their data.
+    #[arg(long, default_value = "wimpy-data")]
+    data: PathBuf,
+    /// Workers' sync mode: always, interval:MS or never.
+    #[arg(long, default_value = "always")]
+    sync: String,
+}
+
+impl Local {
+    pub(crate) fn run(&self, global: &Global) -> Result<(), Failure> {
+        let stopping = Arc::new(AtomicBool::new(false));
+        {
+            let stopping = stopping.clone();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            std::thread::spawn(move || {
+                rt.block_on(async {
+                    if let Err(e) = tokio::signal::ctrl_c().await {
+                        tracing::error!("cannot wait for Ctrl-C ({e}); stopping");
+                    }
+                });
+                stopping.store(true, Ordering::SeqCst);
+            });
+        }
+        let master = global.master;
+        let mut cluster = LocalCluster::start(master, self.workers, &self.data, &self.sync, false)?;
+        eprintln!(
+            "wimpy local: master on {master}, {} worker(s), data in {}; Ctrl-C to stop",
+            self.workers,
+            self.data.display()
+        );
+        while !stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+            if stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            cluster.restart_exited()?;
+        }
+        eprintln!("wimpy local: stopping");
+        cluster.stop();
+        eprintln!("wimpy local: stopped");
+        Ok(())
+    }
+}
