@@ -17,11 +17,37 @@
 # of 8 MiB, so a value larger than `maxInlineValue` must travel as a stream
 # (putStream / getStream) in chunks of at most `maxChunk` bytes, and a batch
 # carries at most `maxBatchBytes` of keys and values each way.
+#
+# Doc comments follow what they document (Cap'n Proto attaches a comment to
+# the declaration before it, or to the enclosing block when it follows an
+# opening brace), so generated documentation in any language reads right.
+#
+# Schema version 2 (`schemaVersion`). What changed since version 1, and how
+# a reader of version 1 fares with version 2 answers:
+# - Failure.tooLarge gained `kind` (an enum of what hit the limit) and
+#   Failure.storage became a group of its old text (`message`, same ordinal)
+#   and a `kind`. Readers of version 1 read `what` and the storage text as
+#   before; `what` keeps its version 1 wording ("key", "value (use
+#   getStream)", "batch answer", "result").
+# - Master.heartbeat answers a union (epoch | unknownMember). A version 1
+#   worker reads unknownMember as epoch 0, which meant "register again".
+# - Master.leave answers a LeaveResult instead of throwing. This one breaks:
+#   a version 1 caller sees every refusal of a leave as success, so operator
+#   tools must be of version 2.
+# - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis.
+
+const schemaVersion :UInt32 = 2;        # see the change list above
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
 const maxBatchOps :UInt32 = 1024;         # operations in one Worker.batch
 const maxBatchBytes :UInt64 = 4194304;    # 4 MiB of keys and values per batch message
+const maxImageSide :UInt32 = 65535;       # pixels per side of any image a job makes (resize, crop)
+const maxHashRounds :UInt32 = 10000000;   # rounds of one hash operation
+const fenceLeaseMillis :UInt32 = 60000;
+# How long Worker.fence holds unless set again: long enough to copy one
+# range between renewals, short enough that a master that died mid-move
+# does not block writes for long.
 
 struct KeyHashRange {
   # A half-open range [start, end) of 64-bit key hashes. It wraps around zero
@@ -46,6 +72,7 @@ struct Member {
   stats @3 :StoreStats;     # as of the worker's last heartbeat
 
   enum State {
+    # Where the member stands in the cluster.
     joining @0;   # receiving its ranges; not yet on the ring
     serving @1;   # on the ring
     leaving @2;   # handing its ranges over; still on the ring
@@ -61,22 +88,50 @@ struct RingInfo {
 }
 
 struct Failure {
-  # Why a request was not carried out.
+  # Why a request was not carried out. A program tells every kind of failure
+  # apart by the union member and, within tooLarge and storage, by their enum
+  # fields; text fields are for people.
   union {
     staleEpoch @0 :UInt64;      # the worker is at this (newer) epoch, or does
                                 # not own the key at the caller's: refresh the
                                 # ring from the master and retry
-    tooLarge :group {           # a key or value over the limit
-      what @1 :Text;            # "key" or "value"
+    tooLarge :group {           # a key, value or answer over a limit
+      what @1 :Text;            # in words ("key", "value (use getStream)", ...)
       limit @2 :UInt64;
       actual @3 :UInt64;
+      kind @9 :LimitKind;       # what hit the limit, and so what to do
     }
     invalid @4 :Text;           # malformed request (an empty key, say)
     unavailable @5 :Text;       # the owner of the key is down or unreachable
     overloaded @6 :Void;        # back off and retry
-    storage @7 :Text;           # the worker's store failed (I/O, corruption)
+    storage :group {            # the worker's store failed
+      message @7 :Text;         # in words
+      kind @10 :StorageKind;
+    }
     compute @8 :ComputeFailure; # a compute job was refused or failed
   }
+}
+
+enum LimitKind {
+  # What a tooLarge failure was over.
+  unspecified @0;       # a version 1 peer did not say: read `what`
+  key @1;               # the key is longer than the store allows: shorten it
+  value @2;             # the value is longer than the store allows
+  valueNeedsStream @3;  # the value is over maxInlineValue for one message:
+                        # read it with getStream (or write it with putStream)
+  batchAnswerFull @4;   # the batch's answer already holds maxBatchBytes of
+                        # values: get this key on its own
+  result @5;            # a compute result over maxInlineValue and no sink to
+                        # stream it to: run the job alone, with a sink
+}
+
+enum StorageKind {
+  # What a storage failure was.
+  io @0;                # an I/O call failed (a version 1 peer's every storage failure reads as this)
+  full @1;              # the disk, or the store's 32 GiB log address space, is full
+  poisoned @2;          # an earlier write or fsync failed, so the store refuses
+                        # everything until the worker restarts and recovers it
+  corrupt @3;           # what the store read back does not check out
 }
 
 struct ComputeFailure {
@@ -89,6 +144,7 @@ struct ComputeFailure {
   actual @3 :UInt64;
 
   enum Kind {
+    # What went wrong, for programs to switch on.
     badJob @0;              # unknown operation, bad parameter, operations out of order
     badImage @1;            # the value is not a PNG or JPEG that decodes
     emptyImage @2;          # the image has no pixels
@@ -104,6 +160,7 @@ struct ComputeFailure {
 }
 
 struct GetResult {
+  # What a get (or getStream) came to.
   union {
     value @0 :Data;             # the value (at most maxInlineValue bytes)
     notFound @1 :Void;
@@ -113,6 +170,7 @@ struct GetResult {
 }
 
 struct WriteResult {
+  # What a put came to.
   union {
     ok @0 :Void;                # durable per the worker's sync mode
     failure @1 :Failure;
@@ -120,6 +178,7 @@ struct WriteResult {
 }
 
 struct DeleteResult {
+  # What a delete came to.
   union {
     deleted @0 :Bool;           # whether the key was there
     failure @1 :Failure;
@@ -144,8 +203,8 @@ struct KeyOpResult {
     notFound @1 :Void;          # get: no such key
     stored @2 :Void;            # put: durable per the worker's sync mode
     deleted @3 :Bool;           # delete: whether the key was there
-    failure @4 :Failure;        # refused or failed; tooLarge with `what` =
-                                # "batch answer" when the answer already holds
+    failure @4 :Failure;        # refused or failed; tooLarge of kind
+                                # batchAnswerFull when the answer already holds
                                 # maxBatchBytes: fetch that key with get
   }
 }
@@ -154,12 +213,15 @@ interface ByteSink {
   # Receives a large value in order. The sender calls write until all bytes
   # are sent, then done.
   write @0 (chunk :Data) -> stream;
+  # The next chunk, in order.
   done @1 () -> ();
+  # Every chunk was sent.
 }
 
 interface ValueUpload {
   # The receiving end of putStream.
   write @0 (chunk :Data) -> stream;
+  # The next chunk of the value, in order.
   commit @1 () -> (result :WriteResult);   # stores the value once all bytes arrived
 }
 
@@ -168,7 +230,9 @@ interface RecordSink {
   # chunk is a run of records framed as in the log (length, CRC32C, flags,
   # key, value; docs/store-format.md), so each is checked on arrival.
   write @0 (frames :Data) -> stream;
+  # The next run of framed records.
   done @1 () -> (records :UInt64);
+  # Every run was sent; answers how many records the receiver took.
 }
 
 # Compute jobs. A job is an ordered list of operations over the value at a
@@ -179,6 +243,7 @@ interface RecordSink {
 # the same pixels.
 
 enum Backend {
+  # Where a compute job runs.
   auto @0;    # the fastest the worker has (a software GPU stack never counts as fastest)
   cpu @1;     # scalar reference code
   simd @2;    # NEON on aarch64, SSE2/AVX2 on x86_64
@@ -187,11 +252,13 @@ enum Backend {
 }
 
 enum ResizeFilter {
-  bilinear @0;
-  lanczos3 @1;
+  # How resize weighs source pixels.
+  bilinear @0;  # 2 taps per axis when enlarging, more when shrinking
+  lanczos3 @1;  # 6 taps per axis when enlarging, more when shrinking
 }
 
 enum HashAlgo {
+  # The hash of a hash operation.
   blake3 @0;
   sha256 @1;
 }
@@ -243,6 +310,7 @@ struct Op {
 }
 
 struct Job {
+  # A compute job: operations in order, and where and how long to run them.
   ops @0 :List(Op);
   backend @1 :Backend;
   deadlineMillis @2 :UInt32;        # 0: the worker's default
@@ -258,6 +326,7 @@ struct StageTimes {
 }
 
 struct ComputeOutput {
+  # A compute job's result and how it was made.
   backend @0 :Backend;              # the backend that ran the job (never auto)
   device @1 :Text;                  # what it ran on: instruction set, or GPU and driver
   software @2 :Bool;                # a GPU API implemented in software (llvmpipe, lavapipe)
@@ -271,6 +340,7 @@ struct ComputeOutput {
 }
 
 struct ComputeResult {
+  # What a compute job came to.
   union {
     ok @0 :ComputeOutput;
     notFound @1 :Void;              # no value at the key
@@ -282,34 +352,47 @@ interface Worker {
   # One worker. `epoch` is the ring epoch the caller routed by; a worker that
   # does not own the key at its own epoch answers staleEpoch.
   get @0 (key :Data, epoch :UInt64) -> (result :GetResult);
+  # The value at `key`. One over maxInlineValue is refused as tooLarge
+  # (kind `valueNeedsStream`): read it with getStream.
   getStream @1 (key :Data, epoch :UInt64, sink :ByteSink) -> (result :GetResult);
+  # The value at `key`, written to `sink` in chunks of at most maxChunk bytes;
+  # the result says how many bytes went (`streamed`).
   put @2 (key :Data, value :Data, epoch :UInt64) -> (result :WriteResult);
+  # Stores `value` (at most maxInlineValue bytes; larger ones go by
+  # putStream) under `key`, durable per the worker's sync mode when `ok`.
   putStream @3 (key :Data, size :UInt64, epoch :UInt64) -> (upload :ValueUpload, failure :Failure);
-  # `failure` is set (and `upload` null) when the put is refused up front.
+  # Stores a value of `size` bytes sent through `upload`. `failure` is set
+  # (and `upload` null) when the put is refused up front.
   delete @4 (key :Data, epoch :UInt64) -> (result :DeleteResult);
+  # Removes `key`, answering whether it was there.
   stats @5 () -> (stats :StoreStats, epoch :UInt64);
+  # The store's figures and the ring epoch this worker is at.
 
-  # Membership, called by the master and by other workers.
   setRing @6 (ring :RingInfo) -> ();
-  # Streams every live record whose key hash is in `range` to `sink`.
+  # Membership (called by the master): adopt `ring` unless it is older than
+  # the one held, and drop the keys of ranges it gives to others.
   sendRange @7 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
-  # A sink that merges what it receives into this worker's store.
+  # Membership: streams every live record whose key hash is in `range` to
+  # `sink` (the receiveRange of the range's next owner).
   receiveRange @8 () -> (sink :RecordSink);
-  # Refuses writes to keys in `ranges` (answering staleEpoch) until the next
-  # ring arrives: the last copy of moving ranges must not miss a write.
+  # Membership: a sink that merges what it receives into this worker's store.
   fence @9 (ranges :List(KeyHashRange)) -> ();
+  # Membership: refuses writes to keys in `ranges` (answering staleEpoch)
+  # until the next ring arrives, or for fenceLeaseMillis unless set again:
+  # the last copy of moving ranges must not miss a write.
 
+  compute @10 (key :Data, job :Job, epoch :UInt64, sink :ByteSink) -> (result :ComputeResult);
   # Runs `job` over the value at `key` (routed like get). A result larger
   # than maxInlineValue goes to `sink`; without a sink it is refused as
-  # tooLarge ("result").
-  compute @10 (key :Data, job :Job, epoch :UInt64, sink :ByteSink) -> (result :ComputeResult);
+  # tooLarge (kind `result`).
+  computeBatch @11 (keys :List(Data), job :Job, epoch :UInt64) -> (results :List(ComputeResult));
   # The same job over many keys this worker owns, run in parallel; results in
   # the order of `keys`. Results over maxInlineValue are refused as tooLarge
-  # ("result"): fetch those one at a time with compute.
-  computeBatch @11 (keys :List(Data), job :Job, epoch :UInt64) -> (results :List(ComputeResult));
-  # The backends this worker probed at start-up.
+  # (kind `result`): fetch those one at a time with compute.
   backends @12 () -> (backends :List(BackendInfo));
+  # The backends this worker probed at start-up.
 
+  batch @13 (ops :List(KeyOp), epoch :UInt64) -> (results :List(KeyOpResult));
   # Many gets, puts and deletes in one message, for a caller with many
   # requests in flight to this worker. Not a transaction: each operation is
   # routed (by `epoch`), carried out and answered on its own, in list order,
@@ -317,36 +400,66 @@ interface Worker {
   # the order of `ops`. A batch of more than maxBatchOps operations, or with
   # more than maxBatchBytes of keys and values, is refused whole: every
   # operation answers `invalid`.
-  batch @13 (ops :List(KeyOp), epoch :UInt64) -> (results :List(KeyOpResult));
 }
 
 struct BackendInfo {
+  # One compute backend a worker has.
   backend @0 :Backend;
-  device @1 :Text;
-  software @2 :Bool;
+  device @1 :Text;                  # what runs it: instruction set, or GPU and driver
+  software @2 :Bool;                # a GPU API implemented in software: correct, not fast
 }
 
 interface Master {
-  # The bootstrap interface of wimpy-master.
+  # The bootstrap interface of wimpy-master: the ring, worker lifecycle, and
+  # the proxy (FAWN-KV front end) that routes for thin clients and caches
+  # hot keys.
   ring @0 () -> (ring :RingInfo);
+  # Everything a client needs to route by itself.
   status @1 () -> (ring :RingInfo, joining :List(Member));
+  # The ring, and the members still receiving their ranges.
 
-  # Worker lifecycle. A worker registers with its listener address and the id
-  # it kept from earlier runs (0 for none); the master answers with the id to
-  # keep and how often to heartbeat.
   register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32);
-  heartbeat @3 (id :UInt64, stats :StoreStats) -> (epoch :UInt64);
-  # The master's current ring epoch: fetch `ring` when it differs from the
-  # worker's. 0 means the master does not know this id: register again.
-  leave @4 (id :UInt64) -> ();
+  # Worker lifecycle: a worker registers with its listener address and the
+  # id it kept from earlier runs (0 for none); the master answers with the id
+  # to keep and how often to heartbeat.
+  heartbeat @3 (id :UInt64, stats :StoreStats) -> HeartbeatAnswer;
+  # Worker lifecycle: the worker is alive and its store holds `stats`.
+  leave @4 (id :UInt64) -> (result :LeaveResult);
+  # Worker lifecycle (an operator's call): worker `id` hands its ranges to
+  # the members that take them over and leaves the ring. Answers once the
+  # handover is done; the worker can then be stopped.
 
-  # Proxy mode (FAWN-KV front end): the master routes, caches hot keys.
   get @5 (key :Data) -> (result :GetResult);
+  # Proxy: Worker.get of the key's owner, or the master's hot-key cache.
   put @6 (key :Data, value :Data) -> (result :WriteResult);
+  # Proxy: Worker.put to the key's owner.
   delete @7 (key :Data) -> (result :DeleteResult);
-  # Many proxied requests in one message, each served as get, put or delete
+  # Proxy: Worker.delete at the key's owner.
+  batch @8 (ops :List(KeyOp)) -> (results :List(KeyOpResult));
+  # Proxy: many requests in one message, each served as get, put or delete
   # above would serve it (hot-key cache included) and answered on its own;
   # the master forwards them to each owner in list order. Results follow the
   # order of `ops`; limits and whole-batch refusals as in Worker.batch.
-  batch @8 (ops :List(KeyOp)) -> (results :List(KeyOpResult));
+}
+
+struct HeartbeatAnswer {
+  # What the master makes of a heartbeat.
+  union {
+    epoch @0 :UInt64;           # the master's ring epoch: fetch `ring` when it
+                                # differs from the worker's
+    unknownMember @1 :Void;     # the master does not know this id (it
+                                # restarted, say): register again
+  }
+}
+
+struct LeaveResult {
+  # How a leave ended. Every refusal leaves the ring as it was.
+  union {
+    left @0 :Void;              # handed over and off the ring
+    notMember @1 :Void;         # no member has this id
+    lastOnRing @2 :Void;        # the only worker on the ring: nobody could
+                                # take its keys
+    failure @3 :Failure;        # the handover failed (`unavailable`: a worker
+                                # it needed is down or unreachable)
+  }
 }

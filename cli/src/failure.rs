@@ -54,7 +54,8 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         use ComputeFailureKind as K;
         let code = match &e {
-            ClientError::TooLarge { .. } | ClientError::Invalid(_) => exit::REFUSED,
+            ClientError::TooLarge { .. } | ClientError::Invalid(_) | ClientError::LastWorker(_) => exit::REFUSED,
+            ClientError::NoSuchWorker(_) => exit::NOT_FOUND,
             ClientError::Compute(c) => match c.kind {
                 K::BadJob
                 | K::BadImage

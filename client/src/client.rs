@@ -7,13 +7,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use wimpy_net::BatchStats;
-use wimpy_net::Batcher;
+use wimpy_net::{Batcher, KeyPeer};
 pub use wimpy_schema::MemberState;
-use wimpy_schema::batch::{BATCH_ANSWER_FULL, BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
-use wimpy_schema::wimpy_capnp::{byte_sink, delete_result, failure, get_result, master, member, worker, write_result};
-use wimpy_schema::{Failure, Ring, WorkerId};
+use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
+use wimpy_schema::wimpy_capnp::{failure, leave_result, master, member, worker};
+use wimpy_schema::{Failure, LimitKind, Ring, WorkerId};
 
-use crate::ClientError;
+use crate::{ClientError, streams};
 
 /// How a client behaves.
 #[derive(Clone, Debug)]
@@ -128,12 +128,6 @@ impl Client {
         self.batcher.stats() + self.master_batcher.stats()
     }
 
-    /// Sends `request` to the master's proxy in its next batch.
-    async fn via_master_batched(&self, request: KeyRequest) -> Result<KeyAnswer, ClientError> {
-        let master = self.master().await?;
-        self.in_time(self.master_batcher.call((), &master, 0, request)).await
-    }
-
     /// The ring as last fetched.
     pub fn ring(&self) -> Rc<RingView> {
         self.ring.borrow().clone()
@@ -193,13 +187,18 @@ impl Client {
         req.get().set_id(id);
         // A handover copies the worker's data: allow it far longer than a request.
         let limit = self.opts.timeout.max(LEAVE_TIMEOUT);
-        match tokio::time::timeout(limit, req.send().promise).await {
-            Ok(Ok(_)) => {
+        let resp = match tokio::time::timeout(limit, req.send().promise).await {
+            Ok(resp) => resp?,
+            Err(_) => return Err(ClientError::Timeout(limit)),
+        };
+        match resp.get()?.get_result()?.which()? {
+            leave_result::Left(()) => {
                 self.refresh_ring().await?;
                 Ok(())
             }
-            Ok(Err(e)) => Err(ClientError::Rpc(e)),
-            Err(_) => Err(ClientError::Timeout(limit)),
+            leave_result::NotMember(()) => Err(ClientError::NoSuchWorker(id)),
+            leave_result::LastOnRing(()) => Err(ClientError::LastWorker(id)),
+            leave_result::Failure(f) => Err(Failure::read(f?)?.into()),
         }
     }
 
@@ -287,180 +286,96 @@ impl Client {
 
     /// The value stored under `key`.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        if self.opts.via_master {
-            if self.opts.batching {
-                let answer = self.via_master_batched(KeyRequest::Get(key.to_vec())).await?;
-                if !answer.is_answer_full() {
-                    return settled(answer_to(answer, KeyAnswer::into_value));
-                }
-                // The batch's answer was full: ask for this one on its own.
-            }
-            let mut req = self.master().await?.get_request();
-            req.get().set_key(key);
-            let resp = self.in_time(req.send().promise).await?;
-            return match resp.get()?.get_result()?.which()? {
-                get_result::Value(v) => Ok(Some(v?.to_vec())),
-                get_result::NotFound(()) => Ok(None),
-                get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
-                get_result::Failure(f) => settled(failure_to(f?)),
-            };
-        }
-        let mut got = self.get_direct(key, self.opts.batching).await;
-        // The batch's answer was full: ask for this one on its own.
-        if matches!(&got, Err(ClientError::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL) {
-            got = self.get_direct(key, false).await;
-        }
-        match got {
-            // Larger than one message: fetch it as a stream.
-            Err(ClientError::TooLarge { what, .. }) if what.contains("getStream") => self.get_stream(key).await,
-            other => other,
-        }
-    }
-
-    /// A get straight from the owner, in a batch or in a message of its own.
-    async fn get_direct(&self, key: &[u8], batched: bool) -> Result<Option<Vec<u8>>, ClientError> {
-        self.with_owner(key, |w, epoch, owner| async move {
-            if batched {
-                let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
-                return answer_to(answer, KeyAnswer::into_value);
-            }
-            let mut req = w.get_request();
-            req.get().set_key(key);
-            req.get().set_epoch(epoch);
-            let resp = req.send().promise.await?;
-            match resp.get()?.get_result()?.which()? {
-                get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
-                get_result::NotFound(()) => Ok(Attempt::Done(None)),
-                get_result::Streamed(_) => Err(ClientError::Invalid("unexpected streamed answer".into())),
-                get_result::Failure(f) => failure_to(f?),
-            }
-        })
-        .await
-    }
-
-    async fn get_stream(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        self.with_owner(key, |w, epoch, _| async move {
-            let received = Rc::new(RefCell::new(Vec::new()));
-            let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
-            let mut req = w.get_stream_request();
-            req.get().set_key(key);
-            req.get().set_epoch(epoch);
-            req.get().set_sink(sink);
-            let resp = req.send().promise.await?;
-            match resp.get()?.get_result()?.which()? {
-                get_result::Streamed(n) => {
-                    let value = std::mem::take(&mut *received.borrow_mut());
-                    if value.len() as u64 != n {
-                        return Err(ClientError::Invalid(format!(
-                            "stream announced {n} bytes, {} arrived",
-                            value.len()
-                        )));
-                    }
-                    Ok(Attempt::Done(Some(value)))
-                }
-                get_result::NotFound(()) => Ok(Attempt::Done(None)),
-                get_result::Value(v) => Ok(Attempt::Done(Some(v?.to_vec()))),
-                get_result::Failure(f) => failure_to(f?),
-            }
-        })
-        .await
+        outcome(self.call(KeyRequest::Get(key.to_vec())).await?, KeyAnswer::into_value)
     }
 
     /// Stores `value` under `key`; returns once the owner made it durable.
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
-        if self.opts.via_master {
-            if self.opts.batching && value.len() <= BATCHED_VALUE_LIMIT {
-                let answer = self.via_master_batched(KeyRequest::Put(key.to_vec(), value.to_vec())).await?;
-                return settled(answer_to(answer, KeyAnswer::into_stored));
-            }
-            let mut req = self.master().await?.put_request();
-            req.get().set_key(key);
-            req.get().set_value(value);
-            let resp = self.in_time(req.send().promise).await?;
-            return match resp.get()?.get_result()?.which()? {
-                write_result::Ok(()) => Ok(()),
-                write_result::Failure(f) => settled(failure_to(f?)),
-            };
-        }
-        if value.len() > MAX_INLINE {
-            return self.put_stream(key, value).await;
-        }
-        let batched = self.opts.batching && value.len() <= BATCHED_VALUE_LIMIT;
-        self.with_owner(key, |w, epoch, owner| async move {
-            if batched {
-                let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Put(key.to_vec(), value.to_vec())).await?;
-                return answer_to(answer, KeyAnswer::into_stored);
-            }
-            let mut req = w.put_request();
-            req.get().set_key(key);
-            req.get().set_value(value);
-            req.get().set_epoch(epoch);
-            let resp = req.send().promise.await?;
-            match resp.get()?.get_result()?.which()? {
-                write_result::Ok(()) => Ok(Attempt::Done(())),
-                write_result::Failure(f) => failure_to(f?),
-            }
-        })
-        .await
-    }
-
-    async fn put_stream(&self, key: &[u8], value: &[u8]) -> Result<(), ClientError> {
-        self.with_owner(key, |w, epoch, _| async move {
-            let mut req = w.put_stream_request();
-            req.get().set_key(key);
-            req.get().set_size(value.len() as u64);
-            req.get().set_epoch(epoch);
-            let resp = req.send().promise.await?;
-            let r = resp.get()?;
-            if r.has_failure() {
-                return failure_to(r.get_failure()?);
-            }
-            let upload = r.get_upload()?;
-            for chunk in value.chunks(MAX_INLINE) {
-                let mut w = upload.write_request();
-                w.get().set_chunk(chunk);
-                w.send().await?;
-            }
-            let done = upload.commit_request().send().promise.await?;
-            match done.get()?.get_result()?.which()? {
-                write_result::Ok(()) => Ok(Attempt::Done(())),
-                write_result::Failure(f) => failure_to(f?),
-            }
-        })
-        .await
+        outcome(self.call(KeyRequest::Put(key.to_vec(), value.to_vec())).await?, KeyAnswer::into_stored)
     }
 
     /// Removes `key`; returns whether it was there.
     pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
-        if self.opts.via_master {
-            if self.opts.batching {
-                let answer = self.via_master_batched(KeyRequest::Delete(key.to_vec())).await?;
-                return settled(answer_to(answer, KeyAnswer::into_deleted));
-            }
-            let mut req = self.master().await?.delete_request();
-            req.get().set_key(key);
-            let resp = self.in_time(req.send().promise).await?;
-            return match resp.get()?.get_result()?.which()? {
-                delete_result::Deleted(d) => Ok(d),
-                delete_result::Failure(f) => settled(failure_to(f?)),
+        outcome(self.call(KeyRequest::Delete(key.to_vec())).await?, KeyAnswer::into_deleted)
+    }
+
+    /// The one transport of key requests: carries `request` to the
+    /// cluster and brings back its answer. It goes to the key's owner, or
+    /// in proxy mode to the master; in a batch, alone, or as a stream, as
+    /// its size and [`ClientOptions::batching`] allow; and it goes again,
+    /// another way, when the answer says to (a full batch answer, a value
+    /// larger than one message). Stale routing and dropped connections are
+    /// retried on the way.
+    async fn call(&self, request: KeyRequest) -> Result<KeyAnswer, ClientError> {
+        let mut carriage = match &request {
+            KeyRequest::Put(_, value) if value.len() > MAX_INLINE => Carriage::Streamed,
+            KeyRequest::Put(_, value) if value.len() > BATCHED_VALUE_LIMIT => Carriage::Alone,
+            _ if self.opts.batching => Carriage::Batched,
+            _ => Carriage::Alone,
+        };
+        loop {
+            // Streams go straight to the owner: the proxy takes none.
+            let answer = if self.opts.via_master && carriage != Carriage::Streamed {
+                self.to_master(&request, carriage).await?
+            } else {
+                self.to_owner(&request, carriage).await?
+            };
+            carriage = match (&answer, carriage) {
+                (KeyAnswer::Failed(Failure::TooLarge { kind: LimitKind::BatchAnswerFull, .. }), Carriage::Batched) => {
+                    Carriage::Alone
+                }
+                (KeyAnswer::Failed(Failure::TooLarge { kind: LimitKind::ValueNeedsStream, .. }), _)
+                    if carriage != Carriage::Streamed && matches!(request, KeyRequest::Get(_)) =>
+                {
+                    Carriage::Streamed
+                }
+                _ => return Ok(answer),
             };
         }
-        self.with_owner(key, |w, epoch, owner| async move {
-            if self.opts.batching {
-                let answer = self.batcher.call(owner, &w, epoch, KeyRequest::Delete(key.to_vec())).await?;
-                return answer_to(answer, KeyAnswer::into_deleted);
-            }
-            let mut req = w.delete_request();
-            req.get().set_key(key);
-            req.get().set_epoch(epoch);
-            let resp = req.send().promise.await?;
-            match resp.get()?.get_result()?.which()? {
-                delete_result::Deleted(d) => Ok(Attempt::Done(d)),
-                delete_result::Failure(f) => failure_to(f?),
-            }
+    }
+
+    /// `request` to the master's proxy, which routes (and retries stale
+    /// routing) by itself.
+    async fn to_master(&self, request: &KeyRequest, carriage: Carriage) -> Result<KeyAnswer, ClientError> {
+        let master = self.master().await?;
+        let answer = match carriage {
+            Carriage::Batched => self.in_time(self.master_batcher.call((), &master, 0, request.clone())).await?,
+            Carriage::Alone | Carriage::Streamed => self.in_time(master.send_one(0, request)).await?,
+        };
+        match answer {
+            // The master settles routing itself; a stale answer from it is a bug there.
+            KeyAnswer::Failed(Failure::StaleEpoch(_)) => Err(ClientError::Unsettled(1)),
+            answer => Ok(answer),
+        }
+    }
+
+    /// `request` to the owner of its key, with a fresh ring and again while
+    /// routing is stale or the connection drops.
+    async fn to_owner(&self, request: &KeyRequest, carriage: Carriage) -> Result<KeyAnswer, ClientError> {
+        self.with_owner(request.key(), |w, epoch, owner| async move {
+            let answer = match carriage {
+                Carriage::Batched => self.batcher.call(owner, &w, epoch, request.clone()).await?,
+                Carriage::Alone => w.send_one(epoch, request).await?,
+                Carriage::Streamed => streams::send(&w, epoch, request).await?,
+            };
+            Ok(match answer {
+                KeyAnswer::Failed(Failure::StaleEpoch(_)) => Attempt::Retry,
+                answer => Attempt::Done(answer),
+            })
         })
         .await
     }
+}
+
+/// How one key request travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carriage {
+    /// With whatever else is in flight to the same node, as one batch.
+    Batched,
+    /// In a message of its own.
+    Alone,
+    /// As a stream of chunks: a value larger than one message.
+    Streamed,
 }
 
 /// Longest a `leave` may take: it waits for the worker's data to move.
@@ -468,39 +383,14 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Largest value sent or received in one message (the schema's
 /// `maxInlineValue`); larger ones stream.
-const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
+pub(crate) const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
 
-/// Collects a value streamed to this client.
-pub(crate) struct Collector(pub(crate) Rc<RefCell<Vec<u8>>>);
-
-impl byte_sink::Server for Collector {
-    async fn write(self: Rc<Self>, params: byte_sink::WriteParams) -> Result<(), capnp::Error> {
-        self.0.borrow_mut().extend_from_slice(params.get()?.get_chunk()?);
-        Ok(())
-    }
-    async fn done(self: Rc<Self>, _: byte_sink::DoneParams, _: byte_sink::DoneResults) -> Result<(), capnp::Error> {
-        Ok(())
-    }
-}
-
-/// The master settles routing itself; a stale answer from it is a bug there.
-fn settled<T>(a: Result<Attempt<T>, ClientError>) -> Result<T, ClientError> {
-    match a? {
-        Attempt::Done(v) => Ok(v),
-        Attempt::Retry => Err(ClientError::Unsettled(1)),
-    }
-}
-
-/// A worker's answer to a batched request: its value when `want` accepts
-/// it, a retry or an error for a failure, a protocol error for an answer
-/// of another kind than was asked for.
-fn answer_to<T>(
-    answer: KeyAnswer,
-    want: impl FnOnce(KeyAnswer) -> Result<T, KeyAnswer>,
-) -> Result<Attempt<T>, ClientError> {
+/// A request's outcome: what `want` takes from its answer, or the failure
+/// the answer carries; an answer of another kind is a protocol error.
+fn outcome<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Result<T, KeyAnswer>) -> Result<T, ClientError> {
     match answer {
-        KeyAnswer::Failed(f) => failure_into(f),
-        other => want(other).map(Attempt::Done).map_err(|a| ClientError::Invalid(format!("unexpected answer {a:?}"))),
+        KeyAnswer::Failed(f) => Err(f.into()),
+        other => want(other).map_err(|a| ClientError::Invalid(format!("unexpected answer {a:?}"))),
     }
 }
 
@@ -511,15 +401,10 @@ pub(crate) fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, Client
 
 /// [`failure_to`] for a failure already read.
 fn failure_into<T>(f: Failure) -> Result<Attempt<T>, ClientError> {
-    Err(match f {
-        Failure::StaleEpoch(_) => return Ok(Attempt::Retry),
-        Failure::TooLarge { what, limit, actual } => ClientError::TooLarge { what, limit, actual },
-        Failure::Invalid(m) => ClientError::Invalid(m),
-        Failure::Unavailable(m) => ClientError::Unavailable(m),
-        Failure::Overloaded => ClientError::Overloaded,
-        Failure::Storage(m) => ClientError::Storage(m),
-        Failure::Compute(c) => ClientError::Compute(c),
-    })
+    match f {
+        Failure::StaleEpoch(_) => Ok(Attempt::Retry),
+        other => Err(other.into()),
+    }
 }
 
 fn unreachable(addr: &str, e: impl std::fmt::Display) -> ClientError {

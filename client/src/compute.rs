@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
+use wimpy_schema::LimitKind;
 use wimpy_schema::job::{BackendKind, Job, StageTimes, wire};
 use wimpy_schema::wimpy_capnp::{byte_sink, compute_output, compute_result};
 
-use crate::client::{Attempt, Collector, failure_to};
+use crate::client::{Attempt, failure_to};
+use crate::streams::Collector;
 use crate::{Client, ClientError};
 
 /// A job and how to run it.
@@ -193,7 +195,7 @@ impl Client {
                         match r {
                             Ok(Attempt::Done(v)) => results[i] = Some(Ok(v)),
                             Ok(Attempt::Retry) => redo.push(i),
-                            Err(ClientError::TooLarge { ref what, .. }) if what == "result" => redo.push(i),
+                            Err(ClientError::TooLarge { kind: LimitKind::Result, .. }) => redo.push(i),
                             Err(e) => results[i] = Some(Err(e)),
                         }
                     }

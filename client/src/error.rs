@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use wimpy_schema::{Failure, LimitKind, StorageKind, WorkerId};
+
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -12,15 +14,16 @@ pub enum ClientError {
     /// The worker owning the key is down or not serving; try again later.
     #[error("key unavailable: {0}")]
     Unavailable(String),
-    /// A key or value over the cluster's limit.
-    #[error("{what} of {actual} bytes refused: the limit is {limit}")]
-    TooLarge { what: String, limit: u64, actual: u64 },
+    /// A key, value or answer over the cluster's limit; `kind` says which.
+    #[error("{kind} of {actual} bytes refused: the limit is {limit}")]
+    TooLarge { kind: LimitKind, limit: u64, actual: u64 },
     /// The request was malformed (an empty key, say).
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The worker's store failed; its operator must look.
-    #[error("storage failure on the worker: {0}")]
-    Storage(String),
+    /// The worker's store failed; `kind` says how (a full disk, a store
+    /// that needs its worker restarted, corrupt data, other I/O).
+    #[error("storage failure on the worker ({kind}): {message}")]
+    Storage { kind: StorageKind, message: String },
     /// The worker is overloaded; back off.
     #[error("worker overloaded")]
     Overloaded,
@@ -37,6 +40,12 @@ pub enum ClientError {
     /// The cluster has no workers yet.
     #[error("the cluster has no workers")]
     NoWorkers,
+    /// No member of the cluster has this id.
+    #[error("no worker has id {0}")]
+    NoSuchWorker(WorkerId),
+    /// The worker is the last on the ring: nobody could take its keys.
+    #[error("worker {0} is the last on the ring: there is nobody to hand its keys to")]
+    LastWorker(WorkerId),
     /// Any other RPC failure.
     #[error("rpc: {0}")]
     Rpc(#[from] capnp::Error),
@@ -54,6 +63,22 @@ impl ClientError {
                 | ClientError::NoWorkers
                 | ClientError::Unsettled(_)
         )
+    }
+}
+
+impl From<Failure> for ClientError {
+    /// A node's refusal. A stale epoch never gets this far (the transport
+    /// retries it); should one, the ring did not settle.
+    fn from(f: Failure) -> ClientError {
+        match f {
+            Failure::StaleEpoch(_) => ClientError::Unsettled(1),
+            Failure::TooLarge { kind, limit, actual } => ClientError::TooLarge { kind, limit, actual },
+            Failure::Invalid(m) => ClientError::Invalid(m),
+            Failure::Unavailable(m) => ClientError::Unavailable(m),
+            Failure::Overloaded => ClientError::Overloaded,
+            Failure::Storage { kind, message } => ClientError::Storage { kind, message },
+            Failure::Compute(c) => ClientError::Compute(c),
+        }
     }
 }
 

@@ -14,11 +14,12 @@
 mod client;
 mod compute;
 mod error;
+mod streams;
 
 pub use client::{BatchStats, Client, ClientOptions, Member, MemberState, RingView};
 pub use compute::{ComputeOutput, ComputeRequest, WorkerBackend};
 pub use error::ClientError;
 pub use wimpy_schema::job;
 pub use wimpy_schema::job::StageTimes;
-pub use wimpy_schema::{ComputeFailure, ComputeFailureKind};
+pub use wimpy_schema::{ComputeFailure, ComputeFailureKind, LimitKind, StorageKind};
 pub use wimpy_schema::{KeyHashRange, Ring, key_hash};

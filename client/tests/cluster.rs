@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wimpy_client::{Client, ClientError, ClientOptions};
 use wimpy_master::MasterConfig;
-use wimpy_net::BatchPeer;
+use wimpy_net::KeyPeer;
 use wimpy_schema::batch::{KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::master;
 use wimpy_store::{CompactionOptions, Options, SyncMode};

@@ -6,8 +6,14 @@
 //! A GPU context belongs to the thread that created it, so a GPU lane has
 //! exactly one thread, which creates the backend and keeps it. CPU lanes
 //! have `cpu_threads` threads each (one per core by default; a worker that
-//! enables both CPU backends can have twice as many busy threads as cores). A full queue answers `Overloaded` at once
-//! rather than letting work pile up behind a busy device.
+//! enables both CPU backends can have twice as many busy threads as cores).
+//! A full queue answers `Overloaded` at once rather than letting work pile
+//! up behind a busy device.
+//!
+//! Dropping the engine closes every queue and joins every lane thread, so
+//! each backend (a GPU context above all) is torn down on its own thread,
+//! after its last job, before the engine's owner goes on (and, in a worker,
+//! before the process exits under it).
 
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -78,9 +84,11 @@ struct Task {
 
 struct Lane {
     info: BackendInfo,
+    /// Closed (dropped) to stop the lane's threads.
     queue: SyncSender<Task>,
     depth: usize,
-    threads: usize,
+    /// The lane's threads, each holding a backend; joined on drop.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// The probed backends and their lanes.
@@ -93,6 +101,19 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("backends", &self.backends()).field("failures", &self.failures).finish()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Every queue closes before any thread is waited for, so the lanes
+        // finish their current jobs side by side.
+        let threads: Vec<_> = self.lanes.drain(..).flat_map(|Lane { threads, .. }| threads).collect();
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a compute lane's thread panicked as it stopped");
+            }
+        }
     }
 }
 
@@ -160,7 +181,7 @@ impl Engine {
 
     /// How many jobs the backend `choice` runs at once (1 if it is unavailable).
     pub fn parallelism(&self, choice: Option<BackendKind>) -> usize {
-        self.lane(choice).map_or(1, |l| l.threads)
+        self.lane(choice).map_or(1, |l| l.threads.len())
     }
 
     /// Runs `job` over `value` on `choice` (auto for `None`), within
@@ -212,13 +233,16 @@ impl Lane {
         let (queue, tasks) = mpsc::sync_channel::<Task>(depth);
         let tasks = Arc::new(Mutex::new(tasks));
         let mut info = None;
+        let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
             let (ready, probed) = mpsc::channel();
             let tasks = Arc::clone(&tasks);
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("compute-{kind}-{i}"))
                 .spawn(move || {
                     let mut backend = match create(kind) {
+                        // Lane::start waits for this answer, so the sends
+                        // cannot fail.
                         Ok(b) => {
                             let _ = ready.send(Ok(b.info().clone()));
                             b
@@ -251,15 +275,21 @@ impl Lane {
                                 .unwrap_or("a panic");
                             Err(ComputeError::Device { backend: kind, reason: format!("the backend failed: {reason}") })
                         });
+                        // A caller that stopped waiting has had its answer
+                        // (a deadline or a disconnection) already.
                         let _ = task.reply.send(result);
                     }
                 })
                 .map_err(|e| format!("cannot start a thread: {e}"))?;
+            handles.push(handle);
+            // On failure the threads started so far find the queue closed
+            // as this returns, and end; none of them holds a GPU context
+            // (GPU lanes have one thread, the one that failed).
             let probed = probed.recv().map_err(|_| "the backend's thread died while starting".to_string())??;
             info.get_or_insert(probed);
         }
         let info = info.ok_or_else(|| "no threads".to_string())?;
-        Ok(Lane { info, queue, depth, threads })
+        Ok(Lane { info, queue, depth, threads: handles })
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod backend;
 mod engine;
+pub mod environment;
 mod error;
 pub mod geometry;
 pub mod image;

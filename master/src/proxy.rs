@@ -14,10 +14,10 @@ use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use wimpy_net::Batcher;
+use wimpy_net::{Batcher, KeyPeer};
 use wimpy_schema::Failure;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
-use wimpy_schema::wimpy_capnp::{failure, get_result, worker, write_result};
+use wimpy_schema::wimpy_capnp::worker;
 
 /// Cache sizing and freshness.
 #[derive(Clone, Debug)]
@@ -116,14 +116,6 @@ enum Answer<T> {
     Done(T),
     /// The worker is behind the master's ring: wait for it and retry.
     Stale,
-}
-
-/// A worker's `Failure`: a retry if it only says the worker lags the ring.
-fn answer_failure<T>(f: failure::Reader<'_>) -> capnp::Result<Result<Answer<T>, Failure>> {
-    Ok(match Failure::read(f)? {
-        Failure::StaleEpoch(_) => Ok(Answer::Stale),
-        other => Err(other),
-    })
 }
 
 /// A worker's answer to a batched request: its value when `want` accepts
@@ -227,21 +219,13 @@ impl Proxy {
         let started = self.generation.get();
         let value = self
             .forward(route, |w, epoch, address| async move {
-                let answer = self.batcher.call(address, &w, epoch, KeyRequest::Get(key.to_vec())).await?;
-                if !answer.is_answer_full() {
-                    return Ok(batched(answer, KeyAnswer::into_value));
+                let get = KeyRequest::Get(key.to_vec());
+                let mut answer = self.batcher.call(address, &w, epoch, get.clone()).await?;
+                if answer.is_answer_full() {
+                    // The batch's answer was full: ask for this one on its own.
+                    answer = w.send_one(epoch, &get).await?;
                 }
-                // The batch's answer was full: ask for this one on its own.
-                let mut req = w.get_request();
-                req.get().set_key(key);
-                req.get().set_epoch(epoch);
-                let resp = req.send().promise.await?;
-                Ok(match resp.get()?.get_result()?.which()? {
-                    get_result::Value(v) => Ok(Answer::Done(Some(v?.to_vec()))),
-                    get_result::NotFound(()) => Ok(Answer::Done(None)),
-                    get_result::Streamed(_) => Err(Failure::Invalid("unexpected stream".into())),
-                    get_result::Failure(f) => answer_failure(f?)?,
-                })
+                Ok(batched(answer, KeyAnswer::into_value))
             })
             .await?;
         if let Some(v) = &value
@@ -274,20 +258,14 @@ impl Proxy {
         self.write_edge(key);
         let result = self
             .forward(route, |w, epoch, address| async move {
-                if value.len() <= BATCHED_VALUE_LIMIT {
-                    let put = KeyRequest::Put(key.to_vec(), value.to_vec());
-                    let answer = self.batcher.call(address, &w, epoch, put).await?;
-                    return Ok(batched(answer, KeyAnswer::into_stored));
-                }
-                let mut req = w.put_request();
-                req.get().set_key(key);
-                req.get().set_value(value);
-                req.get().set_epoch(epoch);
-                let resp = req.send().promise.await?;
-                Ok(match resp.get()?.get_result()?.which()? {
-                    write_result::Ok(()) => Ok(Answer::Done(())),
-                    write_result::Failure(f) => answer_failure(f?)?,
-                })
+                let put = KeyRequest::Put(key.to_vec(), value.to_vec());
+                // A large value would fill a batch by itself: it goes alone.
+                let answer = if value.len() <= BATCHED_VALUE_LIMIT {
+                    self.batcher.call(address, &w, epoch, put).await?
+                } else {
+                    w.send_one(epoch, &put).await?
+                };
+                Ok(batched(answer, KeyAnswer::into_stored))
             })
             .await;
         self.write_edge(key);

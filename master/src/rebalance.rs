@@ -69,7 +69,10 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client
     .await;
     if result.is_err() {
         for from in fenced.keys() {
-            let _ = fence(&clients[from], &[]).await;
+            // A fence left standing lapses by itself after its lease.
+            if let Err(e) = fence(&clients[from], &[]).await {
+                tracing::warn!(worker = from, error = %e, "lifting the fence after a failed move");
+            }
         }
     }
     result

@@ -18,8 +18,8 @@ use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
 use crate::membership::{MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
-use wimpy_schema::Failure;
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
+use wimpy_schema::{Failure, StorageKind};
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -84,8 +84,10 @@ pub async fn run(
                     let mut tick = tokio::time::interval(every);
                     loop {
                         tick.tick().await;
-                        if membership.borrow_mut().sweep(Instant::now()) {
-                            let _ = save_epoch(&epochs, membership.borrow().epoch());
+                        if membership.borrow_mut().sweep(Instant::now())
+                            && let Err(e) = save_epoch(&epochs, membership.borrow().epoch())
+                        {
+                            tracing::error!(error = %e, "saving the epoch of a member marked down");
                         }
                     }
                 })
@@ -97,7 +99,10 @@ pub async fn run(
                         Ok((stream, _)) => {
                             let service = service.clone();
                             tokio::task::spawn_local(async move {
-                                let _ = serve_connection(stream, service).await;
+                                // Peers hang up as they please: worth a debug line, no more.
+                                if let Err(e) = serve_connection(stream, service).await {
+                                    tracing::debug!(error = %e, "connection ended");
+                                }
                             });
                         }
                         Err(e) => break Err(e),
@@ -113,6 +118,13 @@ pub async fn run(
 
 async fn serve_connection(stream: tokio::net::TcpStream, service: master::Client) -> std::io::Result<()> {
     wimpy_net::serve(stream, service.client).await
+}
+
+/// How a leave that ran came out.
+enum Left {
+    Done,
+    NotMember,
+    LastOnRing,
 }
 
 struct MasterService {
@@ -150,14 +162,16 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
             Ok(copied) => {
                 let before_epoch = service.membership.borrow().epoch();
                 if service.membership.borrow_mut().promote(id) {
-                    let _ = service.publish(before_epoch);
-                    eprintln!("wimpy-master: worker {id} joined with {copied} records");
+                    if let Err(e) = service.publish(before_epoch) {
+                        tracing::error!(error = %e, "saving the epoch of worker {id}'s join");
+                    }
+                    tracing::info!("worker {id} joined with {copied} records");
                 }
                 drop(_changing);
                 push_ring(service.clone()).await;
                 return;
             }
-            Err(e) => eprintln!("wimpy-master: join of worker {id} failed ({e}); retrying in {pause:?}"),
+            Err(e) => tracing::warn!(error = %e, "join of worker {id} failed; retrying in {pause:?}"),
         }
         drop(_changing);
         tokio::time::sleep(pause).await;
@@ -202,11 +216,19 @@ async fn push_ring(service: Rc<MasterService>) {
         .map(|m| m.address.clone())
         .collect();
     for address in members {
-        let Ok(w) = connect_worker(&address).await else { continue };
-        let mut req = w.set_ring_request();
-        write_ring(req.get().init_ring(), &service.membership.borrow());
-        let _ = req.send().promise.await;
+        // A member missed here hears of the ring at its next heartbeat.
+        if let Err(e) = send_ring(&service, &address).await {
+            tracing::info!(worker = address, error = %e, "pushing the ring; it goes out with the next heartbeat");
+        }
     }
+}
+
+/// Sends the current ring to the worker at `address`.
+async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::Error> {
+    let w = connect_worker(address).await?;
+    let mut req = w.set_ring_request();
+    write_ring(req.get().init_ring(), &service.membership.borrow());
+    req.send().promise.await.map(drop)
 }
 
 /// Name of the file in the master's data directory holding the last epoch.
@@ -250,6 +272,49 @@ impl MasterService {
             return Err(Failure::Unavailable(format!("worker {owner} at {} is down", member.address)));
         }
         Ok(Route { address: member.address.clone(), epoch: ring.epoch() })
+    }
+
+    /// The work of `Master.leave`: a refusal when the leave cannot start,
+    /// a `Failure` when the handover fails (the ring is then as it was).
+    async fn leave_worker(self: Rc<Self>, id: WorkerId) -> Result<Left, Failure> {
+        let changing = self.changing.lock().await;
+        let (before, after, addresses, state) = {
+            let m = self.membership.borrow();
+            let Some(member) = m.member(id) else {
+                return Ok(Left::NotMember);
+            };
+            let addresses: BTreeMap<WorkerId, (String, MemberState)> =
+                m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
+            (m.ring(), m.ring_without(id), addresses, member.state)
+        };
+        if state != MemberState::Joining && after.is_empty() {
+            return Ok(Left::LastOnRing);
+        }
+        if state != MemberState::Joining {
+            let plan = rebalance::moves_for_leave(&before, &after, id);
+            let handover = async {
+                let clients = connect_plan(&plan, &addresses).await?;
+                rebalance::transfer(&plan, &clients).await
+            };
+            let moved =
+                handover.await.map_err(|e| Failure::Unavailable(format!("handing worker {id}'s ranges over: {e}")))?;
+            tracing::info!("worker {id} handed over {moved} records");
+        }
+        let epoch_before = self.membership.borrow().epoch();
+        self.membership.borrow_mut().depart(id);
+        self.publish(epoch_before).map_err(|e| Failure::storage(StorageKind::Io, e.to_string()))?;
+        drop(changing);
+        // The leaver hears the new ring too, and forgets what it gave away.
+        let leaver = addresses.get(&id).map(|a| a.0.clone());
+        push_ring(self.clone()).await;
+        if let Some(addr) = leaver
+            && let Err(e) = send_ring(&self, &addr).await
+        {
+            // It no longer heartbeats; it keeps the keys it gave away until
+            // it is restarted on an empty directory, which is all it may do.
+            tracing::info!(worker = addr, error = %e, "telling a worker that left about the ring");
+        }
+        Ok(Left::Done)
     }
 
     /// Makes a new epoch durable before anyone hears of it.
@@ -349,49 +414,27 @@ impl master::Server for MasterService {
         let before = self.membership.borrow().epoch();
         let epoch = self.membership.borrow_mut().heartbeat(p.get_id(), stats, Instant::now());
         self.publish(before)?;
-        results.get().set_epoch(epoch.unwrap_or(0));
+        match epoch {
+            Some(epoch) => results.get().set_epoch(epoch),
+            None => results.get().set_unknown_member(()),
+        }
         Ok(())
     }
 
-    /// Takes the worker off the ring at a new epoch. Its keys go to the
-    /// members that now own their hashes, so a worker hands its ranges over
-    /// before it calls this.
-    async fn leave(self: Rc<Self>, params: master::LeaveParams, _: master::LeaveResults) -> Result<(), capnp::Error> {
+    /// Hands the worker's ranges to the members that own their hashes
+    /// without it, then takes it off the ring at a new epoch.
+    async fn leave(
+        self: Rc<Self>,
+        params: master::LeaveParams,
+        mut results: master::LeaveResults,
+    ) -> Result<(), capnp::Error> {
         let id = params.get()?.get_id();
-        let changing = self.changing.lock().await;
-        let (before, after, addresses, state) = {
-            let m = self.membership.borrow();
-            let Some(member) = m.member(id) else {
-                return Err(capnp::Error::failed(format!("worker {id} is not a member")));
-            };
-            let addresses: BTreeMap<WorkerId, (String, MemberState)> =
-                m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
-            (m.ring(), m.ring_without(id), addresses, member.state)
-        };
-        if state != MemberState::Joining && after.is_empty() {
-            return Err(capnp::Error::failed(format!(
-                "worker {id} is the last on the ring: there is nobody to hand its keys to"
-            )));
-        }
-        if state != MemberState::Joining {
-            let plan = rebalance::moves_for_leave(&before, &after, id);
-            let clients = connect_plan(&plan, &addresses).await?;
-            let moved = rebalance::transfer(&plan, &clients).await?;
-            eprintln!("wimpy-master: worker {id} handed over {moved} records");
-        }
-        let epoch_before = self.membership.borrow().epoch();
-        self.membership.borrow_mut().depart(id);
-        self.publish(epoch_before)?;
-        drop(changing);
-        // The leaver hears the new ring too, and forgets what it gave away.
-        let leaver = addresses.get(&id).map(|a| a.0.clone());
-        push_ring(self.clone()).await;
-        if let Some(addr) = leaver
-            && let Ok(w) = connect_worker(&addr).await
-        {
-            let mut req = w.set_ring_request();
-            write_ring(req.get().init_ring(), &self.membership.borrow());
-            let _ = req.send().promise.await;
+        let mut r = results.get().init_result();
+        match self.clone().leave_worker(id).await {
+            Ok(Left::Done) => r.set_left(()),
+            Ok(Left::NotMember) => r.set_not_member(()),
+            Ok(Left::LastOnRing) => r.set_last_on_ring(()),
+            Err(f) => f.write(r.init_failure()),
         }
         Ok(())
     }

@@ -16,51 +16,9 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 
-use wimpy_schema::batch::{KeyAnswer, KeyRequest, MAX_BATCH_BYTES, MAX_BATCH_OPS, read_answers, write_requests};
-use wimpy_schema::wimpy_capnp::{master, worker};
+use wimpy_schema::batch::{KeyAnswer, KeyRequest, MAX_BATCH_BYTES, MAX_BATCH_OPS};
 
-/// A node that takes batch calls: a worker (`Worker.batch`, checked against
-/// the epoch the caller routed by) or the master (`Master.batch`, which
-/// routes by itself and ignores the epoch).
-pub trait BatchPeer: Clone + 'static {
-    /// Sends `requests` as one batch; the answers come in their order.
-    fn send_batch<'a>(
-        &'a self,
-        epoch: u64,
-        requests: &'a [KeyRequest],
-    ) -> impl std::future::Future<Output = capnp::Result<Vec<KeyAnswer>>> + 'a;
-}
-
-impl BatchPeer for worker::Client {
-    fn send_batch<'a>(
-        &'a self,
-        epoch: u64,
-        requests: &'a [KeyRequest],
-    ) -> impl std::future::Future<Output = capnp::Result<Vec<KeyAnswer>>> + 'a {
-        let mut req = self.batch_request();
-        req.get().set_epoch(epoch);
-        write_requests(req.get().init_ops(requests.len() as u32), requests);
-        async move {
-            let resp = req.send().promise.await?;
-            read_answers(resp.get()?.get_results()?, requests.len())
-        }
-    }
-}
-
-impl BatchPeer for master::Client {
-    fn send_batch<'a>(
-        &'a self,
-        _epoch: u64,
-        requests: &'a [KeyRequest],
-    ) -> impl std::future::Future<Output = capnp::Result<Vec<KeyAnswer>>> + 'a {
-        let mut req = self.batch_request();
-        write_requests(req.get().init_ops(requests.len() as u32), requests);
-        async move {
-            let resp = req.send().promise.await?;
-            read_answers(resp.get()?.get_results()?, requests.len())
-        }
-    }
-}
+use crate::KeyPeer;
 
 /// Who waits for queued requests.
 enum Waiter {
@@ -125,7 +83,7 @@ impl<D, P> std::fmt::Debug for Batcher<D, P> {
     }
 }
 
-impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
+impl<D: Hash + Eq + Clone + 'static, P: KeyPeer> Batcher<D, P> {
     pub fn new() -> Rc<Batcher<D, P>> {
         Rc::new(Batcher { queues: RefCell::new(HashMap::new()), generations: Cell::new(0), requests: Cell::new(0) })
     }
@@ -243,7 +201,7 @@ impl<D: Hash + Eq + Clone + 'static, P: BatchPeer> Batcher<D, P> {
 }
 
 /// Sends one queue as a batch and hands each waiter its answer.
-async fn send<P: BatchPeer>(q: Queue<P>) {
+async fn send<P: KeyPeer>(q: Queue<P>) {
     let mut answers = q.peer.send_batch(q.epoch, &q.requests).await.map(Vec::into_iter);
     // The next `n` answers, or the batch's error for each waiter.
     let mut next = |n: usize| match &mut answers {
@@ -256,9 +214,11 @@ async fn send<P: BatchPeer>(q: Queue<P>) {
             Waiter::One(tx) => {
                 requests.next();
                 // read_answers checked that there is one answer per request.
+                // A waiter that is gone gave up on its request: nobody to tell.
                 let _ = tx.send(next(1).map(|mut one| one.pop().expect("one answer per request")));
             }
             Waiter::Many(n, tx) => {
+                // As above: a waiter that is gone gave up.
                 let _ = tx.send((requests.by_ref().take(n).collect(), next(n)));
             }
         }

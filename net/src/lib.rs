@@ -1,8 +1,10 @@
 //! How wimpy nodes and clients talk to each other: Cap'n Proto two-party
 //! connections over TCP with the contract's reader limits
-//! ([`connection`]), and the coalescing of concurrent key requests to one
-//! peer into `batch` calls ([`batcher`]) that the client SDK and the
-//! master's proxy share.
+//! ([`connection`]), key requests to a worker or the master alone or in
+//! batches ([`KeyPeer`]), and the coalescing of concurrent key requests to
+//! one peer into `batch` calls ([`batcher`]) that the client SDK and the
+//! master's proxy share. Also the start-up every binary shares: logging
+//! ([`logging`]) and the signals that stop a process ([`signals`]).
 //!
 //! Every connection in the cluster is opened and served here, so this is
 //! where transport security and deadlines belong. It depends on the
@@ -12,6 +14,9 @@
 pub mod batcher;
 pub mod connection;
 pub mod logging;
+mod peer;
+pub mod signals;
 
-pub use batcher::{Answered, BatchPeer, BatchStats, Batcher};
+pub use batcher::{Answered, BatchStats, Batcher};
 pub use connection::{connect, serve};
+pub use peer::KeyPeer;

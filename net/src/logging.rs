@@ -15,9 +15,12 @@ pub fn init(level: Option<&str>, default: &str) -> Result<(), String> {
         Some(level) => EnvFilter::try_new(level).map_err(|e| format!("{level:?}: {e}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal, plain text for a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init()
         .map_err(|e| e.to_string())

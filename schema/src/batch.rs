@@ -4,8 +4,8 @@
 //! batching itself (queueing requests in flight into one call) lives with
 //! the callers, in wimpy-net.
 
-use crate::Failure;
-use crate::wimpy_capnp::{key_op, key_op_result};
+use crate::wimpy_capnp::{delete_result, get_result, key_op, key_op_result, write_result};
+use crate::{Failure, LimitKind};
 
 /// Most operations in one `Worker.batch` (the schema's `maxBatchOps`).
 pub const MAX_BATCH_OPS: usize = crate::wimpy_capnp::MAX_BATCH_OPS as usize;
@@ -13,10 +13,6 @@ pub const MAX_BATCH_OPS: usize = crate::wimpy_capnp::MAX_BATCH_OPS as usize;
 /// Most bytes of keys and values in one batch message, each way (the
 /// schema's `maxBatchBytes`).
 pub const MAX_BATCH_BYTES: usize = crate::wimpy_capnp::MAX_BATCH_BYTES as usize;
-
-/// The `what` of the `tooLarge` failure a worker answers for a get whose
-/// value did not fit in the batch's answer: fetch that key on its own.
-pub const BATCH_ANSWER_FULL: &str = "batch answer";
 
 /// Largest value a put sends in a batch: a larger one would fill a batch
 /// message by itself, so it goes in a message of its own.
@@ -63,21 +59,21 @@ pub fn read_requests(
 
 /// Writes the answers of a batch. Values are answered while the answer
 /// holds at most [`MAX_BATCH_BYTES`] of them; a get whose value would not
-/// fit is answered `tooLarge` ([`BATCH_ANSWER_FULL`]), and one over
-/// `maxInlineValue` `tooLarge` (use getStream), as `get` would.
+/// fit is answered `tooLarge` of kind `batchAnswerFull`, and one over
+/// `maxInlineValue` `tooLarge` of kind `valueNeedsStream`, as `get` would.
 pub fn write_answers(mut list: capnp::struct_list::Builder<'_, key_op_result::Owned>, answers: Vec<KeyAnswer>) {
     let mut answer_bytes = 0usize;
     for (i, answer) in answers.into_iter().enumerate() {
         let mut r = list.reborrow().get(i as u32);
         match answer {
             KeyAnswer::Value(v) if v.len() > MAX_INLINE_VALUE => Failure::TooLarge {
-                what: "value (use getStream)".into(),
+                kind: LimitKind::ValueNeedsStream,
                 limit: MAX_INLINE_VALUE as u64,
                 actual: v.len() as u64,
             }
             .write(r.init_failure()),
             KeyAnswer::Value(v) if answer_bytes + v.len() > MAX_BATCH_BYTES => Failure::TooLarge {
-                what: BATCH_ANSWER_FULL.into(),
+                kind: LimitKind::BatchAnswerFull,
                 limit: MAX_BATCH_BYTES as u64,
                 actual: (answer_bytes + v.len()) as u64,
             }
@@ -162,10 +158,37 @@ pub enum KeyAnswer {
 }
 
 impl KeyAnswer {
+    /// A `Worker.get` or `Master.get` answer. `streamed` is what getStream
+    /// answers, never get: a protocol error.
+    pub fn from_get(r: get_result::Reader<'_>) -> capnp::Result<KeyAnswer> {
+        Ok(match r.which()? {
+            get_result::Value(v) => KeyAnswer::Value(v?.to_vec()),
+            get_result::NotFound(()) => KeyAnswer::NotFound,
+            get_result::Streamed(_) => return Err(capnp::Error::failed("a get answered `streamed`".into())),
+            get_result::Failure(f) => KeyAnswer::Failed(Failure::read(f?)?),
+        })
+    }
+
+    /// A `put` answer.
+    pub fn from_write(r: write_result::Reader<'_>) -> capnp::Result<KeyAnswer> {
+        Ok(match r.which()? {
+            write_result::Ok(()) => KeyAnswer::Stored,
+            write_result::Failure(f) => KeyAnswer::Failed(Failure::read(f?)?),
+        })
+    }
+
+    /// A `delete` answer.
+    pub fn from_delete(r: delete_result::Reader<'_>) -> capnp::Result<KeyAnswer> {
+        Ok(match r.which()? {
+            delete_result::Deleted(was) => KeyAnswer::Deleted(was),
+            delete_result::Failure(f) => KeyAnswer::Failed(Failure::read(f?)?),
+        })
+    }
+
     /// Whether this get was refused only because the batch's answer was
     /// full: ask for that key on its own.
     pub fn is_answer_full(&self) -> bool {
-        matches!(self, KeyAnswer::Failed(Failure::TooLarge { what, .. }) if what == BATCH_ANSWER_FULL)
+        matches!(self, KeyAnswer::Failed(Failure::TooLarge { kind: LimitKind::BatchAnswerFull, .. }))
     }
 
     /// Whether this is an answer `request` can have: a failure, or the

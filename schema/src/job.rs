@@ -23,10 +23,11 @@ pub const MAX_SHARPEN_AMOUNT: f32 = 10.0;
 pub const MAX_CONTRAST: f32 = 16.0;
 /// Largest magnitude of a convolution kernel weight (after the divisor).
 pub const MAX_KERNEL_WEIGHT: f32 = 64.0;
-/// Largest hash round count.
-pub const MAX_HASH_ROUNDS: u32 = 10_000_000;
-/// Largest output side of a resize or crop, in pixels.
-pub const MAX_SIDE: u32 = 65_535;
+/// Largest hash round count (the schema's `maxHashRounds`).
+pub const MAX_HASH_ROUNDS: u32 = crate::wimpy_capnp::MAX_HASH_ROUNDS;
+/// Largest output side of a resize or crop, in pixels (the schema's
+/// `maxImageSide`).
+pub const MAX_SIDE: u32 = crate::wimpy_capnp::MAX_IMAGE_SIDE;
 
 /// One operation of a job.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,7 +14,7 @@ mod failure;
 pub mod job;
 mod member_state;
 
-pub use failure::{ComputeFailure, ComputeFailureKind, Failure};
+pub use failure::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
 pub use member_state::MemberState;
 pub use wimpy_keyspace::{KeyHashRange, Ring, WorkerId, key_hash, ring};
 

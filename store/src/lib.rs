@@ -355,7 +355,11 @@ impl Store {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake();
         for t in self.threads.drain(..) {
-            let _ = t.join();
+            if t.join().is_err() {
+                // The panic was already printed; the store's files are as
+                // the log left them, which the next open recovers from.
+                tracing::error!("a store background thread panicked");
+            }
         }
         if self.inner.poison.set.load(Ordering::SeqCst) {
             return Err(self.inner.poisoned());
@@ -366,9 +370,11 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Best effort: a store dropped without close still leaves a
-        // checkpoint; errors have poisoned the store and show on reopen.
-        let _ = self.shutdown();
+        // A store dropped without close still leaves a checkpoint; what
+        // fails here has poisoned the store and shows again on reopen.
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the store");
+        }
     }
 }
 
@@ -465,6 +471,7 @@ impl Inner {
     /// Takes `len` bytes off the live count of the segment holding `addr`.
     fn release_live(&self, addr: LogAddr, len: u64) {
         if let Some(seg) = self.segment_of(addr) {
+            // The update never declines, so fetch_update cannot fail.
             let _ = seg.live_bytes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(len)));
         }
     }
@@ -755,13 +762,15 @@ impl Inner {
 
     /// The maintenance thread: checkpoints and compaction.
     fn maintain(&self) {
+        let (mut checkpoints, mut compactions) = (Streak::default(), Streak::default());
         while self.nap(Duration::from_millis(100)) {
-            // Failures poison the store; callers see them on their next call.
+            // Failures poison the store, and callers see them on their next
+            // call; the log says so once, not every 100 ms.
             if self.since_checkpoint.load(Ordering::Relaxed) >= self.opts.checkpoint_every_bytes {
-                let _ = self.checkpoint();
+                checkpoints.note(self.checkpoint(), "index checkpoint");
             }
             if self.opts.compaction.enabled {
-                let _ = self.compact(false);
+                compactions.note(self.compact(false).map(drop), "compaction");
             }
         }
     }
@@ -771,8 +780,35 @@ impl Inner {
         let SyncMode::Interval(every) = self.opts.sync else {
             return;
         };
+        let mut failing = Streak::default();
         while self.nap(every) {
-            let _ = self.sync_all();
+            failing.note(self.sync_all(), "interval sync");
+        }
+    }
+}
+
+/// Whether one kind of background work is failing, so that a run of
+/// failures is logged when it starts and when it ends, not every time.
+#[derive(Debug, Default)]
+struct Streak {
+    /// Failures since the last success.
+    failures: u64,
+}
+
+impl Streak {
+    fn note(&mut self, outcome: Result<()>, what: &str) {
+        match outcome {
+            Err(e) => {
+                if self.failures == 0 {
+                    tracing::error!(error = %e, "store {what} failed");
+                }
+                self.failures += 1;
+            }
+            Ok(()) if self.failures > 0 => {
+                tracing::info!(failures = self.failures, "store {what} works again");
+                self.failures = 0;
+            }
+            Ok(()) => {}
         }
     }
 }

@@ -79,7 +79,6 @@ struct FoundSegment {
 
 /// A checkpoint read from disk, before it is checked against the segments.
 struct Checkpoint {
-    buckets: usize,
     replay_seq: u64,
     replay_pos: u64,
     /// seq -> (slot, live bytes, end)
@@ -421,7 +420,7 @@ fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
     }
     let index = Index::read_raw(buckets as usize, &body[CHECKPOINT_HEADER + seg_bytes..])
         .ok_or("index table does not parse")?;
-    Ok(Checkpoint { buckets: buckets as usize, replay_seq, replay_pos, segments, index })
+    Ok(Checkpoint { replay_seq, replay_pos, segments, index })
 }
 
 /// Accepts a checkpoint only if every segment it names is on disk, in the
@@ -471,7 +470,6 @@ fn check_checkpoint(
     if bad {
         return Err("index entries point outside the segments it names".into());
     }
-    let _ = c.buckets;
     Ok(c)
 }
 
@@ -520,7 +518,11 @@ impl Inner {
         let crc = crc32c::crc32c(&bytes);
         bytes.extend_from_slice(&crc.to_le_bytes());
         let fail = |e| self.poison(StoreError::io("writing the index checkpoint")(e));
-        let _ = self.dir.remove(CHECKPOINT_TMP);
+        // A temporary file left by a checkpoint cut short is replaced.
+        match self.dir.remove(CHECKPOINT_TMP) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+            _ => {}
+        }
         let file = self.dir.create(CHECKPOINT_TMP).map_err(fail)?;
         file.write_all_at(&bytes, 0).map_err(fail)?;
         file.sync_data().map_err(fail)?;

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wimpy_schema::wimpy_capnp::master;
+use wimpy_schema::wimpy_capnp::{heartbeat_answer, master};
 use wimpy_schema::{Ring, WorkerId};
 
 use crate::server::WorkerState;
@@ -80,10 +80,15 @@ pub async fn heartbeat_loop(
         s.set_log_bytes(stats.log_bytes);
         s.set_garbage_bytes(stats.garbage_bytes);
         s.set_index_bytes(stats.index_bytes);
-        let epoch = req.send().promise.await?.get()?.get_epoch();
-        if epoch == 0 {
-            register(master, state.id, address).await?;
-        }
+        let answer = req.send().promise.await?;
+        let epoch = match answer.get()?.which()? {
+            heartbeat_answer::Epoch(epoch) => epoch,
+            heartbeat_answer::UnknownMember(()) => {
+                tracing::info!("the master does not know this worker (it restarted?); registering again");
+                register(master, state.id, address).await?;
+                continue;
+            }
+        };
         if epoch != state.ring().epoch() {
             state.set_ring(fetch_ring(master).await?);
         }

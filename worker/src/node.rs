@@ -28,24 +28,38 @@ pub struct WorkerConfig {
     pub compute: wimpy_compute::EngineConfig,
 }
 
-/// Runs a worker on `listener` until `shutdown` resolves. Must run inside a
-/// `LocalSet` on a current-thread runtime.
+/// Runs a worker on `listener` until `shutdown` resolves, then stops
+/// serving, stops the compute engine and closes the store. Must run inside
+/// a `LocalSet` on a current-thread runtime.
+///
+/// `shutdown` is heeded at every stage, also while the master cannot be
+/// reached yet; whatever stage it stops, the store is closed and a failure
+/// to close it (its last flush or checkpoint) is the error returned.
 pub async fn run(
     listener: TcpListener,
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(&config.data)?;
-    let store = Arc::new(
-        Store::open(&config.data, config.store.clone())
-            .map_err(|e| std::io::Error::other(format!("opening the store: {e}")))?,
-    );
-    let address = listener.local_addr()?.to_string();
-    let master = connect_with_retry(config.master).await;
-    let (id, every) = membership::register(&master, membership::load_id(&config.data)?, &address)
-        .await
-        .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
-    membership::save_id(&config.data, id)?;
+    let store = Store::open(&config.data, config.store.clone())
+        .map_err(|e| std::io::Error::other(format!("opening the store: {e}")))?;
+    tokio::pin!(shutdown);
+    let joined = tokio::select! {
+        joined = join(&listener, &config) => joined,
+        () = &mut shutdown => {
+            tracing::info!("stopped before joining the cluster");
+            return store.close().map_err(|e| std::io::Error::other(format!("closing the store: {e}")));
+        }
+    };
+    let (master, id, every) = match joined {
+        Ok(joined) => joined,
+        Err(e) => {
+            if let Err(close) = store.close() {
+                tracing::error!(error = %close, "closing the store");
+            }
+            return Err(e);
+        }
+    };
     // Probing a GPU can take a while (driver start-up); not on the RPC thread.
     let compute = config.compute.clone();
     let engine = tokio::task::spawn_blocking(move || wimpy_compute::Engine::start(&compute))
@@ -56,34 +70,59 @@ pub async fn run(
         .iter()
         .map(|b| format!("{} ({}{})", b.kind, b.device, if b.software { ", software" } else { "" }))
         .collect();
-    eprintln!("wimpy-worker: compute backends: {}", names.join(", "));
+    tracing::info!("compute backends: {}", names.join(", "));
     for f in engine.failures() {
-        eprintln!("wimpy-worker: compute backend {} unavailable: {}", f.kind, f.reason);
+        tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
     }
-    let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)));
-    if let Ok(ring) = membership::fetch_ring(&master).await {
-        state.set_ring(ring);
+    let state = Arc::new(WorkerState::new(id, Arc::new(store), Arc::new(engine)));
+    match membership::fetch_ring(&master).await {
+        Ok(ring) => state.set_ring(ring),
+        // The first heartbeat fetches it again.
+        Err(e) => tracing::warn!(error = %e, "fetching the ring after registering"),
     }
+    let address = listener.local_addr()?.to_string();
     let heartbeat = tokio::task::spawn_local({
         let state = state.clone();
-        let address = address.clone();
         let master_addr = config.master;
         async move {
             let mut master = master;
             loop {
                 if let Err(e) = membership::heartbeat_loop(&master, &state, &address, every).await {
+                    tracing::warn!(error = %e, "lost the master; reconnecting");
                     // Not in a tight loop: a master that refuses this worker
                     // (it left the cluster) would be hammered otherwise.
-                    eprintln!("wimpy-worker: master: {e}");
                     tokio::time::sleep(every.max(Duration::from_millis(500))).await;
                     master = connect_with_retry(master_addr).await;
                 }
             }
         }
     });
-    let served = serve(listener, state, config.cores, shutdown).await;
+    let served = serve(listener, state.clone(), config.cores, shutdown).await;
     heartbeat.abort();
-    served
+    // The aborted task drops its hold on the state once it is awaited.
+    if let Err(e) = heartbeat.await
+        && !e.is_cancelled()
+    {
+        tracing::error!(error = %e, "the heartbeat task failed");
+    }
+    let closed = state.close().map_err(std::io::Error::other);
+    served.and(closed)
+}
+
+/// Registers `listener`'s address with the master (under the id this data
+/// directory kept, if any) and keeps the id it gives: the master's
+/// connection, the id and the heartbeat interval.
+async fn join(
+    listener: &TcpListener,
+    config: &WorkerConfig,
+) -> std::io::Result<(wimpy_schema::wimpy_capnp::master::Client, wimpy_schema::WorkerId, Duration)> {
+    let address = listener.local_addr()?.to_string();
+    let master = connect_with_retry(config.master).await;
+    let (id, every) = membership::register(&master, membership::load_id(&config.data)?, &address)
+        .await
+        .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
+    membership::save_id(&config.data, id)?;
+    Ok((master, id, every))
 }
 
 /// Connects to the master, retrying with backoff until it answers.

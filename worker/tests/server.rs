@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wimpy_schema::Ring;
 use wimpy_schema::wimpy_capnp::{failure, get_result, key_op_result, worker, write_result};
+use wimpy_schema::{LimitKind, Ring};
 use wimpy_store::{CompactionOptions, Options, Store, SyncMode};
 use wimpy_worker::server::{WorkerState, run};
 
@@ -74,7 +74,7 @@ enum Got {
     Value(Vec<u8>),
     NotFound,
     Stale(u64),
-    TooLarge(String, u64, u64),
+    TooLarge(LimitKind, u64, u64),
     Stored,
     Deleted(bool),
     Other(String),
@@ -84,12 +84,17 @@ fn failure_of(f: failure::Reader<'_>) -> Got {
     match f.which().unwrap() {
         failure::StaleEpoch(e) => Got::Stale(e),
         failure::TooLarge(g) => {
-            Got::TooLarge(g.get_what().unwrap().to_string().unwrap(), g.get_limit(), g.get_actual())
+            let kind = g.get_kind().unwrap();
+            // The words readers of schema version 1 compare stay as they were.
+            assert_eq!(g.get_what().unwrap().to_str().unwrap(), kind.to_string());
+            Got::TooLarge(kind, g.get_limit(), g.get_actual())
         }
         failure::Invalid(m) => Got::Other(format!("invalid: {}", m.unwrap().to_str().unwrap())),
         failure::Unavailable(m) => Got::Other(format!("unavailable: {}", m.unwrap().to_str().unwrap())),
         failure::Overloaded(()) => Got::Other("overloaded".into()),
-        failure::Storage(m) => Got::Other(format!("storage: {}", m.unwrap().to_str().unwrap())),
+        failure::Storage(g) => {
+            Got::Other(format!("storage ({:?}): {}", g.get_kind().unwrap(), g.get_message().unwrap().to_str().unwrap()))
+        }
         failure::Compute(c) => Got::Other(format!("compute: {}", c.unwrap().get_message().unwrap().to_str().unwrap())),
     }
 }
@@ -219,10 +224,10 @@ fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
         let c = connect(w.addr).await;
         set_ring(&c, &Ring::new(1, 8, [1])).await;
         let long_key = vec![b'k'; 5000];
-        assert_eq!(put(&c, &long_key, b"v", 1).await, Err(Got::TooLarge("key".into(), 4096, 5000)));
+        assert_eq!(put(&c, &long_key, b"v", 1).await, Err(Got::TooLarge(LimitKind::Key, 4096, 5000)));
         assert!(matches!(put(&c, b"", b"v", 1).await, Err(Got::Other(m)) if m.contains("empty key")));
         let big = vec![0u8; (2 << 20) + 1];
-        assert_eq!(put(&c, b"big", &big, 1).await, Err(Got::TooLarge("value".into(), 2 << 20, (2 << 20) + 1)));
+        assert_eq!(put(&c, b"big", &big, 1).await, Err(Got::TooLarge(LimitKind::Value, 2 << 20, (2 << 20) + 1)));
         put(&c, b"ok", b"fine", 1).await.unwrap();
         assert_eq!(get(&c, b"ok", 1).await, Got::Value(b"fine".to_vec()));
     });
@@ -316,7 +321,7 @@ fn a_batch_answers_each_operation_in_order_and_on_its_own() {
             &got[..6],
             &[Got::Stored, Got::Value(b"1".to_vec()), Got::Stale(5), Got::Stale(5), Got::Deleted(true), Got::NotFound]
         );
-        assert_eq!(got[6], Got::TooLarge("key".into(), 4096, 5000));
+        assert_eq!(got[6], Got::TooLarge(LimitKind::Key, 4096, 5000));
         assert_eq!(&got[7..], &[Got::Stored, Got::Value(b"2".to_vec())]);
         // A caller ahead of the worker: every operation waits for it.
         assert_eq!(batch(&c, &[(a, None), (b, Some(b"3"))], 6).await, vec![Got::Stale(5), Got::Stale(5)]);
@@ -355,7 +360,7 @@ fn oversized_batches_are_refused_whole_and_a_full_answer_defers_the_rest() {
         let ops: Vec<RawOp<'_>> = keys[..5].iter().map(|k| (&k[..], None)).collect();
         let got = batch(&c, &ops, 1).await;
         assert!(got[..4].iter().all(|g| *g == Got::Value(mib.clone())));
-        assert_eq!(got[4], Got::TooLarge("batch answer".into(), 4 << 20, 5 << 20));
+        assert_eq!(got[4], Got::TooLarge(LimitKind::BatchAnswerFull, 4 << 20, 5 << 20));
         assert_eq!(get(&c, &keys[4], 1).await, Got::Value(mib.clone()));
     });
 }

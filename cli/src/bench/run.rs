@@ -381,9 +381,9 @@ pub fn error_kind(e: &ClientError) -> String {
     match e {
         ClientError::Unreachable { .. } => "unreachable".into(),
         ClientError::Unavailable(_) => "unavailable".into(),
-        ClientError::TooLarge { .. } => "too_large".into(),
+        ClientError::TooLarge { kind, .. } => format!("too_large:{}", snake_case(&format!("{kind:?}"))),
         ClientError::Invalid(_) => "invalid".into(),
-        ClientError::Storage(_) => "storage".into(),
+        ClientError::Storage { kind, .. } => format!("storage:{}", snake_case(&format!("{kind:?}"))),
         ClientError::Overloaded => "overloaded".into(),
         ClientError::Compute(c) => format!("compute:{}", snake_case(&format!("{:?}", c.kind))),
         ClientError::Timeout(_) => "timeout".into(),

@@ -26,22 +26,24 @@ struct Args {
     /// Virtual nodes per worker on the ring.
     #[arg(long, default_value_t = wimpy_schema::ring::DEFAULT_VNODES)]
     vnodes: u32,
+    /// What to log: error, warn, info, debug, trace, or a filter such as
+    /// wimpy_master=debug,info (default: $RUST_LOG, else info).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    wimpy_net::logging::init(args.log_level.as_deref(), "info").map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        eprintln!("wimpy-master: serving on {}", listener.local_addr()?);
+        tracing::info!("serving on {}", listener.local_addr()?);
         let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), ..MasterConfig::default() };
-        run(listener, config, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-        eprintln!("wimpy-master: shut down");
+        run(listener, config, wimpy_net::signals::shutdown()).await?;
+        tracing::info!("shut down");
         anyhow::Ok(())
     })
 }

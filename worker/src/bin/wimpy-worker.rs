@@ -49,10 +49,22 @@ struct Args {
     /// Compute jobs each backend may hold waiting before answering "busy".
     #[arg(long, default_value_t = EngineConfig::default().queue_depth)]
     compute_queue: usize,
+    /// What to log: error, warn, info, debug, trace, or a filter such as
+    /// wimpy_store=debug,info (default: $RUST_LOG, else info).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // SAFETY: nothing has started a thread yet; the runtime and the
+    // engine's lanes start below.
+    let private_runtime_dir = unsafe { wimpy_compute::environment::use_private_runtime_dir(&args.data.join("run")) }
+        .with_context(|| format!("making {}", args.data.join("run").display()))?;
+    wimpy_net::logging::init(args.log_level.as_deref(), "info").map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+    if private_runtime_dir {
+        tracing::debug!("XDG_RUNTIME_DIR was not set: using {}", args.data.join("run").display());
+    }
     let config = WorkerConfig {
         master: args.master,
         data: args.data,
@@ -73,12 +85,9 @@ fn main() -> anyhow::Result<()> {
     tokio::task::LocalSet::new().block_on(&rt, async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-        eprintln!("wimpy-worker: serving on {}, master {}", listener.local_addr()?, config.master);
-        run(listener, config, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-        eprintln!("wimpy-worker: shut down");
+        tracing::info!("serving on {}, master {}", listener.local_addr()?, config.master);
+        run(listener, config, wimpy_net::signals::shutdown()).await?;
+        tracing::info!("shut down");
         anyhow::Ok(())
     })
 }

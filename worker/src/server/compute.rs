@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wimpy_schema::job::{Job, wire};
 use wimpy_schema::wimpy_capnp::{compute_result, worker};
-use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure};
+use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure, LimitKind};
 
 use super::{MAX_INLINE_VALUE, WorkerState, refusal, streams};
 use wimpy_compute::{ComputeError, JobOutput};
@@ -72,7 +72,7 @@ fn write_output(out: &JobOutput, mut b: wimpy_schema::wimpy_capnp::compute_outpu
 }
 
 fn result_too_large(len: usize) -> Failure {
-    Failure::TooLarge { what: "result".into(), limit: MAX_INLINE_VALUE as u64, actual: len as u64 }
+    Failure::TooLarge { kind: LimitKind::Result, limit: MAX_INLINE_VALUE as u64, actual: len as u64 }
 }
 
 /// Writes an inline outcome (results over the inline limit are refused).

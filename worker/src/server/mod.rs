@@ -25,12 +25,13 @@ use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
-use wimpy_schema::Failure;
+use wimpy_schema::{Failure, LimitKind, StorageKind};
 
-/// How long a fence holds unless renewed: long enough for the copy of one
-/// range between renewals, short enough that a master that died mid-move does
-/// not block writes for long.
-pub const FENCE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a fence holds unless renewed (the schema's `fenceLeaseMillis`):
+/// long enough for the copy of one range between renewals, short enough that
+/// a master that died mid-move does not block writes for long.
+pub const FENCE_LEASE: std::time::Duration =
+    std::time::Duration::from_millis(wimpy_schema::wimpy_capnp::FENCE_LEASE_MILLIS as u64);
 
 /// Largest value returned inline by `get`; larger ones go by `getStream`.
 pub const MAX_INLINE_VALUE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
@@ -51,6 +52,9 @@ pub struct WorkerState {
     /// if the master that set them goes away (it renews them while it copies).
     /// Read on every write by every core: an `ArcSwap`, not a lock.
     fences: ArcSwap<(Vec<KeyHashRange>, std::time::Instant)>,
+    /// Threads deleting the keys of ranges given away; joined by
+    /// [`WorkerState::close`] so that they finish before the store closes.
+    background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl WorkerState {
@@ -63,7 +67,26 @@ impl WorkerState {
             engine,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
+            background: Default::default(),
         }
+    }
+
+    /// Waits for the background work, stops the compute engine (each
+    /// backend torn down on its own thread) and closes the store, checking
+    /// that its last flush and checkpoint succeeded. Call it once nothing
+    /// else holds the state: the RPC threads have stopped.
+    pub fn close(self: Arc<Self>) -> Result<(), String> {
+        let background = std::mem::take(&mut *self.background.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in background {
+            if thread.join().is_err() {
+                tracing::error!("a thread dropping given-away keys panicked");
+            }
+        }
+        let state = Arc::into_inner(self).ok_or("the worker's state is still in use as it closes")?;
+        let WorkerState { store, engine, .. } = state;
+        drop(Arc::into_inner(engine).ok_or("the compute engine is still in use as it closes")?);
+        let store = Arc::into_inner(store).ok_or("the store is still in use as it closes")?;
+        store.close().map_err(|e| format!("closing the store: {e}"))
     }
 
     /// The ring requests are checked against.
@@ -86,7 +109,9 @@ impl WorkerState {
             old.ranges_of(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
         if !lost.is_empty() {
             let state = self.clone();
-            std::thread::spawn(move || state.drop_ranges(&lost));
+            let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
+            background.retain(|t| !t.is_finished());
+            background.push(std::thread::spawn(move || state.drop_ranges(&lost)));
         }
     }
 
@@ -100,7 +125,11 @@ impl WorkerState {
                 .into_iter()
                 .filter(|k| ring.owner(k) != Some(self.id))
                 .map(|key| Ok(wimpy_store::Record { key, value: None }));
-            let _ = self.store.merge(gone);
+            // Left behind, the keys only take space: the ring routes them
+            // elsewhere and the next ring change retries.
+            if let Err(e) = self.store.merge(gone) {
+                tracing::error!(range = ?r, error = %e, "dropping the keys of a range given away");
+            }
         }
     }
 
@@ -180,7 +209,9 @@ pub async fn run(
     drop(lanes);
     tokio::task::spawn_blocking(move || {
         for t in threads {
-            let _ = t.join();
+            if t.join().is_err() {
+                tracing::error!("an RPC thread panicked");
+            }
         }
     })
     .await
@@ -192,7 +223,10 @@ pub async fn run(
 fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
-        Err(_) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start an RPC thread's runtime; its connections are dropped");
+            return;
+        }
     };
     let local = tokio::task::LocalSet::new();
     let service: worker::Client = capnp_rpc::new_client(WorkerService { state });
@@ -200,7 +234,10 @@ fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::Unbounde
         while let Some(stream) = incoming.recv().await {
             let client = service.clone();
             tokio::task::spawn_local(async move {
-                let _ = serve_connection(stream, client).await;
+                // Peers hang up as they please: worth a debug line, no more.
+                if let Err(e) = serve_connection(stream, client).await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
             });
         }
     });
@@ -238,7 +275,7 @@ pub(crate) async fn on_store<T: Send + 'static>(
         let store = store.clone();
         tokio::task::spawn_blocking(move || op(&store))
             .await
-            .map_err(|e| Failure::Storage(format!("store task failed: {e}")))
+            .map_err(|e| Failure::storage(StorageKind::Io, format!("store task failed: {e}")))
     } else {
         Ok(op(store))
     }
@@ -256,7 +293,7 @@ impl worker::Server for WorkerService {
         let mut r = results.get().init_result();
         match outcome {
             Ok(Some(v)) if v.len() > MAX_INLINE_VALUE => Failure::TooLarge {
-                what: "value (use getStream)".into(),
+                kind: LimitKind::ValueNeedsStream,
                 limit: MAX_INLINE_VALUE as u64,
                 actual: v.len() as u64,
             }

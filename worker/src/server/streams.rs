@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
 
 use super::refusal;
-use wimpy_schema::Failure;
+use wimpy_schema::{Failure, LimitKind};
 use wimpy_store::{Store, SyncMode};
 
 /// Bytes per chunk (the schema's `maxChunk`).
@@ -41,7 +41,7 @@ impl Upload {
     pub fn new(store: Arc<Store>, key: Vec<u8>, size: u64) -> Result<Upload, Failure> {
         let max = store.options().max_value_bytes as u64;
         if size > max {
-            return Err(Failure::TooLarge { what: "value".into(), limit: max, actual: size });
+            return Err(Failure::TooLarge { kind: LimitKind::Value, limit: max, actual: size });
         }
         let size = size as usize;
         Ok(Upload { store, key, size, buf: RefCell::new(Vec::with_capacity(size)), failed: RefCell::new(None) })

@@ -42,12 +42,14 @@ pub async fn send_range(
                     }
                 }
                 Err(e) => {
+                    // A receiver that is gone already failed the call.
                     let _ = tx.blocking_send(Err(e.to_string()));
                     return;
                 }
             }
         }
         if !chunk.is_empty() {
+            // As above: a receiver that is gone already failed the call.
             let _ = tx.blocking_send(Ok((chunk, count)));
         }
     });
@@ -59,7 +61,9 @@ pub async fn send_range(
         req.send().await?;
         sent += count;
     }
-    let _ = scanner.join();
+    if scanner.join().is_err() {
+        return Err(capnp::Error::failed("the range scan panicked".into()));
+    }
     let received = sink.done_request().send().promise.await?.get()?.get_records();
     if received != sent {
         return Err(capnp::Error::failed(format!("sent {sent} records, the receiver took {received}")));

@@ -12,8 +12,16 @@
 //! initialised by whoever comes first (initialising it again is a no-op) and
 //! never terminated, because eglTerminate would pull it from under the
 //! contexts of other threads.
+//!
+//! For the same reason libEGL and libGLESv2 are loaded once per process and
+//! never unloaded ([`libraries`]). The display keeps the driver's own
+//! threads (llvmpipe's rasterisers, shader compilers) for as long as it
+//! lives, which is the life of the process; unloading libEGL when a context
+//! is dropped unloads the driver under those threads, and they then jump
+//! into unmapped code.
 
 use std::ffi::c_void;
+use std::sync::OnceLock;
 
 use khronos_egl as egl;
 
@@ -31,18 +39,45 @@ const MAX_DEVICES: usize = 16;
 type GetPlatformDisplayExt = unsafe extern "system" fn(egl::Enum, *mut c_void, *const egl::Int) -> *mut c_void;
 type QueryDevicesExt = unsafe extern "system" fn(egl::Int, *mut *mut c_void, *mut egl::Int) -> egl::Boolean;
 
+/// The process's libEGL and libGLESv2.
+struct Libraries {
+    egl: Egl,
+    /// libGLESv2, for GL entry points eglGetProcAddress does not return (it
+    /// need not return core functions before EGL 1.5).
+    gles: Option<libloading::Library>,
+}
+
+/// libEGL and libGLESv2, loaded by the first context and kept until the
+/// process exits: a static is never dropped, so they are never unloaded.
+fn libraries() -> Result<&'static Libraries, GlesUnavailable> {
+    static LIBRARIES: OnceLock<Result<Libraries, String>> = OnceLock::new();
+    LIBRARIES
+        .get_or_init(|| {
+            // SAFETY: libEGL.so.1 is the system's EGL (glvnd's dispatcher or a
+            // vendor's); its initialisers expect to run in any process that
+            // loads it, and load_required checks that every EGL 1.4 symbol is
+            // present.
+            let egl = unsafe { Egl::load_required() }.map_err(|e| e.to_string())?;
+            // SAFETY: libGLESv2 is the system's GLES library; loading it runs
+            // no code beyond its initialisers, and it is only used through GL
+            // entry points looked up by name.
+            let gles = unsafe { libloading::Library::new("libGLESv2.so.2") }.ok();
+            Ok(Libraries { egl, gles })
+        })
+        .as_ref()
+        .map_err(|e| GlesUnavailable::NoLibrary(e.clone()))
+}
+
 /// An OpenGL ES 3 context, current on the thread that made it.
 pub(super) struct HeadlessContext {
-    egl: Egl,
+    egl: &'static Egl,
     display: egl::Display,
     context: egl::Context,
     /// The 1×1 pbuffer the context is current on, where the display cannot
     /// make a context current without a surface.
     surface: Option<egl::Surface>,
-    /// libGLESv2, for GL entry points eglGetProcAddress does not return (it
-    /// need not return core functions before EGL 1.5). Kept loaded while the
-    /// context lives, since the GL function pointers point into it.
-    gles_library: Option<libloading::Library>,
+    /// libGLESv2, where the GL entry points EGL does not give out are.
+    gles_library: Option<&'static libloading::Library>,
     /// Which display worked, for error messages and the device string.
     pub platform: String,
 }
@@ -61,10 +96,8 @@ impl std::fmt::Debug for HeadlessContext {
 impl HeadlessContext {
     /// Loads libEGL and makes an OpenGL ES 3 context current on this thread.
     pub fn new() -> Result<HeadlessContext, GlesUnavailable> {
-        // SAFETY: libEGL.so.1 is the system's EGL (glvnd's dispatcher or a
-        // vendor's); its initialisers expect to run in any process that loads
-        // it, and load_required checks that every EGL 1.4 symbol is present.
-        let egl = unsafe { Egl::load_required() }.map_err(|e| GlesUnavailable::NoLibrary(e.to_string()))?;
+        let libraries = libraries()?;
+        let egl = &libraries.egl;
         let client_extensions = egl
             .query_string(None, egl::EXTENSIONS)
             .map(|s| s.to_string_lossy().into_owned())
@@ -72,13 +105,10 @@ impl HeadlessContext {
             // extension string: only the default display is on offer.
             .unwrap_or_default();
         let mut failures = Vec::new();
-        for (platform, display) in candidate_displays(&egl, &client_extensions, &mut failures) {
-            match open_context(&egl, display) {
+        for (platform, display) in candidate_displays(egl, &client_extensions, &mut failures) {
+            match open_context(egl, display) {
                 Ok((context, surface)) => {
-                    // SAFETY: libGLESv2 is the system's GLES library; loading
-                    // it runs no code beyond its initialisers, and it is only
-                    // used through GL entry points looked up by name.
-                    let gles_library = unsafe { libloading::Library::new("libGLESv2.so.2") }.ok();
+                    let gles_library = libraries.gles.as_ref();
                     return Ok(HeadlessContext { egl, display, context, surface, gles_library, platform });
                 }
                 Err(reason) => failures.push(format!("{platform}: {reason}")),
@@ -106,26 +136,31 @@ impl HeadlessContext {
         if let Some(f) = self.egl.get_proc_address(name) {
             return f as *const c_void;
         }
-        let Some(library) = &self.gles_library else {
+        let Some(library) = self.gles_library else {
             return std::ptr::null();
         };
         // SAFETY: the symbol is only read as an address (never called here);
         // glow calls it with the GL signature its name stands for, and the
-        // library stays loaded as long as this context.
+        // library is never unloaded.
         unsafe { library.get::<*const c_void>(name.as_bytes()) }.map(|symbol| *symbol).unwrap_or(std::ptr::null())
     }
 }
 
 impl Drop for HeadlessContext {
     fn drop(&mut self) {
-        // Errors are ignored: there is nothing left to do with a context that
-        // cannot be released, and destroying it frees its GL objects.
+        // Nothing is left to do with a context that cannot be released
+        // (destroying it frees its GL objects), but the log says so.
+        let released = |what: &str, outcome: Result<(), egl::Error>| {
+            if let Err(e) = outcome {
+                tracing::warn!("{what} while dropping a GLES context: {e}");
+            }
+        };
         if self.egl.get_current_context() == Some(self.context) {
-            let _ = self.egl.make_current(self.display, None, None, None);
+            released("eglMakeCurrent", self.egl.make_current(self.display, None, None, None));
         }
-        let _ = self.egl.destroy_context(self.display, self.context);
+        released("eglDestroyContext", self.egl.destroy_context(self.display, self.context));
         if let Some(surface) = self.surface {
-            let _ = self.egl.destroy_surface(self.display, surface);
+            released("eglDestroySurface", self.egl.destroy_surface(self.display, surface));
         }
         // No eglTerminate: the display is shared by every context in the
         // process (see the module comment).
@@ -244,13 +279,15 @@ fn open_context(egl: &Egl, display: egl::Display) -> Result<(egl::Context, Optio
     let surface = match egl.create_pbuffer_surface(display, config, &[egl::WIDTH, 1, egl::HEIGHT, 1, egl::NONE]) {
         Ok(surface) => surface,
         Err(e) => {
-            let _ = egl.destroy_context(display, context);
+            // The context is of no use: the failure that matters is the one returned.
+            egl.destroy_context(display, context).ok();
             return Err(format!("no surfaceless context and no pbuffer: {e}"));
         }
     };
     if let Err(e) = egl.make_current(display, Some(surface), Some(surface), Some(context)) {
-        let _ = egl.destroy_context(display, context);
-        let _ = egl.destroy_surface(display, surface);
+        // As above: the failure returned is the one that matters.
+        egl.destroy_context(display, context).ok();
+        egl.destroy_surface(display, surface).ok();
         return Err(format!("eglMakeCurrent: {e}"));
     }
     Ok((context, Some(surface)))

@@ -113,6 +113,23 @@ impl Kernel {
     }
 }
 
+/// The process's wgpu instance: made by the first device and never dropped
+/// (a static never is). Dropping the last instance unloads the Vulkan
+/// loader and, with it, the driver, whose own threads (lavapipe's
+/// rasterisers) may still be running in it while the process exits.
+fn instance() -> &'static ::wgpu::Instance {
+    static INSTANCE: std::sync::OnceLock<::wgpu::Instance> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        ::wgpu::Instance::new(::wgpu::InstanceDescriptor {
+            backends: ::wgpu::Backends::VULKAN,
+            // Vulkan's validation layer is slow and rarely installed; wgpu's
+            // own validation still runs. WGPU_VALIDATION=1 turns it on.
+            flags: ::wgpu::InstanceFlags::empty().with_env(),
+            ..::wgpu::InstanceDescriptor::new_without_display_handle()
+        })
+    })
+}
+
 /// An open device, its queue, and the pipelines built on it so far.
 pub(super) struct Gpu {
     device: ::wgpu::Device,
@@ -149,13 +166,7 @@ impl Gpu {
     /// Opens the best Vulkan adapter: a high-performance GPU when there is
     /// one, else whatever adapter exists (Mesa's lavapipe included).
     pub(super) fn open() -> Result<Gpu, InitError> {
-        let instance = ::wgpu::Instance::new(::wgpu::InstanceDescriptor {
-            backends: ::wgpu::Backends::VULKAN,
-            // Vulkan's validation layer is slow and rarely installed; wgpu's
-            // own validation still runs. WGPU_VALIDATION=1 turns it on.
-            flags: ::wgpu::InstanceFlags::empty().with_env(),
-            ..::wgpu::InstanceDescriptor::new_without_display_handle()
-        });
+        let instance = instance();
         let preferred = pollster::block_on(instance.request_adapter(&::wgpu::RequestAdapterOptions {
             power_preference: ::wgpu::PowerPreference::HighPerformance,
             ..Default::default()
