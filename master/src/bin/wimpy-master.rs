@@ -40,9 +40,10 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let shutdown = wimpy_net::signals::shutdown();
         tracing::info!("serving on {}", listener.local_addr()?);
         let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), ..MasterConfig::default() };
-        run(listener, config, wimpy_net::signals::shutdown()).await?;
+        run(listener, config, shutdown).await?;
         tracing::info!("shut down");
         anyhow::Ok(())
     })

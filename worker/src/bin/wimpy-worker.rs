@@ -85,8 +85,9 @@ fn main() -> anyhow::Result<()> {
     tokio::task::LocalSet::new().block_on(&rt, async move {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+        let shutdown = wimpy_net::signals::shutdown();
         tracing::info!("serving on {}, master {}", listener.local_addr()?, config.master);
-        run(listener, config, wimpy_net::signals::shutdown()).await?;
+        run(listener, config, shutdown).await?;
         tracing::info!("shut down");
         anyhow::Ok(())
     })
