@@ -15,6 +15,8 @@ pub mod geometry;
 pub mod image;
 pub mod kernels;
 mod limits;
+#[cfg(any(feature = "gles", feature = "wgpu"))]
+mod plan;
 
 pub use backend::{Backend, BackendInfo, BackendKind};
 pub use engine::{Engine, EngineConfig, JobOutput, ProbeFailure, execute};

@@ -46,9 +46,10 @@ use wimpy_schema::job::{HashOp, ImageOp};
 
 use self::egl::HeadlessContext;
 use self::gpu::{Gpu, TextureFormat, device_error};
-use self::image_ops::{Placed, PreparedOp};
-use self::tiling::{Rect, TilePlan};
+use self::image_ops::Placed;
+use self::tiling::TilePlan;
 use super::{Backend, BackendInfo, BackendKind};
+use crate::plan::{Plan, Rect};
 use crate::{ComputeError, Deadline, Image, Limits, StageTimes, geometry};
 
 /// Why this machine has no `gles` backend.
@@ -139,23 +140,22 @@ impl GlesBackend {
                 pixels = Pixels::Host(Image::zeroed(out_width, out_height));
                 continue;
             }
-            let prepared = PreparedOp::new(op, width, height);
-            if prepared.is_identity() {
+            let plan = Plan::new(op, width, height);
+            if plan.is_identity() {
                 continue;
             }
-            let plan = prepared
-                .plan(width, height, out_width, out_height, self.max_tile_side)
+            let tiles = image_ops::tile_plan(&plan, out_width, out_height, self.max_tile_side)
                 .map_err(|reason| device_error(format!("{op:?} on {width}x{height}: {reason}")))?;
             let input_fits = width <= self.max_tile_side && height <= self.max_tile_side;
-            pixels = if plan.is_single() && input_fits {
+            pixels = if tiles.is_single() && input_fits {
                 let source = self.onto_device(pixels, times)?;
                 let output = Rect::whole(out_width, out_height);
-                let result = prepared.run(&mut self.gpu, &source, output, deadline, times);
+                let result = image_ops::draw(&plan, &mut self.gpu, &source, output, deadline, times);
                 self.gpu.release(source.texture);
                 Pixels::Device(result?)
             } else {
                 let image = self.onto_host(pixels, times)?;
-                Pixels::Host(self.run_tiled(&prepared, &plan, &image, out_width, out_height, deadline, times)?)
+                Pixels::Host(self.run_tiled(&plan, &tiles, &image, out_width, out_height, deadline, times)?)
             };
         }
         self.onto_host(pixels, times)
@@ -165,8 +165,8 @@ impl GlesBackend {
     #[allow(clippy::too_many_arguments)]
     fn run_tiled(
         &mut self,
-        op: &PreparedOp,
-        plan: &TilePlan,
+        plan: &Plan,
+        tiles: &TilePlan,
         image: &Image,
         out_width: u32,
         out_height: u32,
@@ -175,10 +175,10 @@ impl GlesBackend {
     ) -> Result<Image, ComputeError> {
         let mut out = Image::zeroed(out_width, out_height);
         let out_stride = out.stride();
-        for (output, input) in plan.tiles() {
+        for (output, input) in tiles.tiles() {
             deadline.check()?;
             let source = self.upload(image, input, times)?;
-            let result = op.run(&mut self.gpu, &source, output, deadline, times);
+            let result = image_ops::draw(plan, &mut self.gpu, &source, output, deadline, times);
             self.gpu.release(source.texture);
             let result = result?;
             let start = Instant::now();

@@ -12,38 +12,7 @@
 
 use std::ops::Range;
 
-/// A rectangle of an image, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Rect {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Rect {
-    /// The whole of a `width × height` image.
-    pub fn whole(width: u32, height: u32) -> Rect {
-        Rect { x: 0, y: 0, width, height }
-    }
-
-    /// The rectangle spanning `columns` × `rows`.
-    pub fn spanning(columns: &Range<u32>, rows: &Range<u32>) -> Rect {
-        Rect { x: columns.start, y: rows.start, width: columns.end - columns.start, height: rows.end - rows.start }
-    }
-
-    /// The top-left corner, as a shader's ivec2.
-    pub fn origin(&self) -> [i32; 2] {
-        [self.x as i32, self.y as i32]
-    }
-}
-
-/// An image axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Axis {
-    X,
-    Y,
-}
+use crate::plan::{Axis, Rect};
 
 /// A run of output pixels along one axis and the input interval it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,18 +1,20 @@
 //! Image operations as kernel passes, on a whole image or on one row tile.
 //!
-//! A [`Plan`] is one operation prepared for one input size: the passes it
-//! dispatches, the weights they read, and, for any band of output rows, the
-//! window of input pixels that band needs. Running on a whole image is the
-//! case where the band is every output row and the window the whole input.
+//! A [`Prepared`] operation is the [`Plan`] the GPU backends share (the
+//! passes, their weights, and for any band of output rows the window of
+//! input pixels it reads) with what this backend lays out once. Running on
+//! a whole image is the case where the band is every output row and the
+//! window the whole input.
 
 use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
 
-use wimpy_schema::job::{FlipAxis, ImageOp, Rotation};
+use wimpy_schema::job::ImageOp;
 
 use super::context::{Gpu, Kernel, device_error};
-use crate::kernels::{self, Kernel1d, ResizePass};
+use crate::kernels::{Kernel1d, ResizePass};
+use crate::plan::{Pass, Plan, Pointwise, Rect};
 use crate::{ComputeError, Deadline, Image, StageTimes};
 
 /// Modes of `pixel.wgsl`.
@@ -20,27 +22,6 @@ const PIXEL_GRAYSCALE: i32 = 0;
 const PIXEL_INVERT: i32 = 1;
 const PIXEL_BRIGHTNESS_CONTRAST: i32 = 2;
 const PIXEL_THRESHOLD: i32 = 3;
-
-/// A rectangle of an image, in the whole image's pixel coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Rect {
-    pub(super) x0: u32,
-    pub(super) y0: u32,
-    pub(super) width: u32,
-    pub(super) rows: u32,
-}
-
-impl Rect {
-    /// Full rows `y0..y0 + rows` of an image `width` wide.
-    pub(super) fn rows(width: u32, y0: u32, rows: u32) -> Rect {
-        Rect { x0: 0, y0, width, rows }
-    }
-
-    /// Bytes of RGBA8 pixels.
-    pub(super) fn bytes(self) -> u64 {
-        u64::from(self.width) * u64::from(self.rows) * 4
-    }
-}
 
 /// An image held by the device.
 #[derive(Debug)]
@@ -50,7 +31,8 @@ pub(super) struct DeviceImage {
     pub(super) height: u32,
 }
 
-/// One separable blur: Gaussian (Q14 weights) or box (unit weights, mean).
+/// One separable blur as `blur.wgsl` takes it: Gaussian (Q14 weights) or
+/// box (unit weights, then the mean).
 #[derive(Debug)]
 struct Separable {
     radius: u32,
@@ -59,8 +41,7 @@ struct Separable {
 }
 
 impl Separable {
-    fn gaussian(sigma: f32) -> Separable {
-        let kernel = Kernel1d::gaussian(sigma);
+    fn gaussian(kernel: &Kernel1d) -> Separable {
         Separable {
             radius: kernel.radius,
             weights: kernel.weights.iter().map(|&w| i32::from(w)).collect(),
@@ -73,120 +54,41 @@ impl Separable {
     }
 }
 
-/// The passes of one operation.
+/// One operation prepared for one input size: the plan both GPU backends
+/// share (what it computes, what each band of output rows reads), and what
+/// this backend lays out once for it.
 #[derive(Debug)]
-enum Step {
-    /// `pixel.wgsl` in one of its modes.
-    Pixel {
-        mode: i32,
-        arg1: i32,
-        arg2: i32,
-    },
-    Blur(Separable),
-    Sharpen {
-        blur: Separable,
-        amount_q8: i32,
-    },
-    Sobel,
-    Convolve {
-        size: u32,
-        weights: Vec<i32>,
-    },
-    /// Either pass is left out when its side does not change, as in the
-    /// reference. The horizontal taps are the same for every band, so they
-    /// are laid out once.
-    Resize {
-        vertical: Option<ResizePass>,
-        horizontal: Option<(ResizePass, Vec<i32>)>,
-    },
-    /// Destination (x, y) copies source `(m0·x + m1·y + m2, m3·x + m4·y + m5)`.
-    Remap([i32; 6]),
-}
-
-/// One operation prepared for one input size.
-#[derive(Debug)]
-pub(super) struct Plan {
-    step: Step,
-    /// Size of the image the operation reads.
-    input: (u32, u32),
+pub(super) struct Prepared {
+    plan: Plan,
+    /// The horizontal resize taps as `resize.wgsl` reads them: the same for
+    /// every band, so laid out once.
+    horizontal_taps: Option<Vec<i32>>,
     /// Size of the image it makes (checked against the limits by the caller).
     output: (u32, u32),
 }
 
-impl Plan {
-    pub(super) fn new(op: &ImageOp, input: (u32, u32), output: (u32, u32)) -> Plan {
-        let (w, h) = (input.0 as i32, input.1 as i32);
-        let pixel = |mode, arg1, arg2| Step::Pixel { mode, arg1, arg2 };
-        let step = match op {
-            ImageOp::Grayscale => pixel(PIXEL_GRAYSCALE, 0, 0),
-            ImageOp::Invert => pixel(PIXEL_INVERT, 0, 0),
-            ImageOp::BrightnessContrast { brightness, contrast } => {
-                pixel(PIXEL_BRIGHTNESS_CONTRAST, *brightness, kernels::amount_q8(*contrast))
-            }
-            ImageOp::Threshold(level) => pixel(PIXEL_THRESHOLD, i32::from(*level), 0),
-            ImageOp::GaussianBlur { sigma } => Step::Blur(Separable::gaussian(*sigma)),
-            ImageOp::BoxBlur { radius } => Step::Blur(Separable::box_blur(*radius)),
-            ImageOp::Sharpen { sigma, amount } => {
-                Step::Sharpen { blur: Separable::gaussian(*sigma), amount_q8: kernels::amount_q8(*amount) }
-            }
-            ImageOp::Sobel => Step::Sobel,
-            ImageOp::Convolve(k) => Step::Convolve { size: k.size, weights: kernels::conv_weights(&k.weights) },
-            // Neither side changes: the reference skips both passes.
-            ImageOp::Resize { .. } if output == input => Step::Remap([1, 0, 0, 0, 1, 0]),
-            ImageOp::Resize { filter, .. } => {
-                let vertical = (output.1 != input.1).then(|| ResizePass::new(input.1, output.1, *filter));
-                let horizontal = (output.0 != input.0).then(|| {
-                    let pass = ResizePass::new(input.0, output.0, *filter);
-                    let words = tap_words(&pass, 0..output.0);
-                    (pass, words)
-                });
-                Step::Resize { vertical, horizontal }
-            }
-            ImageOp::Crop { x, y, .. } => Step::Remap([1, 0, *x as i32, 0, 1, *y as i32]),
-            ImageOp::Flip(FlipAxis::Horizontal) => Step::Remap([-1, 0, w - 1, 0, 1, 0]),
-            ImageOp::Flip(FlipAxis::Vertical) => Step::Remap([1, 0, 0, 0, -1, h - 1]),
-            ImageOp::Rotate(Rotation::Half) => Step::Remap([-1, 0, w - 1, 0, -1, h - 1]),
-            // Clockwise: output (x, y) is input (y, h − 1 − x).
-            ImageOp::Rotate(Rotation::Quarter) => Step::Remap([0, 1, 0, -1, 0, h - 1]),
-            // Counter-clockwise: output (x, y) is input (w − 1 − y, x).
-            ImageOp::Rotate(Rotation::ThreeQuarters) => Step::Remap([0, -1, w - 1, 1, 0, 0]),
+impl Prepared {
+    pub(super) fn new(op: &ImageOp, input: (u32, u32), output: (u32, u32)) -> Prepared {
+        let plan = Plan::new(op, input.0, input.1);
+        let horizontal_taps = match &plan.pass {
+            Pass::Resize { horizontal: Some(pass), .. } => Some(tap_words(pass, 0..output.0)),
+            _ => None,
         };
-        Plan { step, input, output }
+        Prepared { plan, horizontal_taps, output }
     }
 
-    /// The input pixels the output rows of `band` read: the band's own rows
-    /// widened by the kernel's reach (clamped to the image), the rows the
-    /// band's resize taps cover, or the rectangle a remap reads from.
+    /// Whether the output equals the input (nothing to dispatch).
+    pub(super) fn is_identity(&self) -> bool {
+        self.plan.is_identity()
+    }
+
+    fn input(&self) -> (u32, u32) {
+        self.plan.input
+    }
+
+    /// The input pixels the output rows of `band` read.
     fn window(&self, band: Rect) -> Rect {
-        let (width, height) = self.input;
-        let rows_around = |reach: u32| {
-            let y0 = band.y0.saturating_sub(reach);
-            let end = (band.y0 + band.rows).saturating_add(reach).min(height);
-            Rect::rows(width, y0, end - y0)
-        };
-        match &self.step {
-            Step::Pixel { .. } | Step::Resize { vertical: None, .. } => rows_around(0),
-            Step::Blur(blur) | Step::Sharpen { blur, .. } => rows_around(blur.radius),
-            Step::Sobel => rows_around(1),
-            Step::Convolve { size, .. } => rows_around(size / 2),
-            Step::Resize { vertical: Some(pass), .. } => {
-                let taps = &pass.taps[band.y0 as usize..(band.y0 + band.rows) as usize];
-                let first = taps.iter().map(|t| t.start).min().unwrap_or(0);
-                let end = taps.iter().map(|t| t.start + t.weights.len() as u32).max().unwrap_or(first);
-                Rect::rows(width, first, end.max(first) - first)
-            }
-            Step::Remap(m) => {
-                // The map is affine, so the corners bound what the band reads.
-                let (right, bottom) = (band.width as i32 - 1, (band.y0 + band.rows) as i32 - 1);
-                let corners = [(0, band.y0 as i32), (right, band.y0 as i32), (0, bottom), (right, bottom)];
-                let sources = corners.map(|(x, y)| (m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5]));
-                let x0 = sources.iter().map(|s| s.0).min().unwrap_or(0);
-                let x1 = sources.iter().map(|s| s.0).max().unwrap_or(0);
-                let y0 = sources.iter().map(|s| s.1).min().unwrap_or(0);
-                let y1 = sources.iter().map(|s| s.1).max().unwrap_or(0);
-                Rect { x0: x0 as u32, y0: y0 as u32, width: (x1 - x0 + 1) as u32, rows: (y1 - y0 + 1) as u32 }
-            }
-        }
+        self.plan.input_rect(band)
     }
 
     /// The largest buffer the passes for `band` bind, reading `window`.
@@ -195,20 +97,21 @@ impl Plan {
         // Every step binds its source and its destination; the intermediate
         // passes of blurs and sharpening are the size of one or the other.
         let mut largest = window.bytes().max(band.bytes());
-        match &self.step {
-            Step::Blur(blur) | Step::Sharpen { blur, .. } => largest = largest.max(words(blur.weights.len())),
-            Step::Convolve { weights, .. } => largest = largest.max(words(weights.len())),
-            Step::Resize { vertical, horizontal } => {
+        match &self.plan.pass {
+            Pass::Gaussian(kernel) | Pass::Sharpen { kernel, .. } => largest = largest.max(words(kernel.weights.len())),
+            Pass::BoxBlur { radius } => largest = largest.max(words(2 * *radius as usize + 1)),
+            Pass::Convolve { weights, .. } => largest = largest.max(words(weights.len())),
+            Pass::Resize { vertical, .. } => {
                 if let Some(pass) = vertical {
-                    let taps = &pass.taps[band.y0 as usize..(band.y0 + band.rows) as usize];
+                    let taps = &pass.taps[band.y as usize..(band.y + band.height) as usize];
                     largest = largest.max(words(3 * taps.len() + taps.iter().map(|t| t.weights.len()).sum::<usize>()));
-                    largest = largest.max(Rect::rows(self.input.0, band.y0, band.rows).bytes());
+                    largest = largest.max(Rect::rows(self.input().0, band.y, band.height).bytes());
                 }
-                if let Some((_, tap_words)) = horizontal {
-                    largest = largest.max(words(tap_words.len()));
+                if let Some(taps) = &self.horizontal_taps {
+                    largest = largest.max(words(taps.len()));
                 }
             }
-            Step::Pixel { .. } | Step::Sobel | Step::Remap(_) => {}
+            Pass::Pointwise(_) | Pass::Sobel | Pass::Remap { .. } => {}
         }
         largest
     }
@@ -216,7 +119,7 @@ impl Plan {
     /// Whether the whole operation runs in one go within `max_bytes` per buffer.
     pub(super) fn fits_whole(&self, max_bytes: u64) -> bool {
         let band = Rect::rows(self.output.0, 0, self.output.1);
-        self.largest_buffer(Rect::rows(self.input.0, 0, self.input.1), band) <= max_bytes
+        self.largest_buffer(Rect::whole(self.input().0, self.input().1), band) <= max_bytes
     }
 
     /// The most output rows from `y0` on that one tile can make within
@@ -316,30 +219,41 @@ impl Plan {
         window: Rect,
         band: Rect,
     ) -> ::wgpu::Buffer {
-        let params = |src: Rect, dst: Rect, args: [i32; 7]| pass_params(src, dst, self.input, args);
-        let groups = gpu.image_groups(band.width, band.rows);
-        match &self.step {
-            Step::Pixel { mode, arg1, arg2 } => {
+        let params = |src: Rect, dst: Rect, args: [i32; 7]| pass_params(src, dst, self.input(), args);
+        let groups = gpu.image_groups(band.width, band.height);
+        match &self.plan.pass {
+            Pass::Pointwise(op) => {
                 let out = gpu.storage("pixel", band.bytes());
-                let args = [*mode, *arg1, *arg2, 0, 0, 0, 0];
+                let (mode, arg1, arg2) = match *op {
+                    Pointwise::Grayscale => (PIXEL_GRAYSCALE, 0, 0),
+                    Pointwise::Invert => (PIXEL_INVERT, 0, 0),
+                    Pointwise::BrightnessContrast { brightness, contrast_q8 } => {
+                        (PIXEL_BRIGHTNESS_CONTRAST, brightness, contrast_q8)
+                    }
+                    Pointwise::Threshold { level } => (PIXEL_THRESHOLD, i32::from(level), 0),
+                };
+                let args = [mode, arg1, arg2, 0, 0, 0, 0];
                 gpu.dispatch(encoder, Kernel::Pixel, &params(window, band, args), &[(1, src), (2, &out)], groups);
                 out
             }
-            Step::Blur(blur) => self.encode_blur(gpu, encoder, blur, src, window, band),
-            Step::Sharpen { blur, amount_q8 } => {
-                let blurred = self.encode_blur(gpu, encoder, blur, src, window, band);
+            Pass::Gaussian(kernel) => self.encode_blur(gpu, encoder, &Separable::gaussian(kernel), src, window, band),
+            Pass::BoxBlur { radius } => {
+                self.encode_blur(gpu, encoder, &Separable::box_blur(*radius), src, window, band)
+            }
+            Pass::Sharpen { kernel, amount_q8 } => {
+                let blurred = self.encode_blur(gpu, encoder, &Separable::gaussian(kernel), src, window, band);
                 let out = gpu.storage("sharpen", band.bytes());
                 let args = [*amount_q8, 0, 0, 0, 0, 0, 0];
                 let buffers = [(1, src), (2, &out), (3, &blurred)];
                 gpu.dispatch(encoder, Kernel::Unsharp, &params(window, band, args), &buffers, groups);
                 out
             }
-            Step::Sobel => {
+            Pass::Sobel => {
                 let out = gpu.storage("sobel", band.bytes());
                 gpu.dispatch(encoder, Kernel::Sobel, &params(window, band, [0; 7]), &[(1, src), (2, &out)], groups);
                 out
             }
-            Step::Convolve { size, weights } => {
+            Pass::Convolve { size, weights } => {
                 let weights = gpu.storage_with("convolution weights", bytemuck::cast_slice(weights));
                 let out = gpu.storage("convolve", band.bytes());
                 let args = [*size as i32, 0, 0, 0, 0, 0, 0];
@@ -347,21 +261,21 @@ impl Plan {
                 gpu.dispatch(encoder, Kernel::Convolve, &params(window, band, args), &buffers, groups);
                 out
             }
-            Step::Resize { vertical, horizontal } => {
+            Pass::Resize { vertical, horizontal } => {
                 let mut current = (src.clone(), window);
                 if let Some(pass) = vertical {
                     // The input's width, the band's rows.
-                    let rows = Rect::rows(self.input.0, band.y0, band.rows);
-                    let taps = tap_words(pass, band.y0..band.y0 + band.rows);
+                    let rows = Rect::rows(self.input().0, band.y, band.height);
+                    let taps = tap_words(pass, band.y..band.y + band.height);
                     let taps = gpu.storage_with("vertical resize taps", bytemuck::cast_slice(&taps));
                     let out = gpu.storage("vertical resize", rows.bytes());
                     let args = [pass.precision as i32, 1, 0, 0, 0, 0, 0];
                     let buffers = [(1, &current.0), (2, &out), (3, &taps)];
-                    let groups = gpu.image_groups(rows.width, rows.rows);
+                    let groups = gpu.image_groups(rows.width, rows.height);
                     gpu.dispatch(encoder, Kernel::Resize, &params(current.1, rows, args), &buffers, groups);
                     current = (out, rows);
                 }
-                if let Some((pass, taps)) = horizontal {
+                if let (Some(pass), Some(taps)) = (horizontal, &self.horizontal_taps) {
                     let taps = gpu.storage_with("horizontal resize taps", bytemuck::cast_slice(taps));
                     let out = gpu.storage("horizontal resize", band.bytes());
                     let args = [pass.precision as i32, 0, 0, 0, 0, 0, 0];
@@ -371,7 +285,8 @@ impl Plan {
                 }
                 current.0
             }
-            Step::Remap(m) => {
+            Pass::Remap { x, y } => {
+                let m = Plan::affine(x, y);
                 let out = gpu.storage("remap", band.bytes());
                 let args = [m[0], m[1], m[2], m[3], m[4], m[5], 0];
                 gpu.dispatch(encoder, Kernel::Remap, &params(window, band, args), &[(1, src), (2, &out)], groups);
@@ -397,17 +312,17 @@ impl Plan {
         gpu.dispatch(
             encoder,
             Kernel::Blur,
-            &pass_params(window, window, self.input, args(false)),
+            &pass_params(window, window, self.input(), args(false)),
             &[(1, src), (2, &horizontal), (3, &weights)],
-            gpu.image_groups(window.width, window.rows),
+            gpu.image_groups(window.width, window.height),
         );
         let out = gpu.storage("vertical blur", band.bytes());
         gpu.dispatch(
             encoder,
             Kernel::Blur,
-            &pass_params(window, band, self.input, args(true)),
+            &pass_params(window, band, self.input(), args(true)),
             &[(1, &horizontal), (2, &out), (3, &weights)],
-            gpu.image_groups(band.width, band.rows),
+            gpu.image_groups(band.width, band.height),
         );
         out
     }
@@ -417,12 +332,12 @@ impl Plan {
 fn pass_params(src: Rect, dst: Rect, image: (u32, u32), args: [i32; 7]) -> Vec<u8> {
     let header = [
         src.width as i32,
-        src.rows as i32,
-        src.x0 as i32,
-        src.y0 as i32,
+        src.height as i32,
+        src.x as i32,
+        src.y as i32,
         dst.width as i32,
-        dst.rows as i32,
-        dst.y0 as i32,
+        dst.height as i32,
+        dst.y as i32,
         image.0 as i32,
         image.1 as i32,
     ];
@@ -451,11 +366,11 @@ fn tap_words(pass: &ResizePass, outputs: Range<u32>) -> Vec<i32> {
 /// else a copy row by row.
 fn window_pixels(image: &Image, window: Rect) -> Cow<'_, [u8]> {
     let stride = image.stride();
-    let rows = window.y0 as usize..(window.y0 + window.rows) as usize;
-    if window.x0 == 0 && window.width == image.width() {
+    let rows = window.y as usize..(window.y + window.height) as usize;
+    if window.x == 0 && window.width == image.width() {
         return Cow::Borrowed(&image.pixels()[rows.start * stride..rows.end * stride]);
     }
-    let columns = window.x0 as usize * 4..(window.x0 + window.width) as usize * 4;
+    let columns = window.x as usize * 4..(window.x + window.width) as usize * 4;
     let mut pixels = Vec::with_capacity(window.bytes() as usize);
     for y in rows {
         pixels.extend_from_slice(&image.row(y)[columns.clone()]);

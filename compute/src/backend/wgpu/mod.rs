@@ -47,7 +47,7 @@ use wimpy_schema::job::{HashAlgo, HashOp, ImageOp};
 
 use self::context::Gpu;
 pub use self::context::InitError;
-use self::image_ops::{DeviceImage, Plan};
+use self::image_ops::{DeviceImage, Prepared};
 use super::{Backend, BackendInfo, BackendKind, cpu};
 use crate::{ComputeError, Deadline, Image, Limits, StageTimes, geometry};
 
@@ -157,7 +157,10 @@ impl Backend for WgpuBackend {
             if self.info.software {
                 refuse_long_loops(op, input, output)?;
             }
-            let plan = Plan::new(op, input, output);
+            let plan = Prepared::new(op, input, output);
+            if plan.is_identity() {
+                continue;
+            }
             held = if plan.fits_whole(self.gpu.max_buffer_bytes()) {
                 let image = self.to_device(held, times)?;
                 let start = Instant::now();
