@@ -2,7 +2,9 @@
 //! runs a local one (`wimpy local`), or benchmarks one (`wimpy bench`).
 //!
 //! One module per command under [`cmd`]; this file reads the command line,
-//! sets up logging and dispatches. Exit codes are in [`failure::exit`]:
+//! sets up logging and dispatches. The tool is a client: it reaches the
+//! cluster through the SDK (and starts the node binaries for `wimpy local`),
+//! and never links the worker, the store or a GPU crate. Exit codes are in [`failure::exit`]:
 //! 0 ok, 1 error, 2 usage, 3 not found, 4 cluster unreachable or key
 //! unavailable, 5 input refused (limits, bad input).
 

@@ -10,6 +10,12 @@
 //!
 //! capnp-rpc is single-threaded, so a [`Client`] lives on one thread: use it
 //! inside a tokio `LocalSet` on a current-thread runtime.
+//!
+//! Every get, put and delete goes through one transport (`Client::call`):
+//! to the owner or, in proxy mode, the master; batched, alone, or streamed
+//! when the value is larger than a message. The SDK is what applications
+//! link: it must never depend on the worker, the store, the compute engine
+//! or a GPU crate.
 
 mod client;
 mod compute;

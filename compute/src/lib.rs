@@ -6,6 +6,13 @@
 //! backend is their plain, scalar reading; the faster backends must agree with
 //! it within ±1 per 8-bit channel (in practice they agree exactly) and
 //! bit-for-bit on hashes.
+//!
+//! The crate owns the operations' arithmetic ([`kernels`], [`geometry`]),
+//! the backends ([`backend`]) and the engine that queues jobs on them
+//! ([`Engine`]). It reads the job types of the contract (wimpy-schema) and
+//! must never depend on the store or the network. The GPU backends are
+//! behind the cargo features `gles` and `wgpu` (both on by default); a
+//! `--no-default-features` build has `cpu` and `simd` only.
 
 pub mod backend;
 mod engine;

@@ -3,6 +3,12 @@
 //! to proxy.
 //!
 //! The ring works in the key-hash space defined by [`wimpy_schema::key_hash`].
+//!
+//! It owns membership and epochs ([`membership`]), the range moves of joins
+//! and leaves ([`rebalance`]), the proxy and its hot-key cache ([`proxy`])
+//! and the service that serves them. It talks to workers through the
+//! contract and wimpy-net only: it must never depend on the worker crate,
+//! the store or the compute engine.
 
 pub mod membership;
 pub mod proxy;

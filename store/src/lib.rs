@@ -12,6 +12,11 @@
 //! Puts, deletes and compaction's copies are serialised by one writer lock,
 //! which is held only while a record is framed into memory and the index is
 //! updated; fsyncs happen outside it and are shared by concurrent writers.
+//!
+//! The store is plain threads and files: it places keys by the key hash of
+//! wimpy-keyspace and must never depend on Cap'n Proto, an async runtime,
+//! the compute engine or a GPU crate (`scripts/test` checks its
+//! `cargo tree`), so it can be tested, benchmarked and reused alone.
 
 mod compaction;
 mod error;
