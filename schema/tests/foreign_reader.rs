@@ -10,9 +10,19 @@ use wimpy_schema::batch::{KeyAnswer, write_answers};
 use wimpy_schema::wimpy_capnp::{failure, key_op_result};
 use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
 
+/// This schema, as the nodes speak it.
+const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/wimpy.capnp");
+
+/// The schema of version 1, as clients written against it know it.
+const SCHEMA_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/schema/wimpy-v1.capnp");
+
 /// `message` as `capnp decode` prints it, read as a `root` of the schema.
 fn decode(message: &capnp::message::Builder<capnp::message::HeapAllocator>, root: &str) -> String {
-    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/wimpy.capnp");
+    decode_with(SCHEMA, message, root)
+}
+
+/// `message` as `capnp decode` prints it, read as a `root` of `schema`.
+fn decode_with(schema: &str, message: &capnp::message::Builder<capnp::message::HeapAllocator>, root: &str) -> String {
     let mut child = Command::new("capnp")
         .args(["decode", "--short", schema, root])
         .stdin(Stdio::piped())
@@ -28,10 +38,35 @@ fn decode(message: &capnp::message::Builder<capnp::message::HeapAllocator>, root
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn failure_text(f: &Failure) -> String {
+fn failure_message(f: &Failure) -> capnp::message::Builder<capnp::message::HeapAllocator> {
     let mut message = capnp::message::Builder::new_default();
     f.write(message.init_root::<failure::Builder<'_>>());
-    decode(&message, "Failure")
+    message
+}
+
+fn failure_text(f: &Failure) -> String {
+    decode(&failure_message(f), "Failure")
+}
+
+#[test]
+fn a_reader_of_schema_version_1_reads_the_new_failures_as_it_did() {
+    let cases: Vec<(Failure, &str)> = vec![
+        (
+            Failure::TooLarge { kind: LimitKind::BatchAnswerFull, limit: 4, actual: 5 },
+            r#"(tooLarge = (what = "batch answer", limit = 4, actual = 5))"#,
+        ),
+        (
+            Failure::TooLarge { kind: LimitKind::ValueNeedsStream, limit: 1, actual: 2 },
+            r#"(tooLarge = (what = "value (use getStream)", limit = 1, actual = 2))"#,
+        ),
+        (Failure::TooLarge { kind: LimitKind::Result, limit: 1, actual: 2 }, r#"what = "result""#),
+        (Failure::storage(StorageKind::Full, "disk full"), r#"(storage = "disk full")"#),
+        (Failure::StaleEpoch(3), "(staleEpoch = 3)"),
+    ];
+    for (f, expected) in &cases {
+        let text = decode_with(SCHEMA_V1, &failure_message(f), "Failure");
+        assert!(text.contains(expected), "a version 1 reader sees {f:?} as {text}, not {expected}");
+    }
 }
 
 #[test]

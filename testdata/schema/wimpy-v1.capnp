@@ -1,0 +1,352 @@
+@0x888760bd46ad33cd;
+# wimpy wire schema. Every type here is usable from any Cap'n Proto
+# implementation (C++, Python, Rust, ...): no language-specific annotations.
+#
+# Routing: a key belongs to the worker that the consistent-hashing ring maps
+# its hash to. The key hash is XXH3-64 with seed 0 over the raw key bytes.
+# The ring places each serving member at `vnodes` points, at
+# XXH3-64("<memberId>#<i>") for i in 0..vnodes (the id in decimal ASCII); a
+# key hash belongs to the member of the last point at or before it, wrapping
+# around zero. A client that knows RingInfo can therefore route by itself.
+#
+# Failures a caller should act on are results, not exceptions: a `Failure`
+# union says what went wrong in a form a program can switch on. Cap'n Proto
+# exceptions are left for transport problems (disconnected, overloaded).
+#
+# Reader limits: every node and client reads messages with a traversal limit
+# of 8 MiB, so a value larger than `maxInlineValue` must travel as a stream
+# (putStream / getStream) in chunks of at most `maxChunk` bytes, and a batch
+# carries at most `maxBatchBytes` of keys and values each way.
+
+const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
+const maxChunk :UInt64 = 1048576;         # bytes per stream write
+const maxBatchOps :UInt32 = 1024;         # operations in one Worker.batch
+const maxBatchBytes :UInt64 = 4194304;    # 4 MiB of keys and values per batch message
+
+struct KeyHashRange {
+  # A half-open range [start, end) of 64-bit key hashes. It wraps around zero
+  # when end <= start; start == end means the whole space.
+  start @0 :UInt64;
+  end @1 :UInt64;
+}
+
+struct StoreStats {
+  # Figures one worker's FAWN-DS store reports about itself.
+  liveKeys @0 :UInt64;      # keys that a get would find
+  logBytes @1 :UInt64;      # bytes of all log segments on disk
+  garbageBytes @2 :UInt64;  # log bytes held by overwritten or deleted records
+  indexBytes @3 :UInt64;    # bytes of the in-DRAM hash index
+}
+
+struct Member {
+  # One worker as the master knows it.
+  id @0 :UInt64;            # stable across restarts (kept in the worker's data directory)
+  address @1 :Text;         # host:port of the worker's RPC listener
+  state @2 :State;
+  stats @3 :StoreStats;     # as of the worker's last heartbeat
+
+  enum State {
+    joining @0;   # receiving its ranges; not yet on the ring
+    serving @1;   # on the ring
+    leaving @2;   # handing its ranges over; still on the ring
+    down @3;      # missed its heartbeats; its keys answer `unavailable`
+  }
+}
+
+struct RingInfo {
+  # Everything a client needs to route: the members on the ring at `epoch`.
+  epoch @0 :UInt64;         # changes with every membership change
+  vnodes @1 :UInt32;        # points per member
+  members @2 :List(Member); # ring members (serving, leaving or down)
+}
+
+struct Failure {
+  # Why a request was not carried out.
+  union {
+    staleEpoch @0 :UInt64;      # the worker is at this (newer) epoch, or does
+                                # not own the key at the caller's: refresh the
+                                # ring from the master and retry
+    tooLarge :group {           # a key or value over the limit
+      what @1 :Text;            # "key" or "value"
+      limit @2 :UInt64;
+      actual @3 :UInt64;
+    }
+    invalid @4 :Text;           # malformed request (an empty key, say)
+    unavailable @5 :Text;       # the owner of the key is down or unreachable
+    overloaded @6 :Void;        # back off and retry
+    storage @7 :Text;           # the worker's store failed (I/O, corruption)
+    compute @8 :ComputeFailure; # a compute job was refused or failed
+  }
+}
+
+struct ComputeFailure {
+  # Why a compute job gave no result. `message` states the limit and the
+  # actual value in words; `limit` and `actual` carry them for programs where
+  # the kind has them (0 otherwise).
+  kind @0 :Kind;
+  message @1 :Text;
+  limit @2 :UInt64;
+  actual @3 :UInt64;
+
+  enum Kind {
+    badJob @0;              # unknown operation, bad parameter, operations out of order
+    badImage @1;            # the value is not a PNG or JPEG that decodes
+    emptyImage @2;          # the image has no pixels
+    tooManyPixels @3;       # width x height over the limit (read from the header, before decoding)
+    valueTooLarge @4;       # the value is over the compute size limit
+    deadlineExceeded @5;    # the job ran past its deadline (checked between passes)
+    cropOutside @6;         # a crop rectangle outside the image
+    backendUnavailable @7;  # the job asked for a backend this worker lacks
+    backendBusy @8;         # the backend's queue is full: back off and retry
+    encode @9;              # the encoder refused the image
+    device @10;             # the GPU failed (lost context, out of memory)
+  }
+}
+
+struct GetResult {
+  union {
+    value @0 :Data;             # the value (at most maxInlineValue bytes)
+    notFound @1 :Void;
+    streamed @2 :UInt64;        # getStream: this many bytes went to the sink
+    failure @3 :Failure;
+  }
+}
+
+struct WriteResult {
+  union {
+    ok @0 :Void;                # durable per the worker's sync mode
+    failure @1 :Failure;
+  }
+}
+
+struct DeleteResult {
+  union {
+    deleted @0 :Bool;           # whether the key was there
+    failure @1 :Failure;
+  }
+}
+
+struct KeyOp {
+  # One operation of a Worker.batch.
+  key @0 :Data;
+  union {
+    get @1 :Void;
+    put @2 :Data;               # the value to store (at most maxInlineValue bytes)
+    delete @3 :Void;
+  }
+}
+
+struct KeyOpResult {
+  # What one operation of a batch came to; the other operations stand on
+  # their own whatever this one did.
+  union {
+    value @0 :Data;             # get: the value
+    notFound @1 :Void;          # get: no such key
+    stored @2 :Void;            # put: durable per the worker's sync mode
+    deleted @3 :Bool;           # delete: whether the key was there
+    failure @4 :Failure;        # refused or failed; tooLarge with `what` =
+                                # "batch answer" when the answer already holds
+                                # maxBatchBytes: fetch that key with get
+  }
+}
+
+interface ByteSink {
+  # Receives a large value in order. The sender calls write until all bytes
+  # are sent, then done.
+  write @0 (chunk :Data) -> stream;
+  done @1 () -> ();
+}
+
+interface ValueUpload {
+  # The receiving end of putStream.
+  write @0 (chunk :Data) -> stream;
+  commit @1 () -> (result :WriteResult);   # stores the value once all bytes arrived
+}
+
+interface RecordSink {
+  # Receives store records while a key range moves between workers. Each
+  # chunk is a run of records framed as in the log (length, CRC32C, flags,
+  # key, value; docs/store-format.md), so each is checked on arrival.
+  write @0 (frames :Data) -> stream;
+  done @1 () -> (records :UInt64);
+}
+
+# Compute jobs. A job is an ordered list of operations over the value at a
+# key: the value starts as bytes; `decode` makes an image; image operations
+# take and give an image; an encoder makes bytes again; a hash takes bytes and
+# gives a 32-byte digest. A job that ends on an image is encoded as PNG. All
+# filters are defined over integers (docs/compute.md), so every backend gives
+# the same pixels.
+
+enum Backend {
+  auto @0;    # the fastest the worker has (a software GPU stack never counts as fastest)
+  cpu @1;     # scalar reference code
+  simd @2;    # NEON on aarch64, SSE2/AVX2 on x86_64
+  gles @3;    # OpenGL ES 3.0 fragment shaders through EGL
+  wgpu @4;    # WGSL compute shaders through wgpu (Vulkan)
+}
+
+enum ResizeFilter {
+  bilinear @0;
+  lanczos3 @1;
+}
+
+enum HashAlgo {
+  blake3 @0;
+  sha256 @1;
+}
+
+struct Op {
+  # One operation. Colour operations and filters other than the blurs and
+  # resize leave alpha as it is.
+  union {
+    decode @0 :Void;                # PNG or JPEG (detected) to RGBA8
+    grayscale @1 :Void;             # BT.601 luma, (77R + 150G + 29B + 128) >> 8
+    invert @2 :Void;                # 255 - v
+    brightnessContrast :group {     # (v - 128) * contrast + 128 + brightness
+      brightness @3 :Int32;         # -255..255
+      contrast @4 :Float32;         # 0..16
+    }
+    threshold @5 :UInt8;            # 255 where luma >= level, else 0
+    gaussianBlur @6 :Float32;       # sigma, 0.1..32; kernel radius ceil(3 sigma)
+    boxBlur @7 :UInt32;             # radius, 1..100
+    sharpen :group {                # unsharp mask: v + amount * (v - gaussian(sigma))
+      sigma @8 :Float32;            # 0.1..32
+      amount @9 :Float32;           # 0..10
+    }
+    sobel @10 :Void;                # gradient magnitude of luma
+    convolve :group {               # user kernel over R, G, B
+      size @11 :UInt8;              # 3 or 5
+      weights @12 :List(Float32);   # size * size, row-major, |w| <= 64
+    }
+    resize :group {
+      width @13 :UInt32;
+      height @14 :UInt32;
+      filter @15 :ResizeFilter;
+    }
+    crop :group {
+      x @16 :UInt32;
+      y @17 :UInt32;
+      width @18 :UInt32;
+      height @19 :UInt32;
+    }
+    flipHorizontal @20 :Void;
+    flipVertical @21 :Void;
+    rotate @22 :UInt16;             # clockwise degrees: 90, 180 or 270
+    encodePng @23 :Void;
+    encodeJpeg @24 :UInt8;          # quality 1..100 (alpha dropped)
+    hash :group {
+      algo @25 :HashAlgo;
+      rounds @26 :UInt32;           # 1 hashes the bytes; each further round hashes the digest
+    }
+  }
+}
+
+struct Job {
+  ops @0 :List(Op);
+  backend @1 :Backend;
+  deadlineMillis @2 :UInt32;        # 0: the worker's default
+}
+
+struct StageTimes {
+  # Where a job's time went, in nanoseconds.
+  decodeNanos @0 :UInt64;
+  uploadNanos @1 :UInt64;           # host to GPU (0 on CPU backends)
+  kernelNanos @2 :UInt64;
+  downloadNanos @3 :UInt64;         # GPU to host (0 on CPU backends)
+  encodeNanos @4 :UInt64;
+}
+
+struct ComputeOutput {
+  backend @0 :Backend;              # the backend that ran the job (never auto)
+  device @1 :Text;                  # what it ran on: instruction set, or GPU and driver
+  software @2 :Bool;                # a GPU API implemented in software (llvmpipe, lavapipe)
+  times @3 :StageTimes;
+  width @4 :UInt32;                 # of the last image in the job (0 if there was none)
+  height @5 :UInt32;
+  union {
+    value @6 :Data;                 # the result (at most maxInlineValue bytes)
+    streamed @7 :UInt64;            # the result was this many bytes, written to the sink
+  }
+}
+
+struct ComputeResult {
+  union {
+    ok @0 :ComputeOutput;
+    notFound @1 :Void;              # no value at the key
+    failure @2 :Failure;            # routing failures as for get; job failures as `compute`
+  }
+}
+
+interface Worker {
+  # One worker. `epoch` is the ring epoch the caller routed by; a worker that
+  # does not own the key at its own epoch answers staleEpoch.
+  get @0 (key :Data, epoch :UInt64) -> (result :GetResult);
+  getStream @1 (key :Data, epoch :UInt64, sink :ByteSink) -> (result :GetResult);
+  put @2 (key :Data, value :Data, epoch :UInt64) -> (result :WriteResult);
+  putStream @3 (key :Data, size :UInt64, epoch :UInt64) -> (upload :ValueUpload, failure :Failure);
+  # `failure` is set (and `upload` null) when the put is refused up front.
+  delete @4 (key :Data, epoch :UInt64) -> (result :DeleteResult);
+  stats @5 () -> (stats :StoreStats, epoch :UInt64);
+
+  # Membership, called by the master and by other workers.
+  setRing @6 (ring :RingInfo) -> ();
+  # Streams every live record whose key hash is in `range` to `sink`.
+  sendRange @7 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
+  # A sink that merges what it receives into this worker's store.
+  receiveRange @8 () -> (sink :RecordSink);
+  # Refuses writes to keys in `ranges` (answering staleEpoch) until the next
+  # ring arrives: the last copy of moving ranges must not miss a write.
+  fence @9 (ranges :List(KeyHashRange)) -> ();
+
+  # Runs `job` over the value at `key` (routed like get). A result larger
+  # than maxInlineValue goes to `sink`; without a sink it is refused as
+  # tooLarge ("result").
+  compute @10 (key :Data, job :Job, epoch :UInt64, sink :ByteSink) -> (result :ComputeResult);
+  # The same job over many keys this worker owns, run in parallel; results in
+  # the order of `keys`. Results over maxInlineValue are refused as tooLarge
+  # ("result"): fetch those one at a time with compute.
+  computeBatch @11 (keys :List(Data), job :Job, epoch :UInt64) -> (results :List(ComputeResult));
+  # The backends this worker probed at start-up.
+  backends @12 () -> (backends :List(BackendInfo));
+
+  # Many gets, puts and deletes in one message, for a caller with many
+  # requests in flight to this worker. Not a transaction: each operation is
+  # routed (by `epoch`), carried out and answered on its own, in list order,
+  # and the batch's writes share one wait for durability. `results` follow
+  # the order of `ops`. A batch of more than maxBatchOps operations, or with
+  # more than maxBatchBytes of keys and values, is refused whole: every
+  # operation answers `invalid`.
+  batch @13 (ops :List(KeyOp), epoch :UInt64) -> (results :List(KeyOpResult));
+}
+
+struct BackendInfo {
+  backend @0 :Backend;
+  device @1 :Text;
+  software @2 :Bool;
+}
+
+interface Master {
+  # The bootstrap interface of wimpy-master.
+  ring @0 () -> (ring :RingInfo);
+  status @1 () -> (ring :RingInfo, joining :List(Member));
+
+  # Worker lifecycle. A worker registers with its listener address and the id
+  # it kept from earlier runs (0 for none); the master answers with the id to
+  # keep and how often to heartbeat.
+  register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32);
+  heartbeat @3 (id :UInt64, stats :StoreStats) -> (epoch :UInt64);
+  # The master's current ring epoch: fetch `ring` when it differs from the
+  # worker's. 0 means the master does not know this id: register again.
+  leave @4 (id :UInt64) -> ();
+
+  # Proxy mode (FAWN-KV front end): the master routes, caches hot keys.
+  get @5 (key :Data) -> (result :GetResult);
+  put @6 (key :Data, value :Data) -> (result :WriteResult);
+  delete @7 (key :Data) -> (result :DeleteResult);
+  # Many proxied requests in one message, each served as get, put or delete
+  # above would serve it (hot-key cache included) and answered on its own;
+  # the master forwards them to each owner in list order. Results follow the
+  # order of `ops`; limits and whole-batch refusals as in Worker.batch.
+  batch @8 (ops :List(KeyOp)) -> (results :List(KeyOpResult));
+}
