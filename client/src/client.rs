@@ -308,13 +308,16 @@ impl Client {
     /// retried on the way.
     async fn call(&self, request: KeyRequest) -> Result<KeyAnswer, ClientError> {
         let mut carriage = match &request {
-            KeyRequest::Put(_, value) if value.len() > MAX_INLINE => Carriage::Streamed,
+            // Through the master a put goes whole, never as a stream past
+            // it: the master must see every write to keep its cache right.
+            KeyRequest::Put(_, value) if value.len() > MAX_INLINE && !self.opts.via_master => Carriage::Streamed,
             KeyRequest::Put(_, value) if value.len() > BATCHED_VALUE_LIMIT => Carriage::Alone,
             _ if self.opts.batching => Carriage::Batched,
             _ => Carriage::Alone,
         };
         loop {
-            // Streams go straight to the owner: the proxy takes none.
+            // Streams go straight to the owner: the proxy takes none (a
+            // get's stream is a read, which the proxy's cache need not see).
             let answer = if self.opts.via_master && carriage != Carriage::Streamed {
                 self.to_master(&request, carriage).await?
             } else {
@@ -383,7 +386,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Largest value sent or received in one message (the schema's
 /// `maxInlineValue`); larger ones stream.
-pub(crate) const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
+const MAX_INLINE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE as usize;
 
 /// A request's outcome: what `want` takes from its answer, or the failure
 /// the answer carries; an answer of another kind is a protocol error.
@@ -396,12 +399,7 @@ fn outcome<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Result<T, KeyAn
 
 /// Turns a worker's `Failure` into a retry (stale routing) or an error.
 pub(crate) fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
-    failure_into(Failure::read(f)?)
-}
-
-/// [`failure_to`] for a failure already read.
-fn failure_into<T>(f: Failure) -> Result<Attempt<T>, ClientError> {
-    match f {
+    match Failure::read(f)? {
         Failure::StaleEpoch(_) => Ok(Attempt::Retry),
         other => Err(other.into()),
     }
