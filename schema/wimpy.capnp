@@ -35,6 +35,9 @@
 #   a version 1 caller sees every refusal of a leave as success, so operator
 #   tools must be of version 2.
 # - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis.
+# Leave aside, clients of either version work with nodes of version 2; a
+# master and workers of different versions are not mixed (a version 2 worker does not
+# read a version 1 master's epoch 0 as "register again").
 
 const schemaVersion :UInt32 = 2;        # see the change list above
 
