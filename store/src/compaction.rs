@@ -160,6 +160,16 @@ impl Inner {
                 Ok(None) | Err(ScanEnd::Clean) => true,
                 Err(ScanEnd::Bad { at, reason }) => return Err(v.corrupt(at, reason)),
             };
+            // Good records behind damage are moved too, but a segment with
+            // damage stays on disk with it (a caller that finds the error
+            // marks it damaged): what the damaged records were is unknown,
+            // so whether the index still points at them is too.
+            if done && let Some(first) = scanner.skipped().first() {
+                if !batch.is_empty() {
+                    self.move_batch(v, oldest_survivor, &mut batch, report)?;
+                }
+                return Err(v.corrupt(first.at, first.reason));
+            }
             if batch_bytes >= BATCH_BYTES || (done && !batch.is_empty()) {
                 self.move_batch(v, oldest_survivor, &mut batch, report)?;
                 batch_bytes = 0;

@@ -41,7 +41,7 @@ pub use compaction::CompactionReport;
 pub use error::{Result, StoreError};
 pub use format::FORMAT_VERSION;
 pub use options::{CompactionOptions, Options, SyncMode};
-pub use recovery::{RecoveryReport, Truncation};
+pub use recovery::{Damage, RecoveryReport, Truncation};
 pub use stream::{Record, RecordStreamReader, encode_stream_record};
 
 /// One operation of [`Store::apply`].
@@ -567,16 +567,35 @@ impl Inner {
         loop {
             let new = Index::with_buckets(buckets);
             let mut placed_all = true;
-            self.for_each_record(|addr, rec| {
-                if rec.is_tombstone() || !placed_all {
-                    return;
-                }
-                let h = key_hash(rec.key);
-                if old.points_at(h, addr) && !new.insert(h, addr) {
+            let mut place = |h: u64, addr: LogAddr| {
+                if placed_all && old.points_at(h, addr) && !new.insert(h, addr) {
                     placed_all = false;
                 }
+            };
+            let damage = self.for_each_record(|addr, rec| {
+                if !rec.is_tombstone() {
+                    place(key_hash(rec.key), addr);
+                }
             })?;
+            // A live record damaged since it was written keeps its entry
+            // when its key can still be read: a get then answers that the
+            // record is corrupt, not that the key is missing.
+            for (seg, at) in &damage {
+                if let Some(key) = seg.damaged_key(*at) {
+                    place(key_hash(&key), self.space.addr(seg.slot, *at));
+                }
+            }
             if placed_all && new.len() == old.len() {
+                self.index.store(Arc::new(new));
+                return Ok(());
+            }
+            if placed_all && !damage.is_empty() {
+                // The rest point at records damaged past reading their key:
+                // nothing can find those keys again.
+                tracing::error!(
+                    lost = old.len() - new.len(),
+                    "growing the index: entries of records damaged beyond reading their keys are dropped"
+                );
                 self.index.store(Arc::new(new));
                 return Ok(());
             }
@@ -591,25 +610,29 @@ impl Inner {
         }
     }
 
-    /// Visits every record of every segment, oldest first. Sealed segments
-    /// were verified when written or recovered, so a bad record here is
-    /// damage since: reported, not skipped.
-    fn for_each_record(&self, mut f: impl FnMut(LogAddr, RecordRef<'_>)) -> Result<()> {
+    /// Visits every good record of every segment, oldest first, and returns
+    /// where it found damage instead (logged): the segment and offset of
+    /// each span stepped over, and of a bad tail (the scan of that segment
+    /// ends there). Sealed segments were verified when written or
+    /// recovered, so what is found here is damage since.
+    fn for_each_record(&self, mut f: impl FnMut(LogAddr, RecordRef<'_>)) -> Result<Vec<(Arc<Segment>, u64)>> {
+        let mut damage = Vec::new();
         for seg in self.segments.load().by_seq() {
             let mut scanner =
                 Scanner::new(&*seg.file, segment::first_record_pos(), seg.flushed.load(Ordering::Acquire));
-            loop {
+            let tail = loop {
                 match scanner.next_record().map_err(StoreError::io("scanning the log"))? {
                     Ok(Some((pos, rec))) => f(self.space.addr(seg.slot, pos), rec),
-                    Ok(None) => break,
-                    Err(segment::ScanEnd::Bad { at, reason }) => {
-                        return Err(seg.corrupt(at, reason));
-                    }
-                    Err(segment::ScanEnd::Clean) => break,
+                    Ok(None) | Err(segment::ScanEnd::Clean) => break None,
+                    Err(segment::ScanEnd::Bad { at, reason }) => break Some(segment::Skipped { at, bytes: 0, reason }),
                 }
+            };
+            for s in scanner.skipped().iter().chain(&tail) {
+                tracing::error!(segment = seg.seq, offset = s.at, bytes = s.bytes, reason = s.reason, "damaged log");
+                damage.push((seg.clone(), s.at));
             }
         }
-        Ok(())
+        Ok(damage)
     }
 
     /// Frames a record into the active segment's tail, rolling to a new
@@ -923,6 +946,7 @@ impl<'a> RangeScan<'a> {
             let mut scanner = Scanner::new(&*seg.file, pos, end);
             let index = self.inner.index.load();
             let mut read = 0;
+            let mut bad_tail = false;
             while read < 1 << 20 {
                 match scanner.next_record().map_err(StoreError::io("scanning the log"))? {
                     Ok(Some((at, rec))) => {
@@ -937,14 +961,19 @@ impl<'a> RangeScan<'a> {
                             self.buf.push((rec.key.to_vec(), rec.value.to_vec()));
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) | Err(segment::ScanEnd::Clean) => break,
                     Err(segment::ScanEnd::Bad { at, reason }) => {
-                        return Err(seg.corrupt(at, reason));
+                        // Nothing good follows in this segment: on to the next.
+                        tracing::error!(segment = seg.seq, offset = at, reason, "damaged log tail; scanning past it");
+                        bad_tail = true;
+                        break;
                     }
-                    Err(segment::ScanEnd::Clean) => break,
                 }
             }
-            let next = scanner.position();
+            for s in scanner.skipped() {
+                tracing::error!(segment = seg.seq, offset = s.at, bytes = s.bytes, reason = s.reason, "damaged log");
+            }
+            let next = if bad_tail { end } else { scanner.position() };
             // At the end of what exists now; records appended to the active
             // segment later are the "may or may not be seen" kind.
             self.current = (next < end).then_some((seg, next));

@@ -19,7 +19,7 @@ use super::format::{self, AddrSpace, HeaderError, LogAddr, SEGMENT_HEADER_LEN, r
 use super::index::{Index, SLOT_BYTES, SLOTS};
 use super::io::{Dir, LogFile};
 use super::options::Options;
-use super::segment::{ScanEnd, Scanner, Segment, SegmentTable, count_intact_after, parse_segment_name};
+use super::segment::{ScanEnd, Scanner, Segment, SegmentTable, parse_segment_name};
 use super::{GroupCommit, Inner, Poison, Writer};
 
 /// Name of the index checkpoint file.
@@ -30,7 +30,8 @@ const CHECKPOINT_VERSION: u16 = 1;
 const CHECKPOINT_HEADER: usize = 48;
 const CHECKPOINT_SEGMENT: usize = 32;
 
-/// A place where the log stopped being records and was cut.
+/// A place where the log stopped being records and was cut: a torn tail,
+/// with no good record from `at` to the end of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Truncation {
     /// Sequence number of the segment that was cut.
@@ -39,9 +40,22 @@ pub struct Truncation {
     pub at: u64,
     /// Bytes removed.
     pub dropped_bytes: u64,
-    /// Intact-looking records found in the removed bytes (after damage in
-    /// the middle of a segment, records behind it are lost too).
-    pub dropped_records: u64,
+    /// What was wrong at `at`.
+    pub reason: &'static str,
+}
+
+/// Bytes between good records that were no record (a record whose checksum
+/// failed, say): stepped over, with every good record after them kept. The
+/// record that was there is lost; if it was a key's newest, the key's
+/// previous record (an older value, or a delete) counts again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    /// Sequence number of the segment.
+    pub segment: u64,
+    /// Byte offset of the bad bytes.
+    pub at: u64,
+    /// How many bytes were stepped over.
+    pub bytes: u64,
     /// What was wrong at `at`.
     pub reason: &'static str,
 }
@@ -59,8 +73,10 @@ pub struct RecoveryReport {
     pub replayed_records: u64,
     /// Bytes of log rolled forward over.
     pub replayed_bytes: u64,
-    /// Torn or damaged tails that were cut.
+    /// Torn tails that were cut.
     pub truncations: Vec<Truncation>,
+    /// Damage in the middle of a segment that replay stepped over.
+    pub damage: Vec<Damage>,
     /// Files set aside (renamed to `*.corrupt`) because their header was
     /// unreadable, and leftovers of an interrupted compaction that were removed.
     pub set_aside: Vec<String>,
@@ -264,18 +280,10 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
             stopped = ScanEnd::Bad { at: end, reason: "file is longer than the store's segment size" };
         }
         if let ScanEnd::Bad { at, reason } = stopped {
-            let end = file_len;
-            let dropped_records = count_intact_after(&*seg.file, at, end);
             seg.file.set_len(at).map_err(io("cutting a torn log tail"))?;
             seg.file.sync_data().map_err(io("cutting a torn log tail"))?;
             seg.set_end(at);
-            report.truncations.push(Truncation {
-                segment: seg.seq,
-                at,
-                dropped_bytes: end - at,
-                dropped_records,
-                reason,
-            });
+            report.truncations.push(Truncation { segment: seg.seq, at, dropped_bytes: file_len - at, reason });
         }
     }
 
@@ -330,6 +338,12 @@ fn replay_segment(
             Err(bad) => break bad,
         }
     };
+    report.damage.extend(scanner.skipped().iter().map(|s| Damage {
+        segment: seg.seq,
+        at: s.at,
+        bytes: s.bytes,
+        reason: s.reason,
+    }));
     seg.set_end(scanner.position());
     apply_batch(inner, seg, &mut batch)?;
     Ok(result)

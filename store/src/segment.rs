@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::error::{Result, StoreError};
-use super::format::{RECORD_HEADER_LEN, RecordHeader, RecordRef, SEGMENT_HEADER_LEN};
+use super::format::{RECORD_ALIGN, RECORD_HEADER_LEN, RecordHeader, RecordRef, SEGMENT_HEADER_LEN};
 use super::io::LogFile;
 
 /// File name of the segment with sequence number `seq`.
@@ -154,6 +154,24 @@ impl Segment {
         Ok(())
     }
 
+    /// The key of the damaged record at `pos`, if its header and key still
+    /// read as such (the checksum aside): damage to a value leaves them.
+    pub fn damaged_key(&self, pos: u64) -> Option<Vec<u8>> {
+        let end = self.flushed.load(Ordering::Acquire);
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        if pos + RECORD_HEADER_LEN as u64 > end || self.file.read_exact_at(&mut header, pos).is_err() {
+            return None;
+        }
+        let header = RecordHeader::parse(&header).ok()?;
+        let key_at = pos + RECORD_HEADER_LEN as u64;
+        if key_at + u64::from(header.key_len) > end {
+            return None;
+        }
+        let mut key = vec![0u8; header.key_len as usize];
+        self.file.read_exact_at(&mut key, key_at).ok()?;
+        Some(key)
+    }
+
     pub fn corrupt(&self, offset: u64, reason: &'static str) -> StoreError {
         StoreError::Corrupt { segment: self.seq, offset, reason }
     }
@@ -204,16 +222,37 @@ impl SegmentTable {
     }
 }
 
-/// Outcome of scanning a segment up to its end or its first bad record.
+/// Outcome of scanning a segment up to its end or its bad tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanEnd {
-    /// Every byte up to the end was good records.
+    /// Every byte up to the end was good records (or damage skipped).
     Clean,
-    /// Bytes from `at` on are not a record (torn write or damage).
+    /// From `at` to the end no record checks out: a torn tail (or damage
+    /// there, which looks the same).
     Bad { at: u64, reason: &'static str },
 }
 
+/// Bytes between two good records that were not a record: damage the
+/// scanner stepped over to the next record that checks out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    /// Where the bad bytes start (where a record should have been).
+    pub at: u64,
+    /// How many bytes up to the next good record.
+    pub bytes: u64,
+    /// What was wrong at `at`.
+    pub reason: &'static str,
+}
+
 /// Reads a segment's records front to back in large chunks.
+///
+/// A record that does not check out (its checksum fails, or its header is
+/// no header) is damage when a good record follows it, and the scanner
+/// resynchronises there: it records what it stepped over ([`Scanner::skipped`])
+/// and goes on. Records start on 8-byte boundaries, so after damage it tries
+/// where the bad record's own header says the next one starts, then every
+/// boundary in turn. Only when nothing from the bad spot to the end checks
+/// out does the scan end there ([`ScanEnd::Bad`]): a torn tail.
 pub struct Scanner<'a> {
     file: &'a dyn LogFile,
     /// File offset of `buf[0]`.
@@ -223,6 +262,8 @@ pub struct Scanner<'a> {
     pos: u64,
     /// Scanning stops here.
     end: u64,
+    /// Damage stepped over so far.
+    skipped: Vec<Skipped>,
 }
 
 /// Bytes read per chunk: large enough that a sequential scan runs at the
@@ -231,47 +272,105 @@ const SCAN_CHUNK: usize = 1 << 20;
 
 impl<'a> Scanner<'a> {
     pub fn new(file: &'a dyn LogFile, from: u64, end: u64) -> Scanner<'a> {
-        Scanner { file, buf_start: from, buf: Vec::new(), pos: from, end }
+        Scanner { file, buf_start: from, buf: Vec::new(), pos: from, end, skipped: Vec::new() }
+    }
+
+    /// Damage stepped over so far, in file order.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     pub fn position(&self) -> u64 {
         self.pos
     }
 
-    /// The next record and its offset, `Ok(None)` at the end, or the place
-    /// where the bytes stop being records. I/O errors are returned as such.
+    /// The next good record and its offset, `Ok(None)` at the end, or the
+    /// torn tail where the bytes stop being records. Damage with good
+    /// records behind it is stepped over. I/O errors are returned as such.
     pub fn next_record(&mut self) -> std::io::Result<Result<Option<(u64, RecordRef<'_>)>, ScanEnd>> {
         if self.pos >= self.end {
             return Ok(Ok(None));
         }
-        let bad = |at, reason| Ok(Err(ScanEnd::Bad { at, reason }));
-        if self.end - self.pos < RECORD_HEADER_LEN as u64 {
-            return bad(self.pos, "bytes too few for a record header");
+        let pos = self.pos;
+        // The common case, a good record, checks its bytes once.
+        let padded = match self.check(pos)? {
+            Ok(padded) => padded,
+            Err((reason, claimed)) => match self.resync(pos, claimed)? {
+                Some((next, padded)) => {
+                    self.skipped.push(Skipped { at: pos, bytes: next - pos, reason });
+                    padded
+                }
+                None => return Ok(Err(ScanEnd::Bad { at: pos, reason })),
+            },
+        };
+        let pos = self.pos;
+        let at = (pos - self.buf_start) as usize;
+        let (header, key_end) = (RecordHeader::parse(&self.buf[at..]), at + RECORD_HEADER_LEN);
+        let header = header.expect("checked above");
+        let key = &self.buf[key_end..key_end + header.key_len as usize];
+        let value = &self.buf[key_end + key.len()..at + header.body_end()];
+        self.pos += padded;
+        Ok(Ok(Some((pos, RecordRef { header, key, value }))))
+    }
+
+    /// Whether a good record starts at `pos`: its padded length (its bytes
+    /// then buffered), or why not and, when its header parsed, the padded
+    /// length it claimed.
+    fn check(&mut self, pos: u64) -> std::io::Result<Result<u64, (&'static str, Option<u64>)>> {
+        self.pos = pos;
+        if self.end - pos < RECORD_HEADER_LEN as u64 {
+            return Ok(Err(("bytes too few for a record header", None)));
         }
         self.fill(RECORD_HEADER_LEN)?;
-        let at = (self.pos - self.buf_start) as usize;
+        let at = (pos - self.buf_start) as usize;
         let header = match RecordHeader::parse(&self.buf[at..]) {
             Ok(h) => h,
-            Err(reason) => return bad(self.pos, reason),
+            Err(reason) => return Ok(Err((reason, None))),
         };
         let padded = header.padded_len();
-        if self.pos + padded > self.end {
-            return bad(self.pos, "record runs past the end of the file");
+        if pos + padded > self.end {
+            return Ok(Err(("record runs past the end of the file", None)));
         }
         self.fill(padded as usize)?;
-        let at = (self.pos - self.buf_start) as usize;
-        let pos = self.pos;
-        match RecordRef::decode(&self.buf[at..at + padded as usize]) {
-            Ok(rec) => {
-                self.pos += padded;
-                Ok(Ok(Some((pos, rec))))
-            }
-            Err(reason) => bad(pos, reason),
+        let at = (pos - self.buf_start) as usize;
+        Ok(match RecordRef::decode(&self.buf[at..at + padded as usize]) {
+            Ok(_) => Ok(padded),
+            Err(reason) => Err((reason, Some(padded))),
+        })
+    }
+
+    /// The first position after the bad spot `bad` where a good record
+    /// starts, if any before the end. `claimed` is the bad record's length
+    /// as its header gave it: when only its bytes were hit, the next record
+    /// is right behind it, and trying there first does not scan through a
+    /// damaged value (which could hold bytes that look like a record).
+    /// The good record's position and padded length are returned, with
+    /// the scanner at that position.
+    fn resync(&mut self, bad: u64, claimed: Option<u64>) -> std::io::Result<Option<(u64, u64)>> {
+        if let Some(next) = claimed.map(|len| bad + len)
+            && next < self.end
+            && let Ok(padded) = self.check(next)?
+        {
+            return Ok(Some((next, padded)));
         }
+        let mut at = bad + RECORD_ALIGN;
+        while at < self.end {
+            if let Ok(padded) = self.check(at)? {
+                return Ok(Some((at, padded)));
+            }
+            at += RECORD_ALIGN;
+        }
+        self.pos = bad;
+        Ok(None)
     }
 
     /// Makes sure `need` bytes from `pos` are buffered.
     fn fill(&mut self, need: usize) -> std::io::Result<()> {
+        if self.pos < self.buf_start {
+            // A resync looking back behind a record it tried further on.
+            self.buf.clear();
+            self.buf_start = self.pos;
+        }
         let have_end = self.buf_start + self.buf.len() as u64;
         if self.pos + need as u64 <= have_end {
             return Ok(());
@@ -288,34 +387,6 @@ impl<'a> Scanner<'a> {
         Ok(())
     }
 }
-
-/// Counts what looks like intact records after a bad spot, for the report
-/// of what a truncation dropped. Records start on 8-byte boundaries, so each
-/// one is tried. Looks at no more than [`COUNT_WINDOW`] bytes.
-pub fn count_intact_after(file: &dyn LogFile, from: u64, end: u64) -> u64 {
-    let start = from.div_ceil(8) * 8 + 8;
-    if start >= end {
-        return 0;
-    }
-    let mut buf = vec![0u8; (end - start).min(COUNT_WINDOW) as usize];
-    if file.read_exact_at(&mut buf, start).is_err() {
-        return 0;
-    }
-    let (mut found, mut at) = (0, 0);
-    while at + RECORD_HEADER_LEN <= buf.len() {
-        match RecordRef::decode(&buf[at..]) {
-            Ok(rec) => {
-                found += 1;
-                at += rec.header.padded_len() as usize;
-            }
-            Err(_) => at += 8,
-        }
-    }
-    found
-}
-
-/// How far past a bad spot [`count_intact_after`] looks.
-pub const COUNT_WINDOW: u64 = 64 << 20;
 
 /// Bytes of the header every segment starts with.
 pub const fn first_record_pos() -> u64 {

@@ -43,6 +43,7 @@ pub async fn run(
     std::fs::create_dir_all(&config.data)?;
     let store = Store::open(&config.data, config.store.clone())
         .map_err(|e| std::io::Error::other(format!("opening the store: {e}")))?;
+    log_recovery(store.recovery_report());
     tokio::pin!(shutdown);
     let joined = tokio::select! {
         joined = join(&listener, &config) => joined,
@@ -107,6 +108,39 @@ pub async fn run(
     }
     let closed = state.close().map_err(std::io::Error::other);
     served.and(closed)
+}
+
+/// Says what opening the store found: how much it replayed, and every torn
+/// tail it cut and every damaged span it stepped over.
+fn log_recovery(report: &wimpy_store::RecoveryReport) {
+    tracing::info!(
+        keys = report.live_keys,
+        replayed_records = report.replayed_records,
+        checkpoint = report.checkpoint_used,
+        "store opened in {:?}",
+        report.duration
+    );
+    for t in &report.truncations {
+        tracing::warn!(
+            segment = t.segment,
+            offset = t.at,
+            bytes = t.dropped_bytes,
+            reason = t.reason,
+            "cut a torn log tail"
+        );
+    }
+    for d in &report.damage {
+        tracing::error!(
+            segment = d.segment,
+            offset = d.at,
+            bytes = d.bytes,
+            reason = d.reason,
+            "stepped over a damaged record: it is lost, the records after it are kept"
+        );
+    }
+    for name in &report.set_aside {
+        tracing::warn!("set aside {name}");
+    }
 }
 
 /// Registers `listener`'s address with the master (under the id this data
