@@ -34,7 +34,9 @@
 # - Master.leave answers a LeaveResult instead of throwing. This one breaks:
 #   a version 1 caller sees every refusal of a leave as success, so operator
 #   tools must be of version 2.
-# - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis.
+# - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis,
+#   maxReportedDamage; StoreStats lists the damage its store's last recovery
+#   stepped over.
 # Leave aside, clients of either version work with nodes of version 2; a
 # master and workers of different versions are not mixed (a version 2 worker does not
 # read a version 1 master's epoch 0 as "register again").
@@ -65,7 +67,23 @@ struct StoreStats {
   logBytes @1 :UInt64;      # bytes of all log segments on disk
   garbageBytes @2 :UInt64;  # log bytes held by overwritten or deleted records
   indexBytes @3 :UInt64;    # bytes of the in-DRAM hash index
+  damage @4 :List(DamagedSpan);
+  # What the store's last recovery stepped over (the first
+  # maxReportedDamage spans; `damagedSpans` counts them all).
+  damagedSpans @5 :UInt64;
 }
+
+struct DamagedSpan {
+  # Bytes of a worker's log that were no record (a checksum failed, say),
+  # stepped over when its store last opened: the record there is lost, the
+  # records after it were kept.
+  segment @0 :UInt64;       # the segment's sequence number
+  offset @1 :UInt64;        # byte offset in the segment file
+  bytes @2 :UInt64;         # bytes stepped over
+  reason @3 :Text;          # what was wrong, in words
+}
+
+const maxReportedDamage :UInt32 = 16;   # damaged spans a StoreStats lists
 
 struct Member {
   # One worker as the master knows it.

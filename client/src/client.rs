@@ -11,7 +11,7 @@ use wimpy_net::{Batcher, KeyPeer};
 pub use wimpy_schema::MemberState;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{failure, leave_result, master, member, worker};
-use wimpy_schema::{Failure, LimitKind, Ring, WorkerId};
+use wimpy_schema::{Failure, LimitKind, Ring, StoreFigures, WorkerId};
 
 use crate::{ClientError, streams};
 
@@ -52,10 +52,9 @@ pub struct Member {
     pub id: WorkerId,
     pub address: String,
     pub state: MemberState,
-    pub live_keys: u64,
-    pub log_bytes: u64,
-    pub garbage_bytes: u64,
-    pub index_bytes: u64,
+    /// Its store's figures as of its last heartbeat, with what its last
+    /// recovery stepped over.
+    pub stats: StoreFigures,
 }
 
 /// The ring and its members' addresses, as of one epoch.
@@ -410,15 +409,11 @@ fn unreachable(addr: &str, e: impl std::fmt::Display) -> ClientError {
 }
 
 fn read_member(m: member::Reader<'_>) -> Result<Member, ClientError> {
-    let s = m.get_stats()?;
     Ok(Member {
         id: m.get_id(),
         address: m.get_address()?.to_string().map_err(|e| ClientError::Invalid(e.to_string()))?,
         state: m.get_state()?.into(),
-        live_keys: s.get_live_keys(),
-        log_bytes: s.get_log_bytes(),
-        garbage_bytes: s.get_garbage_bytes(),
-        index_bytes: s.get_index_bytes(),
+        stats: StoreFigures::read(m.get_stats()?)?,
     })
 }
 

@@ -28,4 +28,4 @@ pub use error::ClientError;
 pub use wimpy_schema::job;
 pub use wimpy_schema::job::StageTimes;
 pub use wimpy_schema::{ComputeFailure, ComputeFailureKind, LimitKind, StorageKind};
-pub use wimpy_schema::{KeyHashRange, Ring, key_hash};
+pub use wimpy_schema::{DamagedSpan, KeyHashRange, Ring, StoreFigures, key_hash};

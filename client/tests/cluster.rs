@@ -179,10 +179,10 @@ fn keys_route_to_their_owners_and_read_back() {
         let (view, _) = client.status().await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await; // a heartbeat carries fresh stats
         let (view2, _) = client.status().await.unwrap();
-        let total: u64 = view2.members.iter().map(|m| m.live_keys).sum();
+        let total: u64 = view2.members.iter().map(|m| m.stats.live_keys).sum();
         assert_eq!(view.members.len(), 3);
         assert_eq!(total, 299, "{:?}", view2.members);
-        assert!(view2.members.iter().all(|m| m.live_keys > 30), "{:?}", view2.members);
+        assert!(view2.members.iter().all(|m| m.stats.live_keys > 30), "{:?}", view2.members);
         // Refusals come back typed.
         let err = client.put(b"", b"x").await.unwrap_err();
         assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
@@ -436,8 +436,8 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
             for _ in 0..1500 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let (view, _) = client.status().await.unwrap();
-                total = view.members.iter().map(|m| m.live_keys).sum::<u64>();
-                if total == distinct && view.members.iter().all(|m| m.live_keys > 0) {
+                total = view.members.iter().map(|m| m.stats.live_keys).sum::<u64>();
+                if total == distinct && view.members.iter().all(|m| m.stats.live_keys > 0) {
                     return;
                 }
             }
@@ -718,4 +718,56 @@ fn compute_jobs_run_on_the_owner_and_match_the_reference() {
         assert_eq!(client.get(b"photo").await.unwrap().unwrap(), png);
     });
     drop(cluster);
+}
+
+#[test]
+fn a_worker_whose_log_was_damaged_says_where_in_status_and_keeps_its_other_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = master();
+    let data = dir.path().join("w0");
+    let w = worker(master.addr, data.clone());
+    let maddr = master.addr;
+    client_side(|| async move {
+        let client = connected(maddr, 1).await;
+        put_numbered(&client, "d", 400).await;
+    });
+    drop(w);
+    // A byte flipped in the middle of the log, and no checkpoint, so the
+    // restarted worker's store replays (and finds) it.
+    std::fs::remove_file(data.join("index.ckpt")).unwrap();
+    let segment = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    let _w = worker(master.addr, data);
+    client_side(|| async move {
+        let client = connected(maddr, 1).await;
+        // The heartbeat after the restart carries the report.
+        let mut damage = Vec::new();
+        for _ in 0..500 {
+            let (view, _) = client.status().await.unwrap();
+            damage = view.members[0].stats.damage.clone();
+            if !damage.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        let d = &damage[0];
+        assert!(d.offset as usize <= middle && middle < (d.offset + d.bytes) as usize, "{d:?}");
+        assert!(d.reason.contains("checksum") || d.reason.contains("header"), "{d:?}");
+        let mut missing = 0;
+        for i in 0..400u32 {
+            match client.get(format!("d{i}").as_bytes()).await.unwrap() {
+                Some(v) => assert_eq!(v, i.to_le_bytes().to_vec(), "d{i}"),
+                None => missing += 1,
+            }
+        }
+        assert_eq!(missing, 1, "only the damaged record is lost");
+    });
 }

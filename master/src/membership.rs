@@ -11,13 +11,7 @@ pub use wimpy_schema::MemberState;
 use wimpy_schema::{Ring, WorkerId};
 
 /// The master's record of one worker's store, from its last heartbeat.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemberStats {
-    pub live_keys: u64,
-    pub log_bytes: u64,
-    pub garbage_bytes: u64,
-    pub index_bytes: u64,
-}
+pub type MemberStats = wimpy_schema::StoreFigures;
 
 /// One worker as the master knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

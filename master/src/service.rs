@@ -328,11 +328,7 @@ fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
     b.set_id(m.id);
     b.set_address(m.address.as_str());
     b.set_state(m.state.into());
-    let mut s = b.init_stats();
-    s.set_live_keys(m.stats.live_keys);
-    s.set_log_bytes(m.stats.log_bytes);
-    s.set_garbage_bytes(m.stats.garbage_bytes);
-    s.set_index_bytes(m.stats.index_bytes);
+    m.stats.write(b.init_stats());
 }
 
 /// Writes the ring at the current epoch: every member but joining ones.
@@ -404,13 +400,7 @@ impl master::Server for MasterService {
         mut results: master::HeartbeatResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        let s = p.get_stats()?;
-        let stats = MemberStats {
-            live_keys: s.get_live_keys(),
-            log_bytes: s.get_log_bytes(),
-            garbage_bytes: s.get_garbage_bytes(),
-            index_bytes: s.get_index_bytes(),
-        };
+        let stats = MemberStats::read(p.get_stats()?)?;
         let before = self.membership.borrow().epoch();
         let epoch = self.membership.borrow_mut().heartbeat(p.get_id(), stats, Instant::now());
         self.publish(before)?;

@@ -13,9 +13,11 @@ pub mod batch;
 mod failure;
 pub mod job;
 mod member_state;
+mod stats;
 
 pub use failure::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
 pub use member_state::MemberState;
+pub use stats::{DamagedSpan, MAX_REPORTED_DAMAGE, StoreFigures};
 pub use wimpy_keyspace::{KeyHashRange, Ring, WorkerId, key_hash, ring};
 
 /// Limits every wimpy node and client reads Cap'n Proto messages with.

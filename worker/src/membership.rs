@@ -72,14 +72,9 @@ pub async fn heartbeat_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let stats = state.store.stats();
         let mut req = master.heartbeat_request();
         req.get().set_id(state.id);
-        let mut s = req.get().init_stats();
-        s.set_live_keys(stats.live_keys);
-        s.set_log_bytes(stats.log_bytes);
-        s.set_garbage_bytes(stats.garbage_bytes);
-        s.set_index_bytes(stats.index_bytes);
+        state.figures().write(req.get().init_stats());
         let answer = req.send().promise.await?;
         let epoch = match answer.get()?.which()? {
             heartbeat_answer::Epoch(epoch) => epoch,

@@ -8,7 +8,8 @@ use wimpy_client::Member;
 use super::Session;
 use crate::failure::Failure;
 
-/// Members, the epoch, and keys and bytes per worker.
+/// Members, the epoch, and keys and bytes per worker, with any damage a
+/// worker's store stepped over when it last opened.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  wimpy status\n  wimpy status -w json | jq '.members[] | {id, state, keys}'")]
 pub(crate) struct Status {}
@@ -24,8 +25,24 @@ impl Status {
                     let _ = writeln!(t, "{id:>4}  {address:<22} {state:<8} {keys:>10} {log:>12} {garbage:>12}");
                 };
                 row(&mut t, [&"id", &"address", &"state", &"keys", &"log bytes", &"garbage"]);
-                for m in view.members.iter().chain(&joining) {
-                    row(&mut t, [&m.id, &m.address, &state(m), &m.live_keys, &m.log_bytes, &m.garbage_bytes]);
+                let all: Vec<&Member> = view.members.iter().chain(&joining).collect();
+                for m in &all {
+                    let f = &m.stats;
+                    row(&mut t, [&m.id, &m.address, &state(m), &f.live_keys, &f.log_bytes, &f.garbage_bytes]);
+                }
+                for m in all.iter().filter(|m| m.stats.damaged_spans > 0) {
+                    let f = &m.stats;
+                    let _ = writeln!(
+                        t,
+                        "worker {}: its store stepped over {} damaged span(s) when it last opened (a record lost at each):",
+                        m.id, f.damaged_spans
+                    );
+                    for d in &f.damage {
+                        let _ = writeln!(t, "  segment {} offset {}: {} bytes, {}", d.segment, d.offset, d.bytes, d.reason);
+                    }
+                    if f.damaged_spans > f.damage.len() as u64 {
+                        let _ = writeln!(t, "  ... and {} more", f.damaged_spans - f.damage.len() as u64);
+                    }
                 }
                 t
             },
@@ -43,6 +60,9 @@ fn state(m: &Member) -> String {
 }
 
 fn member_json(m: &Member) -> Value {
-    json!({"id": m.id, "address": m.address, "state": state(m), "keys": m.live_keys, "log_bytes": m.log_bytes,
-           "garbage_bytes": m.garbage_bytes, "index_bytes": m.index_bytes})
+    let f = &m.stats;
+    json!({"id": m.id, "address": m.address, "state": state(m), "keys": f.live_keys, "log_bytes": f.log_bytes,
+           "garbage_bytes": f.garbage_bytes, "index_bytes": f.index_bytes, "damaged_spans": f.damaged_spans,
+           "damage": f.damage.iter().map(|d| json!({"segment": d.segment, "offset": d.offset, "bytes": d.bytes,
+               "reason": d.reason})).collect::<Vec<_>>()})
 }

@@ -25,7 +25,7 @@ use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
-use wimpy_schema::{Failure, LimitKind, StorageKind};
+use wimpy_schema::{DamagedSpan, Failure, LimitKind, StorageKind, StoreFigures};
 
 /// How long a fence holds unless renewed (the schema's `fenceLeaseMillis`):
 /// long enough for the copy of one range between renewals, short enough that
@@ -87,6 +87,25 @@ impl WorkerState {
         drop(Arc::into_inner(engine).ok_or("the compute engine is still in use as it closes")?);
         let store = Arc::into_inner(store).ok_or("the store is still in use as it closes")?;
         store.close().map_err(|e| format!("closing the store: {e}"))
+    }
+
+    /// What the store says about itself, for heartbeats and `stats`: its
+    /// figures now and what its last recovery stepped over.
+    pub fn figures(&self) -> StoreFigures {
+        let s = self.store.stats();
+        let damage = &self.store.recovery_report().damage;
+        StoreFigures {
+            live_keys: s.live_keys,
+            log_bytes: s.log_bytes,
+            garbage_bytes: s.garbage_bytes,
+            index_bytes: s.index_bytes,
+            damage: damage
+                .iter()
+                .take(wimpy_schema::MAX_REPORTED_DAMAGE)
+                .map(|d| DamagedSpan { segment: d.segment, offset: d.at, bytes: d.bytes, reason: d.reason.into() })
+                .collect(),
+            damaged_spans: damage.len() as u64,
+        }
     }
 
     /// The ring requests are checked against.
@@ -349,14 +368,9 @@ impl worker::Server for WorkerService {
         _: worker::StatsParams,
         mut results: worker::StatsResults,
     ) -> Result<(), capnp::Error> {
-        let s = self.state.store.stats();
         let mut r = results.get();
         r.set_epoch(self.state.ring().epoch());
-        let mut b = r.init_stats();
-        b.set_live_keys(s.live_keys);
-        b.set_log_bytes(s.log_bytes);
-        b.set_garbage_bytes(s.garbage_bytes);
-        b.set_index_bytes(s.index_bytes);
+        self.state.figures().write(r.init_stats());
         Ok(())
     }
 
