@@ -250,9 +250,13 @@ pub struct Skipped {
 /// no header) is damage when a good record follows it, and the scanner
 /// resynchronises there: it records what it stepped over ([`Scanner::skipped`])
 /// and goes on. Records start on 8-byte boundaries, so after damage it tries
-/// where the bad record's own header says the next one starts, then every
-/// boundary in turn. Only when nothing from the bad spot to the end checks
-/// out does the scan end there ([`ScanEnd::Bad`]): a torn tail.
+/// each boundary in turn and resumes at the first good record. (Not where
+/// the bad record's header says the next starts: the damage may be in that
+/// header, and a length it made up could step over good records. A value
+/// holding bytes framed and checksummed as a record could be mistaken for
+/// one; the checksum makes that as likely as a collision of CRC32C.) Only
+/// when nothing from the bad spot to the end checks out does the scan end
+/// there ([`ScanEnd::Bad`]): a torn tail.
 pub struct Scanner<'a> {
     file: &'a dyn LogFile,
     /// File offset of `buf[0]`.
@@ -295,7 +299,7 @@ impl<'a> Scanner<'a> {
         // The common case, a good record, checks its bytes once.
         let padded = match self.check(pos)? {
             Ok(padded) => padded,
-            Err((reason, claimed)) => match self.resync(pos, claimed)? {
+            Err(reason) => match self.resync(pos)? {
                 Some((next, padded)) => {
                     self.skipped.push(Skipped { at: pos, bytes: next - pos, reason });
                     padded
@@ -314,45 +318,31 @@ impl<'a> Scanner<'a> {
     }
 
     /// Whether a good record starts at `pos`: its padded length (its bytes
-    /// then buffered), or why not and, when its header parsed, the padded
-    /// length it claimed.
-    fn check(&mut self, pos: u64) -> std::io::Result<Result<u64, (&'static str, Option<u64>)>> {
+    /// then buffered), or why not.
+    fn check(&mut self, pos: u64) -> std::io::Result<Result<u64, &'static str>> {
         self.pos = pos;
         if self.end - pos < RECORD_HEADER_LEN as u64 {
-            return Ok(Err(("bytes too few for a record header", None)));
+            return Ok(Err("bytes too few for a record header"));
         }
         self.fill(RECORD_HEADER_LEN)?;
         let at = (pos - self.buf_start) as usize;
         let header = match RecordHeader::parse(&self.buf[at..]) {
             Ok(h) => h,
-            Err(reason) => return Ok(Err((reason, None))),
+            Err(reason) => return Ok(Err(reason)),
         };
         let padded = header.padded_len();
         if pos + padded > self.end {
-            return Ok(Err(("record runs past the end of the file", None)));
+            return Ok(Err("record runs past the end of the file"));
         }
         self.fill(padded as usize)?;
         let at = (pos - self.buf_start) as usize;
-        Ok(match RecordRef::decode(&self.buf[at..at + padded as usize]) {
-            Ok(_) => Ok(padded),
-            Err(reason) => Err((reason, Some(padded))),
-        })
+        Ok(RecordRef::decode(&self.buf[at..at + padded as usize]).map(|_| padded))
     }
 
     /// The first position after the bad spot `bad` where a good record
-    /// starts, if any before the end. `claimed` is the bad record's length
-    /// as its header gave it: when only its bytes were hit, the next record
-    /// is right behind it, and trying there first does not scan through a
-    /// damaged value (which could hold bytes that look like a record).
-    /// The good record's position and padded length are returned, with
-    /// the scanner at that position.
-    fn resync(&mut self, bad: u64, claimed: Option<u64>) -> std::io::Result<Option<(u64, u64)>> {
-        if let Some(next) = claimed.map(|len| bad + len)
-            && next < self.end
-            && let Ok(padded) = self.check(next)?
-        {
-            return Ok(Some((next, padded)));
-        }
+    /// starts, if any before the end, with its padded length; the scanner
+    /// is left there.
+    fn resync(&mut self, bad: u64) -> std::io::Result<Option<(u64, u64)>> {
         let mut at = bad + RECORD_ALIGN;
         while at < self.end {
             if let Ok(padded) = self.check(at)? {
@@ -367,7 +357,7 @@ impl<'a> Scanner<'a> {
     /// Makes sure `need` bytes from `pos` are buffered.
     fn fill(&mut self, need: usize) -> std::io::Result<()> {
         if self.pos < self.buf_start {
-            // A resync looking back behind a record it tried further on.
+            // Back at a bad spot a resync found nothing after.
             self.buf.clear();
             self.buf_start = self.pos;
         }
