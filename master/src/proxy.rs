@@ -14,6 +14,7 @@ use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use wimpy_net::deadline::{CALL, within};
 use wimpy_net::{Batcher, KeyPeer};
 use wimpy_schema::Failure;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
@@ -193,7 +194,9 @@ impl Proxy {
         for _ in 0..ATTEMPTS {
             let r = route()?;
             let w = self.worker(&r.address).await?;
-            match call(w, r.epoch, r.address.clone()).await {
+            // A hung owner fails this request in time (and is marked down
+            // by the failure detector soon after).
+            match within(CALL, "forwarding to the owner", call(w, r.epoch, r.address.clone())).await {
                 Ok(Ok(Answer::Done(v))) => return Ok(v),
                 Ok(Ok(Answer::Stale)) => {}
                 Ok(Err(f)) => return Err(f),
@@ -340,8 +343,10 @@ impl Proxy {
                     }
                 }
                 Err(f) => {
-                    for (i, request) in places.into_iter().zip(requests) {
-                        self.write_ended(&request);
+                    for request in &requests {
+                        self.write_ended(request);
+                    }
+                    for i in places {
                         answers[i] = Some(KeyAnswer::Failed(f.clone()));
                     }
                 }
@@ -380,7 +385,15 @@ impl Proxy {
             Ok(w) => w,
             Err(f) => return (requests, Err(f)),
         };
-        let (requests, answered) = self.batcher.call_many(to.address.clone(), &w, to.epoch, requests).await;
+        let forwarded = self.batcher.call_many(to.address.clone(), &w, to.epoch, requests);
+        let Ok((requests, answered)) = tokio::time::timeout(CALL, forwarded).await else {
+            // The requests stay with the hung batch; whichever of them were
+            // writes may still land, so no get running now may cache.
+            self.workers.borrow_mut().remove(&to.address);
+            self.generation.set(self.generation.get() + 1);
+            let f = Failure::Unavailable(format!("worker {}: no answer within {CALL:?}", to.address));
+            return (Vec::new(), Err(f));
+        };
         let answered = answered.map_err(|e| {
             self.workers.borrow_mut().remove(&to.address);
             Failure::Unavailable(format!("worker {}: {e}", to.address))

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::worker;
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
@@ -36,6 +37,11 @@ pub fn moves_for_leave(before: &Ring, after: &Ring, leaver: WorkerId) -> Vec<Mov
 
 /// Copies every move twice: once while writes go on, once more with the
 /// sources fenced. On failure the fences are lifted again.
+///
+/// Fences and sinks are control calls, each within
+/// [`deadline::CALL`](wimpy_net::deadline::CALL). The copy of a range has no
+/// deadline of its own (a range has no size bound): the caller stops the
+/// transfer when a worker it involves is marked down.
 pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client>) -> Result<u64, capnp::Error> {
     let mut fenced: Moves = Moves::new();
     for m in plan {
@@ -55,7 +61,10 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client
                     // Renew the source's fence lease before each range.
                     fence(&clients[&m.from], &fenced[&m.from]).await?;
                 }
-                let sink = clients[&m.to].receive_range_request().send().promise.await?.get()?.get_sink()?;
+                let sink = within(CALL, "receiveRange", clients[&m.to].receive_range_request().send().promise)
+                    .await?
+                    .get()?
+                    .get_sink()?;
                 let mut req = clients[&m.from].send_range_request();
                 let mut range = req.get().init_range();
                 range.set_start(m.range.start);
@@ -107,7 +116,7 @@ async fn fence(w: &worker::Client, ranges: &[KeyHashRange]) -> Result<(), capnp:
         b.set_start(r.start);
         b.set_end(r.end);
     }
-    req.send().promise.await?;
+    within(CALL, "fence", req.send().promise).await?;
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
 use crate::membership::{MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
+use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
 use wimpy_schema::{Failure, StorageKind};
 
@@ -154,11 +155,7 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
             (m.ring(), m.ring_with(id), addresses)
         };
         let plan = rebalance::join_plan(&rebalance::moves_for_join(&before, &after, id), id);
-        let attempt = async {
-            let clients = connect_plan(&plan, &addresses).await?;
-            rebalance::transfer(&plan, &clients).await
-        };
-        match attempt.await {
+        match service.run_plan(&plan, &addresses).await {
             Ok(copied) => {
                 let before_epoch = service.membership.borrow().epoch();
                 if service.membership.borrow_mut().promote(id) {
@@ -215,12 +212,17 @@ async fn push_ring(service: Rc<MasterService>) {
         .filter(|m| m.state != MemberState::Down)
         .map(|m| m.address.clone())
         .collect();
-    for address in members {
-        // A member missed here hears of the ring at its next heartbeat.
-        if let Err(e) = send_ring(&service, &address).await {
-            tracing::info!(worker = address, error = %e, "pushing the ring; it goes out with the next heartbeat");
+    // All at once: one hung member must not hold the ring back from the rest.
+    let pushes = members.iter().map(|address| {
+        let service = &service;
+        async move {
+            // A member missed here hears of the ring at its next heartbeat.
+            if let Err(e) = send_ring(service, address).await {
+                tracing::info!(worker = address, error = %e, "pushing the ring; it goes out with the next heartbeat");
+            }
         }
-    }
+    });
+    futures::future::join_all(pushes).await;
 }
 
 /// Sends the current ring to the worker at `address`.
@@ -228,7 +230,7 @@ async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::
     let w = connect_worker(address).await?;
     let mut req = w.set_ring_request();
     write_ring(req.get().init_ring(), &service.membership.borrow());
-    req.send().promise.await.map(drop)
+    within(CALL, "setRing", req.send().promise).await.map(drop)
 }
 
 /// Name of the file in the master's data directory holding the last epoch.
@@ -292,12 +294,10 @@ impl MasterService {
         }
         if state != MemberState::Joining {
             let plan = rebalance::moves_for_leave(&before, &after, id);
-            let handover = async {
-                let clients = connect_plan(&plan, &addresses).await?;
-                rebalance::transfer(&plan, &clients).await
-            };
-            let moved =
-                handover.await.map_err(|e| Failure::Unavailable(format!("handing worker {id}'s ranges over: {e}")))?;
+            let moved = self
+                .run_plan(&plan, &addresses)
+                .await
+                .map_err(|e| Failure::Unavailable(format!("handing worker {id}'s ranges over: {e}")))?;
             tracing::info!("worker {id} handed over {moved} records");
         }
         let epoch_before = self.membership.borrow().epoch();
@@ -315,6 +315,43 @@ impl MasterService {
             tracing::info!(worker = addr, error = %e, "telling a worker that left about the ring");
         }
         Ok(Left::Done)
+    }
+
+    /// Connects to the workers of `plan` and carries it out, giving up as
+    /// soon as one of them is marked down (or leaves the membership): a hung
+    /// worker must not hold up every other membership change.
+    async fn run_plan(
+        &self,
+        plan: &[rebalance::Move],
+        addresses: &BTreeMap<WorkerId, (String, MemberState)>,
+    ) -> Result<u64, capnp::Error> {
+        let involved: Vec<WorkerId> = plan.iter().flat_map(|m| [m.from, m.to]).collect();
+        let run = async {
+            let clients = connect_plan(plan, addresses).await?;
+            rebalance::transfer(plan, &clients).await
+        };
+        tokio::select! {
+            done = run => done,
+            id = self.first_down(&involved) => {
+                Err(capnp::Error::disconnected(format!("worker {id} stopped answering (marked down)")))
+            }
+        }
+    }
+
+    /// Resolves with the first of `ids` the failure detector marks down or
+    /// forgets, looking as often as the detector itself does.
+    async fn first_down(&self, ids: &[WorkerId]) -> WorkerId {
+        let every = (self.membership.borrow().down_after() / 4).max(Duration::from_millis(10));
+        loop {
+            let gone = {
+                let m = self.membership.borrow();
+                ids.iter().copied().find(|id| m.member(*id).is_none_or(|x| x.state == MemberState::Down))
+            };
+            if let Some(id) = gone {
+                return id;
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     /// Makes a new epoch durable before anyone hears of it.

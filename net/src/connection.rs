@@ -7,9 +7,18 @@ use futures::AsyncReadExt;
 
 /// Connects to `addr` and returns the peer's bootstrap capability. The
 /// connection runs as a task of the current `LocalSet` until the peer or the
-/// capability goes away.
+/// capability goes away. The TCP connect gives up after
+/// [`deadline::CONNECT`](crate::deadline::CONNECT).
 pub async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> std::io::Result<C> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let stream = match tokio::time::timeout(crate::deadline::CONNECT, tokio::net::TcpStream::connect(addr)).await {
+        Ok(stream) => stream?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {:?}", crate::deadline::CONNECT),
+            ));
+        }
+    };
     stream.set_nodelay(true)?;
     let mut rpc = RpcSystem::new(Box::new(network(stream, rpc_twoparty_capnp::Side::Client)), None);
     let client: C = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);

@@ -13,6 +13,7 @@
 
 pub mod batcher;
 pub mod connection;
+pub mod deadline;
 pub mod logging;
 mod peer;
 pub mod signals;

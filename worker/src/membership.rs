@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::{heartbeat_answer, master};
 use wimpy_schema::{Ring, WorkerId};
 
@@ -47,14 +48,14 @@ pub async fn register(
     let mut req = master.register_request();
     req.get().set_id(id);
     req.get().set_address(address);
-    let resp = req.send().promise.await?;
+    let resp = within(CALL, "register", req.send().promise).await?;
     let r = resp.get()?;
     Ok((r.get_id(), Duration::from_millis(u64::from(r.get_heartbeat_millis().max(10)))))
 }
 
 /// Fetches the master's ring.
 pub async fn fetch_ring(master: &master::Client) -> Result<Ring, capnp::Error> {
-    let resp = master.ring_request().send().promise.await?;
+    let resp = within(CALL, "ring", master.ring_request().send().promise).await?;
     let r = resp.get()?.get_ring()?;
     let ids: Vec<_> = r.get_members()?.iter().map(|m| m.get_id()).collect();
     Ok(Ring::new(r.get_epoch(), r.get_vnodes(), ids))
@@ -75,7 +76,7 @@ pub async fn heartbeat_loop(
         let mut req = master.heartbeat_request();
         req.get().set_id(state.id);
         state.figures().write(req.get().init_stats());
-        let answer = req.send().promise.await?;
+        let answer = within(CALL, "heartbeat", req.send().promise).await?;
         let epoch = match answer.get()?.which()? {
             heartbeat_answer::Epoch(epoch) => epoch,
             heartbeat_answer::UnknownMember(()) => {

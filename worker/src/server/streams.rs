@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
 
 use super::refusal;
@@ -19,9 +20,9 @@ pub async fn send_value(value: &[u8], sink: &byte_sink::Client) -> Result<u64, c
     for chunk in value.chunks(CHUNK) {
         let mut req = sink.write_request();
         req.get().set_chunk(chunk);
-        req.send().await?;
+        within(CALL, "a chunk to the sink", req.send()).await?;
     }
-    sink.done_request().send().promise.await?;
+    within(CALL, "the sink's done", sink.done_request().send().promise).await?;
     Ok(value.len() as u64)
 }
 

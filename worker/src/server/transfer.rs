@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::KeyHashRange;
 use wimpy_schema::wimpy_capnp::record_sink;
 
@@ -58,13 +59,13 @@ pub async fn send_range(
         let (frames, count) = next.map_err(|e| capnp::Error::failed(format!("reading the range to send: {e}")))?;
         let mut req = sink.write_request();
         req.get().set_frames(&frames);
-        req.send().await?;
+        within(CALL, "a chunk to the sink", req.send()).await?;
         sent += count;
     }
     if scanner.join().is_err() {
         return Err(capnp::Error::failed("the range scan panicked".into()));
     }
-    let received = sink.done_request().send().promise.await?.get()?.get_records();
+    let received = within(CALL, "the sink's done", sink.done_request().send().promise).await?.get()?.get_records();
     if received != sent {
         return Err(capnp::Error::failed(format!("sent {sent} records, the receiver took {received}")));
     }
