@@ -99,6 +99,17 @@ pub(crate) enum Attempt<T> {
     Done(T),
     /// Routing was stale or the connection dropped: refresh and retry.
     Retry,
+    /// The owner answered `overloaded`: back off and retry.
+    Busy,
+}
+
+/// A number in [0, 1) that differs from call to call and thread to thread,
+/// for spreading backoffs (no cryptographic use).
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl Client {
@@ -255,15 +266,22 @@ impl Client {
     {
         let run = async {
             let mut pause = self.opts.backoff;
+            let mut busy = false;
             for _ in 0..self.opts.attempts {
                 let (epoch, owner) = self.route(key)?;
                 let outcome = match self.worker(owner).await {
                     Ok(w) => attempt(w, epoch, owner).await,
                     Err(e) => Err(e),
                 };
+                busy = false;
                 match outcome {
                     Ok(Attempt::Done(v)) => return Ok(v),
                     Ok(Attempt::Retry) => {}
+                    // The owner takes no more now: back off (by a random
+                    // share of the pause, so that callers refused together
+                    // do not come back together) and ask again.
+                    Ok(Attempt::Busy) => busy = true,
+                    Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Overloaded => busy = true,
                     // The owner went away: forget the connection; the master
                     // may already know where its keys went.
                     Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Disconnected => {
@@ -274,11 +292,16 @@ impl Client {
                     }
                     Err(e) => return Err(e),
                 }
+                if busy {
+                    tokio::time::sleep(pause.mul_f64(0.5 + rand_unit())).await;
+                    pause *= 2;
+                    continue;
+                }
                 tokio::time::sleep(pause).await;
                 pause *= 2;
                 self.refresh_ring().await?;
             }
-            Err(ClientError::Unsettled(self.opts.attempts))
+            Err(if busy { ClientError::Overloaded } else { ClientError::Unsettled(self.opts.attempts) })
         };
         tokio::time::timeout(limit, run).await.map_err(|_| ClientError::Timeout(limit))?
     }
@@ -337,18 +360,27 @@ impl Client {
     }
 
     /// `request` to the master's proxy, which routes (and retries stale
-    /// routing) by itself.
+    /// routing) by itself; an owner's `overloaded` is retried after a
+    /// backoff, a bounded number of times, as [`Client::to_owner`] does.
     async fn to_master(&self, request: &KeyRequest, carriage: Carriage) -> Result<KeyAnswer, ClientError> {
-        let master = self.master().await?;
-        let answer = match carriage {
-            Carriage::Batched => self.in_time(self.master_batcher.call((), &master, 0, request.clone())).await?,
-            Carriage::Alone | Carriage::Streamed => self.in_time(master.send_one(0, request)).await?,
-        };
-        match answer {
-            // The master settles routing itself; a stale answer from it is a bug there.
-            KeyAnswer::Failed(Failure::StaleEpoch(_)) => Err(ClientError::Unsettled(1)),
-            answer => Ok(answer),
+        let mut pause = self.opts.backoff;
+        for attempt in 1..=self.opts.attempts {
+            let master = self.master().await?;
+            let answer = match carriage {
+                Carriage::Batched => self.in_time(self.master_batcher.call((), &master, 0, request.clone())).await?,
+                Carriage::Alone | Carriage::Streamed => self.in_time(master.send_one(0, request)).await?,
+            };
+            match answer {
+                // The master settles routing itself; a stale answer from it is a bug there.
+                KeyAnswer::Failed(Failure::StaleEpoch(_)) => return Err(ClientError::Unsettled(1)),
+                KeyAnswer::Failed(Failure::Overloaded) if attempt < self.opts.attempts => {
+                    tokio::time::sleep(pause.mul_f64(0.5 + rand_unit())).await;
+                    pause *= 2;
+                }
+                answer => return Ok(answer),
+            }
         }
+        Err(ClientError::Overloaded)
     }
 
     /// `request` to the owner of its key, with a fresh ring and again while
@@ -362,6 +394,7 @@ impl Client {
             };
             Ok(match answer {
                 KeyAnswer::Failed(Failure::StaleEpoch(_)) => Attempt::Retry,
+                KeyAnswer::Failed(Failure::Overloaded) => Attempt::Busy,
                 answer => Attempt::Done(answer),
             })
         })
@@ -400,6 +433,7 @@ fn outcome<T>(answer: KeyAnswer, want: impl FnOnce(KeyAnswer) -> Result<T, KeyAn
 pub(crate) fn failure_to<T>(f: failure::Reader<'_>) -> Result<Attempt<T>, ClientError> {
     match Failure::read(f)? {
         Failure::StaleEpoch(_) => Ok(Attempt::Retry),
+        Failure::Overloaded => Ok(Attempt::Busy),
         other => Err(other.into()),
     }
 }

@@ -194,7 +194,7 @@ impl Client {
                     for (i, r) in indices.into_iter().zip(per_key) {
                         match r {
                             Ok(Attempt::Done(v)) => results[i] = Some(Ok(v)),
-                            Ok(Attempt::Retry) => redo.push(i),
+                            Ok(Attempt::Retry | Attempt::Busy) => redo.push(i),
                             Err(ClientError::TooLarge { kind: LimitKind::Result, .. }) => redo.push(i),
                             Err(e) => results[i] = Some(Err(e)),
                         }

@@ -56,12 +56,21 @@ async fn put(w: &worker::Client, epoch: u64, key: &[u8], value: &[u8]) -> capnp:
         return Ok(KeyAnswer::Failed(Failure::read(r.get_failure()?)?));
     }
     let upload = r.get_upload()?;
+    let mut refused = None;
     for chunk in value.chunks(CHUNK) {
         let mut write = upload.write_request();
         write.get().set_chunk(chunk);
-        write.send().await?;
+        if let Err(e) = write.send().await {
+            refused = Some(e);
+            break;
+        }
     }
-    KeyAnswer::from_write(upload.commit_request().send().promise.await?.get()?.get_result()?)
+    // After a refused write the commit says why (overloaded, say), where
+    // the worker can still answer it; else the write's error stands.
+    match upload.commit_request().send().promise.await {
+        Ok(done) => KeyAnswer::from_write(done.get()?.get_result()?),
+        Err(e) => Err(refused.unwrap_or(e)),
+    }
 }
 
 /// Collects a value streamed to this client.

@@ -11,6 +11,7 @@ use wimpy_schema::batch::{KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::master;
 use wimpy_store::{CompactionOptions, Options, SyncMode};
 use wimpy_worker::node::WorkerConfig;
+use wimpy_worker::server::intake::IntakeLimits;
 
 /// A node running on its own thread until dropped.
 struct Node {
@@ -63,12 +64,17 @@ fn master() -> Node {
 }
 
 fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
+    worker_taking(master, data, SyncMode::Never, Default::default())
+}
+
+/// A worker with the sync mode `sync` and the intake caps `intake`.
+fn worker_taking(master: SocketAddr, data: std::path::PathBuf, sync: SyncMode, intake: IntakeLimits) -> Node {
     spawn_node(move |listener, stopped| async move {
         let config = WorkerConfig {
             master,
             data,
             store: Options {
-                sync: SyncMode::Never,
+                sync,
                 segment_bytes: 1 << 25,
                 max_value_bytes: 16 << 20,
                 compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
@@ -80,6 +86,7 @@ fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
                 cpu_threads: 1,
                 ..Default::default()
             },
+            intake,
         };
         wimpy_worker::node::run(listener, config, async {
             let _ = stopped.await;
@@ -769,5 +776,56 @@ fn a_worker_whose_log_was_damaged_says_where_in_status_and_keeps_its_other_keys(
             }
         }
         assert_eq!(missing, 1, "only the damaged record is lost");
+    });
+}
+
+#[test]
+fn a_worker_at_its_intake_cap_answers_overloaded_and_the_sdk_backs_off_until_it_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = master();
+    // Two calls in flight in the whole worker (puts stay in flight while
+    // they wait for their fsync): twenty clients at once are far more than
+    // it takes.
+    let limits = IntakeLimits { calls: 2, ..IntakeLimits::default() };
+    let _w = worker_taking(master.addr, dir.path().join("w0"), SyncMode::Always, limits);
+    let maddr = master.addr;
+    client_side(|| async move {
+        connected(maddr, 1).await;
+        let connect = |attempts| async move {
+            let mut clients = Vec::new();
+            for _ in 0..20 {
+                // Each its own connection, and one message per request.
+                let options = ClientOptions { batching: false, attempts, ..ClientOptions::default() };
+                clients.push(Client::connect_with(maddr, options).await.unwrap());
+            }
+            clients
+        };
+        // Asked once, some are refused, typed.
+        let once = connect(1).await;
+        let tries = once
+            .iter()
+            .enumerate()
+            .map(|(c, client)| async move { client.put(format!("once{c}").as_bytes(), b"v").await });
+        let refused = futures::future::join_all(tries)
+            .await
+            .into_iter()
+            .filter(|r| matches!(r, Err(ClientError::Overloaded)))
+            .count();
+        assert!(refused > 0, "no request was refused at the cap");
+        // Asked again after backing off, all are served.
+        let clients = connect(12).await;
+        let writes = clients.iter().enumerate().map(|(c, client)| async move {
+            for i in 0..20u32 {
+                let key = format!("c{c}-{i}");
+                client.put(key.as_bytes(), &i.to_le_bytes()).await.unwrap();
+            }
+        });
+        futures::future::join_all(writes).await;
+        for (c, client) in clients.iter().enumerate() {
+            for i in 0..20u32 {
+                let key = format!("c{c}-{i}");
+                assert_eq!(client.get(key.as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()), "{key}");
+            }
+        }
     });
 }

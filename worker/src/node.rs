@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::membership;
+use crate::server::intake::IntakeLimits;
 use crate::server::{WorkerState, run as serve};
 use wimpy_store::{Options, Store};
 
@@ -26,6 +27,8 @@ pub struct WorkerConfig {
     pub cores: usize,
     /// Compute backends and limits.
     pub compute: wimpy_compute::EngineConfig,
+    /// How much the worker takes in at once.
+    pub intake: IntakeLimits,
 }
 
 /// Runs a worker on `listener` until `shutdown` resolves, then stops
@@ -75,7 +78,7 @@ pub async fn run(
     for f in engine.failures() {
         tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
     }
-    let state = Arc::new(WorkerState::new(id, Arc::new(store), Arc::new(engine)));
+    let state = Arc::new(WorkerState::new(id, Arc::new(store), Arc::new(engine)).with_intake(config.intake));
     match membership::fetch_ring(&master).await {
         Ok(ring) => state.set_ring(ring),
         // The first heartbeat fetches it again.

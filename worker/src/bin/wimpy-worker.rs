@@ -9,6 +9,7 @@ use clap::Parser;
 use wimpy_compute::{BackendKind, EngineConfig, Limits};
 use wimpy_store::{Options, SyncMode};
 use wimpy_worker::node::{WorkerConfig, run};
+use wimpy_worker::server::intake::IntakeLimits;
 
 // Every request allocates a little (keys, answers, futures) on each
 // serving thread; mimalloc's thread-local free lists beat glibc's malloc there.
@@ -49,6 +50,17 @@ struct Args {
     /// Compute jobs each backend may hold waiting before answering "busy".
     #[arg(long, default_value_t = EngineConfig::default().queue_depth)]
     compute_queue: usize,
+    /// Data-plane calls in flight the worker takes at once; past it a call
+    /// answers "overloaded".
+    #[arg(long, default_value_t = IntakeLimits::default().calls)]
+    max_calls: usize,
+    /// Data-plane calls in flight one connection may have.
+    #[arg(long, default_value_t = IntakeLimits::default().calls_per_connection)]
+    max_calls_per_connection: usize,
+    /// MiB of uploaded values (putStream) held in memory at once; past it
+    /// an upload answers "overloaded".
+    #[arg(long, default_value_t = IntakeLimits::default().upload_bytes >> 20)]
+    max_upload_mib: usize,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_store=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
@@ -79,6 +91,11 @@ fn main() -> anyhow::Result<()> {
             },
             queue_depth: args.compute_queue,
             ..EngineConfig::default()
+        },
+        intake: IntakeLimits {
+            calls: args.max_calls,
+            calls_per_connection: args.max_calls_per_connection,
+            upload_bytes: args.max_upload_mib << 20,
         },
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -9,6 +9,7 @@
 
 mod batch;
 mod compute;
+pub mod intake;
 mod refusal;
 pub mod streams;
 pub mod transfer;
@@ -26,6 +27,9 @@ use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
 use wimpy_schema::{DamagedSpan, Failure, LimitKind, StorageKind, StoreFigures};
+
+use self::intake::{Admitted, ConnectionCalls, Intake, IntakeLimits};
+use wimpy_schema::batch::{KeyAnswer, write_answers};
 
 /// How long a fence holds unless renewed (the schema's `fenceLeaseMillis`):
 /// long enough for the copy of one range between renewals, short enough that
@@ -55,6 +59,8 @@ pub struct WorkerState {
     /// Threads deleting the keys of ranges given away; joined by
     /// [`WorkerState::close`] so that they finish before the store closes.
     background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// What the worker takes in at once.
+    pub intake: Intake,
 }
 
 impl WorkerState {
@@ -68,7 +74,14 @@ impl WorkerState {
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
             background: Default::default(),
+            intake: Intake::new(IntakeLimits::default()),
         }
+    }
+
+    /// The same state with other intake caps.
+    pub fn with_intake(mut self, limits: IntakeLimits) -> WorkerState {
+        self.intake = Intake::new(limits);
+        self
     }
 
     /// Waits for the background work, stops the compute engine (each
@@ -248,10 +261,11 @@ fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::Unbounde
         }
     };
     let local = tokio::task::LocalSet::new();
-    let service: worker::Client = capnp_rpc::new_client(WorkerService { state });
     local.block_on(&rt, async move {
         while let Some(stream) = incoming.recv().await {
-            let client = service.clone();
+            // A service per connection, which counts that connection's calls.
+            let client: worker::Client =
+                capnp_rpc::new_client(WorkerService { state: state.clone(), calls: Default::default() });
             tokio::task::spawn_local(async move {
                 // Peers hang up as they please: worth a debug line, no more.
                 if let Err(e) = serve_connection(stream, client).await {
@@ -267,12 +281,19 @@ async fn serve_connection(stream: std::net::TcpStream, service: worker::Client) 
     wimpy_net::serve(tokio::net::TcpStream::from_std(stream)?, service.client).await
 }
 
-/// The `Worker` interface on one core.
+/// The `Worker` interface on one connection.
 struct WorkerService {
     state: Arc<WorkerState>,
+    /// Data-plane calls of this connection in flight.
+    calls: ConnectionCalls,
 }
 
 impl WorkerService {
+    /// Admits a data-plane call, or refuses it as `overloaded`.
+    fn admit(&self) -> Result<Admitted<'_>, Failure> {
+        self.state.intake.admit(&self.calls)
+    }
+
     /// Runs a store write where waiting for its fsync cannot stall the core.
     async fn write<T: Send + 'static>(
         &self,
@@ -306,6 +327,10 @@ impl worker::Server for WorkerService {
         params: worker::GetParams,
         mut results: worker::GetResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => return refuse(f, results.get().init_result().init_failure()),
+        };
         let p = params.get()?;
         let key = p.get_key()?;
         let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(refusal));
@@ -329,6 +354,10 @@ impl worker::Server for WorkerService {
         params: worker::PutParams,
         mut results: worker::PutResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => return refuse(f, results.get().init_result().init_failure()),
+        };
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let value = p.get_value()?.to_vec();
@@ -349,6 +378,10 @@ impl worker::Server for WorkerService {
         params: worker::DeleteParams,
         mut results: worker::DeleteResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => return refuse(f, results.get().init_result().init_failure()),
+        };
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let outcome = match self.state.route_write(&key, p.get_epoch()) {
@@ -393,6 +426,10 @@ impl worker::Server for WorkerService {
         params: worker::GetStreamParams,
         mut results: worker::GetStreamResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => return refuse(f, results.get().init_result().init_failure()),
+        };
         let p = params.get()?;
         let key = p.get_key()?;
         let sink = p.get_sink()?;
@@ -415,10 +452,14 @@ impl worker::Server for WorkerService {
         params: worker::PutStreamParams,
         mut results: worker::PutStreamResults,
     ) -> Result<(), capnp::Error> {
+        // The upload's bytes are counted as they arrive, not the call.
+        if let Err(f) = self.admit() {
+            return refuse(f, results.get().init_failure());
+        }
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let refused = match self.state.route_write(&key, p.get_epoch()) {
-            Ok(()) => match streams::Upload::new(self.state.store.clone(), key, p.get_size()) {
+            Ok(()) => match streams::Upload::new(self.state.clone(), key, p.get_size()) {
                 Ok(upload) => {
                     let client: wimpy_schema::wimpy_capnp::value_upload::Client = capnp_rpc::new_client(upload);
                     results.get().set_upload(client);
@@ -459,16 +500,31 @@ impl worker::Server for WorkerService {
     async fn compute(
         self: Rc<Self>,
         params: worker::ComputeParams,
-        results: worker::ComputeResults,
+        mut results: worker::ComputeResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => return refuse(f, results.get().init_result().init_failure()),
+        };
         compute::compute(&self.state, params, results).await
     }
 
     async fn compute_batch(
         self: Rc<Self>,
         params: worker::ComputeBatchParams,
-        results: worker::ComputeBatchResults,
+        mut results: worker::ComputeBatchResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => {
+                let n = params.get()?.get_keys()?.len();
+                let mut list = results.get().init_results(n);
+                for i in 0..n {
+                    f.write(list.reborrow().get(i).init_failure());
+                }
+                return Ok(());
+            }
+        };
         compute::compute_batch(&self.state, params, results).await
     }
 
@@ -491,8 +547,16 @@ impl worker::Server for WorkerService {
     async fn batch(
         self: Rc<Self>,
         params: worker::BatchParams,
-        results: worker::BatchResults,
+        mut results: worker::BatchResults,
     ) -> Result<(), capnp::Error> {
+        let _admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(f) => {
+                let n = params.get()?.get_ops()?.len();
+                write_answers(results.get().init_results(n), vec![KeyAnswer::Failed(f); n as usize]);
+                return Ok(());
+            }
+        };
         batch::batch(&self.state, params, results).await
     }
 
@@ -502,6 +566,12 @@ impl worker::Server for WorkerService {
         self.state.fence(ranges);
         Ok(())
     }
+}
+
+/// Answers a call with `failure` (written into its result's failure).
+fn refuse(failure: Failure, b: wimpy_schema::wimpy_capnp::failure::Builder<'_>) -> Result<(), capnp::Error> {
+    failure.write(b);
+    Ok(())
 }
 
 /// The parts of `mine` (a range this worker owned) that `ring` gives to

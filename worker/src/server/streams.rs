@@ -1,16 +1,16 @@
 //! Values larger than one message: sent to the caller's `ByteSink` in
 //! chunks (getStream), or received through a `ValueUpload` (putStream).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
 
-use super::refusal;
+use super::{WorkerState, refusal};
 use wimpy_schema::{Failure, LimitKind};
-use wimpy_store::{Store, SyncMode};
+use wimpy_store::SyncMode;
 
 /// Bytes per chunk (the schema's `maxChunk`).
 pub const CHUNK: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;
@@ -27,37 +27,74 @@ pub async fn send_value(value: &[u8], sink: &byte_sink::Client) -> Result<u64, c
 }
 
 /// Collects an announced number of bytes, then stores them under the key.
+///
+/// The bytes count against the worker's upload cap as they arrive (not as
+/// announced), and are given back when the upload ends: a write past the
+/// cap fails the stream at once, and the commit answers `overloaded`.
 #[derive(Debug)]
 pub struct Upload {
-    store: Arc<Store>,
+    state: Arc<WorkerState>,
     key: Vec<u8>,
     size: usize,
     buf: RefCell<Vec<u8>>,
+    /// Bytes reserved against the upload cap.
+    reserved: Cell<usize>,
     /// Set once something went wrong; commit reports it.
     failed: RefCell<Option<Failure>>,
 }
 
 impl Upload {
     /// Accepts an upload of `size` bytes for `key`, or refuses it up front.
-    pub fn new(store: Arc<Store>, key: Vec<u8>, size: u64) -> Result<Upload, Failure> {
-        let max = store.options().max_value_bytes as u64;
+    pub fn new(state: Arc<WorkerState>, key: Vec<u8>, size: u64) -> Result<Upload, Failure> {
+        let max = state.store.options().max_value_bytes as u64;
         if size > max {
             return Err(Failure::TooLarge { kind: LimitKind::Value, limit: max, actual: size });
         }
         let size = size as usize;
-        Ok(Upload { store, key, size, buf: RefCell::new(Vec::with_capacity(size)), failed: RefCell::new(None) })
+        Ok(Upload { state, key, size, buf: RefCell::default(), reserved: Cell::new(0), failed: RefCell::new(None) })
+    }
+
+    /// Gives back what the upload holds of the cap.
+    fn release(&self) {
+        self.state.intake.release(self.reserved.replace(0));
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
 impl value_upload::Server for Upload {
     async fn write(self: Rc<Self>, params: value_upload::WriteParams) -> Result<(), capnp::Error> {
         let chunk = params.get()?.get_chunk()?;
+        if self.failed.borrow().is_some() {
+            return Err(capnp::Error::failed("the upload was refused; its commit says why".into()));
+        }
         let mut buf = self.buf.borrow_mut();
         if buf.len() + chunk.len() > self.size {
             *self.failed.borrow_mut() =
                 Some(Failure::Invalid(format!("upload announced {} bytes but sent more", self.size)));
             return Ok(());
         }
+        // What counts is the memory held: the buffer's capacity, grown by
+        // doubling up to the announced size.
+        let needed = buf.len() + chunk.len();
+        let grow =
+            if needed > buf.capacity() { needed.max(buf.capacity() * 2).min(self.size) - buf.capacity() } else { 0 };
+        if let Err(f) = self.state.intake.reserve(grow) {
+            drop(buf);
+            // Nothing more of this value fits now: stop the sender, free
+            // what it sent, and say why at the commit.
+            *self.failed.borrow_mut() = Some(f);
+            *self.buf.borrow_mut() = Vec::new();
+            self.release();
+            return Err(capnp::Error::overloaded("the worker holds as many upload bytes as it takes".into()));
+        }
+        self.reserved.set(self.reserved.get() + grow);
+        let extra = buf.capacity() + grow - buf.len();
+        buf.reserve_exact(extra);
         buf.extend_from_slice(chunk);
         Ok(())
     }
@@ -76,9 +113,9 @@ impl value_upload::Server for Upload {
             }
             None => {
                 let value = std::mem::take(&mut *self.buf.borrow_mut());
-                let (store, key) = (self.store.clone(), self.key.clone());
+                let (store, key) = (self.state.store.clone(), self.key.clone());
                 let put = move || store.put(&key, &value);
-                let result = if self.store.options().sync == SyncMode::Always {
+                let result = if self.state.store.options().sync == SyncMode::Always {
                     tokio::task::spawn_blocking(put)
                         .await
                         .map_err(|e| capnp::Error::failed(format!("store task: {e}")))?
@@ -88,6 +125,7 @@ impl value_upload::Server for Upload {
                 result.map_err(refusal)
             }
         };
+        self.release();
         let mut r = results.get().init_result();
         match outcome {
             Ok(()) => r.set_ok(()),
