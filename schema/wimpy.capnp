@@ -34,6 +34,8 @@
 # - Master.leave answers a LeaveResult instead of throwing. This one breaks:
 #   a version 1 caller sees every refusal of a leave as success, so operator
 #   tools must be of version 2.
+# - Worker.receiveRange takes the range and `replace` (a version 1 master
+#   sends neither, and gets the version 1 sink).
 # - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis,
 #   maxReportedDamage; StoreStats lists the damage its store's last recovery
 #   stepped over.
@@ -395,8 +397,12 @@ interface Worker {
   sendRange @7 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
   # Membership: streams every live record whose key hash is in `range` to
   # `sink` (the receiveRange of the range's next owner).
-  receiveRange @8 () -> (sink :RecordSink);
+  receiveRange @8 (range :KeyHashRange, replace :Bool) -> (sink :RecordSink);
   # Membership: a sink that merges what it receives into this worker's store.
+  # With `replace`, its done also deletes every key of `range` it did not
+  # receive: the sender's copy is then the whole truth of the range (the
+  # last pass of a move, with the source fenced), so a key deleted there
+  # since an earlier pass is deleted here too, not brought back.
   fence @9 (ranges :List(KeyHashRange)) -> ();
   # Membership: refuses writes to keys in `ranges` (answering staleEpoch)
   # until the next ring arrives, or for fenceLeaseMillis unless set again:

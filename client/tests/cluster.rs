@@ -829,3 +829,73 @@ fn a_worker_at_its_intake_cap_answers_overloaded_and_the_sdk_backs_off_until_it_
         }
     });
 }
+
+/// A value the writer of the move test stores: `round` in its bytes, and
+/// every 40th round one larger than a message, so that it streams.
+fn model_value(round: u32) -> Vec<u8> {
+    let len = if round.is_multiple_of(40) { (1 << 20) + 4096 + round as usize % 7 } else { 8 + round as usize % 13 };
+    (0..len).map(|i| (i as u32 ^ round) as u8).collect()
+}
+
+#[test]
+fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = master();
+    let first: Vec<_> = (0..2)
+        .map(|i| worker_taking(m.addr, dir.path().join(format!("w{i}")), SyncMode::Always, Default::default()))
+        .collect();
+    let maddr = m.addr;
+    let (moved_tx, moved_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        client_side(|| async move {
+            let client = connected(maddr, 2).await;
+            // What each key must read afterwards: the last acknowledged
+            // write wins, a delete included.
+            let mut model: std::collections::BTreeMap<String, Option<u32>> = Default::default();
+            let mut round = 0u32;
+            let mut stop_at = u32::MAX;
+            while round < stop_at {
+                let key = format!("m-{}", round % 300);
+                // 7 is prime to the 300 keys: each key sees puts and deletes.
+                if round % 7 == 3 {
+                    client.delete(key.as_bytes()).await.unwrap();
+                    model.insert(key, None);
+                } else {
+                    client.put(key.as_bytes(), &model_value(round)).await.unwrap();
+                    model.insert(key, Some(round));
+                }
+                if round == 600 {
+                    started_tx.send(()).unwrap();
+                }
+                // Stop once the moves are done, so that what each key holds
+                // was settled during them, not rewritten after.
+                if stop_at == u32::MAX && moved_rx.try_recv().is_ok() {
+                    stop_at = round;
+                }
+                round += 1;
+                if round.is_multiple_of(50) {
+                    tokio::task::yield_now().await;
+                }
+            }
+            for (key, want) in &model {
+                let got = client.get(key.as_bytes()).await.unwrap();
+                assert_eq!(got, want.map(model_value), "{key} after {round} rounds");
+            }
+        })
+    });
+    started_rx.recv().unwrap();
+    let newcomer = worker_taking(m.addr, dir.path().join("w2"), SyncMode::Always, Default::default());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, async {
+        let c = Client::connect(maddr).await.unwrap();
+        wait_for_members(&c, 3).await;
+        // And one of the first two leaves, handing everything over again.
+        let leaver = c.refresh_ring().await.unwrap().members[0].id;
+        c.leave(leaver).await.unwrap();
+        wait_for_members(&c, 2).await;
+    });
+    moved_tx.send(()).unwrap();
+    writer.join().unwrap();
+    drop((first, newcomer));
+}

@@ -61,10 +61,15 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client
                     // Renew the source's fence lease before each range.
                     fence(&clients[&m.from], &fenced[&m.from]).await?;
                 }
-                let sink = within(CALL, "receiveRange", clients[&m.to].receive_range_request().send().promise)
-                    .await?
-                    .get()?
-                    .get_sink()?;
+                // The last pass, its source fenced, is the range's whole
+                // truth: the receiver drops what it holds beyond it (keys
+                // deleted since the first pass).
+                let mut receive = clients[&m.to].receive_range_request();
+                let mut range = receive.get().init_range();
+                range.set_start(m.range.start);
+                range.set_end(m.range.end);
+                receive.get().set_replace(pass == 1);
+                let sink = within(CALL, "receiveRange", receive.send().promise).await?.get()?.get_sink()?;
                 let mut req = clients[&m.from].send_range_request();
                 let mut range = req.get().init_range();
                 range.set_start(m.range.start);

@@ -406,3 +406,77 @@ fn many_requests_for_one_waiter_are_split_at_the_batch_limits_and_handed_back_in
         assert!(answered.is_err());
     });
 }
+
+/// Fences the whole key space of the worker behind `c`.
+async fn fence_everything(c: &worker::Client) {
+    let mut req = c.fence_request();
+    let mut r = req.get().init_ranges(1);
+    r.reborrow().get(0).set_start(0);
+    r.reborrow().get(0).set_end(0);
+    req.send().promise.await.unwrap();
+}
+
+#[test]
+fn an_upload_committed_after_a_fence_is_refused_not_lost() {
+    let w = start(1, SyncMode::Always);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 32, [1])).await;
+        let value = vec![9u8; 3 << 19];
+        let mut req = c.put_stream_request();
+        req.get().set_key(b"late");
+        req.get().set_size(value.len() as u64);
+        req.get().set_epoch(1);
+        let resp = req.send().promise.await.unwrap();
+        let upload = resp.get().unwrap().get_upload().unwrap();
+        for chunk in value.chunks(1 << 20) {
+            let mut write = upload.write_request();
+            write.get().set_chunk(chunk);
+            write.send().await.unwrap();
+        }
+        // The key's range starts moving before the commit lands: storing
+        // the value now would put it where the last copy no longer looks.
+        fence_everything(&c).await;
+        let done = upload.commit_request().send().promise.await.unwrap();
+        let refused = match done.get().unwrap().get_result().unwrap().which().unwrap() {
+            write_result::Ok(()) => panic!("a commit after the fence was stored"),
+            write_result::Failure(f) => failure_of(f.unwrap()),
+        };
+        assert_eq!(refused, Got::Stale(1));
+        assert_eq!(get(&c, b"late", 1).await, Got::NotFound);
+    });
+}
+
+#[test]
+fn a_fence_returns_only_once_the_writes_that_passed_it_are_durable() {
+    // With sync=always a put is stored (and waits for its fsync) on the
+    // blocking pool after its fence check; the fence must wait for it, or
+    // the last copy of the range could miss it. Values of most of a MiB
+    // make each store call take a while, so many are still on their way
+    // when the fence arrives.
+    let w = start(1, SyncMode::Always);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 32, [1])).await;
+        let value = std::rc::Rc::new(vec![3u8; 900 << 10]);
+        let writers: Vec<_> = (0..200u32)
+            .map(|i| {
+                let (c, value) = (c.clone(), value.clone());
+                tokio::task::spawn_local(async move { (i, put(&c, &i.to_le_bytes(), &value, 1).await) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        fence_everything(&c).await;
+        // Everything acknowledged is in the store now, as the copy would see it.
+        let live_at_fence = w.state.store.stats().live_keys;
+        let mut acked = 0;
+        for writer in writers {
+            let (i, outcome) = writer.await.unwrap();
+            match outcome {
+                Ok(()) => acked += 1,
+                Err(got) => assert_eq!(got, Got::Stale(1), "key {i}"),
+            }
+        }
+        assert_eq!(live_at_fence, acked, "every write acknowledged was stored before the fence returned");
+    });
+}

@@ -29,7 +29,9 @@ pub(super) async fn batch(
     };
 
     // Each operation is routed on its own; those this worker serves go to
-    // the store together, in order.
+    // the store together, in order. The batch holds the write gate for as
+    // long as its writes take, like any write.
+    let _gate = state.write_gate().await;
     let mut routing: Vec<Option<Failure>> = Vec::with_capacity(requests.len());
     let mut routed: Vec<Op> = Vec::with_capacity(requests.len());
     let mut writes = false;

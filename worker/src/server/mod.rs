@@ -61,7 +61,13 @@ pub struct WorkerState {
     background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// What the worker takes in at once.
     pub intake: Intake,
+    /// Held shared by every write from its fence check until it is done,
+    /// and taken whole by [`WorkerState::fence`] to wait for those writes.
+    write_gate: tokio::sync::RwLock<()>,
 }
+
+/// A write's hold on the write gate.
+pub(crate) type WriteGate<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
 
 impl WorkerState {
     /// A worker `id` serving `store` and running compute jobs on `engine`,
@@ -75,6 +81,7 @@ impl WorkerState {
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
             background: Default::default(),
             intake: Intake::new(IntakeLimits::default()),
+            write_gate: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -167,12 +174,35 @@ impl WorkerState {
 
     /// Refuses writes to keys in `ranges` until the next ring, or until
     /// [`FENCE_LEASE`] passes without the fence being set again.
-    pub fn fence(&self, ranges: Vec<KeyHashRange>) {
+    ///
+    /// Returns once every write that passed its fence check before the
+    /// fence went up has finished (is durable per the sync mode): a copy of
+    /// the fenced ranges taken after this sees them all.
+    pub async fn fence(&self, ranges: Vec<KeyHashRange>) {
         self.fences.store(Arc::new((ranges, std::time::Instant::now() + FENCE_LEASE)));
+        // The gate is fair: writes arriving now queue behind this, then see
+        // the new fences.
+        drop(self.write_gate.write().await);
     }
 
-    /// Whether a write to `key` may go ahead now.
-    fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
+    /// Holds the write gate (see [`WorkerState::admit_write`]) for a caller
+    /// that checks its writes itself.
+    pub(crate) async fn write_gate(&self) -> WriteGate<'_> {
+        self.write_gate.read().await
+    }
+
+    /// Checks a write to `key` (routed by `epoch`) against the ring and the
+    /// fences, and holds the write gate until the guard returned drops, so
+    /// that a fence put up meanwhile waits for the write to finish.
+    pub(crate) async fn admit_write(&self, key: &[u8], epoch: u64) -> Result<WriteGate<'_>, Failure> {
+        let gate = self.write_gate.read().await;
+        self.route_write(key, epoch)?;
+        Ok(gate)
+    }
+
+    /// Whether a write to `key` may go ahead now. Writes check through
+    /// [`WorkerState::admit_write`]; a batch holds the gate itself.
+    pub(crate) fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
         let h = wimpy_schema::key_hash(key);
         self.route_hash(h, epoch)?;
         let fences = self.fences.load();
@@ -361,8 +391,8 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let value = p.get_value()?.to_vec();
-        let outcome = match self.state.route_write(&key, p.get_epoch()) {
-            Ok(()) => self.write(move |s| s.put(&key, &value)).await,
+        let outcome = match self.state.admit_write(&key, p.get_epoch()).await {
+            Ok(_gate) => self.write(move |s| s.put(&key, &value)).await,
             Err(refusal) => Err(refusal),
         };
         let mut r = results.get().init_result();
@@ -384,8 +414,8 @@ impl worker::Server for WorkerService {
         };
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
-        let outcome = match self.state.route_write(&key, p.get_epoch()) {
-            Ok(()) => self.write(move |s| s.delete(&key)).await,
+        let outcome = match self.state.admit_write(&key, p.get_epoch()).await {
+            Ok(_gate) => self.write(move |s| s.delete(&key)).await,
             Err(refusal) => Err(refusal),
         };
         let mut r = results.get().init_result();
@@ -459,7 +489,7 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let refused = match self.state.route_write(&key, p.get_epoch()) {
-            Ok(()) => match streams::Upload::new(self.state.clone(), key, p.get_size()) {
+            Ok(()) => match streams::Upload::new(self.state.clone(), key, p.get_size(), p.get_epoch()) {
                 Ok(upload) => {
                     let client: wimpy_schema::wimpy_capnp::value_upload::Client = capnp_rpc::new_client(upload);
                     results.get().set_upload(client);
@@ -488,11 +518,20 @@ impl worker::Server for WorkerService {
 
     async fn receive_range(
         self: Rc<Self>,
-        _: worker::ReceiveRangeParams,
+        params: worker::ReceiveRangeParams,
         mut results: worker::ReceiveRangeResults,
     ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        // A version 1 master names no range and replaces nothing.
+        let range = match p.has_range() {
+            true => {
+                let r = p.get_range()?;
+                KeyHashRange::new(r.get_start(), r.get_end())
+            }
+            false => KeyHashRange::ALL,
+        };
         let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
-            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone()));
+            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), range, p.get_replace()));
         results.get().set_sink(sink);
         Ok(())
     }
@@ -563,7 +602,7 @@ impl worker::Server for WorkerService {
     async fn fence(self: Rc<Self>, params: worker::FenceParams, _: worker::FenceResults) -> Result<(), capnp::Error> {
         let ranges =
             params.get()?.get_ranges()?.iter().map(|r| KeyHashRange::new(r.get_start(), r.get_end())).collect();
-        self.state.fence(ranges);
+        self.state.fence(ranges).await;
         Ok(())
     }
 }

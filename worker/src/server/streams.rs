@@ -35,6 +35,8 @@ pub async fn send_value(value: &[u8], sink: &byte_sink::Client) -> Result<u64, c
 pub struct Upload {
     state: Arc<WorkerState>,
     key: Vec<u8>,
+    /// The ring epoch the upload was routed by, checked again at commit.
+    epoch: u64,
     size: usize,
     buf: RefCell<Vec<u8>>,
     /// Bytes reserved against the upload cap.
@@ -45,13 +47,21 @@ pub struct Upload {
 
 impl Upload {
     /// Accepts an upload of `size` bytes for `key`, or refuses it up front.
-    pub fn new(state: Arc<WorkerState>, key: Vec<u8>, size: u64) -> Result<Upload, Failure> {
+    pub fn new(state: Arc<WorkerState>, key: Vec<u8>, size: u64, epoch: u64) -> Result<Upload, Failure> {
         let max = state.store.options().max_value_bytes as u64;
         if size > max {
             return Err(Failure::TooLarge { kind: LimitKind::Value, limit: max, actual: size });
         }
         let size = size as usize;
-        Ok(Upload { state, key, size, buf: RefCell::default(), reserved: Cell::new(0), failed: RefCell::new(None) })
+        Ok(Upload {
+            state,
+            key,
+            epoch,
+            size,
+            buf: RefCell::default(),
+            reserved: Cell::new(0),
+            failed: RefCell::new(None),
+        })
     }
 
     /// Gives back what the upload holds of the cap.
@@ -106,12 +116,16 @@ impl value_upload::Server for Upload {
     ) -> Result<(), capnp::Error> {
         let failed = self.failed.borrow_mut().take();
         let received = self.buf.borrow().len();
-        let outcome = match failed {
-            Some(refusal) => Err(refusal),
-            None if received != self.size => {
+        // Routing and the fences are checked again now, when the value is
+        // stored: the ring may have moved, or the key's range be moving,
+        // since the upload opened.
+        let gate = self.state.admit_write(&self.key, self.epoch).await;
+        let outcome = match (failed, gate) {
+            (Some(refusal), _) | (None, Err(refusal)) => Err(refusal),
+            (None, Ok(_)) if received != self.size => {
                 Err(Failure::Invalid(format!("upload announced {} bytes but sent {received}", self.size)))
             }
-            None => {
+            (None, Ok(_gate)) => {
                 let value = std::mem::take(&mut *self.buf.borrow_mut());
                 let (store, key) = (self.state.store.clone(), self.key.clone());
                 let put = move || store.put(&key, &value);

@@ -2,15 +2,16 @@
 //! records of a range to a `RecordSink`; the receiving side merges what
 //! arrives into its store. Frames are the log's own (CRC-checked on arrival).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use wimpy_net::deadline::{CALL, within};
-use wimpy_schema::KeyHashRange;
 use wimpy_schema::wimpy_capnp::record_sink;
+use wimpy_schema::{KeyHashRange, key_hash};
 
-use wimpy_store::{RecordStreamReader, Store, encode_stream_record};
+use wimpy_store::{Record, RecordStreamReader, Store, encode_stream_record};
 
 /// Bytes of frames per `RecordSink.write`: large enough to keep the link
 /// busy, far under the reader's traversal limit.
@@ -77,11 +78,16 @@ pub async fn send_range(
 pub struct RangeReceiver {
     store: Arc<Store>,
     received: Cell<u64>,
+    /// With `Some`, the range this sink replaces, and the hashes of the keys
+    /// received so far: done deletes the range's other keys.
+    replacing: Option<(KeyHashRange, RefCell<HashSet<u64>>)>,
 }
 
 impl RangeReceiver {
-    pub fn new(store: Arc<Store>) -> RangeReceiver {
-        RangeReceiver { store, received: Cell::new(0) }
+    /// A sink that merges what it receives; with `replace`, one whose done
+    /// also deletes the keys of `range` it did not receive.
+    pub fn new(store: Arc<Store>, range: KeyHashRange, replace: bool) -> RangeReceiver {
+        RangeReceiver { store, received: Cell::new(0), replacing: replace.then(|| (range, Default::default())) }
     }
 }
 
@@ -89,15 +95,20 @@ impl record_sink::Server for RangeReceiver {
     async fn write(self: Rc<Self>, params: record_sink::WriteParams) -> Result<(), capnp::Error> {
         let frames = params.get()?.get_frames()?.to_vec();
         let store = self.store.clone();
-        let merged = tokio::task::spawn_blocking(move || {
+        let (merged, hashes) = tokio::task::spawn_blocking(move || {
             let opts = store.options();
-            let reader = RecordStreamReader::new(&frames[..], opts.max_key_bytes, opts.max_value_bytes);
-            store.merge(reader)
+            let mut hashes = Vec::new();
+            let reader = RecordStreamReader::new(&frames[..], opts.max_key_bytes, opts.max_value_bytes)
+                .inspect(|r| hashes.extend(r.as_ref().ok().map(|r| key_hash(&r.key))));
+            store.merge(reader).map(|merged| (merged, hashes))
         })
         .await
         .map_err(|e| capnp::Error::failed(format!("merge task: {e}")))?
         .map_err(|e| capnp::Error::failed(format!("merging received records: {e}")))?;
         self.received.set(self.received.get() + merged);
+        if let Some((_, received)) = &self.replacing {
+            received.borrow_mut().extend(hashes);
+        }
         Ok(())
     }
 
@@ -106,6 +117,24 @@ impl record_sink::Server for RangeReceiver {
         _: record_sink::DoneParams,
         mut results: record_sink::DoneResults,
     ) -> Result<(), capnp::Error> {
+        if let Some((range, received)) = &self.replacing {
+            let (store, range, received) = (self.store.clone(), *range, received.take());
+            let deleted = tokio::task::spawn_blocking(move || {
+                let stale: Vec<Vec<u8>> = store
+                    .scan(range)
+                    .filter_map(|kv| kv.ok().map(|(k, _)| k))
+                    .filter(|k| !received.contains(&key_hash(k)))
+                    .collect();
+                let n = stale.len();
+                store.merge(stale.into_iter().map(|key| Ok(Record { key, value: None }))).map(|_| n)
+            })
+            .await
+            .map_err(|e| capnp::Error::failed(format!("delete task: {e}")))?
+            .map_err(|e| capnp::Error::failed(format!("deleting keys the sender no longer holds: {e}")))?;
+            if deleted > 0 {
+                tracing::info!(?range, deleted, "deleted keys of a moved range that its sender no longer holds");
+            }
+        }
         results.get().set_records(self.received.get());
         Ok(())
     }
