@@ -152,19 +152,31 @@ impl Client {
         Ok(m)
     }
 
-    /// Fetches the ring from the master.
+    /// Fetches the ring from the master. A connection that broke since it
+    /// was last used (the master restarted, say) is opened once more before
+    /// the master counts as unreachable.
     pub async fn refresh_ring(&self) -> Result<Rc<RingView>, ClientError> {
-        let master = self.master().await?;
-        let resp = match master.ring_request().send().promise.await {
-            Ok(r) => r,
-            Err(e) => {
-                *self.master.borrow_mut() = None;
-                return Err(unreachable(&self.master_addr.to_string(), e));
-            }
-        };
+        let reused = self.master.borrow().is_some();
+        let resp = match self.ask_ring().await {
+            Err(ClientError::Rpc(e)) if reused && e.kind == capnp::ErrorKind::Disconnected => self.ask_ring().await,
+            asked => asked,
+        }
+        .map_err(|e| match e {
+            ClientError::Rpc(e) => unreachable(&self.master_addr.to_string(), e),
+            e => e,
+        })?;
         let view = Rc::new(read_ring(resp.get()?.get_ring()?)?);
         *self.ring.borrow_mut() = view.clone();
         Ok(view)
+    }
+
+    /// One `Master.ring` call; a failed one drops the connection.
+    async fn ask_ring(&self) -> Result<capnp::capability::Response<master::ring_results::Owned>, ClientError> {
+        let master = self.master().await?;
+        master.ring_request().send().promise.await.map_err(|e| {
+            *self.master.borrow_mut() = None;
+            ClientError::Rpc(e)
+        })
     }
 
     /// The full membership report of the master: the ring and joining members.

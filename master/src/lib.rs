@@ -14,6 +14,7 @@ pub mod membership;
 pub mod proxy;
 pub mod rebalance;
 mod service;
+pub mod state;
 
 pub use membership::{Member, MemberState, MemberStats, Membership};
 pub use proxy::CacheConfig;

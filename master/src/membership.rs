@@ -41,6 +41,32 @@ pub struct Membership {
     /// The ring of the current epoch, once built. Every membership change
     /// moves the epoch, which is what invalidates it.
     ring_cache: std::cell::RefCell<Option<std::rc::Rc<Ring>>>,
+    /// The join or leave moving data now, if any.
+    change: Option<Change>,
+}
+
+/// A membership change that moves data, recorded while it runs so that a
+/// master restarted in the middle knows to finish or undo it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Join(WorkerId),
+    Leave(WorkerId),
+}
+
+/// Everything of a [`Membership`] that must outlive the master process:
+/// the members, the epoch and the vnode count (which give the ring, the
+/// same on every rebuild), the ids retired, and the change under way.
+/// Heartbeat times and store figures are not kept: they come back with the
+/// next heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub epoch: u64,
+    pub vnodes: u32,
+    pub next_id: WorkerId,
+    /// Every member: id, address and state.
+    pub members: Vec<(WorkerId, String, MemberState)>,
+    pub departed: Vec<WorkerId>,
+    pub change: Option<Change>,
 }
 
 impl Membership {
@@ -53,7 +79,54 @@ impl Membership {
             down_after,
             departed: Default::default(),
             ring_cache: Default::default(),
+            change: None,
         }
+    }
+
+    /// What must be kept of this membership (see [`Snapshot`]).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            epoch: self.epoch,
+            vnodes: self.vnodes,
+            next_id: self.next_id,
+            members: self.members.values().map(|m| (m.id, m.address.clone(), m.state)).collect(),
+            departed: self.departed.iter().copied().collect(),
+            change: self.change,
+        }
+    }
+
+    /// The membership `snapshot` kept, as a restarted master resumes it:
+    /// every member is taken as heard from `now`, so that one that does not
+    /// come back is marked down a failure timeout later, not at once.
+    pub fn restore(snapshot: &Snapshot, down_after: Duration, now: Instant) -> Membership {
+        let mut m = Membership::new(snapshot.vnodes, down_after);
+        m.epoch = snapshot.epoch;
+        m.next_id = snapshot.next_id.max(1);
+        m.departed = snapshot.departed.iter().copied().collect();
+        m.change = snapshot.change;
+        for (id, address, state) in &snapshot.members {
+            m.members.insert(
+                *id,
+                Member {
+                    id: *id,
+                    address: address.clone(),
+                    state: *state,
+                    last_seen: now,
+                    stats: MemberStats::default(),
+                },
+            );
+        }
+        m
+    }
+
+    /// The join or leave moving data now, if any.
+    pub fn change(&self) -> Option<Change> {
+        self.change
+    }
+
+    /// Records the join or leave that starts moving data (`None`: it ended).
+    pub fn set_change(&mut self, change: Option<Change>) {
+        self.change = change;
     }
 
     pub fn epoch(&self) -> u64 {

@@ -15,9 +15,12 @@ use tokio::net::TcpListener;
 use wimpy_schema::WorkerId;
 use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
 
-use crate::membership::{MemberState, MemberStats, Membership};
+use std::collections::BTreeSet;
+
+use crate::membership::{Change, MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
+use crate::state::{Found, StateFile};
 use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
 use wimpy_schema::{Failure, StorageKind};
@@ -32,9 +35,10 @@ pub struct MasterConfig {
     /// Silence after which a worker counts as down. Several heartbeats, so
     /// one delayed packet does not take a worker's keys offline.
     pub down_after: Duration,
-    /// Where the master keeps the last epoch it published, so that after a
-    /// restart epochs keep rising (workers ignore rings older than theirs).
-    /// Workers re-register on their own; the member list need not be kept.
+    /// Where the master keeps its membership (see [`crate::state`]): a
+    /// restarted master resumes the same members, ring and epoch, so that
+    /// no key changes owner because the master went away. Without it (in
+    /// tests) a restart starts a new cluster.
     pub data: Option<std::path::PathBuf>,
     /// The proxy's hot-key cache.
     pub cache: CacheConfig,
@@ -59,36 +63,86 @@ pub async fn run(
     config: MasterConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let epochs = config.data.as_ref().map(|d| EpochFile(d.join(EPOCH_FILE)));
-    let last = match &epochs {
-        Some(f) => f.load()?,
-        None => 0,
+    let (state, found) = match &config.data {
+        Some(dir) => {
+            let (file, found) = StateFile::open(dir)?;
+            (Some(file), found)
+        }
+        None => (None, Found::Nothing),
     };
-    let membership = Rc::new(RefCell::new(Membership::new(config.vnodes, config.down_after).resume_after(last)));
+    let mut membership = Membership::new(config.vnodes, config.down_after);
+    let mut awaiting = BTreeSet::new();
+    match found {
+        Found::Nothing => {}
+        Found::Epoch(epoch) => membership = membership.resume_after(epoch),
+        Found::State(snapshot) => {
+            membership = Membership::restore(&snapshot, config.down_after, Instant::now());
+            if snapshot.vnodes != config.vnodes {
+                tracing::warn!(
+                    kept = snapshot.vnodes,
+                    asked = config.vnodes,
+                    "keeping the ring's vnodes of the last run"
+                );
+            }
+            match membership.change() {
+                Some(Change::Leave(id)) => tracing::warn!(
+                    "the leave of worker {id} was cut short by the restart: it stays a member; run it again"
+                ),
+                Some(Change::Join(id)) => {
+                    tracing::info!(
+                        "the join of worker {id} was cut short by the restart: it goes on when the worker comes back"
+                    )
+                }
+                None => {}
+            }
+            // Nothing moves now: whatever did is finished by the join it
+            // belongs to, or undone.
+            membership.set_change(None);
+            awaiting = membership.members().filter(|m| m.state == MemberState::Serving).map(|m| m.id).collect();
+            tracing::info!(
+                epoch = membership.epoch(),
+                members = membership.members().count(),
+                "restored the membership of the last run; waiting to hear from its workers"
+            );
+        }
+    }
+    let membership = Rc::new(RefCell::new(membership));
+    let state = Rc::new(state);
+    let awaiting = Rc::new(RefCell::new(awaiting));
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
-            let epochs = Rc::new(epochs);
-            let service: master::Client = capnp_rpc::new_client(MasterService {
+            let service = Rc::new(MasterService {
                 membership: membership.clone(),
                 heartbeat: config.heartbeat,
-                epochs: epochs.clone(),
+                state: state.clone(),
+                awaiting: awaiting.clone(),
                 proxy: Proxy::new(config.cache.clone()),
                 changing: tokio::sync::Mutex::new(()),
             });
+            if let Err(e) = service.persist() {
+                return Err(std::io::Error::other(format!("saving the master's state: {e}")));
+            }
+            if !awaiting.borrow().is_empty() {
+                // A move cut short may have left fences up: nothing moves now.
+                tokio::task::spawn_local(lift_fences(service.clone()));
+            }
+            let client: master::Client = capnp_rpc::new_client_from_rc(service.clone());
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
             let sweeper = {
                 let membership = membership.clone();
                 let every = (config.down_after / 4).max(Duration::from_millis(10));
+                let service = service.clone();
                 tokio::task::spawn_local(async move {
                     let mut tick = tokio::time::interval(every);
                     loop {
                         tick.tick().await;
-                        if membership.borrow_mut().sweep(Instant::now())
-                            && let Err(e) = save_epoch(&epochs, membership.borrow().epoch())
-                        {
-                            tracing::error!(error = %e, "saving the epoch of a member marked down");
+                        if membership.borrow_mut().sweep(Instant::now()) {
+                            service.heard_or_down();
+                            if let Err(e) = service.persist() {
+                                tracing::error!(error = %e, "saving the state after marking a member down");
+                            }
                         }
                     }
                 })
@@ -98,7 +152,7 @@ pub async fn run(
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
-                            let service = service.clone();
+                            let service = client.clone();
                             tokio::task::spawn_local(async move {
                                 // Peers hang up as they please: worth a debug line, no more.
                                 if let Err(e) = serve_connection(stream, service).await {
@@ -117,6 +171,24 @@ pub async fn run(
         .await
 }
 
+/// Lifts every fence a move cut short by the master's restart left on its
+/// workers (they lapse by themselves, but only after their lease).
+async fn lift_fences(service: Rc<MasterService>) {
+    let addresses: Vec<String> = service.membership.borrow().members().map(|m| m.address.clone()).collect();
+    let lifts = addresses.iter().map(|address| async move {
+        let lifted = async {
+            let w = connect_worker(address).await?;
+            let mut req = w.fence_request();
+            req.get().init_ranges(0);
+            within(CALL, "fence", req.send().promise).await.map(drop)
+        };
+        if let Err(e) = lifted.await {
+            tracing::debug!(worker = address, error = %e, "lifting fences after the restart");
+        }
+    });
+    futures::future::join_all(lifts).await;
+}
+
 async fn serve_connection(stream: tokio::net::TcpStream, service: master::Client) -> std::io::Result<()> {
     wimpy_net::serve(stream, service.client).await
 }
@@ -131,7 +203,11 @@ enum Left {
 struct MasterService {
     membership: Rc<RefCell<Membership>>,
     heartbeat: Duration,
-    epochs: Rc<Option<EpochFile>>,
+    /// Where the membership is kept (none without a data directory).
+    state: Rc<Option<StateFile>>,
+    /// After a restart, the members of the restored ring not heard from
+    /// yet: no change moves data until each has been heard or marked down.
+    awaiting: Rc<RefCell<BTreeSet<WorkerId>>>,
     proxy: Proxy,
     /// Held by a membership change for as long as it moves data, so that
     /// changes never plan against a ring another change is replacing.
@@ -142,6 +218,11 @@ struct MasterService {
 /// (with backoff) while the worker is still registered and joining.
 async fn join(service: Rc<MasterService>, id: WorkerId) {
     let mut pause = Duration::from_millis(100);
+    // A restarted master changes nothing before it has heard from the
+    // members of its last ring (or marked them down).
+    while !service.awaiting.borrow().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     loop {
         let _changing = service.changing.lock().await;
         let (before, after, addresses) = {
@@ -155,20 +236,30 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
             (m.ring(), m.ring_with(id), addresses)
         };
         let plan = rebalance::join_plan(&rebalance::moves_for_join(&before, &after, id), id);
-        match service.run_plan(&plan, &addresses).await {
+        service.membership.borrow_mut().set_change(Some(Change::Join(id)));
+        if let Err(e) = service.persist() {
+            tracing::error!(error = %e, "saving the state before worker {id}'s join");
+        }
+        let done = service.run_plan(&plan, &addresses).await;
+        service.membership.borrow_mut().set_change(None);
+        match done {
             Ok(copied) => {
-                let before_epoch = service.membership.borrow().epoch();
                 if service.membership.borrow_mut().promote(id) {
-                    if let Err(e) = service.publish(before_epoch) {
-                        tracing::error!(error = %e, "saving the epoch of worker {id}'s join");
-                    }
                     tracing::info!("worker {id} joined with {copied} records");
+                }
+                if let Err(e) = service.persist() {
+                    tracing::error!(error = %e, "saving the state after worker {id}'s join");
                 }
                 drop(_changing);
                 push_ring(service.clone()).await;
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "join of worker {id} failed; retrying in {pause:?}"),
+            Err(e) => {
+                if let Err(e) = service.persist() {
+                    tracing::error!(error = %e, "saving the state after worker {id}'s join failed");
+                }
+                tracing::warn!(error = %e, "join of worker {id} failed; retrying in {pause:?}");
+            }
         }
         drop(_changing);
         tokio::time::sleep(pause).await;
@@ -233,36 +324,6 @@ async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::
     within(CALL, "setRing", req.send().promise).await.map(drop)
 }
 
-/// Name of the file in the master's data directory holding the last epoch.
-const EPOCH_FILE: &str = "epoch";
-
-/// The last published epoch, on disk.
-struct EpochFile(std::path::PathBuf);
-
-impl EpochFile {
-    fn load(&self) -> std::io::Result<u64> {
-        match std::fs::read_to_string(&self.0) {
-            Ok(s) => s.trim().parse().map_err(|e| std::io::Error::other(format!("{}: {e}", self.0.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn save(&self, epoch: u64) -> std::io::Result<()> {
-        let tmp = self.0.with_extension("tmp");
-        std::fs::write(&tmp, format!("{epoch}\n"))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.0)
-    }
-}
-
-fn save_epoch(epochs: &Option<EpochFile>, epoch: u64) -> Result<(), capnp::Error> {
-    match epochs {
-        Some(f) => f.save(epoch).map_err(|e| capnp::Error::failed(format!("saving the ring epoch: {e}"))),
-        None => Ok(()),
-    }
-}
-
 impl MasterService {
     /// Where `key` goes under the master's current ring.
     fn route(&self, key: &[u8]) -> Result<Route, Failure> {
@@ -279,6 +340,12 @@ impl MasterService {
     /// The work of `Master.leave`: a refusal when the leave cannot start,
     /// a `Failure` when the handover fails (the ring is then as it was).
     async fn leave_worker(self: Rc<Self>, id: WorkerId) -> Result<Left, Failure> {
+        let awaiting: Vec<WorkerId> = self.awaiting.borrow().iter().copied().collect();
+        if !awaiting.is_empty() {
+            return Err(Failure::Unavailable(format!(
+                "the master restarted and has not heard from workers {awaiting:?} yet; try again in a few seconds"
+            )));
+        }
         let changing = self.changing.lock().await;
         let (before, after, addresses, state) = {
             let m = self.membership.borrow();
@@ -292,17 +359,24 @@ impl MasterService {
         if state != MemberState::Joining && after.is_empty() {
             return Ok(Left::LastOnRing);
         }
+        let keep = |service: &Self| service.persist().map_err(|e| Failure::storage(StorageKind::Io, e.to_string()));
         if state != MemberState::Joining {
             let plan = rebalance::moves_for_leave(&before, &after, id);
-            let moved = self
-                .run_plan(&plan, &addresses)
-                .await
-                .map_err(|e| Failure::Unavailable(format!("handing worker {id}'s ranges over: {e}")))?;
+            self.membership.borrow_mut().set_change(Some(Change::Leave(id)));
+            keep(&self)?;
+            let moved = self.run_plan(&plan, &addresses).await;
+            self.membership.borrow_mut().set_change(None);
+            let moved = match moved {
+                Ok(moved) => moved,
+                Err(e) => {
+                    keep(&self)?;
+                    return Err(Failure::Unavailable(format!("handing worker {id}'s ranges over: {e}")));
+                }
+            };
             tracing::info!("worker {id} handed over {moved} records");
         }
-        let epoch_before = self.membership.borrow().epoch();
         self.membership.borrow_mut().depart(id);
-        self.publish(epoch_before).map_err(|e| Failure::storage(StorageKind::Io, e.to_string()))?;
+        keep(&self)?;
         drop(changing);
         // The leaver hears the new ring too, and forgets what it gave away.
         let leaver = addresses.get(&id).map(|a| a.0.clone());
@@ -354,10 +428,38 @@ impl MasterService {
         }
     }
 
-    /// Makes a new epoch durable before anyone hears of it.
-    fn publish(&self, before: u64) -> Result<(), capnp::Error> {
-        let now = self.membership.borrow().epoch();
-        if now != before { save_epoch(&self.epochs, now) } else { Ok(()) }
+    /// Makes the membership durable (if it changed) before anyone hears
+    /// of the change.
+    fn persist(&self) -> Result<(), capnp::Error> {
+        match self.state.as_ref() {
+            Some(file) => file
+                .save(&self.membership.borrow().snapshot())
+                .map_err(|e| capnp::Error::failed(format!("saving the master's state: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks `id` as heard from since a restart.
+    fn heard(&self, id: WorkerId) {
+        if self.awaiting.borrow_mut().remove(&id) && self.awaiting.borrow().is_empty() {
+            tracing::info!("heard from every worker of the last run");
+        }
+    }
+
+    /// Stops waiting for restored members that are now down or gone.
+    fn heard_or_down(&self) {
+        let m = self.membership.borrow();
+        let gone: Vec<WorkerId> = self
+            .awaiting
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|id| m.member(*id).is_none_or(|x| x.state == MemberState::Down))
+            .collect();
+        drop(m);
+        for id in gone {
+            self.heard(id);
+        }
     }
 }
 
@@ -419,7 +521,8 @@ impl master::Server for MasterService {
         }
         let before = self.membership.borrow().epoch();
         let (id, joins) = self.membership.borrow_mut().register(p.get_id(), address.to_owned(), Instant::now());
-        self.publish(before)?;
+        self.persist()?;
+        self.heard(id);
         if joins {
             tokio::task::spawn_local(join(self.clone(), id));
         } else if self.membership.borrow().epoch() != before {
@@ -438,9 +541,11 @@ impl master::Server for MasterService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let stats = MemberStats::read(p.get_stats()?)?;
-        let before = self.membership.borrow().epoch();
         let epoch = self.membership.borrow_mut().heartbeat(p.get_id(), stats, Instant::now());
-        self.publish(before)?;
+        self.persist()?;
+        if epoch.is_some() {
+            self.heard(p.get_id());
+        }
         match epoch {
             Some(epoch) => results.get().set_epoch(epoch),
             None => results.get().set_unknown_member(()),

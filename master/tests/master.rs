@@ -42,9 +42,9 @@ async fn connect(addr: SocketAddr) -> master::Client {
     wimpy_net::connect(&addr.to_string()).await.unwrap()
 }
 
-fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+fn client_side<T, F: std::future::Future<Output = T>>(body: impl FnOnce() -> F) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    tokio::task::LocalSet::new().block_on(&rt, body());
+    tokio::task::LocalSet::new().block_on(&rt, body())
 }
 
 async fn register(m: &master::Client, id: u64, address: &str) -> (u64, u32) {
@@ -184,5 +184,35 @@ fn a_restarted_master_continues_the_epochs_it_published() {
         // Workers come back with their ids; the epoch moves past anything seen.
         register(&m, 1, "127.0.0.1:7001").await;
         assert_eq!(ring(&m).await.0, 3);
+    });
+}
+
+#[test]
+fn a_restarted_master_resumes_its_members_and_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MasterConfig { vnodes: 8, data: Some(dir.path().to_path_buf()), ..MasterConfig::default() };
+    let before = {
+        let master = start(config.clone());
+        client_side(|| async move {
+            let m = connect(master.addr).await;
+            register(&m, 0, "127.0.0.1:7001").await;
+            // A newcomer whose join cannot move data (nobody answers there).
+            register(&m, 0, "127.0.0.1:9").await;
+            ring(&m).await
+        })
+    };
+    let master = start(config);
+    client_side(|| async move {
+        let m = connect(master.addr).await;
+        assert_eq!(ring(&m).await, before, "the ring of the last run, at its epoch");
+        let status = m.status_request().send().promise.await.unwrap();
+        let joining: Vec<u64> = status.get().unwrap().get_joining().unwrap().iter().map(|x| x.get_id()).collect();
+        assert_eq!(joining, vec![2], "the joiner is still joining");
+        // The worker comes back to its place: same id, no new epoch.
+        assert_eq!(register(&m, 1, "127.0.0.1:7001").await.0, 1);
+        assert_eq!(heartbeat(&m, 1, 0).await, Some(before.0));
+        assert_eq!(ring(&m).await, before);
+        // New workers get new ids.
+        assert_eq!(register(&m, 0, "127.0.0.1:7003").await.0, 3);
     });
 }

@@ -20,7 +20,7 @@ struct Args {
     /// Address to serve RPC on.
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
-    /// Data directory for the master's state (the last ring epoch).
+    /// Data directory for the master's state: members, ring epoch, a change under way.
     #[arg(long)]
     data: PathBuf,
     /// Virtual nodes per worker on the ring.

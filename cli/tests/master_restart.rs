@@ -1,0 +1,147 @@
+//! The master SIGKILLed and restarted on its data directory, with the real
+//! binaries (three workers, `--sync always`) and a writer and a reader
+//! going on throughout: no read of a stored key answers "not found", every
+//! acknowledged write reads back once the cluster has settled, and the ring
+//! and its members after the restart are those before.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wimpy_client::{Client, ClientError, ClientOptions, MemberState};
+
+const WIMPY: &str = env!("CARGO_BIN_EXE_wimpy");
+
+fn binary(name: &str) -> PathBuf {
+    PathBuf::from(WIMPY).with_file_name(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process, killed when dropped.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn master(addr: SocketAddr, data: &Path) -> Node {
+    let child = Command::new(binary("wimpy-master"))
+        .args(["--listen", &addr.to_string(), "--vnodes", "64", "--data"])
+        .arg(data)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Node(child)
+}
+
+fn worker(master: SocketAddr, data: &Path) -> Node {
+    let child = Command::new(binary("wimpy-worker"))
+        .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
+        .arg(data)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Node(child)
+}
+
+/// The ring as members see it: epoch and (id, address, state) of each.
+type RingShape = (u64, Vec<(u64, String, MemberState)>);
+
+async fn ring_shape(client: &Client) -> Result<RingShape, ClientError> {
+    let view = client.refresh_ring().await?;
+    Ok((view.ring.epoch(), view.members.iter().map(|m| (m.id, m.address.clone(), m.state)).collect()))
+}
+
+#[test]
+fn a_master_killed_and_restarted_loses_no_key_and_keeps_the_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let master_data = dir.path().join("master");
+    let mut m = Some(master(addr, &master_data));
+    let _workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, async {
+        // Short timeouts: requests that cannot be served while the master
+        // is away fail fast instead of stalling the writer.
+        let options = ClientOptions { timeout: Duration::from_secs(2), ..ClientOptions::default() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = loop {
+            if let Ok(c) = Client::connect_with(addr, options.clone()).await
+                && let Ok((_, members)) = ring_shape(&c).await
+                && members.len() == 3
+                && members.iter().all(|m| m.2 == MemberState::Serving)
+            {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let before = ring_shape(&client).await.unwrap();
+
+        let mut acked: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut not_found = Vec::new();
+        let (mut round, mut failed) = (0u32, 0u32);
+        let started = Instant::now();
+        let mut restarted = false;
+        while started.elapsed() < Duration::from_secs(8) {
+            let t = started.elapsed();
+            if m.is_some() && t > Duration::from_secs(1) && !restarted {
+                // SIGKILL: nothing of the master's is flushed on the way out.
+                drop(m.take());
+            }
+            if m.is_none() && t > Duration::from_secs(2) {
+                m = Some(master(addr, &master_data));
+                restarted = true;
+            }
+            // One write, then one read of a key written earlier.
+            let key = round % 400;
+            match client.put(format!("k{key}").as_bytes(), &round.to_le_bytes()).await {
+                Ok(()) => {
+                    acked.insert(key, round);
+                }
+                Err(e) => {
+                    assert!(e.is_unavailable(), "a write failed otherwise than unavailable: {e}");
+                    failed += 1;
+                }
+            }
+            if let Some((&k, _)) = acked.range(round.wrapping_mul(2_654_435_761) % 400..).next() {
+                match client.get(format!("k{k}").as_bytes()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => not_found.push((k, t)),
+                    Err(e) => assert!(e.is_unavailable(), "a read failed otherwise than unavailable: {e}"),
+                }
+            }
+            round += 1;
+        }
+        assert!(restarted, "the master was not restarted");
+        assert!(not_found.is_empty(), "stored keys answered not found: {not_found:?}");
+        assert!(acked.len() > 200, "too few writes went through: {} acked, {failed} failed", acked.len());
+        // Settled within two failure timeouts (2 s each): everything
+        // acknowledged reads back, and the ring is the one before.
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let mut missing = acked.len();
+        while Instant::now() < deadline {
+            missing = 0;
+            for (k, v) in &acked {
+                if client.get(format!("k{k}").as_bytes()).await.ok().flatten() != Some(v.to_le_bytes().to_vec()) {
+                    missing += 1;
+                }
+            }
+            if missing == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(missing, 0, "acknowledged writes not readable two failure timeouts after the restart");
+        assert_eq!(ring_shape(&client).await.unwrap(), before, "the ring after the restart is not the one before");
+    });
+    drop(m);
+}
