@@ -34,6 +34,7 @@
 # - Master.leave answers a LeaveResult instead of throwing. This one breaks:
 #   a version 1 caller sees every refusal of a leave as success, so operator
 #   tools must be of version 2.
+# - Worker.ring hands on the ring the worker holds.
 # - Worker.receiveRange takes the range and `replace` (a version 1 master
 #   sends neither, and gets the version 1 sink).
 # - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis,
@@ -427,6 +428,11 @@ interface Worker {
   # the order of `ops`. A batch of more than maxBatchOps operations, or with
   # more than maxBatchBytes of keys and values, is refused whole: every
   # operation answers `invalid`.
+
+  ring @14 () -> (ring :RingInfo);
+  # The ring this worker was last given by the master, as the master gave
+  # it (store figures left out), so that clients can route while the
+  # master is away. A worker never makes or changes a ring itself.
 }
 
 struct BackendInfo {

@@ -50,6 +50,11 @@ pub(crate) struct Global {
     /// JSON document per line; failures too, as {"ok": false, ...}).
     #[arg(short = 'w', long = "write-out", global = true, value_enum, default_value_t = Format::Text)]
     pub(crate) format: Format,
+    /// Other nodes to ask for the ring when the master does not answer
+    /// (workers' addresses, comma-separated): reads and writes go on
+    /// through the ring a worker holds while the master is away.
+    #[arg(long, global = true, env = "WIMPY_SEEDS", value_delimiter = ',', value_name = "ADDR,...")]
+    pub(crate) seeds: Vec<SocketAddr>,
     /// Send requests through the master (proxy mode, with its hot-key cache)
     /// instead of straight to the worker that owns the key.
     #[arg(long, global = true)]

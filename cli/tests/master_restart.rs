@@ -145,3 +145,55 @@ fn a_master_killed_and_restarted_loses_no_key_and_keeps_the_ring() {
     });
     drop(m);
 }
+
+/// Runs the `wimpy` CLI against the master at `master`, with `stdin`.
+fn cli(master: SocketAddr, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(WIMPY)
+        .arg("--master")
+        .arg(master.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn with_the_master_down_the_cli_reads_and_writes_through_worker_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let m = master(addr, &dir.path().join("master"));
+    let _workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let o = cli(addr, &["status", "-w", "json"], b"");
+        if o.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let members = v["members"].as_array().unwrap().clone();
+            if members.len() == 3 && members.iter().all(|m| m["state"] == "serving") {
+                break members;
+            }
+        }
+        assert!(Instant::now() < deadline, "the cluster did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let seeds: Vec<String> = status.iter().map(|m| m["address"].as_str().unwrap().to_owned()).collect();
+    let seeds = seeds.join(",");
+    assert!(cli(addr, &["put", "before", "-"], b"written with the master up").status.success());
+
+    drop(m);
+    // Without seeds the cluster cannot be found; with them, work goes on.
+    assert_eq!(cli(addr, &["get", "before"], b"").status.code(), Some(4));
+    let o = cli(addr, &["--seeds", &seeds, "get", "before"], b"");
+    assert_eq!((o.status.code(), o.stdout.as_slice()), (Some(0), &b"written with the master up"[..]), "{o:?}");
+    let o = cli(addr, &["put", "during", "-", "--seeds", &seeds], b"written with the master down");
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(addr, &["--seeds", &seeds, "get", "during"], b"");
+    assert_eq!(o.stdout, b"written with the master down");
+    // Only the master tells the membership.
+    assert_eq!(cli(addr, &["--seeds", &seeds, "status"], b"").status.code(), Some(4));
+}

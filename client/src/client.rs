@@ -10,8 +10,8 @@ pub use wimpy_net::BatchStats;
 use wimpy_net::{Batcher, KeyPeer};
 pub use wimpy_schema::MemberState;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
-use wimpy_schema::wimpy_capnp::{failure, leave_result, master, member, worker};
-use wimpy_schema::{Failure, LimitKind, Ring, StoreFigures, WorkerId};
+use wimpy_schema::wimpy_capnp::{failure, leave_result, master, worker};
+use wimpy_schema::{Failure, LimitKind, Ring, RingInfo, WorkerId};
 
 use crate::{ClientError, streams};
 
@@ -32,6 +32,12 @@ pub struct ClientOptions {
     /// [`wimpy_net::batcher`]). Each request still succeeds or fails on
     /// its own. Off: one message per request.
     pub batching: bool,
+    /// Other nodes to ask for the ring when the master does not answer:
+    /// workers' addresses (any worker hands on the ring it holds) or
+    /// another master's. The members of the last ring fetched are asked
+    /// too. Reads and writes then go on while the master is away; calls
+    /// only the master serves (status, leave, the proxy) do not.
+    pub seeds: Vec<SocketAddr>,
 }
 
 impl Default for ClientOptions {
@@ -42,20 +48,14 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(20),
             via_master: false,
             batching: true,
+            seeds: Vec::new(),
         }
     }
 }
 
-/// A member of the ring.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    pub id: WorkerId,
-    pub address: String,
-    pub state: MemberState,
-    /// Its store's figures as of its last heartbeat, with what its last
-    /// recovery stepped over.
-    pub stats: StoreFigures,
-}
+/// A member of the ring: its id, address, state, and its store's figures
+/// as of its last heartbeat (with what its last recovery stepped over).
+pub type Member = wimpy_schema::MemberInfo;
 
 /// The ring and its members' addresses, as of one epoch.
 #[derive(Clone, Debug)]
@@ -152,10 +152,27 @@ impl Client {
         Ok(m)
     }
 
-    /// Fetches the ring from the master. A connection that broke since it
+    /// Fetches the ring: from the master, or, when it does not answer,
+    /// from the first of the seeds and the members of the last ring that
+    /// does (a worker hands on the ring it was given; it is taken only if
+    /// no older than the one held). A master connection that broke since it
     /// was last used (the master restarted, say) is opened once more before
     /// the master counts as unreachable.
     pub async fn refresh_ring(&self) -> Result<Rc<RingView>, ClientError> {
+        let info = match self.ring_from_master().await {
+            Ok(info) => info,
+            Err(e) if e.is_unavailable() => match self.ring_from_others().await {
+                Some(info) => info,
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        let view = Rc::new(RingView::from(info));
+        *self.ring.borrow_mut() = view.clone();
+        Ok(view)
+    }
+
+    async fn ring_from_master(&self) -> Result<RingInfo, ClientError> {
         let reused = self.master.borrow().is_some();
         let resp = match self.ask_ring().await {
             Err(ClientError::Rpc(e)) if reused && e.kind == capnp::ErrorKind::Disconnected => self.ask_ring().await,
@@ -165,9 +182,30 @@ impl Client {
             ClientError::Rpc(e) => unreachable(&self.master_addr.to_string(), e),
             e => e,
         })?;
-        let view = Rc::new(read_ring(resp.get()?.get_ring()?)?);
-        *self.ring.borrow_mut() = view.clone();
-        Ok(view)
+        Ok(RingInfo::read(resp.get()?.get_ring()?)?)
+    }
+
+    /// The ring as the first seed or known member that answers holds it.
+    async fn ring_from_others(&self) -> Option<RingInfo> {
+        let held = self.ring.borrow().clone();
+        let mut asked: Vec<String> = self.opts.seeds.iter().map(|s| s.to_string()).collect();
+        asked.extend(held.members.iter().map(|m| m.address.clone()));
+        let mut seen = std::collections::BTreeSet::new();
+        asked.retain(|a| seen.insert(a.clone()));
+        for address in asked {
+            let info = async {
+                let peer: worker::Client = wimpy_net::connect(&address).await.ok()?;
+                let resp =
+                    tokio::time::timeout(self.opts.timeout, peer.ring_request().send().promise).await.ok()?.ok()?;
+                RingInfo::read(resp.get().ok()?.get_ring().ok()?).ok()
+            }
+            .await;
+            match info {
+                Some(info) if !info.members.is_empty() && info.epoch >= held.ring.epoch() => return Some(info),
+                _ => tracing::debug!(node = address, "no ring from this node"),
+            }
+        }
+        None
     }
 
     /// One `Master.ring` call; a failed one drops the connection.
@@ -185,8 +223,8 @@ impl Client {
         let resp =
             master.status_request().send().promise.await.map_err(|e| unreachable(&self.master_addr.to_string(), e))?;
         let r = resp.get()?;
-        let view = read_ring(r.get_ring()?)?;
-        let joining = r.get_joining()?.iter().map(read_member).collect::<Result<_, _>>()?;
+        let view = RingView::from(RingInfo::read(r.get_ring()?)?);
+        let joining = r.get_joining()?.iter().map(Member::read).collect::<Result<_, _>>()?;
         Ok((view, joining))
     }
 
@@ -454,19 +492,10 @@ fn unreachable(addr: &str, e: impl std::fmt::Display) -> ClientError {
     ClientError::Unreachable { addr: addr.to_owned(), reason: e.to_string() }
 }
 
-fn read_member(m: member::Reader<'_>) -> Result<Member, ClientError> {
-    Ok(Member {
-        id: m.get_id(),
-        address: m.get_address()?.to_string().map_err(|e| ClientError::Invalid(e.to_string()))?,
-        state: m.get_state()?.into(),
-        stats: StoreFigures::read(m.get_stats()?)?,
-    })
-}
-
-fn read_ring(r: wimpy_schema::wimpy_capnp::ring_info::Reader<'_>) -> Result<RingView, ClientError> {
-    let members: Vec<Member> = r.get_members()?.iter().map(read_member).collect::<Result<_, _>>()?;
-    let ring = Ring::new(r.get_epoch(), r.get_vnodes(), members.iter().map(|m| m.id));
-    Ok(RingView { ring, members })
+impl From<RingInfo> for RingView {
+    fn from(info: RingInfo) -> RingView {
+        RingView { ring: info.ring(), members: info.members }
+    }
 }
 
 /// Opens a connection to `addr`. Must run inside a `LocalSet`.

@@ -13,10 +13,12 @@ pub mod batch;
 mod failure;
 pub mod job;
 mod member_state;
+mod ring_info;
 mod stats;
 
 pub use failure::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
 pub use member_state::MemberState;
+pub use ring_info::{MemberInfo, RingInfo};
 pub use stats::{DamagedSpan, MAX_REPORTED_DAMAGE, StoreFigures};
 pub use wimpy_keyspace::{KeyHashRange, Ring, WorkerId, key_hash, ring};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::{heartbeat_answer, master};
-use wimpy_schema::{Ring, WorkerId};
+use wimpy_schema::{RingInfo, WorkerId};
 
 use crate::server::WorkerState;
 
@@ -54,11 +54,9 @@ pub async fn register(
 }
 
 /// Fetches the master's ring.
-pub async fn fetch_ring(master: &master::Client) -> Result<Ring, capnp::Error> {
+pub async fn fetch_ring(master: &master::Client) -> Result<RingInfo, capnp::Error> {
     let resp = within(CALL, "ring", master.ring_request().send().promise).await?;
-    let r = resp.get()?.get_ring()?;
-    let ids: Vec<_> = r.get_members()?.iter().map(|m| m.get_id()).collect();
-    Ok(Ring::new(r.get_epoch(), r.get_vnodes(), ids))
+    RingInfo::read(resp.get()?.get_ring()?)
 }
 
 /// Heartbeats until the connection fails; adopts every new epoch and

@@ -28,6 +28,16 @@ fn peak_rss(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() << 10
 }
 
+/// The worker process, killed however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
 /// How one upload ended.
 #[derive(Debug, PartialEq)]
 enum Ended {
@@ -93,6 +103,7 @@ fn two_hundred_64_mib_uploads_at_once_are_refused_in_time_and_memory_stays_bound
     let pid = child.id();
     // The address it serves on, from its first lines.
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let _worker = Killed(child);
     let address = loop {
         let line = lines.next().expect("the worker said where it serves").unwrap();
         if let Some(rest) = line.split("serving on ").nth(1) {
@@ -183,6 +194,4 @@ fn two_hundred_64_mib_uploads_at_once_are_refused_in_time_and_memory_stays_bound
         // Every reserved byte came back: one upload now fits whole.
         assert_eq!(upload(&w, epoch, b"after", UPLOAD_BYTES, &chunk).await, Ended::Stored);
     });
-    child.kill().ok();
-    child.wait().ok();
 }

@@ -52,7 +52,8 @@ pub(crate) fn on_cluster(
 ) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     tokio::task::LocalSet::new().block_on(&rt, async {
-        let options = ClientOptions { via_master: global.via_master, ..Default::default() };
+        let options =
+            ClientOptions { via_master: global.via_master, seeds: global.seeds.clone(), ..Default::default() };
         let client = Client::connect_with(global.master, options).await?;
         command(&Session { client, format: global.format }).await
     })

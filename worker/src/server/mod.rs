@@ -26,7 +26,7 @@ use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
-use wimpy_schema::{DamagedSpan, Failure, LimitKind, StorageKind, StoreFigures};
+use wimpy_schema::{DamagedSpan, Failure, LimitKind, MemberInfo, RingInfo, StorageKind, StoreFigures};
 
 use self::intake::{Admitted, ConnectionCalls, Intake, IntakeLimits};
 use wimpy_schema::batch::{KeyAnswer, write_answers};
@@ -51,6 +51,8 @@ pub struct WorkerState {
     pub engine: Arc<wimpy_compute::Engine>,
     /// The newest ring this worker has been given.
     ring: ArcSwap<Ring>,
+    /// That ring as the master published it, to hand on (`Worker.ring`).
+    published: ArcSwap<RingInfo>,
     /// Ranges whose writes are refused while they move to another worker,
     /// and until when: cleared by the next ring, and lapsing on their own
     /// if the master that set them goes away (it renews them while it copies).
@@ -78,6 +80,7 @@ impl WorkerState {
             store,
             engine,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
+            published: ArcSwap::from_pointee(RingInfo::empty()),
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
             background: Default::default(),
             intake: Intake::new(IntakeLimits::default()),
@@ -136,12 +139,16 @@ impl WorkerState {
     /// Adopts `ring` unless it is older than the one held. Keys this
     /// worker no longer owns were copied to their new owner before the
     /// master published the ring; they are deleted in the background.
-    pub fn set_ring(self: &Arc<Self>, ring: Ring) {
+    pub fn set_ring(self: &Arc<Self>, info: RingInfo) {
+        let ring = info.ring();
         let old = self.ring.load_full();
         if ring.epoch() < old.epoch() || (ring.epoch() == old.epoch() && ring == *old) {
             return;
         }
         self.ring.store(Arc::new(ring));
+        // As handed on to clients: where the members are, not their figures.
+        let members = info.members.into_iter().map(|m| MemberInfo { stats: Default::default(), ..m }).collect();
+        self.published.store(Arc::new(RingInfo { members, ..info }));
         self.fences.store(Arc::new((Vec::new(), std::time::Instant::now())));
         let new = self.ring.load_full();
         let lost: Vec<KeyHashRange> =
@@ -442,12 +449,12 @@ impl worker::Server for WorkerService {
         params: worker::SetRingParams,
         _: worker::SetRingResults,
     ) -> Result<(), capnp::Error> {
-        let ring = params.get()?.get_ring()?;
-        let mut ids = Vec::new();
-        for m in ring.get_members()? {
-            ids.push(m.get_id());
-        }
-        self.state.set_ring(Ring::new(ring.get_epoch(), ring.get_vnodes(), ids));
+        self.state.set_ring(RingInfo::read(params.get()?.get_ring()?)?);
+        Ok(())
+    }
+
+    async fn ring(self: Rc<Self>, _: worker::RingParams, mut results: worker::RingResults) -> Result<(), capnp::Error> {
+        self.state.published.load().write(results.get().init_ring());
         Ok(())
     }
 

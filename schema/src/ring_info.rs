@@ -1,0 +1,71 @@
+//! The schema's `RingInfo` as an owned value: everything a client needs to
+//! route (the members on the ring at an epoch, with their addresses). The
+//! master publishes it; workers keep the one they were given and hand it on
+//! (`Worker.ring`), so clients can route while the master is away.
+
+use crate::wimpy_capnp::{member, ring_info};
+use crate::{MemberState, Ring, StoreFigures, WorkerId};
+
+/// One member as a ring lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: WorkerId,
+    /// host:port of its RPC listener.
+    pub address: String,
+    pub state: MemberState,
+    /// Its store's figures as of its last heartbeat (empty in a ring a
+    /// worker hands on).
+    pub stats: StoreFigures,
+}
+
+/// The members on the ring at `epoch`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingInfo {
+    pub epoch: u64,
+    pub vnodes: u32,
+    pub members: Vec<MemberInfo>,
+}
+
+impl MemberInfo {
+    pub fn read(m: member::Reader<'_>) -> capnp::Result<MemberInfo> {
+        Ok(MemberInfo {
+            id: m.get_id(),
+            address: m.get_address()?.to_string().map_err(|e| capnp::Error::failed(format!("member address: {e}")))?,
+            state: m.get_state()?.into(),
+            stats: StoreFigures::read(m.get_stats()?)?,
+        })
+    }
+
+    pub fn write(&self, mut b: member::Builder<'_>) {
+        b.set_id(self.id);
+        b.set_address(self.address.as_str());
+        b.set_state(self.state.into());
+        self.stats.write(b.init_stats());
+    }
+}
+
+impl RingInfo {
+    /// No members, at epoch 0.
+    pub fn empty() -> RingInfo {
+        RingInfo { epoch: 0, vnodes: 1, members: Vec::new() }
+    }
+
+    /// The ring to route by.
+    pub fn ring(&self) -> Ring {
+        Ring::new(self.epoch, self.vnodes, self.members.iter().map(|m| m.id))
+    }
+
+    pub fn read(r: ring_info::Reader<'_>) -> capnp::Result<RingInfo> {
+        let members = r.get_members()?.iter().map(MemberInfo::read).collect::<capnp::Result<_>>()?;
+        Ok(RingInfo { epoch: r.get_epoch(), vnodes: r.get_vnodes(), members })
+    }
+
+    pub fn write(&self, mut b: ring_info::Builder<'_>) {
+        b.set_epoch(self.epoch);
+        b.set_vnodes(self.vnodes);
+        let mut list = b.init_members(self.members.len() as u32);
+        for (i, m) in self.members.iter().enumerate() {
+            m.write(list.reborrow().get(i as u32));
+        }
+    }
+}
