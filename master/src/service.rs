@@ -9,13 +9,11 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::net::TcpListener;
 
 use wimpy_schema::WorkerId;
 use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
-
-use std::collections::BTreeSet;
 
 use crate::membership::{Change, MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
@@ -70,60 +68,22 @@ pub async fn run(
         }
         None => (None, Found::Nothing),
     };
-    let mut membership = Membership::new(config.vnodes, config.down_after);
-    let mut awaiting = BTreeSet::new();
-    match found {
-        Found::Nothing => {}
-        Found::Epoch(epoch) => membership = membership.resume_after(epoch),
-        Found::State(snapshot) => {
-            membership = Membership::restore(&snapshot, config.down_after, Instant::now());
-            if snapshot.vnodes != config.vnodes {
-                tracing::warn!(
-                    kept = snapshot.vnodes,
-                    asked = config.vnodes,
-                    "keeping the ring's vnodes of the last run"
-                );
-            }
-            match membership.change() {
-                Some(Change::Leave(id)) => tracing::warn!(
-                    "the leave of worker {id} was cut short by the restart: it stays a member; run it again"
-                ),
-                Some(Change::Join(id)) => {
-                    tracing::info!(
-                        "the join of worker {id} was cut short by the restart: it goes on when the worker comes back"
-                    )
-                }
-                None => {}
-            }
-            // Nothing moves now: whatever did is finished by the join it
-            // belongs to, or undone.
-            membership.set_change(None);
-            awaiting = membership.members().filter(|m| m.state == MemberState::Serving).map(|m| m.id).collect();
-            tracing::info!(
-                epoch = membership.epoch(),
-                members = membership.members().count(),
-                "restored the membership of the last run; waiting to hear from its workers"
-            );
-        }
-    }
-    let membership = Rc::new(RefCell::new(membership));
-    let state = Rc::new(state);
-    let awaiting = Rc::new(RefCell::new(awaiting));
+    let (membership, awaiting) = resume(&config, found);
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
             let service = Rc::new(MasterService {
-                membership: membership.clone(),
+                membership: RefCell::new(membership),
                 heartbeat: config.heartbeat,
-                state: state.clone(),
-                awaiting: awaiting.clone(),
+                state,
+                awaiting: RefCell::new(awaiting),
                 proxy: Proxy::new(config.cache.clone()),
                 changing: tokio::sync::Mutex::new(()),
             });
             if let Err(e) = service.persist() {
                 return Err(std::io::Error::other(format!("saving the master's state: {e}")));
             }
-            if !awaiting.borrow().is_empty() {
+            if !service.awaiting.borrow().is_empty() {
                 // A move cut short may have left fences up: nothing moves now.
                 tokio::task::spawn_local(lift_fences(service.clone()));
             }
@@ -131,14 +91,13 @@ pub async fn run(
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
             let sweeper = {
-                let membership = membership.clone();
                 let every = (config.down_after / 4).max(Duration::from_millis(10));
                 let service = service.clone();
                 tokio::task::spawn_local(async move {
                     let mut tick = tokio::time::interval(every);
                     loop {
                         tick.tick().await;
-                        if membership.borrow_mut().sweep(Instant::now()) {
+                        if service.membership.borrow_mut().sweep(Instant::now()) {
                             service.heard_or_down();
                             if let Err(e) = service.persist() {
                                 tracing::error!(error = %e, "saving the state after marking a member down");
@@ -171,6 +130,43 @@ pub async fn run(
         .await
 }
 
+/// The membership to start from: a new one, one going on after an earlier
+/// version's epoch, or the state of the last run, with the members of its
+/// ring to hear from before anything moves.
+fn resume(config: &MasterConfig, found: Found) -> (Membership, BTreeSet<WorkerId>) {
+    let fresh = Membership::new(config.vnodes, config.down_after);
+    let snapshot = match found {
+        Found::Nothing => return (fresh, BTreeSet::new()),
+        Found::Epoch(epoch) => return (fresh.resume_after(epoch), BTreeSet::new()),
+        Found::State(snapshot) => snapshot,
+    };
+    let mut membership = Membership::restore(&snapshot, config.down_after, Instant::now());
+    if snapshot.vnodes != config.vnodes {
+        tracing::warn!(kept = snapshot.vnodes, asked = config.vnodes, "keeping the ring's vnodes of the last run");
+    }
+    match membership.change() {
+        Some(Change::Leave(id)) => {
+            tracing::warn!("the leave of worker {id} was cut short by the restart: it stays a member; run it again")
+        }
+        Some(Change::Join(id)) => {
+            tracing::info!(
+                "the join of worker {id} was cut short by the restart: it goes on when the worker comes back"
+            )
+        }
+        None => {}
+    }
+    // Nothing moves now: whatever did is finished by the join it belongs
+    // to, or undone.
+    membership.set_change(None);
+    let awaiting = membership.members().filter(|m| m.state == MemberState::Serving).map(|m| m.id).collect();
+    tracing::info!(
+        epoch = membership.epoch(),
+        members = membership.members().count(),
+        "restored the membership of the last run; waiting to hear from its workers"
+    );
+    (membership, awaiting)
+}
+
 /// Lifts every fence a move cut short by the master's restart left on its
 /// workers (they lapse by themselves, but only after their lease).
 async fn lift_fences(service: Rc<MasterService>) {
@@ -201,13 +197,13 @@ enum Left {
 }
 
 struct MasterService {
-    membership: Rc<RefCell<Membership>>,
+    membership: RefCell<Membership>,
     heartbeat: Duration,
     /// Where the membership is kept (none without a data directory).
-    state: Rc<Option<StateFile>>,
+    state: Option<StateFile>,
     /// After a restart, the members of the restored ring not heard from
     /// yet: no change moves data until each has been heard or marked down.
-    awaiting: Rc<RefCell<BTreeSet<WorkerId>>>,
+    awaiting: RefCell<BTreeSet<WorkerId>>,
     proxy: Proxy,
     /// Held by a membership change for as long as it moves data, so that
     /// changes never plan against a ring another change is replacing.
