@@ -5,62 +5,13 @@
 //! worker hangs finishes once it answers again, with every key readable.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wimpy_client::{Client, ClientOptions, MemberState};
 
-const WIMPY: &str = env!("CARGO_BIN_EXE_wimpy");
+mod common;
 
-fn binary(name: &str) -> PathBuf {
-    PathBuf::from(WIMPY).with_file_name(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process, killed (and continued first, should it be stopped) when dropped.
-struct Node(Child);
-
-impl Node {
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on the pid of a child this test spawned and has
-        // not reaped; it only sends a signal.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, signal);
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.signal(libc::SIGCONT);
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn master(addr: SocketAddr, data: &Path) -> Node {
-    let child = Command::new(binary("wimpy-master"))
-        .args(["--listen", &addr.to_string(), "--vnodes", "64", "--data"])
-        .arg(data)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Node(child)
-}
-
-fn worker(master: SocketAddr, data: &Path) -> Node {
-    let child = Command::new(binary("wimpy-worker"))
-        .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
-        .arg(data)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Node(child)
-}
+use common::{Node, free_port, master, worker};
 
 fn on_runtime<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

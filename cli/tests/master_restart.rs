@@ -6,51 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wimpy_client::{Client, ClientError, ClientOptions, MemberState};
 
-const WIMPY: &str = env!("CARGO_BIN_EXE_wimpy");
+mod common;
 
-fn binary(name: &str) -> PathBuf {
-    PathBuf::from(WIMPY).with_file_name(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process, killed when dropped.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn master(addr: SocketAddr, data: &Path) -> Node {
-    let child = Command::new(binary("wimpy-master"))
-        .args(["--listen", &addr.to_string(), "--vnodes", "64", "--data"])
-        .arg(data)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Node(child)
-}
-
-fn worker(master: SocketAddr, data: &Path) -> Node {
-    let child = Command::new(binary("wimpy-worker"))
-        .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
-        .arg(data)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Node(child)
-}
+use common::{Node, WIMPY, free_port, master, worker};
 
 /// The ring as members see it: epoch and (id, address, state) of each.
 type RingShape = (u64, Vec<(u64, String, MemberState)>);
