@@ -37,6 +37,11 @@
 # - Worker.ring hands on the ring the worker holds.
 # - Worker.receiveRange takes the range and `replace` (a version 1 master
 #   sends neither, and gets the version 1 sink).
+# - Member.State gained `failed`, and Member a `reason` for `down` and
+#   `failed`; Master.heartbeat takes the worker's `storeFailure`. A version
+#   1 reader sees an enumerant it does not know while a member is failed
+#   (Rust's capnp reports it as "not in schema"), and a version 1 worker
+#   never reports its store failed.
 # - New constants: maxImageSide, maxHashRounds, fenceLeaseMillis,
 #   maxReportedDamage; StoreStats lists the damage its store's last recovery
 #   stepped over.
@@ -94,6 +99,7 @@ struct Member {
   address @1 :Text;         # host:port of the worker's RPC listener
   state @2 :State;
   stats @3 :StoreStats;     # as of the worker's last heartbeat
+  reason @4 :Text;          # why it is `down` or `failed`; empty otherwise
 
   enum State {
     # Where the member stands in the cluster.
@@ -101,6 +107,9 @@ struct Member {
     serving @1;   # on the ring
     leaving @2;   # handing its ranges over; still on the ring
     down @3;      # missed its heartbeats; its keys answer `unavailable`
+    failed @4;    # answers heartbeats, but its store failed (a write or
+                  # fsync failed, the disk is full) and is reopening; its
+                  # keys answer `unavailable` until it serves again
   }
 }
 
@@ -154,7 +163,8 @@ enum StorageKind {
   io @0;                # an I/O call failed (a version 1 peer's every storage failure reads as this)
   full @1;              # the disk, or the store's 32 GiB log address space, is full
   poisoned @2;          # an earlier write or fsync failed, so the store refuses
-                        # everything until the worker restarts and recovers it
+                        # everything until it is reopened (a version 2 worker
+                        # answers `unavailable` instead while it reopens)
   corrupt @3;           # what the store read back does not check out
 }
 
@@ -455,8 +465,10 @@ interface Master {
   # Worker lifecycle: a worker registers with its listener address and the
   # id it kept from earlier runs (0 for none); the master answers with the id
   # to keep and how often to heartbeat.
-  heartbeat @3 (id :UInt64, stats :StoreStats) -> HeartbeatAnswer;
+  heartbeat @3 (id :UInt64, stats :StoreStats, storeFailure :Text) -> HeartbeatAnswer;
   # Worker lifecycle: the worker is alive and its store holds `stats`.
+  # `storeFailure` is empty while the store serves, and otherwise says why
+  # it does not (the member is then `failed`).
   leave @4 (id :UInt64) -> (result :LeaveResult);
   # Worker lifecycle (an operator's call): worker `id` hands its ranges to
   # the members that take them over and leaves the ring. Answers once the

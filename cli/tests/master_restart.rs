@@ -6,14 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wimpy_client::{Client, ClientError, ClientOptions, MemberState};
 
 mod common;
 
-use common::{Node, WIMPY, free_port, master, worker};
+use common::{Node, cli, free_port, master, worker};
 
 /// The ring as members see it: epoch and (id, address, state) of each.
 type RingShape = (u64, Vec<(u64, String, MemberState)>);
@@ -107,22 +106,6 @@ fn a_master_killed_and_restarted_loses_no_key_and_keeps_the_ring() {
         assert_eq!(ring_shape(&client).await.unwrap(), before, "the ring after the restart is not the one before");
     });
     drop(m);
-}
-
-/// Runs the `wimpy` CLI against the master at `master`, with `stdin`.
-fn cli(master: SocketAddr, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(WIMPY)
-        .arg("--master")
-        .arg(master.to_string())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]

@@ -267,8 +267,11 @@ impl Client {
         let view = self.ring.borrow();
         let owner = view.ring.owner(key).ok_or(ClientError::NoWorkers)?;
         let m = view.member(owner).ok_or(ClientError::NoWorkers)?;
-        if m.state == MemberState::Down {
-            return Err(ClientError::Unavailable(format!("worker {} at {} is down", m.id, m.address)));
+        if !m.state.serves() {
+            return Err(ClientError::Unavailable(format!(
+                "worker {} at {} is {} ({})",
+                m.id, m.address, m.state, m.reason
+            )));
         }
         Ok((view.ring.epoch(), owner))
     }

@@ -24,6 +24,21 @@ pub struct Member {
     /// When the last heartbeat (or the registration) arrived.
     pub last_seen: Instant,
     pub stats: MemberStats,
+    /// What its worker last said failed in its store (while `Failed`).
+    pub failure: String,
+}
+
+impl Member {
+    /// Why the member is down or failed, as of `now`; empty otherwise.
+    pub fn reason(&self, now: Instant) -> String {
+        match self.state {
+            MemberState::Down => {
+                format!("no heartbeat for {:.1} s", now.saturating_duration_since(self.last_seen).as_secs_f64())
+            }
+            MemberState::Failed => self.failure.clone(),
+            _ => String::new(),
+        }
+    }
 }
 
 /// The membership table and its epoch.
@@ -113,6 +128,11 @@ impl Membership {
                     state: *state,
                     last_seen: now,
                     stats: MemberStats::default(),
+                    // Its next heartbeat says what failed, or that it healed.
+                    failure: match state {
+                        MemberState::Failed => "its store had failed when the master stopped".into(),
+                        _ => String::new(),
+                    },
                 },
             );
         }
@@ -202,7 +222,17 @@ impl Membership {
             None => {
                 let joins = self.members.values().any(|m| m.state != MemberState::Joining);
                 let state = if joins { MemberState::Joining } else { MemberState::Serving };
-                self.members.insert(id, Member { id, address, state, last_seen: now, stats: MemberStats::default() });
+                self.members.insert(
+                    id,
+                    Member {
+                        id,
+                        address,
+                        state,
+                        last_seen: now,
+                        stats: MemberStats::default(),
+                        failure: String::new(),
+                    },
+                );
                 if !joins {
                     self.epoch += 1;
                 }
@@ -229,16 +259,35 @@ impl Membership {
         }
     }
 
-    /// Records a heartbeat. Returns the current epoch, or `None` for an
-    /// unknown id (the worker must register again).
-    pub fn heartbeat(&mut self, id: WorkerId, stats: MemberStats, now: Instant) -> Option<u64> {
+    /// Records a heartbeat, with what failed in the worker's store if it
+    /// does not serve (`None` while it does). Returns the current epoch, or
+    /// `None` for an unknown id (the worker must register again).
+    ///
+    /// A member on the ring whose store failed becomes `Failed`: still on
+    /// the ring (its keys are nowhere else), but routed around. It serves
+    /// again with the first heartbeat that reports no failure. A joining
+    /// member stays joining either way: its join fails and retries.
+    pub fn heartbeat(
+        &mut self,
+        id: WorkerId,
+        stats: MemberStats,
+        failure: Option<String>,
+        now: Instant,
+    ) -> Option<u64> {
         let m = self.members.get_mut(&id)?;
         m.last_seen = now;
         m.stats = stats;
-        if m.state == MemberState::Down {
-            m.state = MemberState::Serving;
+        let state = match (&failure, m.state) {
+            (_, MemberState::Joining) => MemberState::Joining,
+            (Some(_), _) => MemberState::Failed,
+            (None, MemberState::Down | MemberState::Failed) => MemberState::Serving,
+            (None, state) => state,
+        };
+        if state != m.state {
+            m.state = state;
             self.epoch += 1;
         }
+        m.failure = failure.unwrap_or_default();
         Some(self.epoch)
     }
 
@@ -251,7 +300,7 @@ impl Membership {
             m.state != MemberState::Joining || now.saturating_duration_since(m.last_seen) <= self.down_after
         });
         for m in self.members.values_mut() {
-            if matches!(m.state, MemberState::Serving | MemberState::Leaving)
+            if matches!(m.state, MemberState::Serving | MemberState::Leaving | MemberState::Failed)
                 && now.saturating_duration_since(m.last_seen) > self.down_after
             {
                 m.state = MemberState::Down;
@@ -331,7 +380,7 @@ mod tests {
         m.promote(2);
         let e = m.epoch();
         assert_eq!(
-            m.heartbeat(1, MemberStats { live_keys: 5, ..Default::default() }, t + Duration::from_secs(2)),
+            m.heartbeat(1, MemberStats { live_keys: 5, ..Default::default() }, None, t + Duration::from_secs(2)),
             Some(e)
         );
         assert!(!m.sweep(t + Duration::from_secs(3)));
@@ -341,10 +390,40 @@ mod tests {
         assert_eq!(m.epoch(), e + 1);
         // Down members stay on the ring: their keys have nowhere else to go.
         assert_eq!(m.ring().members(), vec![1, 2]);
-        assert_eq!(m.heartbeat(2, MemberStats::default(), t + Duration::from_secs(4)), Some(e + 2));
+        assert_eq!(m.member(2).unwrap().reason(t + Duration::from_secs(4)), "no heartbeat for 4.0 s");
+        assert_eq!(m.heartbeat(2, MemberStats::default(), None, t + Duration::from_secs(4)), Some(e + 2));
         assert_eq!(m.member(2).unwrap().state, MemberState::Serving);
-        assert_eq!(m.heartbeat(77, MemberStats::default(), t), None);
+        assert_eq!(m.heartbeat(77, MemberStats::default(), None, t), None);
         assert_eq!(m.member(1).unwrap().stats.live_keys, 5);
+    }
+
+    #[test]
+    fn a_member_whose_store_failed_stays_on_the_ring_until_it_heals() {
+        let t = Instant::now();
+        let mut m = Membership::new(16, Duration::from_secs(3));
+        m.register(0, "a".into(), t);
+        m.register(0, "b".into(), t);
+        m.promote(2);
+        let e = m.epoch();
+        let full = || Some("writing the log failed: No space left on device".to_string());
+        assert_eq!(m.heartbeat(2, MemberStats::default(), full(), t), Some(e + 1));
+        let x = m.member(2).unwrap();
+        assert_eq!(
+            (x.state, x.reason(t).as_str()),
+            (MemberState::Failed, "writing the log failed: No space left on device")
+        );
+        assert_eq!(m.ring().members(), vec![1, 2]);
+        // Reporting the same failure again changes nothing.
+        assert_eq!(m.heartbeat(2, MemberStats::default(), full(), t), Some(e + 1));
+        // Failed members still answer heartbeats; silent ones go down.
+        assert!(m.sweep(t + Duration::from_secs(4)));
+        assert_eq!(m.member(2).unwrap().state, MemberState::Down);
+        assert_eq!(m.heartbeat(2, MemberStats::default(), None, t + Duration::from_secs(5)), Some(e + 3));
+        assert_eq!((m.member(2).unwrap().state, m.member(2).unwrap().reason(t)), (MemberState::Serving, String::new()));
+        // A joiner whose store fails stays a joiner: its join retries.
+        m.register(0, "c".into(), t);
+        m.heartbeat(3, MemberStats::default(), full(), t + Duration::from_secs(5));
+        assert_eq!(m.member(3).unwrap().state, MemberState::Joining);
     }
 
     #[test]

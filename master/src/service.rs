@@ -277,8 +277,8 @@ async fn connect_plan(
         let Some((addr, state)) = addresses.get(&id) else {
             return Err(capnp::Error::failed(format!("worker {id} is no longer a member")));
         };
-        if *state == MemberState::Down {
-            return Err(capnp::Error::failed(format!("worker {id} is down")));
+        if !state.serves() {
+            return Err(capnp::Error::failed(format!("worker {id} is {state}")));
         }
         clients.insert(id, connect_worker(addr).await?);
     }
@@ -327,8 +327,13 @@ impl MasterService {
         let ring = m.ring();
         let owner = ring.owner(key).ok_or_else(|| Failure::Unavailable("the cluster has no workers".into()))?;
         let member = m.member(owner).ok_or_else(|| Failure::Unavailable(format!("worker {owner} is unknown")))?;
-        if member.state == MemberState::Down {
-            return Err(Failure::Unavailable(format!("worker {owner} at {} is down", member.address)));
+        if !member.state.serves() {
+            return Err(Failure::Unavailable(format!(
+                "worker {owner} at {} is {} ({})",
+                member.address,
+                member.state,
+                member.reason(Instant::now())
+            )));
         }
         Ok(Route { address: member.address.clone(), epoch: ring.epoch() })
     }
@@ -403,19 +408,20 @@ impl MasterService {
         tokio::select! {
             done = run => done,
             id = self.first_down(&involved) => {
-                Err(capnp::Error::disconnected(format!("worker {id} stopped answering (marked down)")))
+                let state = self.membership.borrow().member(id).map_or("gone".to_string(), |x| x.state.to_string());
+                Err(capnp::Error::disconnected(format!("worker {id} stopped serving (it is {state})")))
             }
         }
     }
 
     /// Resolves with the first of `ids` the failure detector marks down or
-    /// forgets, looking as often as the detector itself does.
+    /// failed, or forgets, looking as often as the detector itself does.
     async fn first_down(&self, ids: &[WorkerId]) -> WorkerId {
         let every = (self.membership.borrow().down_after() / 4).max(Duration::from_millis(10));
         loop {
             let gone = {
                 let m = self.membership.borrow();
-                ids.iter().copied().find(|id| m.member(*id).is_none_or(|x| x.state == MemberState::Down))
+                ids.iter().copied().find(|id| m.member(*id).is_none_or(|x| !x.state.serves()))
             };
             if let Some(id) = gone {
                 return id;
@@ -463,6 +469,7 @@ fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
     b.set_id(m.id);
     b.set_address(m.address.as_str());
     b.set_state(m.state.into());
+    b.set_reason(m.reason(Instant::now()).as_str());
     m.stats.write(b.init_stats());
 }
 
@@ -537,10 +544,35 @@ impl master::Server for MasterService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let stats = MemberStats::read(p.get_stats()?)?;
-        let epoch = self.membership.borrow_mut().heartbeat(p.get_id(), stats, Instant::now());
+        let failure =
+            p.get_store_failure()?.to_string().map_err(|e| capnp::Error::failed(format!("storeFailure: {e}")))?;
+        let failure = (!failure.is_empty()).then_some(failure);
+        let id = p.get_id();
+        let (before, epoch_before) = {
+            let m = self.membership.borrow();
+            (m.member(id).map(|x| x.state), m.epoch())
+        };
+        let epoch = self.membership.borrow_mut().heartbeat(id, stats, failure.clone(), Instant::now());
+        match (before, self.membership.borrow().member(id).map(|m| m.state)) {
+            (Some(b), Some(MemberState::Failed)) if b != MemberState::Failed => {
+                tracing::error!(
+                    worker = id,
+                    failure = failure.as_deref().unwrap_or(""),
+                    "a worker's store failed; its keys answer unavailable until it reopens"
+                )
+            }
+            (Some(MemberState::Failed), Some(MemberState::Serving)) => {
+                tracing::info!(worker = id, "a worker's store serves again")
+            }
+            _ => {}
+        }
         self.persist()?;
         if epoch.is_some() {
-            self.heard(p.get_id());
+            self.heard(id);
+        }
+        if epoch.is_some_and(|e| e != epoch_before) {
+            // Its state changed: everyone routes around it (or to it again).
+            tokio::task::spawn_local(push_ring(self.clone()));
         }
         match epoch {
             Some(epoch) => results.get().set_epoch(epoch),

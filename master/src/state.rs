@@ -12,6 +12,7 @@
 //! next-id 4
 //! member 1 serving 127.0.0.1:34567
 //! member 3 down 127.0.0.1:40001
+//! member 5 failed 127.0.0.1:40002
 //! departed 2
 //! change join 3
 //! ```
@@ -100,19 +101,10 @@ impl StateFile {
     }
 }
 
-fn state_name(s: MemberState) -> &'static str {
-    match s {
-        MemberState::Joining => "joining",
-        MemberState::Serving => "serving",
-        MemberState::Leaving => "leaving",
-        MemberState::Down => "down",
-    }
-}
-
 fn render(s: &Snapshot) -> String {
     let mut out = format!("{HEADER}\nepoch {}\nvnodes {}\nnext-id {}\n", s.epoch, s.vnodes, s.next_id);
     for (id, address, state) in &s.members {
-        out += &format!("member {id} {} {address}\n", state_name(*state));
+        out += &format!("member {id} {state} {address}\n");
     }
     for id in &s.departed {
         out += &format!("departed {id}\n");
@@ -147,6 +139,7 @@ fn parse(text: &str) -> Result<Snapshot, String> {
                     Some("serving") => MemberState::Serving,
                     Some("leaving") => MemberState::Leaving,
                     Some("down") => MemberState::Down,
+                    Some("failed") => MemberState::Failed,
                     _ => return Err(bad("a member state")),
                 };
                 let address = words.next().ok_or_else(|| bad("an address"))?.to_owned();
@@ -178,11 +171,12 @@ mod tests {
         Snapshot {
             epoch: 7,
             vnodes: 256,
-            next_id: 5,
+            next_id: 6,
             members: vec![
                 (1, "127.0.0.1:7001".into(), MemberState::Serving),
                 (3, "127.0.0.1:7003".into(), MemberState::Down),
                 (4, "127.0.0.1:7004".into(), MemberState::Joining),
+                (5, "127.0.0.1:7005".into(), MemberState::Failed),
             ],
             departed: vec![2],
             change: Some(Change::Join(4)),

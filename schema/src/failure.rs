@@ -68,7 +68,7 @@ impl fmt::Display for StorageKind {
         f.write_str(match self {
             StorageKind::Io => "I/O failure",
             StorageKind::Full => "store full",
-            StorageKind::Poisoned => "store poisoned (restart the worker)",
+            StorageKind::Poisoned => "store poisoned by an earlier failed write",
             StorageKind::Corrupt => "corrupt data",
         })
     }

@@ -15,6 +15,30 @@ pub enum MemberState {
     /// On the ring but silent past the failure timeout: its keys answer
     /// "unavailable" until it comes back (there is no replica to fail over to).
     Down,
+    /// On the ring and heartbeating, but its store failed (a write or an
+    /// fsync failed, the disk filled up) and is being reopened: its keys
+    /// answer "unavailable" until it serves again.
+    Failed,
+}
+
+impl MemberState {
+    /// Whether the member's keys can be served now: false for `down` and
+    /// `failed`, whose keys answer "unavailable".
+    pub fn serves(self) -> bool {
+        !matches!(self, MemberState::Down | MemberState::Failed)
+    }
+}
+
+impl std::fmt::Display for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemberState::Joining => "joining",
+            MemberState::Serving => "serving",
+            MemberState::Leaving => "leaving",
+            MemberState::Down => "down",
+            MemberState::Failed => "failed",
+        })
+    }
 }
 
 impl From<MemberState> for member::State {
@@ -24,6 +48,7 @@ impl From<MemberState> for member::State {
             MemberState::Serving => member::State::Serving,
             MemberState::Leaving => member::State::Leaving,
             MemberState::Down => member::State::Down,
+            MemberState::Failed => member::State::Failed,
         }
     }
 }
@@ -35,6 +60,7 @@ impl From<member::State> for MemberState {
             member::State::Serving => MemberState::Serving,
             member::State::Leaving => MemberState::Leaving,
             member::State::Down => MemberState::Down,
+            member::State::Failed => MemberState::Failed,
         }
     }
 }

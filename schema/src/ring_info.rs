@@ -16,6 +16,8 @@ pub struct MemberInfo {
     /// Its store's figures as of its last heartbeat (empty in a ring a
     /// worker hands on).
     pub stats: StoreFigures,
+    /// Why it is down or failed; empty otherwise.
+    pub reason: String,
 }
 
 /// The members on the ring at `epoch`.
@@ -33,6 +35,7 @@ impl MemberInfo {
             address: m.get_address()?.to_string().map_err(|e| capnp::Error::failed(format!("member address: {e}")))?,
             state: m.get_state()?.into(),
             stats: StoreFigures::read(m.get_stats()?)?,
+            reason: m.get_reason()?.to_string().map_err(|e| capnp::Error::failed(format!("member reason: {e}")))?,
         })
     }
 
@@ -40,6 +43,7 @@ impl MemberInfo {
         b.set_id(self.id);
         b.set_address(self.address.as_str());
         b.set_state(self.state.into());
+        b.set_reason(self.reason.as_str());
         self.stats.write(b.init_stats());
     }
 }

@@ -205,6 +205,24 @@ impl Store {
         &self.recovery
     }
 
+    /// Why the store refuses every call, if a failed write or fsync
+    /// poisoned it. Closing it and opening its directory again (see
+    /// [`Store::dir`]) recovers from the log, as after a crash.
+    /// The answer is the failure that did it ("fsyncing the log failed: ...").
+    pub fn poisoned(&self) -> Option<String> {
+        if !self.inner.poison.set.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.inner.poison.cause.lock().clone().unwrap_or_else(|| "unknown".into()))
+    }
+
+    /// The directory the store lives in. Opening it again once this store
+    /// is closed keeps its lock held throughout, so nothing else can take
+    /// the directory in between.
+    pub fn dir(&self) -> Arc<dyn Dir> {
+        self.inner.dir.clone()
+    }
+
     /// Stores `value` under `key`, replacing any earlier value.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let lsn = self.append_put(key, value)?;

@@ -415,6 +415,34 @@ fn a_batch_of_writes_shares_one_fsync_and_fails_together() {
 }
 
 #[test]
+fn a_poisoned_store_says_why_and_reopens_in_its_own_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faulty = FaultyDir::new(tmp.path()).unwrap();
+    let store = open(&faulty).unwrap();
+    for i in 0..50u64 {
+        store.put(&i.to_be_bytes(), &value(i)).unwrap();
+    }
+    assert_eq!(store.poisoned(), None);
+    faulty.fail_sync_at(0);
+    assert!(store.put(b"unsure", b"v").is_err());
+    let why = store.poisoned().expect("a failed fsync poisons the store");
+    assert!(why.contains("injected fsync failure"), "{why}");
+    assert!(matches!(store.get(&0u64.to_be_bytes()), Err(StoreError::Poisoned { .. })));
+    let dir = store.dir();
+    assert!(matches!(store.close(), Err(StoreError::Poisoned { .. })));
+    // The directory stays locked between the close and the reopen.
+    assert!(matches!(Store::open(tmp.path(), options()), Err(StoreError::Locked { .. })));
+    faulty.reset().unwrap();
+    let store = Store::open_in(dir, options()).unwrap();
+    assert_eq!(store.poisoned(), None);
+    for i in 0..50u64 {
+        assert_eq!(store.get(&i.to_be_bytes()).unwrap(), Some(value(i)), "acknowledged write {i} lost");
+    }
+    store.put(b"after", b"reopen").unwrap();
+    assert_eq!(store.get(b"after").unwrap(), Some(b"reopen".to_vec()));
+}
+
+#[test]
 fn a_record_damaged_after_recovery_stays_corrupt_through_index_growth() {
     // Opened from its checkpoint, the store does not read record 0 again:
     // the index points at it until a read or a rescan finds the damage.

@@ -1,7 +1,9 @@
 //! The wimpy worker: owns part of the key space, keeps it in a FAWN-DS
 //! store (wimpy-store), and runs compute jobs next to the data
 //! (wimpy-compute). This crate is the glue: the RPC service over both
-//! ([`server`]), staying on the master's ring ([`membership`]), and a
+//! ([`server`]), staying on the master's ring ([`membership`]), keeping
+//! the store in service and reopening it when it fails ([`store_slot`]),
+//! and a
 //! whole worker process as one call ([`node`]) that the `wimpy-worker`
 //! binary and tests run.
 //!
@@ -12,3 +14,4 @@
 pub mod membership;
 pub mod node;
 pub mod server;
+pub mod store_slot;

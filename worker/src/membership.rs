@@ -74,6 +74,7 @@ pub async fn heartbeat_loop(
         let mut req = master.heartbeat_request();
         req.get().set_id(state.id);
         state.figures().write(req.get().init_stats());
+        req.get().set_store_failure(state.store_slot().failure().unwrap_or_default().as_str());
         let answer = within(CALL, "heartbeat", req.send().promise).await?;
         let epoch = match answer.get()?.which()? {
             heartbeat_answer::Epoch(epoch) => epoch,

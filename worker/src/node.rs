@@ -78,7 +78,7 @@ pub async fn run(
     for f in engine.failures() {
         tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
     }
-    let state = Arc::new(WorkerState::new(id, Arc::new(store), Arc::new(engine)).with_intake(config.intake));
+    let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)).with_intake(config.intake));
     match membership::fetch_ring(&master).await {
         Ok(ring) => state.set_ring(ring),
         // The first heartbeat fetches it again.
@@ -101,7 +101,14 @@ pub async fn run(
             }
         }
     });
+    let (stop_healing, healing_stopped) = tokio::sync::watch::channel(());
+    let healer = tokio::task::spawn_local(keep_store_in_service(state.clone(), healing_stopped));
     let served = serve(listener, state.clone(), config.cores, shutdown).await;
+    // The healer stops between attempts, never halfway through a reopen.
+    drop(stop_healing);
+    if healer.await.is_err() {
+        tracing::error!("the store's healer failed");
+    }
     heartbeat.abort();
     // The aborted task drops its hold on the state once it is awaited.
     if let Err(e) = heartbeat.await
@@ -111,6 +118,62 @@ pub async fn run(
     }
     let closed = state.close().map_err(std::io::Error::other);
     served.and(closed)
+}
+
+/// How often the healer looks at whether the store still serves.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_millis(100);
+/// The first wait before reopening a failed store; it doubles with every
+/// attempt that fails, up to [`LONGEST_REOPEN_WAIT`].
+const FIRST_REOPEN_WAIT: Duration = Duration::from_millis(200);
+const LONGEST_REOPEN_WAIT: Duration = Duration::from_secs(30);
+/// A store that fails again sooner than this after it was reopened keeps
+/// the longer wait: every reopen replays the log, which must not run in a
+/// loop on a disk that fails at once every time.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Watches the store and, when a failed write or fsync poisons it, reopens
+/// it with backoff until it serves again (the heartbeat meanwhile reports
+/// the worker `failed`, with the reason). Returns when `stop`'s sender goes.
+async fn keep_store_in_service(state: Arc<WorkerState>, mut stop: tokio::sync::watch::Receiver<()>) {
+    let mut wait = FIRST_REOPEN_WAIT;
+    let mut reopened_at: Option<std::time::Instant> = None;
+    let mut failed = false;
+    loop {
+        let pause = if failed { wait } else { HEALTH_CHECK_EVERY };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(why) = state.store_slot().failure() else {
+            continue;
+        };
+        if !failed {
+            failed = true;
+            tracing::error!(failure = why, "the store failed; it refuses every call until it is reopened");
+            if reopened_at.is_some_and(|t| t.elapsed() < STABLE_AFTER) {
+                // Failed again soon after a reopen: wait before replaying
+                // the log once more.
+                wait = (wait * 2).min(LONGEST_REOPEN_WAIT);
+                continue;
+            }
+            wait = FIRST_REOPEN_WAIT;
+        }
+        let slot = state.store_slot().clone();
+        match tokio::task::spawn_blocking(move || slot.heal()).await {
+            Ok(Ok(Some(report))) => {
+                tracing::info!("reopened the store after its failure; it serves again");
+                log_recovery(&report);
+                failed = false;
+                reopened_at = Some(std::time::Instant::now());
+            }
+            Ok(Ok(None)) => failed = false,
+            Ok(Err(why)) => {
+                wait = (wait * 2).min(LONGEST_REOPEN_WAIT);
+                tracing::warn!(retry_in = ?wait, "the store is still out of service: {why}");
+            }
+            Err(e) => tracing::error!(error = %e, "reopening the store panicked"),
+        }
+    }
 }
 
 /// Says what opening the store found: how much it replayed, and every torn

@@ -24,16 +24,24 @@ impl Drop for Running {
     }
 }
 
-fn start(id: u64, sync: SyncMode) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
+fn options(sync: SyncMode) -> Options {
+    Options {
         sync,
         segment_bytes: 1 << 22,
         max_value_bytes: 2 << 20,
         compaction: CompactionOptions { enabled: false, ..CompactionOptions::default() },
         ..Options::default()
-    };
-    let store = Arc::new(Store::open(dir.path(), opts).unwrap());
+    }
+}
+
+fn start(id: u64, sync: SyncMode) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options(sync)).unwrap();
+    start_on(id, store, dir)
+}
+
+/// Serves `store`, which lives in `dir`.
+fn start_on(id: u64, store: Store, dir: tempfile::TempDir) -> Running {
     let engine = wimpy_compute::Engine::start(&wimpy_compute::EngineConfig {
         backends: vec![wimpy_compute::BackendKind::Simd],
         cpu_threads: 1,
@@ -193,7 +201,7 @@ fn put_get_delete_over_rpc() {
         assert!(deleted);
         assert_eq!(get(&c, b"k", 1).await, Got::NotFound);
     });
-    assert_eq!(w.state.store.stats().live_keys, 0);
+    assert_eq!(w.state.store().unwrap().stats().live_keys, 0);
 }
 
 #[test]
@@ -236,7 +244,7 @@ fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
 #[test]
 fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
     let w = start(1, SyncMode::Never);
-    let store = w.state.store.clone();
+    let store = w.state.store().unwrap();
     client_side(|| async move {
         let c = connect(w.addr).await;
         set_ring(&c, &Ring::new(1, 32, [1])).await;
@@ -327,7 +335,7 @@ fn a_batch_answers_each_operation_in_order_and_on_its_own() {
         assert_eq!(batch(&c, &[(a, None), (b, Some(b"3"))], 6).await, vec![Got::Stale(5), Got::Stale(5)]);
         assert_eq!(get(&c, b, 5).await, Got::Value(b"2".to_vec()));
     });
-    assert_eq!(w.state.store.stats().live_keys, 1);
+    assert_eq!(w.state.store().unwrap().stats().live_keys, 1);
 }
 
 #[test]
@@ -343,14 +351,14 @@ fn oversized_batches_are_refused_whole_and_a_full_answer_defers_the_rest() {
         let ops: Vec<RawOp<'_>> = keys.iter().map(|k| (&k[..], Some(&b"v"[..]))).collect();
         let got = batch(&c, &ops, 1).await;
         assert!(got.len() == 1025 && got.iter().all(invalid), "{:?}", &got[..2]);
-        assert_eq!(w.state.store.stats().live_keys, 0);
+        assert_eq!(w.state.store().unwrap().stats().live_keys, 0);
 
         // Too many bytes: 5 MiB of values against 4 MiB allowed.
         let mib = vec![9u8; 1 << 20];
         let ops: Vec<RawOp<'_>> = keys[..5].iter().map(|k| (&k[..], Some(&mib[..]))).collect();
         let got = batch(&c, &ops, 1).await;
         assert!(got.iter().all(invalid), "{:?}", got);
-        assert_eq!(w.state.store.stats().live_keys, 0);
+        assert_eq!(w.state.store().unwrap().stats().live_keys, 0);
 
         // Five values of 1 MiB read in one batch: four fill the answer; the
         // fifth is refused as "batch answer", to be fetched on its own.
@@ -468,7 +476,7 @@ fn a_fence_returns_only_once_the_writes_that_passed_it_are_durable() {
         tokio::task::yield_now().await;
         fence_everything(&c).await;
         // Everything acknowledged is in the store now, as the copy would see it.
-        let live_at_fence = w.state.store.stats().live_keys;
+        let live_at_fence = w.state.store().unwrap().stats().live_keys;
         let mut acked = 0;
         for writer in writers {
             let (i, outcome) = writer.await.unwrap();
@@ -478,5 +486,54 @@ fn a_fence_returns_only_once_the_writes_that_passed_it_are_durable() {
             }
         }
         assert_eq!(live_at_fence, acked, "every write acknowledged was stored before the fence returned");
+    });
+}
+
+#[test]
+fn a_failed_store_answers_unavailable_and_serves_again_once_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = wimpy_store::io::FaultyDir::new(dir.path()).unwrap();
+    let store = Store::open_in(Arc::new(disk.clone()), options(SyncMode::Always)).unwrap();
+    let w = start_on(1, store, dir);
+    let value = |i: u32| vec![i as u8; 1000 + i as usize];
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 64, [1])).await;
+        for i in 0..50u32 {
+            put(&c, &i.to_be_bytes(), &value(i), 1).await.unwrap();
+        }
+        assert_eq!(w.state.store_slot().failure(), None);
+        // The disk goes: the next write tears, and every call after fails.
+        disk.fail_write_at(0);
+        let unsure = put(&c, b"unsure", &[9u8; 5000], 1).await;
+        assert!(matches!(&unsure, Err(Got::Other(m)) if m.starts_with("storage")), "{unsure:?}");
+        let why = w.state.store_slot().failure().expect("the store says it failed");
+        assert!(why.contains("injected"), "{why}");
+        // Its keys are unavailable, not missing, and writes are refused alike.
+        let got = get(&c, &0u32.to_be_bytes(), 1).await;
+        assert!(matches!(&got, Got::Other(m) if m.starts_with("unavailable") && m.contains("injected")), "{got:?}");
+        let refused = put(&c, b"new", b"v", 1).await;
+        assert!(matches!(&refused, Err(Got::Other(m)) if m.starts_with("unavailable")), "{refused:?}");
+
+        // Reopening fails while the disk is still gone, and says so.
+        let still = w.state.store_slot().heal().unwrap_err();
+        assert!(still.contains("reopening it failed"), "{still}");
+        let got = get(&c, &0u32.to_be_bytes(), 1).await;
+        assert!(matches!(&got, Got::Other(m) if m.starts_with("unavailable")), "{got:?}");
+
+        // The disk is back: the store reopens from its log and serves.
+        disk.reset().unwrap();
+        let report = w.state.store_slot().heal().unwrap().expect("the store was reopened");
+        assert!(report.live_keys >= 50, "{report:?}");
+        assert_eq!(w.state.store_slot().failure(), None);
+        assert_eq!(w.state.store_slot().heal().unwrap().map(|r| r.live_keys), None, "nothing more to heal");
+        for i in 0..50u32 {
+            assert_eq!(get(&c, &i.to_be_bytes(), 1).await, Got::Value(value(i)), "acknowledged write {i}");
+        }
+        // The write whose outcome was unknown is there whole or not at all.
+        let unsure = get(&c, b"unsure", 1).await;
+        assert!(unsure == Got::NotFound || unsure == Got::Value(vec![9u8; 5000]), "{unsure:?}");
+        put(&c, b"new", b"v", 1).await.unwrap();
+        assert_eq!(get(&c, b"new", 1).await, Got::Value(b"v".to_vec()));
     });
 }

@@ -8,8 +8,9 @@ use wimpy_client::Member;
 use super::Session;
 use crate::failure::Failure;
 
-/// Members, the epoch, and keys and bytes per worker, with any damage a
-/// worker's store stepped over when it last opened.
+/// Members, the epoch, and keys and bytes per worker; why a worker is down
+/// or failed, and any damage a worker's store stepped over when it last
+/// opened.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  wimpy status\n  wimpy status -w json | jq '.members[] | {id, state, keys}'")]
 pub(crate) struct Status {}
@@ -28,7 +29,10 @@ impl Status {
                 let all: Vec<&Member> = view.members.iter().chain(&joining).collect();
                 for m in &all {
                     let f = &m.stats;
-                    row(&mut t, [&m.id, &m.address, &state(m), &f.live_keys, &f.log_bytes, &f.garbage_bytes]);
+                    row(&mut t, [&m.id, &m.address, &m.state, &f.live_keys, &f.log_bytes, &f.garbage_bytes]);
+                }
+                for m in all.iter().filter(|m| !m.reason.is_empty()) {
+                    let _ = writeln!(t, "worker {} is {}: {}", m.id, m.state, m.reason);
                 }
                 for m in all.iter().filter(|m| m.stats.damaged_spans > 0) {
                     let f = &m.stats;
@@ -55,13 +59,9 @@ impl Status {
     }
 }
 
-fn state(m: &Member) -> String {
-    format!("{:?}", m.state).to_lowercase()
-}
-
 fn member_json(m: &Member) -> Value {
     let f = &m.stats;
-    json!({"id": m.id, "address": m.address, "state": state(m), "keys": f.live_keys, "log_bytes": f.log_bytes,
+    json!({"id": m.id, "address": m.address, "state": m.state.to_string(), "reason": m.reason, "keys": f.live_keys, "log_bytes": f.log_bytes,
            "garbage_bytes": f.garbage_bytes, "index_bytes": f.index_bytes, "damaged_spans": f.damaged_spans,
            "damage": f.damage.iter().map(|d| json!({"segment": d.segment, "offset": d.offset, "bytes": d.bytes,
                "reason": d.reason})).collect::<Vec<_>>()})

@@ -1,6 +1,9 @@
 //! What the tests of the real binaries share: where the binaries are, and
 //! the master and worker processes they start.
 
+// Each test binary uses its own share of these.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,11 +54,33 @@ pub fn master(addr: SocketAddr, data: &Path) -> Node {
 /// A worker of the master at `master`: CPU backends only (they start at
 /// once), one RPC thread, `--sync always`.
 pub fn worker(master: SocketAddr, data: &Path) -> Node {
+    worker_with(master, data, &[])
+}
+
+/// [`worker`] with more flags.
+pub fn worker_with(master: SocketAddr, data: &Path, flags: &[&str]) -> Node {
     let child = Command::new(binary("wimpy-worker"))
         .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
         .arg(data)
+        .args(flags)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     Node(child)
+}
+
+/// Runs the `wimpy` CLI against the master at `master`, with `stdin`.
+pub fn cli(master: SocketAddr, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(WIMPY)
+        .arg("--master")
+        .arg(master.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -51,7 +51,11 @@ pub(super) async fn batch(
         }
     }
 
-    let mut applied = match on_store(&state.store, writes, move |store| store.apply(&routed)).await {
+    let applied = match state.store() {
+        Ok(store) => on_store(&store, writes, move |store| store.apply(&routed)).await,
+        Err(refusal) => Err(refusal),
+    };
+    let mut applied = match applied {
         Ok(applied) => applied.into_iter(),
         Err(failure) => {
             write_answers(results.get().init_results(n), vec![KeyAnswer::Failed(failure); n as usize]);

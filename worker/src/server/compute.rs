@@ -49,7 +49,7 @@ async fn run_one(
     backend: Option<wimpy_compute::BackendKind>,
     deadline: Option<Duration>,
 ) -> Outcome {
-    let value = match state.route(key, epoch).and_then(|()| state.store.get(key).map_err(refusal)) {
+    let value = match state.route(key, epoch).and_then(|()| state.store()?.get(key).map_err(refusal)) {
         Ok(Some(v)) => v,
         Ok(None) => return Outcome::NotFound,
         Err(f) => return Outcome::Refused(f),

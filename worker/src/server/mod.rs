@@ -28,6 +28,8 @@ use wimpy_store::{Store, SyncMode};
 pub use refusal::refusal;
 use wimpy_schema::{DamagedSpan, Failure, LimitKind, MemberInfo, RingInfo, StorageKind, StoreFigures};
 
+use crate::store_slot::StoreSlot;
+
 use self::intake::{Admitted, ConnectionCalls, Intake, IntakeLimits};
 use wimpy_schema::batch::{KeyAnswer, write_answers};
 
@@ -45,8 +47,10 @@ pub const MAX_INLINE_VALUE: usize = wimpy_schema::wimpy_capnp::MAX_INLINE_VALUE 
 pub struct WorkerState {
     /// This worker's id on the ring.
     pub id: WorkerId,
-    /// The worker's data.
-    pub store: Arc<Store>,
+    /// The worker's data, reopened in place when it fails.
+    store: Arc<StoreSlot>,
+    /// The store's figures as last read, reported while it is reopened.
+    last_figures: std::sync::Mutex<StoreFigures>,
     /// The compute backends jobs run on.
     pub engine: Arc<wimpy_compute::Engine>,
     /// The newest ring this worker has been given.
@@ -74,10 +78,11 @@ pub(crate) type WriteGate<'a> = tokio::sync::RwLockReadGuard<'a, ()>;
 impl WorkerState {
     /// A worker `id` serving `store` and running compute jobs on `engine`,
     /// not yet on any ring.
-    pub fn new(id: WorkerId, store: Arc<Store>, engine: Arc<wimpy_compute::Engine>) -> WorkerState {
+    pub fn new(id: WorkerId, store: Store, engine: Arc<wimpy_compute::Engine>) -> WorkerState {
         WorkerState {
             id,
-            store,
+            store: Arc::new(StoreSlot::new(store)),
+            last_figures: Default::default(),
             engine,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
             published: ArcSwap::from_pointee(RingInfo::empty()),
@@ -108,27 +113,29 @@ impl WorkerState {
         let state = Arc::into_inner(self).ok_or("the worker's state is still in use as it closes")?;
         let WorkerState { store, engine, .. } = state;
         drop(Arc::into_inner(engine).ok_or("the compute engine is still in use as it closes")?);
-        let store = Arc::into_inner(store).ok_or("the store is still in use as it closes")?;
-        store.close().map_err(|e| format!("closing the store: {e}"))
+        Arc::into_inner(store).ok_or("the store is still in use as it closes")?.close()
+    }
+
+    /// The store to serve a call from, or why it cannot serve (it failed
+    /// and is being reopened): `unavailable`, saying why.
+    pub fn store(&self) -> Result<Arc<Store>, Failure> {
+        self.store.get().map_err(refusal)
+    }
+
+    /// The slot the store is kept in, for healing it.
+    pub fn store_slot(&self) -> &Arc<StoreSlot> {
+        &self.store
     }
 
     /// What the store says about itself, for heartbeats and `stats`: its
-    /// figures now and what its last recovery stepped over.
+    /// figures now and what its last recovery stepped over (the figures
+    /// last read while it is being reopened).
     pub fn figures(&self) -> StoreFigures {
-        let s = self.store.stats();
-        let damage = &self.store.recovery_report().damage;
-        StoreFigures {
-            live_keys: s.live_keys,
-            log_bytes: s.log_bytes,
-            garbage_bytes: s.garbage_bytes,
-            index_bytes: s.index_bytes,
-            damage: damage
-                .iter()
-                .take(wimpy_schema::MAX_REPORTED_DAMAGE)
-                .map(|d| DamagedSpan { segment: d.segment, offset: d.at, bytes: d.bytes, reason: d.reason.into() })
-                .collect(),
-            damaged_spans: damage.len() as u64,
+        let mut last = self.last_figures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(store) = self.store.get() {
+            *last = store_figures(&store);
         }
+        last.clone()
     }
 
     /// The ring requests are checked against.
@@ -164,7 +171,13 @@ impl WorkerState {
     /// Forgets the keys of `ranges`, unless a newer ring gave them back.
     fn drop_ranges(&self, ranges: &[KeyHashRange]) {
         for r in ranges {
-            let keys: Vec<Vec<u8>> = self.store.scan(*r).filter_map(|kv| kv.ok().map(|(k, _)| k)).collect();
+            let Ok(store) = self.store.get() else {
+                // Left behind, as below; a reopened store drops them at the
+                // next ring change.
+                tracing::warn!(range = ?r, "the store is out of service; keys of a range given away stay behind");
+                return;
+            };
+            let keys: Vec<Vec<u8>> = store.scan(*r).filter_map(|kv| kv.ok().map(|(k, _)| k)).collect();
             let ring = self.ring.load_full();
             // One stream of deletions shares one wait for durability.
             let gone = keys
@@ -173,7 +186,7 @@ impl WorkerState {
                 .map(|key| Ok(wimpy_store::Record { key, value: None }));
             // Left behind, the keys only take space: the ring routes them
             // elsewhere and the next ring change retries.
-            if let Err(e) = self.store.merge(gone) {
+            if let Err(e) = store.merge(gone) {
                 tracing::error!(range = ?r, error = %e, "dropping the keys of a range given away");
             }
         }
@@ -336,7 +349,26 @@ impl WorkerService {
         &self,
         op: impl FnOnce(&Store) -> wimpy_store::Result<T> + Send + 'static,
     ) -> Result<T, Failure> {
-        on_store(&self.state.store, true, op).await?.map_err(refusal)
+        on_store(&self.state.store()?, true, op).await?.map_err(refusal)
+    }
+}
+
+/// What `store` says about itself: its figures now and what its last
+/// recovery stepped over.
+fn store_figures(store: &Store) -> StoreFigures {
+    let s = store.stats();
+    let damage = &store.recovery_report().damage;
+    StoreFigures {
+        live_keys: s.live_keys,
+        log_bytes: s.log_bytes,
+        garbage_bytes: s.garbage_bytes,
+        index_bytes: s.index_bytes,
+        damage: damage
+            .iter()
+            .take(wimpy_schema::MAX_REPORTED_DAMAGE)
+            .map(|d| DamagedSpan { segment: d.segment, offset: d.at, bytes: d.bytes, reason: d.reason.into() })
+            .collect(),
+        damaged_spans: damage.len() as u64,
     }
 }
 
@@ -370,7 +402,7 @@ impl worker::Server for WorkerService {
         };
         let p = params.get()?;
         let key = p.get_key()?;
-        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(refusal));
+        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store()?.get(key).map_err(refusal));
         let mut r = results.get().init_result();
         match outcome {
             Ok(Some(v)) if v.len() > MAX_INLINE_VALUE => Failure::TooLarge {
@@ -470,7 +502,7 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?;
         let sink = p.get_sink()?;
-        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store.get(key).map_err(refusal));
+        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store()?.get(key).map_err(refusal));
         let sent = match &outcome {
             Ok(Some(v)) => Some(streams::send_value(v, &sink).await?),
             _ => None,
@@ -518,7 +550,9 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let r = p.get_range()?;
         let range = KeyHashRange::new(r.get_start(), r.get_end());
-        let sent = transfer::send_range(self.state.store.clone(), range, p.get_sink()?).await?;
+        let sent =
+            transfer::send_range(self.state.store.get().map_err(transfer::store_out_of_service)?, range, p.get_sink()?)
+                .await?;
         results.get().set_records(sent);
         Ok(())
     }

@@ -19,7 +19,11 @@ pub fn refusal(e: StoreError) -> Failure {
         StoreError::Closed => return Failure::Unavailable("the worker is stopping".into()),
         StoreError::Full { .. } => StorageKind::Full,
         StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => StorageKind::Full,
-        StoreError::Poisoned { .. } => StorageKind::Poisoned,
+        // Out of service until it is reopened: the key holds what it held,
+        // it just cannot be read or written now.
+        StoreError::Poisoned { cause } => {
+            return Failure::Unavailable(format!("this worker's store failed and is being reopened: {cause}"));
+        }
         StoreError::Corrupt { .. } | StoreError::Format { .. } => StorageKind::Corrupt,
         _ => StorageKind::Io,
     };

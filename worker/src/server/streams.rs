@@ -48,7 +48,7 @@ pub struct Upload {
 impl Upload {
     /// Accepts an upload of `size` bytes for `key`, or refuses it up front.
     pub fn new(state: Arc<WorkerState>, key: Vec<u8>, size: u64, epoch: u64) -> Result<Upload, Failure> {
-        let max = state.store.options().max_value_bytes as u64;
+        let max = state.store_slot().options().max_value_bytes as u64;
         if size > max {
             return Err(Failure::TooLarge { kind: LimitKind::Value, limit: max, actual: size });
         }
@@ -127,16 +127,22 @@ impl value_upload::Server for Upload {
             }
             (None, Ok(_gate)) => {
                 let value = std::mem::take(&mut *self.buf.borrow_mut());
-                let (store, key) = (self.state.store.clone(), self.key.clone());
-                let put = move || store.put(&key, &value);
-                let result = if self.state.store.options().sync == SyncMode::Always {
-                    tokio::task::spawn_blocking(put)
-                        .await
-                        .map_err(|e| capnp::Error::failed(format!("store task: {e}")))?
-                } else {
-                    put()
-                };
-                result.map_err(refusal)
+                match self.state.store() {
+                    Ok(store) => {
+                        let key = self.key.clone();
+                        let always = store.options().sync == SyncMode::Always;
+                        let put = move || store.put(&key, &value);
+                        let result = if always {
+                            tokio::task::spawn_blocking(put)
+                                .await
+                                .map_err(|e| capnp::Error::failed(format!("store task: {e}")))?
+                        } else {
+                            put()
+                        };
+                        result.map_err(refusal)
+                    }
+                    Err(refusal) => Err(refusal),
+                }
             }
         };
         self.release();

@@ -11,7 +11,9 @@ use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::record_sink;
 use wimpy_schema::{KeyHashRange, key_hash};
 
-use wimpy_store::{Record, RecordStreamReader, Store, encode_stream_record};
+use wimpy_store::{Record, RecordStreamReader, Store, StoreError, encode_stream_record};
+
+use crate::store_slot::StoreSlot;
 
 /// Bytes of frames per `RecordSink.write`: large enough to keep the link
 /// busy, far under the reader's traversal limit.
@@ -73,10 +75,17 @@ pub async fn send_range(
     Ok(sent)
 }
 
-/// The receiving end of a range move.
+/// A move's answer when the store it reads or writes is out of service: the
+/// move fails, and the master retries it or gives up on it.
+pub fn store_out_of_service(e: StoreError) -> capnp::Error {
+    capnp::Error::failed(format!("the store cannot move records now: {e}"))
+}
+
+/// The receiving end of a range move. It takes the store from its slot
+/// for every chunk, so a store reopened after a failure is the one written.
 #[derive(Debug)]
 pub struct RangeReceiver {
-    store: Arc<Store>,
+    store: Arc<StoreSlot>,
     received: Cell<u64>,
     /// With `Some`, the range this sink replaces, and the hashes of the keys
     /// received so far: done deletes the range's other keys.
@@ -86,7 +95,7 @@ pub struct RangeReceiver {
 impl RangeReceiver {
     /// A sink that merges what it receives; with `replace`, one whose done
     /// also deletes the keys of `range` it did not receive.
-    pub fn new(store: Arc<Store>, range: KeyHashRange, replace: bool) -> RangeReceiver {
+    pub fn new(store: Arc<StoreSlot>, range: KeyHashRange, replace: bool) -> RangeReceiver {
         RangeReceiver { store, received: Cell::new(0), replacing: replace.then(|| (range, Default::default())) }
     }
 }
@@ -94,7 +103,7 @@ impl RangeReceiver {
 impl record_sink::Server for RangeReceiver {
     async fn write(self: Rc<Self>, params: record_sink::WriteParams) -> Result<(), capnp::Error> {
         let frames = params.get()?.get_frames()?.to_vec();
-        let store = self.store.clone();
+        let store = self.store.get().map_err(store_out_of_service)?;
         let (merged, hashes) = tokio::task::spawn_blocking(move || {
             let opts = store.options();
             let mut hashes = Vec::new();
@@ -118,7 +127,8 @@ impl record_sink::Server for RangeReceiver {
         mut results: record_sink::DoneResults,
     ) -> Result<(), capnp::Error> {
         if let Some((range, received)) = &self.replacing {
-            let (store, range, received) = (self.store.clone(), *range, received.take());
+            let store = self.store.get().map_err(store_out_of_service)?;
+            let (range, received) = (*range, received.take());
             let deleted = tokio::task::spawn_blocking(move || {
                 let stale: Vec<Vec<u8>> = store
                     .scan(range)
