@@ -33,8 +33,14 @@ impl SmallDisk {
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={DISK_MIB}m"), "tmpfs"])
             .arg(at)
-            .output()
-            .ok()?;
+            .output();
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                return None;
+            }
+        };
         if !out.status.success() {
             eprintln!("skipped: cannot mount a tmpfs here: {}", String::from_utf8_lossy(&out.stderr).trim());
             return None;
