@@ -1,17 +1,46 @@
 //! Opening and serving Cap'n Proto connections the one way every wimpy node
-//! and client does: two-party over TCP, no Nagle delay, the shared reader
-//! limits ([`wimpy_schema::reader_options`]).
+//! and client does: two-party over TCP, no Nagle delay, TLS 1.3 with both
+//! ends verified unless running insecure ([`crate::security`]), the shared
+//! reader limits ([`wimpy_schema::reader_options`]).
 
 use capnp_rpc::{RpcSystem, rpc_twoparty_capnp, twoparty};
 use futures::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use wimpy_schema::Role;
 
-/// Connects to `addr` and returns the peer's bootstrap capability. The
-/// connection runs as a task of the current `LocalSet` until the peer or the
-/// capability goes away. The TCP connect gives up after
+use crate::security::{Peer, Security};
+
+/// Connects to `addr` and returns the peer's bootstrap capability. Over
+/// TLS the peer's certificate must be for one of the roles in `expect` (a
+/// worker, say, when routing to a key's owner). The connection runs as a
+/// task of the current `LocalSet` until the peer or the capability goes
+/// away. The TCP connect and the TLS handshake together give up after
 /// [`deadline::CONNECT`](crate::deadline::CONNECT).
-pub async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> std::io::Result<C> {
-    let stream = match tokio::time::timeout(crate::deadline::CONNECT, tokio::net::TcpStream::connect(addr)).await {
-        Ok(stream) => stream?,
+pub async fn connect<C: capnp::capability::FromClientHook>(
+    addr: &str,
+    security: &Security,
+    expect: &[Role],
+) -> std::io::Result<C> {
+    let opened = async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(match security {
+            Security::Insecure => start(stream, None),
+            Security::Tls(tls) => {
+                let (stream, peer) = tls.connect(stream).await?;
+                if !expect.contains(&peer.role) {
+                    let wanted: Vec<&str> = expect.iter().map(|r| r.as_str()).collect();
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!("{addr} is {peer}, not a {}", wanted.join(" or ")),
+                    ));
+                }
+                start(stream, None)
+            }
+        })
+    };
+    let rpc = match tokio::time::timeout(crate::deadline::CONNECT, opened).await {
+        Ok(rpc) => rpc?,
         Err(_) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -19,31 +48,51 @@ pub async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> std::i
             ));
         }
     };
-    stream.set_nodelay(true)?;
-    let mut rpc = RpcSystem::new(Box::new(network(stream, rpc_twoparty_capnp::Side::Client)), None);
+    let mut rpc = rpc;
     let client: C = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
     tokio::task::spawn_local(rpc);
     Ok(client)
 }
 
-/// Serves `bootstrap` on an accepted connection until the peer hangs up.
-pub async fn serve(stream: tokio::net::TcpStream, bootstrap: capnp::capability::Client) -> std::io::Result<()> {
+/// Serves an accepted connection until the peer hangs up: completes the
+/// TLS handshake (within [`deadline::CONNECT`](crate::deadline::CONNECT);
+/// a peer without a certificate from the cluster's CA is turned away
+/// there), then serves the capability `bootstrap` makes for the peer it
+/// found.
+pub async fn serve(
+    stream: tokio::net::TcpStream,
+    security: &Security,
+    bootstrap: impl FnOnce(&Peer) -> capnp::capability::Client,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let rpc = RpcSystem::new(Box::new(network(stream, rpc_twoparty_capnp::Side::Server)), Some(bootstrap));
+    let rpc = match security {
+        Security::Insecure => start(stream, Some(bootstrap(&Peer::Insecure))),
+        Security::Tls(tls) => {
+            let accepted = match tokio::time::timeout(crate::deadline::CONNECT, tls.accept(stream)).await {
+                Ok(accepted) => accepted?,
+                Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake unfinished")),
+            };
+            let (stream, peer) = accepted;
+            tracing::debug!("serving {peer}");
+            start(stream, Some(bootstrap(&peer)))
+        }
+    };
     rpc.await.map_err(std::io::Error::other)
 }
 
-fn network(
-    stream: tokio::net::TcpStream,
-    side: rpc_twoparty_capnp::Side,
-) -> twoparty::VatNetwork<
-    futures::io::BufReader<futures::io::ReadHalf<tokio_util::compat::Compat<tokio::net::TcpStream>>>,
-> {
+/// An RPC system over `stream`: the client side when `bootstrap` is
+/// `None`, else the server side serving it.
+fn start<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    stream: S,
+    bootstrap: Option<capnp::capability::Client>,
+) -> RpcSystem<rpc_twoparty_capnp::Side> {
+    let side = if bootstrap.is_some() { rpc_twoparty_capnp::Side::Server } else { rpc_twoparty_capnp::Side::Client };
     let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
-    twoparty::VatNetwork::new(
+    let network = twoparty::VatNetwork::new(
         futures::io::BufReader::new(reader),
         futures::io::BufWriter::new(writer),
         side,
         wimpy_schema::reader_options(),
-    )
+    );
+    RpcSystem::new(Box::new(network), bootstrap)
 }

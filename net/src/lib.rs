@@ -6,8 +6,9 @@
 //! master's proxy share. Also the start-up every binary shares: logging
 //! ([`logging`]) and the signals that stop a process ([`signals`]).
 //!
-//! Every connection in the cluster is opened and served here, so this is
-//! where transport security and deadlines belong. It depends on the
+//! Every connection in the cluster is opened and served here, TLS under
+//! each ([`security`]: the cluster's CA, credentials, peers' identities),
+//! with deadlines ([`deadline`]). It depends on the
 //! contract and tokio; never on the store, the compute engine or a GPU
 //! crate.
 
@@ -16,8 +17,10 @@ pub mod connection;
 pub mod deadline;
 pub mod logging;
 mod peer;
+pub mod security;
 pub mod signals;
 
 pub use batcher::{Answered, BatchStats, Batcher};
 pub use connection::{connect, serve};
 pub use peer::KeyPeer;
+pub use security::{Peer, Role, Security};

@@ -1,7 +1,7 @@
 //! wimpy's contract: what every node and client agrees on. The Cap'n Proto
 //! schema (`wimpy.capnp`) and its generated code ([`wimpy_capnp`]), the
 //! schema's `Failure` union as a Rust value ([`Failure`]), compute jobs and
-//! their wire codec ([`job`]), the batch codecs ([`batch`]), member states,
+//! their wire codec ([`job`]), the batch codecs ([`batch`]), member states, certificate roles,
 //! reader limits, and, re-exported from wimpy-keyspace, the key hash and the
 //! ring that routing follows.
 //!
@@ -14,11 +14,13 @@ mod failure;
 pub mod job;
 mod member_state;
 mod ring_info;
+mod role;
 mod stats;
 
 pub use failure::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
 pub use member_state::MemberState;
 pub use ring_info::{MemberInfo, RingInfo};
+pub use role::{Role, UnknownRole};
 pub use stats::{DamagedSpan, MAX_REPORTED_DAMAGE, StoreFigures};
 pub use wimpy_keyspace::{KeyHashRange, Ring, WorkerId, key_hash, ring};
 

@@ -1,0 +1,25 @@
+//! Who may talk to whom: the cluster's CA ([`ca`]), the credentials a node
+//! or client holds ([`credentials`]), the identity a certificate gives its
+//! holder ([`identity`]), and TLS under every connection ([`tls`]).
+//!
+//! Every certificate is signed by the cluster's CA and names its holder and
+//! role (master, worker, admin or client). Connections are TLS 1.3 with
+//! both ends verified; a node learns the peer's role from its certificate
+//! and serves it accordingly.
+
+pub mod ca;
+pub mod credentials;
+pub mod flags;
+pub mod identity;
+pub mod tls;
+
+pub use ca::{CaError, CertRequest, ClusterCa, IssuedCert};
+pub use credentials::{CredentialError, CredentialFiles, Credentials};
+pub use identity::{Identity, Peer};
+pub use tls::Security;
+pub use wimpy_schema::Role;
+
+/// Bytes as lowercase hex, as fingerprints are shown.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
