@@ -70,7 +70,7 @@ fn restart_once() -> (f64, f64, u64) {
     let _workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
     let mut result = (0.0, 0.0, 0);
     on_runtime(|| async {
-        let client = Rc::new(connect(addr, ClientOptions::default()).await);
+        let client = Rc::new(connect(addr, ClientOptions::new(common::credentials().client_security())).await);
         wait_serving(&client, 3).await;
         let puts = (0..KEYS).map(|i| {
             let client = client.clone();
@@ -81,7 +81,11 @@ fn restart_once() -> (f64, f64, u64) {
         m.0.wait().unwrap();
         let restarted = Instant::now();
         m = master(addr, &master_dir);
-        let options = ClientOptions { via_master: true, timeout: Duration::from_secs(2), ..ClientOptions::default() };
+        let options = ClientOptions {
+            via_master: true,
+            timeout: Duration::from_secs(2),
+            ..ClientOptions::new(common::credentials().client_security())
+        };
         let proxy = Rc::new(connect(addr, options).await);
         let answers = restarted.elapsed().as_secs_f64();
         let mut left: Vec<u32> = (0..KEYS).collect();
@@ -120,7 +124,13 @@ fn intake_run(flags: &[&str]) -> (f64, u64) {
     let _w = worker_with(addr, &dir.path().join("w0"), flags);
     let mut result = (0.0, 0);
     on_runtime(|| async {
-        let client = Rc::new(connect(addr, ClientOptions { batching: false, ..ClientOptions::default() }).await);
+        let client = Rc::new(
+            connect(
+                addr,
+                ClientOptions { batching: false, ..ClientOptions::new(common::credentials().client_security()) },
+            )
+            .await,
+        );
         wait_serving(&client, 1).await;
         let started = Instant::now();
         let until = started + Duration::from_secs(5);

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use wimpy_net::security::{CaError, CertRequest, ClusterCa, CredentialFiles, Credentials};
+use wimpy_net::{Role, Security};
 
 /// Finds a sibling binary (wimpy-master, wimpy-worker) next to this one.
 fn sibling(name: &str) -> std::io::Result<PathBuf> {
@@ -37,11 +40,64 @@ fn stop_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Where a local cluster keeps its CA and its nodes' and operator's
+/// certificates: `DATA/tls`, the tool's default `--credentials` for the
+/// default data directory.
+pub fn credentials_dir(data: &Path) -> PathBuf {
+    data.join("tls")
+}
+
+/// The certificate `wimpy local` makes for the person at the keyboard: an
+/// admin, so that every command works (the tool's default `--as`).
+pub const OPERATOR: &str = "operator";
+
+/// Makes the cluster's CA under `dir` if there is none, and a certificate
+/// for every node of a cluster of `workers` and for the operator that is
+/// missing or no longer valid. A CA already there is kept, so that
+/// certificates issued from it by hand go on working.
+fn ensure_credentials(dir: &Path, workers: usize) -> std::io::Result<()> {
+    let fail = |e: CaError| std::io::Error::other(format!("the local cluster's credentials in {}: {e}", dir.display()));
+    let ca = if dir.join(wimpy_net::security::ca::CA_CERT_FILE).exists() {
+        ClusterCa::load(dir).map_err(fail)?
+    } else {
+        ClusterCa::init(dir, "local").map_err(fail)?
+    };
+    let mut wanted = vec![(Role::Master, "master".to_owned()), (Role::Admin, OPERATOR.to_owned())];
+    wanted.extend((0..workers).map(|i| (Role::Worker, worker_name(i))));
+    for (role, name) in wanted {
+        let files = CredentialFiles::in_dir(dir, &name);
+        match Credentials::load(&files) {
+            Ok(c) if c.identity().role == role && c.identity().remaining(SystemTime::now()) > RENEW_WITHIN => continue,
+            Ok(_) | Err(_) => {
+                for stale in [&files.cert, &files.key] {
+                    match std::fs::remove_file(stale) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut request = CertRequest::new(role, name);
+        request.alt_names = vec!["localhost".into(), "127.0.0.1".into()];
+        ca.issue(&request).map_err(fail)?.write(dir).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// A local certificate this close to expiry is replaced at the next start.
+const RENEW_WITHIN: Duration = Duration::from_secs(7 * 86_400);
+
+fn worker_name(i: usize) -> String {
+    format!("worker-{i}")
+}
+
 /// A master and its workers, each a child process.
 #[derive(Debug)]
 pub struct LocalCluster {
     master: SocketAddr,
     data: PathBuf,
+    /// Where the nodes' credentials are; `None` runs them `--insecure`.
+    tls: Option<PathBuf>,
     sync: String,
     /// RPC threads per worker.
     cores: usize,
@@ -55,10 +111,25 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts a master on `master` and `workers` workers with data under
-    /// `data`. Workers retry until the master answers, so this does not wait
-    /// for them: see [`crate::bench::cluster::wait_serving`].
-    pub fn start(master: SocketAddr, workers: usize, data: &Path, sync: &str, quiet: bool) -> std::io::Result<Self> {
+    /// `data`, with TLS unless `insecure` (making the credentials it needs
+    /// under [`credentials_dir`]). Workers retry until the master answers,
+    /// so this does not wait for them: see [`crate::bench::cluster::wait_serving`].
+    pub fn start(
+        master: SocketAddr,
+        workers: usize,
+        data: &Path,
+        sync: &str,
+        quiet: bool,
+        insecure: bool,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(data)?;
+        let tls = if insecure {
+            None
+        } else {
+            let dir = credentials_dir(data);
+            ensure_credentials(&dir, workers)?;
+            Some(dir)
+        };
         // The workers share this machine: more RPC threads than cores only
         // adds context switches (measured: ~20% fewer requests served with 3
         // workers of 2 threads each on 2 cores than with 1 thread each).
@@ -68,10 +139,11 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             master,
             data: data.to_owned(),
+            master_child: spawn_master(&master_bin, master, data, tls.as_deref(), quiet)?,
+            tls,
             sync: sync.to_owned(),
             cores,
             quiet,
-            master_child: spawn_master(&master_bin, master, data, quiet)?,
             master_bin,
             worker_bin,
             workers: Vec::with_capacity(workers),
@@ -87,6 +159,17 @@ impl LocalCluster {
         self.workers.len()
     }
 
+    /// How a client reaches this cluster: as the operator over TLS, or
+    /// insecure.
+    pub fn client_security(&self) -> std::io::Result<Security> {
+        match &self.tls {
+            None => Ok(Security::Insecure),
+            Some(dir) => Credentials::load(&CredentialFiles::in_dir(dir, OPERATOR))
+                .and_then(|c| Security::tls(&c))
+                .map_err(std::io::Error::other),
+        }
+    }
+
     fn spawn_worker(&self, i: usize) -> std::io::Result<Child> {
         let mut cmd = Command::new(&self.worker_bin);
         stop_with_parent(&mut cmd)
@@ -99,7 +182,8 @@ impl LocalCluster {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data")
-            .arg(self.data.join(format!("worker-{i}")));
+            .arg(self.data.join(worker_name(i)));
+        credential_flags(&mut cmd, self.tls.as_deref(), &worker_name(i));
         if self.quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
@@ -110,7 +194,8 @@ impl LocalCluster {
     pub fn restart_exited(&mut self) -> std::io::Result<()> {
         if let Ok(Some(status)) = self.master_child.try_wait() {
             eprintln!("wimpy local: master exited ({status}); restarting");
-            self.master_child = spawn_master(&self.master_bin, self.master, &self.data, self.quiet)?;
+            self.master_child =
+                spawn_master(&self.master_bin, self.master, &self.data, self.tls.as_deref(), self.quiet)?;
         }
         for i in 0..self.workers.len() {
             if let Ok(Some(status)) = self.workers[i].try_wait() {
@@ -136,13 +221,37 @@ impl Drop for LocalCluster {
     }
 }
 
-fn spawn_master(bin: &Path, listen: SocketAddr, data: &Path, quiet: bool) -> std::io::Result<Child> {
+fn spawn_master(
+    bin: &Path,
+    listen: SocketAddr,
+    data: &Path,
+    tls: Option<&Path>,
+    quiet: bool,
+) -> std::io::Result<Child> {
     let mut cmd = Command::new(bin);
     stop_with_parent(&mut cmd).arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master"));
+    credential_flags(&mut cmd, tls, "master");
     if quiet {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
     cmd.spawn()
+}
+
+/// Has a node run with the credentials of `name` in `tls`, or insecure.
+fn credential_flags(cmd: &mut Command, tls: Option<&Path>, name: &str) {
+    match tls {
+        Some(dir) => {
+            let files = CredentialFiles::in_dir(dir, name);
+            cmd.arg("--ca-file").arg(files.ca).arg("--cert-file").arg(files.cert).arg("--key-file").arg(files.key);
+        }
+        None => {
+            cmd.arg("--insecure");
+        }
+    }
+    // The nodes read exactly these flags: nothing from this environment.
+    for var in ["WIMPY_CA_FILE", "WIMPY_CERT_FILE", "WIMPY_KEY_FILE"] {
+        cmd.env_remove(var);
+    }
 }
 
 /// Asks a child to stop as Ctrl-C would, then waits for it (killing it if it

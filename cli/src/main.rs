@@ -9,10 +9,13 @@
 //! unavailable, 5 input refused (limits, bad input).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use wimpy_net::Security;
+use wimpy_net::security::{CredentialError, CredentialFiles, Credentials};
 
 // The benchmark's clients allocate per request; mimalloc keeps the load
 // generator's own cost down.
@@ -31,7 +34,7 @@ use failure::Failure;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  wimpy local                          # a master and three workers on this machine\n  echo hello | wimpy put greeting -\n  wimpy get greeting\n  wimpy status -w json\n  wimpy completions bash > /etc/bash_completion.d/wimpy"
+    after_help = "Examples:\n  wimpy local                          # a master and three workers on this machine\n  echo hello | wimpy put greeting -\n  wimpy get greeting\n  wimpy status -w json\n  wimpy --credentials /etc/wimpy/tls --as alice get greeting\n  wimpy completions bash > /etc/bash_completion.d/wimpy"
 )]
 struct Cli {
     #[command(flatten)]
@@ -63,6 +66,70 @@ pub(crate) struct Global {
     /// filter such as wimpy_client=debug (default: $RUST_LOG, else warn).
     #[arg(long, global = true, value_name = "LEVEL")]
     pub(crate) log_level: Option<String>,
+    /// Where your credentials are: the cluster CA's certificate (ca.pem)
+    /// and yours (NAME.pem and NAME.key, NAME from --as). `wimpy local`
+    /// writes its cluster's to DATA/tls, so by default the tool finds those
+    /// of a `wimpy local` run in this directory.
+    #[arg(
+        long,
+        global = true,
+        env = "WIMPY_CREDENTIALS",
+        default_value = "wimpy-data/tls",
+        value_name = "DIR",
+        help_heading = "Security"
+    )]
+    pub(crate) credentials: PathBuf,
+    /// Whose certificate in --credentials to use (`wimpy local` makes
+    /// "operator", an admin).
+    #[arg(
+        long = "as",
+        global = true,
+        env = "WIMPY_AS",
+        default_value = "operator",
+        value_name = "NAME",
+        help_heading = "Security"
+    )]
+    pub(crate) as_name: String,
+    /// The cluster CA's certificate, instead of the one in --credentials.
+    #[arg(long, global = true, env = "WIMPY_CA_FILE", value_name = "PATH", help_heading = "Security")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Your certificate, instead of the one in --credentials.
+    #[arg(long, global = true, env = "WIMPY_CERT_FILE", value_name = "PATH", help_heading = "Security")]
+    pub(crate) cert_file: Option<PathBuf>,
+    /// Your private key (mode 0600), instead of the one in --credentials.
+    #[arg(long, global = true, env = "WIMPY_KEY_FILE", value_name = "PATH", help_heading = "Security")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// Connect without TLS, to a cluster run with --insecure (and `wimpy
+    /// local --insecure` runs one).
+    #[arg(long, global = true, help_heading = "Security")]
+    pub(crate) insecure: bool,
+}
+
+impl Global {
+    /// How to secure connections to the cluster: the credentials named by
+    /// the flags (loaded and checked), or insecure.
+    pub(crate) fn security(&self) -> Result<Security, Failure> {
+        if self.insecure {
+            return Ok(Security::Insecure);
+        }
+        let default = CredentialFiles::in_dir(&self.credentials, &self.as_name);
+        let files = CredentialFiles {
+            ca: self.ca_file.clone().unwrap_or(default.ca),
+            cert: self.cert_file.clone().unwrap_or(default.cert),
+            key: self.key_file.clone().unwrap_or(default.key),
+        };
+        let credentials = Credentials::load(&files).map_err(|e| match e {
+            CredentialError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                Failure::usage(format!(
+                    "no credentials: {} does not exist (run `wimpy local` here, point --credentials at a cluster's, \
+                 or give --insecure for a cluster run without TLS)",
+                    path.display()
+                ))
+            }
+            e => Failure::usage(e.to_string()),
+        })?;
+        Security::tls(&credentials).map_err(|e| Failure::usage(e.to_string()))
+    }
 }
 
 /// The output format of `-w/--write-out`.
@@ -84,6 +151,8 @@ enum Command {
     Backends(cmd::backends::Backends),
     Leave(cmd::leave::Leave),
     Local(cmd::local::Local),
+    Ca(cmd::ca::Ca),
+    Cert(cmd::cert::Cert),
     /// Benchmark a cluster: YCSB A-F, the GET/PUT/HASH/PICT mix or compute
     /// jobs, closed loop or at a fixed rate; `bench scale` over cluster
     /// sizes; `bench compute` over backends. Tables, JSON and SVG charts.
@@ -109,8 +178,10 @@ fn main() -> ExitCode {
         Command::Backends(c) => cmd::on_cluster(g, async |s| c.run(s).await),
         Command::Leave(c) => cmd::on_cluster(g, async |s| c.run(s).await),
         Command::Local(c) => c.run(g),
+        Command::Ca(c) => c.run(g),
+        Command::Cert(c) => c.run(g),
         // The bench runs its own threads and runtimes.
-        Command::Bench(args) => bench::main(args, g.master, g.via_master, g.format),
+        Command::Bench(args) => bench::main(args, g),
         Command::Completions(c) => c.run(<Cli as clap::CommandFactory>::command()),
     };
     match result {

@@ -142,6 +142,7 @@ fn bad_requests_get_their_exit_codes() {
     assert_eq!(code("--workload compute --op swirl"), Some(5));
     // Unreachable (4): nobody at the master's address.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let o = Command::new(WIMPY).args(["--master", &format!("127.0.0.1:{port}"), "bench"]).output().unwrap();
+    let o =
+        Command::new(WIMPY).args(["--master", &format!("127.0.0.1:{port}"), "--insecure", "bench"]).output().unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
 }

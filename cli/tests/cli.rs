@@ -14,7 +14,14 @@ fn free_port() -> u16 {
 
 struct Local {
     child: Child,
+    at: At,
+}
+
+/// Where a cluster is, and the credentials `wimpy local` made for it.
+#[derive(Clone)]
+struct At {
     master: String,
+    credentials: PathBuf,
 }
 
 impl Drop for Local {
@@ -24,10 +31,12 @@ impl Drop for Local {
     }
 }
 
-fn wimpy(master: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+fn wimpy(at: &At, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(WIMPY)
         .arg("--master")
-        .arg(master)
+        .arg(&at.master)
+        .arg("--credentials")
+        .arg(&at.credentials)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -60,11 +69,11 @@ fn start_local(data: &std::path::Path) -> Local {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let local = Local { child, master };
+    let local = Local { child, at: At { master, credentials: data.join("tls") } };
     // Bounded wait until all three workers serve.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let o = wimpy(&local.master, &["-w", "json", "status"], None);
+        let o = wimpy(&local.at, &["-w", "json", "status"], None);
         if o.status.success() && text(&o).matches("\"serving\"").count() == 3 {
             return local;
         }
@@ -77,7 +86,7 @@ fn start_local(data: &std::path::Path) -> Local {
 fn the_cli_drives_a_local_cluster_of_real_processes() {
     let dir = tempfile::tempdir().unwrap();
     let mut local = start_local(dir.path());
-    let m = local.master.clone();
+    let m = local.at.clone();
 
     let o = wimpy(&m, &["put", "greeting", "-"], Some(b"hello wimpy"));
     assert!(o.status.success(), "{o:?}");
@@ -115,9 +124,24 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     // Exit codes: 3 not found, 5 refused input, 4 unreachable, 2 usage.
     assert_eq!(wimpy(&m, &["get", "missing"], None).status.code(), Some(3));
     assert_eq!(wimpy(&m, &["put", "", "-"], Some(b"x")).status.code(), Some(5));
-    let nobody = format!("127.0.0.1:{}", free_port());
+    let nobody = At { master: format!("127.0.0.1:{}", free_port()), ..m.clone() };
     assert_eq!(wimpy(&nobody, &["get", "greeting"], None).status.code(), Some(4));
     assert_eq!(wimpy(&m, &["frobnicate"], None).status.code(), Some(2));
+
+    // The cluster speaks TLS only: a client without credentials, or with
+    // none where the tool looks, gets nothing out of it.
+    let o = wimpy(&m, &["--insecure", "get", "greeting"], None);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert!(text(&o).is_empty());
+    let elsewhere = At { credentials: dir.path().join("nowhere"), ..m.clone() };
+    let o = wimpy(&elsewhere, &["get", "greeting"], None);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no credentials"), "{o:?}");
+    use std::os::unix::fs::PermissionsExt;
+    for key in ["ca.key", "master.key", "worker-0.key", "operator.key"] {
+        let mode = std::fs::metadata(m.credentials.join(key)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{key}");
+    }
 
     let o = wimpy(&m, &["del", "greeting"], None);
     assert!(o.status.success());
@@ -129,7 +153,7 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     // The SDK example (cargo test builds examples) runs against the same cluster.
     let example = PathBuf::from(WIMPY).with_file_name("examples").join("quickstart");
     assert!(example.exists(), "{} was not built", example.display());
-    let o = Command::new(&example).arg(&m).output().unwrap();
+    let o = Command::new(&example).arg(&m.master).arg(&m.credentials).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(text(&o).matches("-> worker").count(), 5, "{}", text(&o));
     let o = wimpy(&m, &["ring"], None);
@@ -193,7 +217,7 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
 
     // Restarted on the same data, the workers come back with their keys.
     let local = start_local(dir.path());
-    let o = wimpy(&local.master, &["get", "blob", "-o", back.to_str().unwrap()], None);
+    let o = wimpy(&local.at, &["get", "blob", "-o", back.to_str().unwrap()], None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read(&back).unwrap(), value);
 }

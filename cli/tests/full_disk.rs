@@ -95,7 +95,8 @@ fn a_full_disk_fails_its_worker_visibly_and_it_serves_again_once_there_is_room()
     on_runtime(|| async move {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
-            if let Ok(c) = Client::connect_with(addr, ClientOptions::default()).await {
+            if let Ok(c) = Client::connect_with(addr, ClientOptions::new(common::credentials().client_security())).await
+            {
                 break c;
             }
             assert!(Instant::now() < deadline, "no master");

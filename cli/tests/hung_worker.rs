@@ -41,7 +41,7 @@ fn a_stopped_worker_wedges_neither_the_proxy_nor_membership() {
     let workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
     let dir = &dir;
     on_runtime(|| async move {
-        let options = ClientOptions { via_master: true, ..ClientOptions::default() };
+        let options = ClientOptions { via_master: true, ..ClientOptions::new(common::credentials().client_security()) };
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
             if let Ok(c) = Client::connect_with(addr, options.clone()).await {

@@ -33,7 +33,10 @@ fn a_master_killed_and_restarted_loses_no_key_and_keeps_the_ring() {
     tokio::task::LocalSet::new().block_on(&rt, async {
         // Short timeouts: requests that cannot be served while the master
         // is away fail fast instead of stalling the writer.
-        let options = ClientOptions { timeout: Duration::from_secs(2), ..ClientOptions::default() };
+        let options = ClientOptions {
+            timeout: Duration::from_secs(2),
+            ..ClientOptions::new(common::credentials().client_security())
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let client = loop {
             if let Ok(c) = Client::connect_with(addr, options.clone()).await

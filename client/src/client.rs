@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use wimpy_net::BatchStats;
-use wimpy_net::{Batcher, KeyPeer};
+use wimpy_net::{Batcher, KeyPeer, Role, Security};
 pub use wimpy_schema::MemberState;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{failure, leave_result, master, worker};
@@ -38,10 +38,14 @@ pub struct ClientOptions {
     /// too. Reads and writes then go on while the master is away; calls
     /// only the master serves (status, leave, the proxy) do not.
     pub seeds: Vec<SocketAddr>,
+    /// The credentials every connection presents (TLS with the cluster's
+    /// CA), or insecure for a cluster run with `--insecure`.
+    pub security: Security,
 }
 
-impl Default for ClientOptions {
-    fn default() -> Self {
+impl ClientOptions {
+    /// The defaults, connecting with `security`.
+    pub fn new(security: Security) -> ClientOptions {
         ClientOptions {
             timeout: Duration::from_secs(10),
             attempts: 6,
@@ -49,6 +53,7 @@ impl Default for ClientOptions {
             via_master: false,
             batching: true,
             seeds: Vec::new(),
+            security,
         }
     }
 }
@@ -113,9 +118,9 @@ fn rand_unit() -> f64 {
 }
 
 impl Client {
-    /// Connects to the master at `addr` and fetches the ring.
-    pub async fn connect(addr: SocketAddr) -> Result<Client, ClientError> {
-        Client::connect_with(addr, ClientOptions::default()).await
+    /// Connects to the master at `addr` with `security` and fetches the ring.
+    pub async fn connect(addr: SocketAddr, security: Security) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ClientOptions::new(security)).await
     }
 
     pub async fn connect_with(addr: SocketAddr, opts: ClientOptions) -> Result<Client, ClientError> {
@@ -147,7 +152,7 @@ impl Client {
         if let Some(m) = self.master.borrow().as_ref() {
             return Ok(m.clone());
         }
-        let m: master::Client = connect(&self.master_addr.to_string()).await?;
+        let m: master::Client = self.open(&self.master_addr.to_string(), &[Role::Master]).await?;
         *self.master.borrow_mut() = Some(m.clone());
         Ok(m)
     }
@@ -194,7 +199,9 @@ impl Client {
         asked.retain(|a| seen.insert(a.clone()));
         for address in asked {
             let info = async {
-                let peer: worker::Client = wimpy_net::connect(&address).await.ok()?;
+                // Seeds may name the master or a worker; both hand out the ring.
+                let peer: worker::Client =
+                    wimpy_net::connect(&address, &self.opts.security, &[Role::Worker, Role::Master]).await.ok()?;
                 let resp =
                     tokio::time::timeout(self.opts.timeout, peer.ring_request().send().promise).await.ok()?.ok()?;
                 RingInfo::read(resp.get().ok()?.get_ring().ok()?).ok()
@@ -289,7 +296,7 @@ impl Client {
             }
             address.clone()
         };
-        let w: worker::Client = connect(&address).await?;
+        let w: worker::Client = self.open(&address, &[Role::Worker]).await?;
         self.workers.borrow_mut().insert(id, (address, w.clone()));
         Ok(w)
     }
@@ -501,7 +508,10 @@ impl From<RingInfo> for RingView {
     }
 }
 
-/// Opens a connection to `addr`. Must run inside a `LocalSet`.
-async fn connect<C: capnp::capability::FromClientHook>(addr: &str) -> Result<C, ClientError> {
-    wimpy_net::connect(addr).await.map_err(|e| unreachable(addr, e))
+impl Client {
+    /// Opens a connection to `addr`, a node of one of the roles in
+    /// `expect`. Must run inside a `LocalSet`.
+    async fn open<C: capnp::capability::FromClientHook>(&self, addr: &str, expect: &[Role]) -> Result<C, ClientError> {
+        wimpy_net::connect(addr, &self.opts.security, expect).await.map_err(|e| unreachable(addr, e))
+    }
 }

@@ -8,6 +8,9 @@
 //! answered on its own: the many-clients case costs one RPC per batch rather
 //! than one per request.
 //!
+//! Connections are TLS with a certificate from the cluster's CA
+//! ([`security`]): `Client::connect(addr, Security::from_files(...)?)`.
+//!
 //! capnp-rpc is single-threaded, so a [`Client`] lives on one thread: use it
 //! inside a tokio `LocalSet` on a current-thread runtime.
 //!
@@ -25,6 +28,9 @@ mod streams;
 pub use client::{BatchStats, Client, ClientOptions, Member, MemberState, RingView};
 pub use compute::{ComputeOutput, ComputeRequest, WorkerBackend};
 pub use error::ClientError;
+/// Credentials and TLS: what a client presents to the cluster.
+pub use wimpy_net::security;
+pub use wimpy_net::security::Security;
 pub use wimpy_schema::job;
 pub use wimpy_schema::job::StageTimes;
 pub use wimpy_schema::{ComputeFailure, ComputeFailureKind, LimitKind, StorageKind};

@@ -4,14 +4,29 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::OnceLock;
 use wimpy_client::{Client, ClientError, ClientOptions};
 use wimpy_master::MasterConfig;
-use wimpy_net::KeyPeer;
+
+use wimpy_net::security::ClusterCa;
+use wimpy_net::{KeyPeer, Role, Security};
 use wimpy_schema::batch::{KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::master;
 use wimpy_store::{CompactionOptions, Options, SyncMode};
 use wimpy_worker::node::WorkerConfig;
 use wimpy_worker::server::intake::IntakeLimits;
+
+/// The cluster CA of this test process: every node and client here holds
+/// a certificate from it, and every connection is TLS.
+fn ca() -> &'static ClusterCa {
+    static CA: OnceLock<ClusterCa> = OnceLock::new();
+    CA.get_or_init(|| ClusterCa::generate("test").unwrap())
+}
+
+/// What a test's clients connect with: an admin's certificate.
+fn client_tls() -> Security {
+    ca().security(Role::Admin, "operator").unwrap()
+}
 
 /// A node running on its own thread until dropped.
 struct Node {
@@ -54,6 +69,7 @@ fn master() -> Node {
             data: None,
             // A long time to live, so the test can see a cached value.
             cache: wimpy_master::CacheConfig { ttl: Duration::from_secs(30), ..Default::default() },
+            security: ca().security(Role::Master, "master").unwrap(),
         };
         wimpy_master::run(listener, config, async {
             let _ = stopped.await;
@@ -87,6 +103,7 @@ fn worker_taking(master: SocketAddr, data: std::path::PathBuf, sync: SyncMode, i
                 ..Default::default()
             },
             intake,
+            security: ca().security(Role::Worker, "worker").unwrap(),
         };
         wimpy_worker::node::run(listener, config, async {
             let _ = stopped.await;
@@ -119,7 +136,7 @@ fn client_side<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
 /// Waits (bounded) until the master's ring has `n` serving members.
 /// A client of the master at `addr`, once the ring has `n` serving members.
 async fn connected(addr: SocketAddr, n: usize) -> Client {
-    let client = Client::connect(addr).await.unwrap();
+    let client = Client::connect(addr, client_tls()).await.unwrap();
     wait_for_members(&client, n).await;
     client
 }
@@ -294,10 +311,12 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
     let cluster = cluster(2);
     let maddr = cluster.master.addr;
     client_side(|| async move {
-        let direct = Client::connect(maddr).await.unwrap();
+        let direct = Client::connect(maddr, client_tls()).await.unwrap();
         wait_for_members(&direct, 2).await;
         let proxied =
-            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::default() }).await.unwrap();
+            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::new(client_tls()) })
+                .await
+                .unwrap();
         for i in 0..50u32 {
             proxied.put(format!("p{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
         }
@@ -333,7 +352,7 @@ fn proxy_mode_forwards_and_its_cache_is_invalidated_by_writes_through_it() {
 
 /// Sends `requests` to the master as one `Master.batch` message.
 async fn master_batch(maddr: SocketAddr, requests: &[KeyRequest]) -> Vec<KeyAnswer> {
-    let master: master::Client = wimpy_net::connect(&maddr.to_string()).await.unwrap();
+    let master: master::Client = wimpy_net::connect(&maddr.to_string(), &client_tls(), &[Role::Master]).await.unwrap();
     master.send_batch(0, requests).await.unwrap()
 }
 
@@ -344,7 +363,9 @@ fn a_batch_through_the_master_is_served_in_list_order_past_its_cache() {
     client_side(|| async move {
         let direct = connected(maddr, 2).await;
         let proxied =
-            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::default() }).await.unwrap();
+            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::new(client_tls()) })
+                .await
+                .unwrap();
         proxied.put(b"o", b"old").await.unwrap();
         // The master now caches "o".
         assert_eq!(proxied.get(b"o").await.unwrap(), Some(b"old".to_vec()));
@@ -456,7 +477,7 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
     // Tell the writer once the newcomer serves (bounded wait on the master).
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, async {
-        let c = Client::connect(maddr).await.unwrap();
+        let c = Client::connect(maddr, client_tls()).await.unwrap();
         wait_for_members(&c, 3).await;
     });
     joined_tx.send(()).unwrap();
@@ -474,7 +495,7 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
         let leaver = client.ring().members[1].id;
         // A second client keeps writing while the leave runs.
         let writer = tokio::task::spawn_local(async move {
-            let c = Client::connect(maddr).await.unwrap();
+            let c = Client::connect(maddr, client_tls()).await.unwrap();
             let mut acked = std::collections::BTreeMap::new();
             for round in 0..4000u32 {
                 let key = format!("w{}", round % 500);
@@ -486,7 +507,7 @@ fn a_worker_leaving_gracefully_hands_its_keys_over_while_a_writer_runs() {
         // And one through the master, 25 requests at a time, so that they
         // travel as batches the master splits among the owners.
         let proxied_writer = tokio::task::spawn_local(async move {
-            let options = ClientOptions { via_master: true, ..ClientOptions::default() };
+            let options = ClientOptions { via_master: true, ..ClientOptions::new(client_tls()) };
             let c = Client::connect_with(maddr, options).await.unwrap();
             let mut acked = std::collections::BTreeMap::new();
             for round in 0..160u32 {
@@ -539,7 +560,9 @@ fn values_larger_than_a_message_stream_both_ways() {
         // Through the master: a large put goes whole (the master sees every
         // write it caches around), a large get streams from the owner.
         let proxied =
-            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::default() }).await.unwrap();
+            Client::connect_with(maddr, ClientOptions { via_master: true, ..ClientOptions::new(client_tls()) })
+                .await
+                .unwrap();
         assert_eq!(proxied.get(b"big").await.unwrap().as_deref(), Some(&big[..]));
         let two: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
         proxied.put(b"two", &two).await.unwrap();
@@ -604,9 +627,10 @@ fn without_batching_every_request_is_a_message_of_its_own() {
     let cluster = cluster(2);
     let maddr = cluster.master.addr;
     client_side(|| async move {
-        wait_for_members(&Client::connect(maddr).await.unwrap(), 2).await;
-        let client =
-            Client::connect_with(maddr, ClientOptions { batching: false, ..ClientOptions::default() }).await.unwrap();
+        wait_for_members(&Client::connect(maddr, client_tls()).await.unwrap(), 2).await;
+        let client = Client::connect_with(maddr, ClientOptions { batching: false, ..ClientOptions::new(client_tls()) })
+            .await
+            .unwrap();
         let client = &client;
         let puts = (0..100u32).map(|i| async move { client.put(format!("u-{i}").as_bytes(), &i.to_le_bytes()).await });
         for r in futures::future::join_all(puts).await {
@@ -795,7 +819,7 @@ fn a_worker_at_its_intake_cap_answers_overloaded_and_the_sdk_backs_off_until_it_
             let mut clients = Vec::new();
             for _ in 0..20 {
                 // Each its own connection, and one message per request.
-                let options = ClientOptions { batching: false, attempts, ..ClientOptions::default() };
+                let options = ClientOptions { batching: false, attempts, ..ClientOptions::new(client_tls()) };
                 clients.push(Client::connect_with(maddr, options).await.unwrap());
             }
             clients
@@ -888,7 +912,7 @@ fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or
     let newcomer = worker_taking(m.addr, dir.path().join("w2"), SyncMode::Always, Default::default());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, async {
-        let c = Client::connect(maddr).await.unwrap();
+        let c = Client::connect(maddr, client_tls()).await.unwrap();
         wait_for_members(&c, 3).await;
         // And one of the first two leaves, handing everything over again.
         let leaver = c.refresh_ring().await.unwrap().members[0].id;

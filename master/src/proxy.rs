@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use wimpy_net::deadline::{CALL, within};
-use wimpy_net::{Batcher, KeyPeer};
+use wimpy_net::{Batcher, KeyPeer, Role, Security};
 use wimpy_schema::Failure;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::worker;
@@ -139,6 +139,8 @@ fn another_request() -> Failure {
 /// travel together as `Worker.batch` messages: the proxy serves many
 /// clients, so its batches fill up.
 pub struct Proxy {
+    /// What its connections to workers present and expect.
+    security: Security,
     workers: RefCell<HashMap<String, worker::Client>>,
     batcher: Rc<Batcher<String, worker::Client>>,
     pub cache: RefCell<HotCache>,
@@ -163,8 +165,9 @@ impl std::fmt::Debug for Proxy {
 }
 
 impl Proxy {
-    pub fn new(cache: CacheConfig) -> Proxy {
+    pub fn new(cache: CacheConfig, security: Security) -> Proxy {
         Proxy {
+            security,
             workers: RefCell::new(HashMap::new()),
             batcher: Batcher::new(),
             cache: RefCell::new(HotCache::new(cache)),
@@ -176,7 +179,7 @@ impl Proxy {
         if let Some(w) = self.workers.borrow().get(address) {
             return Ok(w.clone());
         }
-        let w: worker::Client = wimpy_net::connect(address)
+        let w: worker::Client = wimpy_net::connect(address, &self.security, &[Role::Worker])
             .await
             .map_err(|e| Failure::Unavailable(format!("worker {address} unreachable: {e}")))?;
         self.workers.borrow_mut().insert(address.to_owned(), w.clone());

@@ -20,6 +20,7 @@ use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
 use crate::state::{Found, StateFile};
 use wimpy_net::deadline::{CALL, within};
+use wimpy_net::{Role, Security};
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
 use wimpy_schema::{Failure, StorageKind};
 
@@ -40,16 +41,20 @@ pub struct MasterConfig {
     pub data: Option<std::path::PathBuf>,
     /// The proxy's hot-key cache.
     pub cache: CacheConfig,
+    /// TLS for every connection it serves and opens, or insecure.
+    pub security: Security,
 }
 
-impl Default for MasterConfig {
-    fn default() -> Self {
+impl MasterConfig {
+    /// The defaults, securing connections with `security`.
+    pub fn new(security: Security) -> MasterConfig {
         MasterConfig {
             vnodes: wimpy_schema::ring::DEFAULT_VNODES,
             heartbeat: Duration::from_millis(500),
             down_after: Duration::from_secs(2),
             data: None,
             cache: CacheConfig::default(),
+            security,
         }
     }
 }
@@ -77,7 +82,8 @@ pub async fn run(
                 heartbeat: config.heartbeat,
                 state,
                 awaiting: RefCell::new(awaiting),
-                proxy: Proxy::new(config.cache.clone()),
+                proxy: Proxy::new(config.cache.clone(), config.security.clone()),
+                security: config.security.clone(),
                 changing: tokio::sync::Mutex::new(()),
             });
             if let Err(e) = service.persist() {
@@ -111,10 +117,10 @@ pub async fn run(
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
-                            let service = client.clone();
+                            let (service, security) = (client.clone(), config.security.clone());
                             tokio::task::spawn_local(async move {
                                 // Peers hang up as they please: worth a debug line, no more.
-                                if let Err(e) = serve_connection(stream, service).await {
+                                if let Err(e) = serve_connection(stream, service, &security).await {
                                     tracing::debug!(error = %e, "connection ended");
                                 }
                             });
@@ -171,9 +177,10 @@ fn resume(config: &MasterConfig, found: Found) -> (Membership, BTreeSet<WorkerId
 /// workers (they lapse by themselves, but only after their lease).
 async fn lift_fences(service: Rc<MasterService>) {
     let addresses: Vec<String> = service.membership.borrow().members().map(|m| m.address.clone()).collect();
+    let security = &service.security;
     let lifts = addresses.iter().map(|address| async move {
         let lifted = async {
-            let w = connect_worker(address).await?;
+            let w = connect_worker(address, security).await?;
             let mut req = w.fence_request();
             req.get().init_ranges(0);
             within(CALL, "fence", req.send().promise).await.map(drop)
@@ -185,8 +192,12 @@ async fn lift_fences(service: Rc<MasterService>) {
     futures::future::join_all(lifts).await;
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, service: master::Client) -> std::io::Result<()> {
-    wimpy_net::serve(stream, service.client).await
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    service: master::Client,
+    security: &Security,
+) -> std::io::Result<()> {
+    wimpy_net::serve(stream, security, |_peer| service.client).await
 }
 
 /// How a leave that ran came out.
@@ -205,6 +216,8 @@ struct MasterService {
     /// yet: no change moves data until each has been heard or marked down.
     awaiting: RefCell<BTreeSet<WorkerId>>,
     proxy: Proxy,
+    /// What its connections to workers present and expect.
+    security: Security,
     /// Held by a membership change for as long as it moves data, so that
     /// changes never plan against a ring another change is replacing.
     changing: tokio::sync::Mutex<()>,
@@ -268,6 +281,7 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
 async fn connect_plan(
     plan: &[rebalance::Move],
     addresses: &BTreeMap<WorkerId, (String, MemberState)>,
+    security: &Security,
 ) -> Result<BTreeMap<WorkerId, worker::Client>, capnp::Error> {
     let mut clients = BTreeMap::new();
     for id in plan.iter().flat_map(|m| [m.from, m.to]) {
@@ -280,13 +294,15 @@ async fn connect_plan(
         if !state.serves() {
             return Err(capnp::Error::failed(format!("worker {id} is {state}")));
         }
-        clients.insert(id, connect_worker(addr).await?);
+        clients.insert(id, connect_worker(addr, security).await?);
     }
     Ok(clients)
 }
 
-async fn connect_worker(address: &str) -> Result<worker::Client, capnp::Error> {
-    wimpy_net::connect(address).await.map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))
+async fn connect_worker(address: &str, security: &Security) -> Result<worker::Client, capnp::Error> {
+    wimpy_net::connect(address, security, &[Role::Worker])
+        .await
+        .map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))
 }
 
 /// Tells every reachable member about the current ring at once, rather than
@@ -314,7 +330,7 @@ async fn push_ring(service: Rc<MasterService>) {
 
 /// Sends the current ring to the worker at `address`.
 async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::Error> {
-    let w = connect_worker(address).await?;
+    let w = connect_worker(address, &service.security).await?;
     let mut req = w.set_ring_request();
     write_ring(req.get().init_ring(), &service.membership.borrow());
     within(CALL, "setRing", req.send().promise).await.map(drop)
@@ -402,7 +418,7 @@ impl MasterService {
     ) -> Result<u64, capnp::Error> {
         let involved: Vec<WorkerId> = plan.iter().flat_map(|m| [m.from, m.to]).collect();
         let run = async {
-            let clients = connect_plan(plan, addresses).await?;
+            let clients = connect_plan(plan, addresses, &self.security).await?;
             rebalance::transfer(plan, &clients).await
         };
         tokio::select! {

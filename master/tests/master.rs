@@ -3,7 +3,11 @@
 
 use std::net::SocketAddr;
 
+use std::sync::OnceLock;
+
 use wimpy_master::{MasterConfig, run};
+use wimpy_net::security::ClusterCa;
+use wimpy_net::{Role, Security};
 use wimpy_schema::wimpy_capnp::{heartbeat_answer, leave_result, master, member};
 use wimpy_schema::{Failure, Ring};
 
@@ -38,8 +42,21 @@ fn start(config: MasterConfig) -> Running {
     Running { addr: addr_rx.recv().unwrap(), stop: Some(stop), thread: Some(thread) }
 }
 
+/// The cluster CA of this test process.
+fn ca() -> &'static ClusterCa {
+    static CA: OnceLock<ClusterCa> = OnceLock::new();
+    CA.get_or_init(|| ClusterCa::generate("test").unwrap())
+}
+
+fn master_tls() -> Security {
+    ca().security(Role::Master, "master").unwrap()
+}
+
+/// Connects as a worker would (these tests register and heartbeat).
 async fn connect(addr: SocketAddr) -> master::Client {
-    wimpy_net::connect(&addr.to_string()).await.unwrap()
+    wimpy_net::connect(&addr.to_string(), &ca().security(Role::Worker, "worker").unwrap(), &[Role::Master])
+        .await
+        .unwrap()
 }
 
 fn client_side<T, F: std::future::Future<Output = T>>(body: impl FnOnce() -> F) -> T {
@@ -96,7 +113,7 @@ async fn leave(m: &master::Client, id: u64) -> String {
 
 #[test]
 fn workers_register_heartbeat_and_leave() {
-    let master = start(MasterConfig { vnodes: 32, ..MasterConfig::default() });
+    let master = start(MasterConfig { vnodes: 32, ..MasterConfig::new(master_tls()) });
     client_side(|| async move {
         let m = connect(master.addr).await;
         assert_eq!(ring(&m).await, (0, 32, vec![]));
@@ -144,6 +161,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         down_after: std::time::Duration::from_millis(100),
         data: None,
         cache: wimpy_master::CacheConfig::default(),
+        security: master_tls(),
     });
     client_side(|| async move {
         let m = connect(master.addr).await;
@@ -167,7 +185,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
 #[test]
 fn a_restarted_master_continues_the_epochs_it_published() {
     let dir = tempfile::tempdir().unwrap();
-    let config = MasterConfig { vnodes: 8, data: Some(dir.path().to_path_buf()), ..MasterConfig::default() };
+    let config = MasterConfig { vnodes: 8, data: Some(dir.path().to_path_buf()), ..MasterConfig::new(master_tls()) };
     {
         let master = start(config.clone());
         client_side(|| async move {
@@ -190,7 +208,7 @@ fn a_restarted_master_continues_the_epochs_it_published() {
 #[test]
 fn a_restarted_master_resumes_its_members_and_ring() {
     let dir = tempfile::tempdir().unwrap();
-    let config = MasterConfig { vnodes: 8, data: Some(dir.path().to_path_buf()), ..MasterConfig::default() };
+    let config = MasterConfig { vnodes: 8, data: Some(dir.path().to_path_buf()), ..MasterConfig::new(master_tls()) };
     let before = {
         let master = start(config.clone());
         client_side(|| async move {

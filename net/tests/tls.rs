@@ -4,7 +4,9 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use wimpy_net::security::{CertRequest, ClusterCa, CredentialError, CredentialFiles, Credentials, Peer, Role, Security};
+use wimpy_net::security::{
+    CertRequest, ClusterCa, CredentialError, CredentialFiles, Credentials, Peer, Role, Security,
+};
 use wimpy_schema::wimpy_capnp::record_sink;
 
 /// A sink whose `done` answers with how many bytes reached it, and which

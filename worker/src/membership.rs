@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wimpy_net::deadline::{CALL, within};
+use wimpy_net::{Role, Security};
 use wimpy_schema::wimpy_capnp::{heartbeat_answer, master};
 use wimpy_schema::{RingInfo, WorkerId};
 
@@ -33,9 +34,10 @@ pub fn save_id(data: &Path, id: WorkerId) -> std::io::Result<()> {
     std::fs::File::open(data)?.sync_all()
 }
 
-/// Connects to the master. Must run inside a `LocalSet`.
-pub async fn connect_master(addr: SocketAddr) -> std::io::Result<master::Client> {
-    wimpy_net::connect(&addr.to_string()).await
+/// Connects to the master (over TLS, a peer whose certificate is for the
+/// master role). Must run inside a `LocalSet`.
+pub async fn connect_master(addr: SocketAddr, security: &Security) -> std::io::Result<master::Client> {
+    wimpy_net::connect(&addr.to_string(), security, &[Role::Master]).await
 }
 
 /// Registers `address` (with the id kept from an earlier run, or 0) and

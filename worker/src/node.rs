@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::membership;
 use crate::server::intake::IntakeLimits;
 use crate::server::{WorkerState, run as serve};
+use wimpy_net::Security;
 use wimpy_store::{Options, Store};
 
 /// How a worker runs.
@@ -29,6 +30,8 @@ pub struct WorkerConfig {
     pub compute: wimpy_compute::EngineConfig,
     /// How much the worker takes in at once.
     pub intake: IntakeLimits,
+    /// TLS for every connection it serves and opens, or insecure.
+    pub security: Security,
 }
 
 /// Runs a worker on `listener` until `shutdown` resolves, then stops
@@ -88,6 +91,7 @@ pub async fn run(
     let heartbeat = tokio::task::spawn_local({
         let state = state.clone();
         let master_addr = config.master;
+        let security = config.security.clone();
         async move {
             let mut master = master;
             loop {
@@ -96,14 +100,14 @@ pub async fn run(
                     // Not in a tight loop: a master that refuses this worker
                     // (it left the cluster) would be hammered otherwise.
                     tokio::time::sleep(every.max(Duration::from_millis(500))).await;
-                    master = connect_with_retry(master_addr).await;
+                    master = connect_with_retry(master_addr, &security).await;
                 }
             }
         }
     });
     let (stop_healing, healing_stopped) = tokio::sync::watch::channel(());
     let healer = tokio::task::spawn_local(keep_store_in_service(state.clone(), healing_stopped));
-    let served = serve(listener, state.clone(), config.cores, shutdown).await;
+    let served = serve(listener, state.clone(), config.security.clone(), config.cores, shutdown).await;
     // The healer stops between attempts, never halfway through a reopen.
     drop(stop_healing);
     if healer.await.is_err() {
@@ -217,7 +221,7 @@ async fn join(
     config: &WorkerConfig,
 ) -> std::io::Result<(wimpy_schema::wimpy_capnp::master::Client, wimpy_schema::WorkerId, Duration)> {
     let address = listener.local_addr()?.to_string();
-    let master = connect_with_retry(config.master).await;
+    let master = connect_with_retry(config.master, &config.security).await;
     let (id, every) = membership::register(&master, membership::load_id(&config.data)?, &address)
         .await
         .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
@@ -225,13 +229,24 @@ async fn join(
     Ok((master, id, every))
 }
 
-/// Connects to the master, retrying with backoff until it answers.
-async fn connect_with_retry(addr: SocketAddr) -> wimpy_schema::wimpy_capnp::master::Client {
+/// Connects to the master, retrying with backoff until it answers. Says
+/// why it cannot (a master down, or one this worker's credentials do not
+/// let it reach) once it has failed for a few seconds (a master starting
+/// beside its workers is not worth a warning), and every half minute after.
+async fn connect_with_retry(addr: SocketAddr, security: &Security) -> wimpy_schema::wimpy_capnp::master::Client {
     let mut wait = Duration::from_millis(20);
+    let started = std::time::Instant::now();
+    let mut said: Option<std::time::Instant> = None;
     loop {
-        match membership::connect_master(addr).await {
+        match membership::connect_master(addr, security).await {
             Ok(c) => return c,
-            Err(_) => {
+            Err(e) => {
+                if started.elapsed() >= Duration::from_secs(5)
+                    && said.is_none_or(|at| at.elapsed() >= Duration::from_secs(30))
+                {
+                    tracing::warn!(error = %e, "cannot reach the master at {addr}; retrying");
+                    said = Some(std::time::Instant::now());
+                }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }

@@ -32,6 +32,7 @@ impl Worker {
         let mut child = Command::new(WORKER)
             .args(["--master", &master.to_string(), "--listen", "127.0.0.1:0", "--log-level", "info", "--data"])
             .arg(data)
+            .args(common::worker_credential_flags(&data.join("tls")))
             // What a service manager gives a headless worker: no session, so
             // no XDG_RUNTIME_DIR.
             .env_remove("XDG_RUNTIME_DIR")

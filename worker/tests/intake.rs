@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::{WORKER, master};
+use wimpy_net::Role;
 use wimpy_schema::Failure;
 use wimpy_schema::wimpy_capnp::{master as master_capnp, worker, write_result};
 
@@ -97,6 +98,7 @@ fn two_hundred_64_mib_uploads_at_once_are_refused_in_time_and_memory_stays_bound
         .args(["--master", &master.addr.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "never"])
         .args(["--max-upload-mib", &CAP_MIB.to_string(), "--log-level", "info", "--data"])
         .arg(dir.path())
+        .args(common::worker_credential_flags(&dir.path().join("tls")))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -113,8 +115,10 @@ fn two_hundred_64_mib_uploads_at_once_are_refused_in_time_and_memory_stays_bound
     std::thread::spawn(move || lines.for_each(drop));
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = common::tls(Role::Client, "client");
     tokio::task::LocalSet::new().block_on(&rt, async move {
-        let m: master_capnp::Client = wimpy_net::connect(&master.addr.to_string()).await.unwrap();
+        let m: master_capnp::Client =
+            wimpy_net::connect(&master.addr.to_string(), &client, &[Role::Master]).await.unwrap();
         let epoch = loop {
             let ring = m.ring_request().send().promise.await.unwrap();
             let ring = ring.get().unwrap().get_ring().unwrap();
@@ -123,14 +127,14 @@ fn two_hundred_64_mib_uploads_at_once_are_refused_in_time_and_memory_stays_bound
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let w: worker::Client = wimpy_net::connect(&address).await.unwrap();
+        let w: worker::Client = wimpy_net::connect(&address, &client, &[Role::Worker]).await.unwrap();
         // Let the worker take the ring before the load starts.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let baseline = peak_rss(pid);
         let chunk = Rc::new(vec![0x5au8; 1 << 20]);
 
         // Small requests on a connection of their own, answered all along.
-        let probe: worker::Client = wimpy_net::connect(&address).await.unwrap();
+        let probe: worker::Client = wimpy_net::connect(&address, &client, &[Role::Worker]).await.unwrap();
         let storm_over = Rc::new(Cell::new(false));
         let slowest = Rc::new(Cell::new(Duration::ZERO));
         let probes = tokio::task::spawn_local({

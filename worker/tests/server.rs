@@ -4,6 +4,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod common;
+
+use common::tls;
+use wimpy_net::Role;
 use wimpy_schema::wimpy_capnp::{failure, get_result, key_op_result, worker, write_result};
 use wimpy_schema::{LimitKind, Ring};
 use wimpy_store::{CompactionOptions, Options, Store, SyncMode};
@@ -56,7 +60,7 @@ fn start_on(id: u64, store: Store, dir: tempfile::TempDir) -> Running {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            run(listener, served, 2, async {
+            run(listener, served, tls(Role::Worker, "worker"), 2, async {
                 let _ = stopped.await;
             })
             .await
@@ -67,8 +71,9 @@ fn start_on(id: u64, store: Store, dir: tempfile::TempDir) -> Running {
     Running { addr, state, stop: Some(stop), thread: Some(thread), _dir: dir }
 }
 
+/// Connects as the master would (these tests drive membership calls too).
 async fn connect(addr: SocketAddr) -> worker::Client {
-    wimpy_net::connect(&addr.to_string()).await.unwrap()
+    wimpy_net::connect(&addr.to_string(), &tls(Role::Master, "master"), &[Role::Worker]).await.unwrap()
 }
 
 /// Runs `body` on a client-side current-thread runtime with a LocalSet.

@@ -29,11 +29,12 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use wimpy_client::job::{BackendKind, Job};
 use wimpy_client::{Client, MemberState};
+use wimpy_net::Security;
 
-use crate::Format;
 use crate::failure::Failure;
 use crate::files;
 use crate::local::LocalCluster;
+use crate::{Format, Global};
 use pace::Pace;
 use run::{ClientSetup, Connections, Phase, Plan, Target};
 use workload::{Distribution, Mix, Preset};
@@ -198,8 +199,8 @@ impl WorkloadArgs {
     }
 
     /// Where the clients send their load, and how.
-    fn target(&self, master: SocketAddr, via_master: bool) -> Target {
-        Target { master, via_master, setup: self.setup() }
+    fn target(&self, cluster: &Cluster, via_master: bool) -> Target {
+        Target { master: cluster.master, via_master, setup: self.setup(), security: cluster.security.clone() }
     }
 }
 
@@ -360,6 +361,9 @@ fn describe_plan(name: &str, plan: &Plan) -> String {
 struct Cluster {
     master: SocketAddr,
     workers: usize,
+    /// How clients reach it: TLS as a local cluster's operator (or as the
+    /// tool's credentials say), or insecure.
+    security: Security,
     local: Option<(LocalCluster, tempfile::TempDir)>,
 }
 
@@ -371,6 +375,7 @@ impl Cluster {
             "local": self.local.is_some(),
             "sync": sync,
             "route": if via_master { "via-master" } else { "direct" },
+            "tls": matches!(self.security, Security::Tls(_)),
         })
     }
 }
@@ -380,8 +385,9 @@ fn free_port() -> Result<u16, Failure> {
     Ok(l.local_addr().map_err(|e| Failure::trouble(e.to_string()))?.port())
 }
 
-/// Starts a local cluster of `workers` and waits until they all serve.
-fn start_local(workers: usize, sync: &str) -> Result<Cluster, Failure> {
+/// Starts a local cluster of `workers` (TLS unless `insecure`) and waits
+/// until they all serve.
+fn start_local(workers: usize, sync: &str, insecure: bool) -> Result<Cluster, Failure> {
     if workers == 0 {
         return Err(Failure::usage("a local cluster needs at least one worker"));
     }
@@ -390,16 +396,17 @@ fn start_local(workers: usize, sync: &str) -> Result<Cluster, Failure> {
         .tempdir()
         .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
     let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let local =
-        LocalCluster::start(master, workers, dir.path(), sync, true).map_err(|e| Failure::trouble(e.to_string()))?;
-    on_runtime(wait_serving(master, workers, Duration::from_secs(60)))?;
-    Ok(Cluster { master, workers: local.workers(), local: Some((local, dir)) })
+    let local = LocalCluster::start(master, workers, dir.path(), sync, true, insecure)
+        .map_err(|e| Failure::trouble(e.to_string()))?;
+    let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
+    on_runtime(wait_serving(master, &security, workers, Duration::from_secs(60)))?;
+    Ok(Cluster { master, workers: local.workers(), security, local: Some((local, dir)) })
 }
 
 /// The cluster at `master`, which must have serving workers.
-fn existing(master: SocketAddr) -> Result<Cluster, Failure> {
-    let workers = on_runtime(async move {
-        let client = tokio::time::timeout(Duration::from_secs(15), Client::connect(master))
+fn existing(master: SocketAddr, security: Security) -> Result<Cluster, Failure> {
+    let workers = on_runtime(async {
+        let client = tokio::time::timeout(Duration::from_secs(15), Client::connect(master, security.clone()))
             .await
             .map_err(|_| Failure::unavailable(format!("no answer from the master at {master}")))??;
         let n = client.ring().members.iter().filter(|m| m.state == MemberState::Serving).count();
@@ -408,25 +415,25 @@ fn existing(master: SocketAddr) -> Result<Cluster, Failure> {
         }
         Ok(n)
     })?;
-    Ok(Cluster { master, workers, local: None })
+    Ok(Cluster { master, workers, security, local: None })
 }
 
-fn cluster_for(args: &ClusterArgs, master: SocketAddr) -> Result<Cluster, Failure> {
+fn cluster_for(args: &ClusterArgs, global: &Global) -> Result<Cluster, Failure> {
     match args.local {
         Some(n) => {
             check_sync(&args.sync)?;
-            start_local(n, &args.sync)
+            start_local(n, &args.sync, global.insecure)
         }
-        None => existing(master),
+        None => existing(global.master, global.security()?),
     }
 }
 
 /// Polls the master until `n` workers serve.
-async fn wait_serving(master: SocketAddr, n: usize, limit: Duration) -> Result<(), Failure> {
+async fn wait_serving(master: SocketAddr, security: &Security, n: usize, limit: Duration) -> Result<(), Failure> {
     let deadline = Instant::now() + limit;
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
-        match serving_workers(master).await {
+        match serving_workers(master, security).await {
             Ok(serving) if serving >= n => return Ok(()),
             Ok(serving) => last = format!("{serving} of {n} workers serving"),
             Err(e) => last = e,
@@ -438,9 +445,9 @@ async fn wait_serving(master: SocketAddr, n: usize, limit: Duration) -> Result<(
 
 /// How many workers the master at `master` counts as serving; each step
 /// bounded, so a master that is not up yet cannot hang the caller.
-async fn serving_workers(master: SocketAddr) -> Result<usize, String> {
+async fn serving_workers(master: SocketAddr, security: &Security) -> Result<usize, String> {
     let limit = Duration::from_secs(5);
-    let client = tokio::time::timeout(limit, Client::connect(master))
+    let client = tokio::time::timeout(limit, Client::connect(master, security.clone()))
         .await
         .map_err(|_| "the master did not answer".to_string())?
         .map_err(|e| e.to_string())?;
@@ -497,13 +504,14 @@ fn say(format: Format, text: &str) {
 }
 
 /// `wimpy bench ...`.
-pub fn main(args: &BenchArgs, master: SocketAddr, via_master: bool, format: Format) -> Result<(), Failure> {
+pub fn main(args: &BenchArgs, global: &Global) -> Result<(), Failure> {
+    let format = global.format;
     match &args.command {
-        None => bench_workload(&args.cluster, &args.workload, &args.output, master, via_master, format),
+        None => bench_workload(&args.cluster, &args.workload, &args.output, global),
         Some(BenchCommand::Scale { workers, sync, workload, output }) => {
-            bench_scale(workers, sync, workload, output, via_master, format)
+            bench_scale(workers, sync, workload, output, global)
         }
-        Some(BenchCommand::Compute(spec)) => bench_compute(spec, master, format),
+        Some(BenchCommand::Compute(spec)) => bench_compute(spec, global, format),
     }
 }
 
@@ -558,14 +566,13 @@ fn bench_workload(
     cluster_args: &ClusterArgs,
     w: &WorkloadArgs,
     output: &OutputArgs,
-    master: SocketAddr,
-    via_master: bool,
-    format: Format,
+    global: &Global,
 ) -> Result<(), Failure> {
+    let (format, via_master) = (global.format, global.via_master);
     let (name, plan) = w.plan()?;
     let plan = Arc::new(plan);
-    let cluster = cluster_for(cluster_args, master)?;
-    let target = w.target(cluster.master, via_master);
+    let cluster = cluster_for(cluster_args, global)?;
+    let target = w.target(&cluster, via_master);
     say(
         format,
         &format!(
@@ -641,9 +648,9 @@ fn bench_scale(
     sync: &str,
     w: &WorkloadArgs,
     output: &OutputArgs,
-    via_master: bool,
-    format: Format,
+    global: &Global,
 ) -> Result<(), Failure> {
+    let (format, via_master) = (global.format, global.via_master);
     if sizes.is_empty() || sizes.contains(&0) {
         return Err(Failure::usage("--workers: give cluster sizes of 1 or more"));
     }
@@ -662,8 +669,8 @@ fn bench_scale(
     let mut rows = Vec::new();
     for &n in sizes {
         say(format, &format!("== {n} worker(s)\n"));
-        let cluster = start_local(n, sync)?;
-        let target = w.target(cluster.master, via_master);
+        let cluster = start_local(n, sync, global.insecure)?;
+        let target = w.target(&cluster, via_master);
         // Every cluster starts empty, so each loads its own records.
         let w = WorkloadArgs { no_load: false, ..w.clone() };
         let (loaded, phases) = run_phases(&target, &plan, &w, format)?;
@@ -728,7 +735,7 @@ fn bench_scale(
 /// The key the compute benchmark stores its picture under.
 const COMPUTE_PICTURE_KEY: &str = "bench-compute-picture";
 
-fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Result<(), Failure> {
+fn bench_compute(spec: &ComputeArgs, global: &Global, format: Format) -> Result<(), Failure> {
     let (cluster_args, output) = (&spec.cluster, &spec.output);
     let backends: Vec<BackendKind> = spec
         .backends
@@ -771,7 +778,7 @@ fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Resu
     for op in &ops {
         Job::parse(std::slice::from_ref(op)).map_err(|e| Failure::refused(format!("--op {op}: {e}")))?;
     }
-    let cluster = cluster_for(cluster_args, master)?;
+    let cluster = cluster_for(cluster_args, global)?;
     let pixels = u64::from(w) * u64::from(h);
     say(
         format,
@@ -786,7 +793,7 @@ fn bench_compute(spec: &ComputeArgs, master: SocketAddr, format: Format) -> Resu
     let total = (ops.len() * backends.len()) as u64 * u64::from(spec.runs.max(1));
     let bar = indicatif::ProgressBar::new(total);
     let (cells, owner_backends) = on_runtime(async {
-        let client = Client::connect(cluster.master).await?;
+        let client = Client::connect(cluster.master, cluster.security.clone()).await?;
         client.put(COMPUTE_PICTURE_KEY.as_bytes(), &bytes).await?;
         let cells = compute::measure(&client, COMPUTE_PICTURE_KEY, &ops, &backends, spec.runs, || bar.inc(1))
             .await

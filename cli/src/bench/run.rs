@@ -17,6 +17,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use wimpy_client::job::Job;
 use wimpy_client::{BatchStats, Client, ClientError, ClientOptions, ComputeRequest};
+use wimpy_net::Security;
 
 use super::energy::Rapl;
 use super::pace::{Operator, Pace, Pacer, drive};
@@ -31,6 +32,7 @@ pub struct Target {
     /// Through the master's proxy instead of straight to the owners.
     pub via_master: bool,
     pub setup: ClientSetup,
+    pub security: Security,
 }
 
 /// Whose connections a bench client uses.
@@ -72,8 +74,11 @@ impl ClientSetup {
 
 impl Target {
     async fn connect(&self) -> Result<Client, ClientError> {
-        let opts =
-            ClientOptions { via_master: self.via_master, batching: self.setup.batching, ..ClientOptions::default() };
+        let opts = ClientOptions {
+            via_master: self.via_master,
+            batching: self.setup.batching,
+            ..ClientOptions::new(self.security.clone())
+        };
         Client::connect_with(self.master, opts).await
     }
 

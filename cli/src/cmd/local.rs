@@ -10,10 +10,13 @@ use crate::failure::Failure;
 use crate::local::LocalCluster;
 
 /// Run a local cluster: a master on --master and N workers, in the
-/// foreground until Ctrl-C, restarting any node that dies.
+/// foreground until Ctrl-C, restarting any node that dies. Connections are
+/// TLS: the cluster's CA and certificates for its nodes and for you (as
+/// "operator", an admin) are made under DATA/tls, where the other commands
+/// look by default (--credentials). --insecure runs it without TLS.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Examples:\n  wimpy local\n  wimpy local --workers 5 --data /tmp/wimpy --sync interval:50\n  wimpy --master 127.0.0.1:7171 local   # then: wimpy --master 127.0.0.1:7171 status"
+    after_help = "Examples:\n  wimpy local\n  wimpy local --workers 5 --data /tmp/wimpy --sync interval:50\n  wimpy --master 127.0.0.1:7171 local   # then: wimpy --master 127.0.0.1:7171 status\n  wimpy local --data /tmp/w              # then: wimpy --credentials /tmp/w/tls status"
 )]
 pub(crate) struct Local {
     /// Number of workers.
@@ -43,9 +46,14 @@ impl Local {
             });
         }
         let master = global.master;
-        let mut cluster = LocalCluster::start(master, self.workers, &self.data, &self.sync, false)?;
+        let mut cluster = LocalCluster::start(master, self.workers, &self.data, &self.sync, false, global.insecure)?;
+        let security = if global.insecure {
+            "no TLS (--insecure)".to_owned()
+        } else {
+            format!("TLS with credentials in {}", crate::local::credentials_dir(&self.data).display())
+        };
         eprintln!(
-            "wimpy local: master on {master}, {} worker(s), data in {}; Ctrl-C to stop",
+            "wimpy local: master on {master}, {} worker(s), data in {}, {security}; Ctrl-C to stop",
             self.workers,
             self.data.display()
         );

@@ -3,6 +3,8 @@
 //! its `--help`, with examples after it) and its `run`.
 
 pub(crate) mod backends;
+pub(crate) mod ca;
+pub(crate) mod cert;
 pub(crate) mod completions;
 pub(crate) mod compute;
 pub(crate) mod del;
@@ -52,8 +54,11 @@ pub(crate) fn on_cluster(
 ) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     tokio::task::LocalSet::new().block_on(&rt, async {
-        let options =
-            ClientOptions { via_master: global.via_master, seeds: global.seeds.clone(), ..Default::default() };
+        let options = ClientOptions {
+            via_master: global.via_master,
+            seeds: global.seeds.clone(),
+            ..ClientOptions::new(global.security()?)
+        };
         let client = Client::connect_with(global.master, options).await?;
         command(&Session { client, format: global.format }).await
     })

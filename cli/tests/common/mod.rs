@@ -1,17 +1,85 @@
-//! What the tests of the real binaries share: where the binaries are, and
-//! the master and worker processes they start.
+//! What the tests of the real binaries share: where the binaries are, the
+//! master and worker processes they start, and the CA whose certificates
+//! those processes and the CLI present (every test runs over TLS).
 
 // Each test binary uses its own share of these.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use wimpy_net::security::{CertRequest, ClusterCa, CredentialFiles, Credentials};
+use wimpy_net::{Role, Security};
 
 pub const WIMPY: &str = env!("CARGO_BIN_EXE_wimpy");
 
 pub fn binary(name: &str) -> PathBuf {
     PathBuf::from(WIMPY).with_file_name(name)
+}
+
+/// This test process's cluster CA and the certificates issued from it, in
+/// one directory under cargo's scratch space, laid out as `wimpy ca init`
+/// and `wimpy cert issue` lay it out (so the CLI reads it with
+/// `--credentials`). Certificates are issued on first use of a name.
+pub struct TestCredentials {
+    pub dir: PathBuf,
+    ca: ClusterCa,
+    issued: Mutex<BTreeSet<String>>,
+}
+
+impl TestCredentials {
+    /// The files of `name`'s certificate as `role`, issued if need be.
+    pub fn files(&self, role: Role, name: &str) -> CredentialFiles {
+        let mut issued = self.issued.lock().unwrap();
+        if issued.insert(name.to_owned()) {
+            self.ca.issue(&CertRequest::new(role, name)).unwrap().write(&self.dir).unwrap();
+        }
+        CredentialFiles::in_dir(&self.dir, name)
+    }
+
+    /// Flags that have a node present `name`'s certificate as `role`.
+    pub fn node_flags(&self, role: Role, name: &str) -> Vec<std::ffi::OsString> {
+        let files = self.files(role, name);
+        [
+            "--ca-file".into(),
+            files.ca.into(),
+            "--cert-file".into(),
+            files.cert.into(),
+            "--key-file".into(),
+            files.key.into(),
+        ]
+        .into()
+    }
+
+    /// SDK options that connect as an admin ("operator").
+    pub fn client_security(&self) -> Security {
+        let files = self.files(Role::Admin, "operator");
+        Security::tls(&Credentials::load(&files).unwrap()).unwrap()
+    }
+}
+
+/// The CA of this test process.
+pub fn credentials() -> &'static TestCredentials {
+    static CREDENTIALS: OnceLock<TestCredentials> = OnceLock::new();
+    CREDENTIALS.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("credentials-{}", std::process::id()));
+        // A directory left by an earlier process with this pid goes.
+        std::fs::remove_dir_all(&dir).ok();
+        let ca = ClusterCa::init(&dir, "test").unwrap();
+        TestCredentials { dir, ca, issued: Mutex::new(BTreeSet::new()) }
+    })
+}
+
+/// A node's certificate name: its data directory's, made unique in the
+/// process (tests name their directories alike).
+fn node_name(data: &Path) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = data.file_name().map_or("node".into(), |n| n.to_string_lossy().into_owned());
+    format!("{base}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 pub fn free_port() -> u16 {
@@ -45,6 +113,7 @@ pub fn master(addr: SocketAddr, data: &Path) -> Node {
     let child = Command::new(binary("wimpy-master"))
         .args(["--listen", &addr.to_string(), "--vnodes", "64", "--data"])
         .arg(data)
+        .args(credentials().node_flags(Role::Master, &node_name(data)))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -62,6 +131,7 @@ pub fn worker_with(master: SocketAddr, data: &Path, flags: &[&str]) -> Node {
     let child = Command::new(binary("wimpy-worker"))
         .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
         .arg(data)
+        .args(credentials().node_flags(Role::Worker, &node_name(data)))
         .args(flags)
         .stderr(Stdio::null())
         .spawn()
@@ -69,12 +139,17 @@ pub fn worker_with(master: SocketAddr, data: &Path, flags: &[&str]) -> Node {
     Node(child)
 }
 
-/// Runs the `wimpy` CLI against the master at `master`, with `stdin`.
+/// Runs the `wimpy` CLI against the master at `master`, with `stdin`, as
+/// an admin of the test CA.
 pub fn cli(master: SocketAddr, args: &[&str], stdin: &[u8]) -> std::process::Output {
     use std::io::Write;
+    let tls = credentials();
+    tls.files(Role::Admin, "operator");
     let mut child = Command::new(WIMPY)
         .arg("--master")
         .arg(master.to_string())
+        .arg("--credentials")
+        .arg(&tls.dir)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

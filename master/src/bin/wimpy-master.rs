@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use wimpy_master::{MasterConfig, run};
+use wimpy_net::Role;
+use wimpy_net::security::flags::NodeCredentialFlags;
 
 // The proxy allocates a little per request (keys, values, futures);
 // mimalloc's thread-local free lists serve that faster than glibc's malloc.
@@ -15,7 +17,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Serve the wimpy master.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  wimpy-master --data /var/lib/wimpy/master --listen 0.0.0.0:7070 \\\n    --ca-file tls/ca.pem --cert-file tls/master.pem --key-file tls/master.key\n  wimpy-master --data /tmp/master --insecure   # no TLS: a machine of your own only"
+)]
 struct Args {
     /// Address to serve RPC on.
     #[arg(long, default_value = "127.0.0.1:7070")]
@@ -30,11 +36,14 @@ struct Args {
     /// wimpy_master=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    #[command(flatten)]
+    credentials: NodeCredentialFlags,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     wimpy_net::logging::init(args.log_level.as_deref(), "info").map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+    let security = args.credentials.security(Role::Master)?;
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -42,7 +51,7 @@ fn main() -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let shutdown = wimpy_net::signals::shutdown();
         tracing::info!("serving on {}", listener.local_addr()?);
-        let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), ..MasterConfig::default() };
+        let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), ..MasterConfig::new(security) };
         run(listener, config, shutdown).await?;
         tracing::info!("shut down");
         anyhow::Ok(())

@@ -137,7 +137,8 @@ impl ClusterCa {
         dn.push(DnType::OrganizationName, "wimpy");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = SystemTime::now();
         params.not_before = (now - CLOCK_SKEW).into();
         params.not_after = (now + CA_VALIDITY).into();
@@ -172,7 +173,8 @@ impl ClusterCa {
     pub fn load(dir: &Path) -> Result<ClusterCa, CaError> {
         let (cert_path, key_path) = (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE));
         check_key_mode(&key_path)?;
-        let read = |path: &Path| std::fs::read_to_string(path).map_err(|source| CaError::Io { path: path.into(), source });
+        let read =
+            |path: &Path| std::fs::read_to_string(path).map_err(|source| CaError::Io { path: path.into(), source });
         let (cert_pem, key_pem) = (read(&cert_path)?, read(&key_path)?);
         let unreadable = |path: &Path, why: String| CaError::Unreadable { path: path.into(), why };
         let key = KeyPair::from_pem(&key_pem).map_err(|e| unreadable(&key_path, e.to_string()))?;
@@ -208,6 +210,12 @@ impl ClusterCa {
     /// connect with: how `wimpy local` and tests equip their nodes.
     pub fn credentials(&self, role: Role, name: &str) -> Result<Credentials, CaError> {
         self.credentials_for(&CertRequest::new(role, name))
+    }
+
+    /// TLS as `name` in `role`, with a new certificate: a node's or
+    /// client's whole security in one call (for `wimpy local` and tests).
+    pub fn security(&self, role: Role, name: &str) -> Result<super::Security, CaError> {
+        Ok(super::Security::tls(&self.credentials(role, name)?)?)
     }
 
     /// As [`ClusterCa::credentials`], for any request (an expired one, say).

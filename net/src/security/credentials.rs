@@ -93,8 +93,9 @@ impl Credentials {
     /// (or stricter), the certificate signed by the CA and valid now.
     pub fn load(files: &CredentialFiles) -> Result<Credentials, CredentialError> {
         check_key_mode(&files.key)?;
-        let read =
-            |path: &Path| std::fs::read_to_string(path).map_err(|source| CredentialError::Io { path: path.into(), source });
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| CredentialError::Io { path: path.into(), source })
+        };
         let (ca, cert, key) = (read(&files.ca)?, read(&files.cert)?, read(&files.key)?);
         let credentials = Credentials::parse(
             (&ca, &files.ca.display().to_string()),
@@ -124,7 +125,8 @@ impl Credentials {
             .into_iter()
             .next()
             .ok_or(CredentialError::Missing { what: ca.1.into(), expected: "certificate" })?;
-        let chain = read_certificates(cert.0).map_err(|why| CredentialError::Unreadable { what: cert.1.into(), why })?;
+        let chain =
+            read_certificates(cert.0).map_err(|why| CredentialError::Unreadable { what: cert.1.into(), why })?;
         let leaf = chain.first().ok_or(CredentialError::Missing { what: cert.1.into(), expected: "certificate" })?;
         let identity = Identity::of_certificate(leaf)?;
         let key_der = PrivateKeyDer::from_pem_slice(key.0.as_bytes()).map_err(|e| match e {

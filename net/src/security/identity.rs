@@ -38,10 +38,12 @@ pub enum IdentityError {
 impl Identity {
     /// Reads the holder out of a certificate (DER).
     pub fn of_certificate(der: &[u8]) -> Result<Identity, IdentityError> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| IdentityError::Unreadable(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| IdentityError::Unreadable(e.to_string()))?;
         let subject = cert.subject();
         let name = subject.iter_common_name().next().and_then(|a| a.as_str().ok()).ok_or(IdentityError::NoName)?;
-        let role = subject.iter_organizational_unit().next().and_then(|a| a.as_str().ok()).ok_or(IdentityError::NoRole)?;
+        let role =
+            subject.iter_organizational_unit().next().and_then(|a| a.as_str().ok()).ok_or(IdentityError::NoRole)?;
         let not_after = cert.validity().not_after.timestamp();
         Ok(Identity {
             name: name.to_owned(),

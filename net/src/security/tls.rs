@@ -36,6 +36,11 @@ impl Security {
         Ok(Security::Tls(Arc::new(Tls::new(credentials)?)))
     }
 
+    /// mTLS with the credentials in `files`, loaded and checked.
+    pub fn from_files(files: &super::CredentialFiles) -> Result<Security, CredentialError> {
+        Security::tls(&Credentials::load(files)?)
+    }
+
     /// Who this end is: `None` when insecure.
     pub fn identity(&self) -> Option<&Identity> {
         match self {
@@ -76,8 +81,7 @@ impl Tls {
         // behind a laptop's client): its order wins.
         server.ignore_client_order = true;
 
-        let server_verifier =
-            ClusterServerVerifier { roots, algorithms: provider.signature_verification_algorithms };
+        let server_verifier = ClusterServerVerifier { roots, algorithms: provider.signature_verification_algorithms };
         let client = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()

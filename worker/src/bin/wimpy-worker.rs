@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use wimpy_compute::{BackendKind, EngineConfig, Limits};
+use wimpy_net::Role;
+use wimpy_net::security::flags::NodeCredentialFlags;
 use wimpy_store::{Options, SyncMode};
 use wimpy_worker::node::{WorkerConfig, run};
 use wimpy_worker::server::intake::IntakeLimits;
@@ -18,7 +20,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Serve a wimpy worker.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:\n  wimpy-worker --master 10.0.0.2:7070 --listen 0.0.0.0:7100 --data /var/lib/wimpy \\\n    --ca-file tls/ca.pem --cert-file tls/pi-3.pem --key-file tls/pi-3.key\n  wimpy-worker --master 127.0.0.1:7070 --data /tmp/w1 --insecure   # no TLS: a machine of your own only"
+)]
 struct Args {
     /// Address of the master.
     #[arg(long, env = "WIMPY_MASTER", default_value = "127.0.0.1:7070")]
@@ -65,6 +71,8 @@ struct Args {
     /// wimpy_store=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    #[command(flatten)]
+    credentials: NodeCredentialFlags,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +82,7 @@ fn main() -> anyhow::Result<()> {
     let private_runtime_dir = unsafe { wimpy_compute::environment::use_private_runtime_dir(&args.data.join("run")) }
         .with_context(|| format!("making {}", args.data.join("run").display()))?;
     wimpy_net::logging::init(args.log_level.as_deref(), "info").map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
+    let security = args.credentials.security(Role::Worker)?;
     if private_runtime_dir {
         tracing::debug!("XDG_RUNTIME_DIR was not set: using {}", args.data.join("run").display());
     }
@@ -97,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             calls_per_connection: args.max_calls_per_connection,
             upload_bytes: args.max_upload_mib << 20,
         },
+        security,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     tokio::task::LocalSet::new().block_on(&rt, async move {

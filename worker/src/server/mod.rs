@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use wimpy_schema::wimpy_capnp::worker;
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
+use wimpy_net::{Peer, Security};
 use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
@@ -259,6 +260,7 @@ impl WorkerState {
 pub async fn run(
     listener: TcpListener,
     state: Arc<WorkerState>,
+    security: Security,
     cores: usize,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -267,9 +269,12 @@ pub async fn run(
     let mut threads = Vec::with_capacity(cores);
     for core in 0..cores {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
-        let state = state.clone();
-        threads
-            .push(std::thread::Builder::new().name(format!("wimpy-rpc-{core}")).spawn(move || serve_core(state, rx))?);
+        let (state, security) = (state.clone(), security.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("wimpy-rpc-{core}"))
+                .spawn(move || serve_core(state, security, rx))?,
+        );
         lanes.push(tx);
     }
     tokio::pin!(shutdown);
@@ -302,7 +307,11 @@ pub async fn run(
 
 /// One core: a current-thread runtime whose `LocalSet` runs every connection
 /// handed to it, until the accept loop goes away.
-fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>) {
+fn serve_core(
+    state: Arc<WorkerState>,
+    security: Security,
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -313,12 +322,10 @@ fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::Unbounde
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         while let Some(stream) = incoming.recv().await {
-            // A service per connection, which counts that connection's calls.
-            let client: worker::Client =
-                capnp_rpc::new_client(WorkerService { state: state.clone(), calls: Default::default() });
+            let (state, security) = (state.clone(), security.clone());
             tokio::task::spawn_local(async move {
                 // Peers hang up as they please: worth a debug line, no more.
-                if let Err(e) = serve_connection(stream, client).await {
+                if let Err(e) = serve_connection(stream, state, &security).await {
                     tracing::debug!(error = %e, "connection ended");
                 }
             });
@@ -326,14 +333,28 @@ fn serve_core(state: Arc<WorkerState>, mut incoming: tokio::sync::mpsc::Unbounde
     });
 }
 
-async fn serve_connection(stream: std::net::TcpStream, service: worker::Client) -> std::io::Result<()> {
+async fn serve_connection(
+    stream: std::net::TcpStream,
+    state: Arc<WorkerState>,
+    security: &Security,
+) -> std::io::Result<()> {
     stream.set_nonblocking(true)?;
-    wimpy_net::serve(tokio::net::TcpStream::from_std(stream)?, service.client).await
+    wimpy_net::serve(tokio::net::TcpStream::from_std(stream)?, security, |peer| {
+        // A service per connection, which counts that connection's calls
+        // and knows who is calling.
+        let service: worker::Client =
+            capnp_rpc::new_client(WorkerService { state, peer: peer.clone(), calls: Default::default() });
+        service.client
+    })
+    .await
 }
 
 /// The `Worker` interface on one connection.
 struct WorkerService {
     state: Arc<WorkerState>,
+    /// Who is at the other end, as its certificate says.
+    #[allow(dead_code)]
+    peer: Peer,
     /// Data-plane calls of this connection in flight.
     calls: ConnectionCalls,
 }

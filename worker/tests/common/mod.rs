@@ -1,7 +1,47 @@
-//! What the worker's process tests share: the binary and a master.
+//! What the worker's process tests share: the binary, a master, and the
+//! cluster CA whose certificates they present (every test runs over TLS).
+
+// Each test binary uses its own share of these.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::path::Path;
+use std::sync::{OnceLock, mpsc};
+
+use wimpy_net::security::{CertRequest, ClusterCa, CredentialFiles};
+use wimpy_net::{Role, Security};
+
+/// The cluster CA of this test process.
+pub fn ca() -> &'static ClusterCa {
+    static CA: OnceLock<ClusterCa> = OnceLock::new();
+    CA.get_or_init(|| ClusterCa::generate("test").unwrap())
+}
+
+/// TLS as `name` in `role`, with a certificate from [`ca`].
+pub fn tls(role: Role, name: &str) -> Security {
+    ca().security(role, name).unwrap()
+}
+
+/// Writes the CA's certificate and a worker certificate into `dir` (unless
+/// an earlier call did) and returns the flags that have `wimpy-worker`
+/// present it.
+pub fn worker_credential_flags(dir: &Path) -> Vec<std::ffi::OsString> {
+    let files = CredentialFiles::in_dir(dir, "worker");
+    if !files.cert.exists() {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&files.ca, ca().cert_pem()).unwrap();
+        ca().issue(&CertRequest::new(Role::Worker, "worker")).unwrap().write(dir).unwrap();
+    }
+    [
+        "--ca-file".into(),
+        files.ca.into(),
+        "--cert-file".into(),
+        files.cert.into(),
+        "--key-file".into(),
+        files.key.into(),
+    ]
+    .into()
+}
 
 /// The real `wimpy-worker` binary.
 pub const WORKER: &str = env!("CARGO_BIN_EXE_wimpy-worker");
@@ -33,7 +73,10 @@ pub fn master() -> Master {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let config = wimpy_master::MasterConfig { vnodes: 16, ..Default::default() };
+            let config = wimpy_master::MasterConfig {
+                vnodes: 16,
+                ..wimpy_master::MasterConfig::new(tls(Role::Master, "master"))
+            };
             wimpy_master::run(listener, config, async {
                 stopped.await.ok();
             })
