@@ -48,8 +48,22 @@
 # Leave aside, clients of either version work with nodes of version 2; a
 # master and workers of different versions are not mixed (a version 2 worker does not
 # read a version 1 master's epoch 0 as "register again").
+#
+# Schema version 3: every connection is TLS 1.3 with a certificate from the
+# cluster's CA on both ends, so peers of earlier versions (plain TCP) only
+# reach nodes run with --insecure. What changed:
+# - Worker's membership calls (setRing, sendRange, receiveRange, fence)
+#   moved to WorkerAdmin, which Worker.admin hands only to a caller whose
+#   certificate is the master's. Their old ordinals on Worker remain, named
+#   obsolete*, and answer `unimplemented`.
+# - Member.certificate and certificateExpires: whose certificate a member
+#   registered with, and until when it is valid.
+# - Failure.forbidden: the caller lacks the role a call needs (Role).
+#   Master.register and Master.heartbeat need the worker role and
+#   Master.leave the admin role; register answers `refused`, heartbeat
+#   HeartbeatAnswer.refused and leave LeaveResult.failure.
 
-const schemaVersion :UInt32 = 2;        # see the change list above
+const schemaVersion :UInt32 = 3;        # see the change list above
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
@@ -100,6 +114,11 @@ struct Member {
   state @2 :State;
   stats @3 :StoreStats;     # as of the worker's last heartbeat
   reason @4 :Text;          # why it is `down` or `failed`; empty otherwise
+  certificate @5 :Text;     # the name on the certificate it registered with
+                            # (empty: not known, or the cluster runs insecure)
+  certificateExpires @6 :UInt64;
+  # When that certificate expires, in seconds since the Unix epoch (0: not
+  # known; the master learns it at each registration).
 
   enum State {
     # Where the member stands in the cluster.
@@ -142,7 +161,21 @@ struct Failure {
       kind @10 :StorageKind;
     }
     compute @8 :ComputeFailure; # a compute job was refused or failed
+    forbidden :group {          # the caller's certificate does not carry the
+                                # role this call needs
+      needs @11 :Role;
+      message @12 :Text;        # in words: the call, the role, who asked
+    }
   }
+}
+
+enum Role {
+  # What a certificate from the cluster's CA lets its holder do. The role
+  # is the certificate subject's OU, its holder's name the CN.
+  master @0;    # changes the ring and moves ranges (WorkerAdmin)
+  worker @1;    # registers with the master, heartbeats
+  admin @2;     # an operator: reads, writes, and membership (Master.leave)
+  client @3;    # reads, writes and runs jobs
 }
 
 enum LimitKind {
@@ -402,22 +435,14 @@ interface Worker {
   stats @5 () -> (stats :StoreStats, epoch :UInt64);
   # The store's figures and the ring epoch this worker is at.
 
-  setRing @6 (ring :RingInfo) -> ();
-  # Membership (called by the master): adopt `ring` unless it is older than
-  # the one held, and drop the keys of ranges it gives to others.
-  sendRange @7 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
-  # Membership: streams every live record whose key hash is in `range` to
-  # `sink` (the receiveRange of the range's next owner).
-  receiveRange @8 (range :KeyHashRange, replace :Bool) -> (sink :RecordSink);
-  # Membership: a sink that merges what it receives into this worker's store.
-  # With `replace`, its done also deletes every key of `range` it did not
-  # receive: the sender's copy is then the whole truth of the range (the
-  # last pass of a move, with the source fenced), so a key deleted there
-  # since an earlier pass is deleted here too, not brought back.
-  fence @9 (ranges :List(KeyHashRange)) -> ();
-  # Membership: refuses writes to keys in `ranges` (answering staleEpoch)
-  # until the next ring arrives, or for fenceLeaseMillis unless set again:
-  # the last copy of moving ranges must not miss a write.
+  obsoleteSetRing @6 (ring :RingInfo) -> ();
+  # Version 2's setRing: answers `unimplemented` (see WorkerAdmin).
+  obsoleteSendRange @7 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
+  # Version 2's sendRange: answers `unimplemented` (see WorkerAdmin).
+  obsoleteReceiveRange @8 (range :KeyHashRange, replace :Bool) -> (sink :RecordSink);
+  # Version 2's receiveRange: answers `unimplemented` (see WorkerAdmin).
+  obsoleteFence @9 (ranges :List(KeyHashRange)) -> ();
+  # Version 2's fence: answers `unimplemented` (see WorkerAdmin).
 
   compute @10 (key :Data, job :Job, epoch :UInt64, sink :ByteSink) -> (result :ComputeResult);
   # Runs `job` over the value at `key` (routed like get). A result larger
@@ -443,6 +468,32 @@ interface Worker {
   # The ring this worker was last given by the master, as the master gave
   # it (store figures left out), so that clients can route while the
   # master is away. A worker never makes or changes a ring itself.
+
+  admin @15 () -> (admin :WorkerAdmin, refused :Failure);
+  # The membership calls on this worker, for the master only: `admin` is
+  # set when the caller's certificate is the master's, else `refused` is
+  # (forbidden, needs master).
+}
+
+interface WorkerAdmin {
+  # Membership calls on one worker: how the master moves ranges between
+  # workers and publishes rings. Reached through Worker.admin.
+  setRing @0 (ring :RingInfo) -> ();
+  # Adopt `ring` unless it is older than the one held, and drop the keys of
+  # ranges it gives to others.
+  sendRange @1 (range :KeyHashRange, sink :RecordSink) -> (records :UInt64);
+  # Streams every live record whose key hash is in `range` to `sink` (the
+  # receiveRange of the range's next owner).
+  receiveRange @2 (range :KeyHashRange, replace :Bool) -> (sink :RecordSink);
+  # A sink that merges what it receives into this worker's store. With
+  # `replace`, its done also deletes every key of `range` it did not
+  # receive: the sender's copy is then the whole truth of the range (the
+  # last pass of a move, with the source fenced), so a key deleted there
+  # since an earlier pass is deleted here too, not brought back.
+  fence @3 (ranges :List(KeyHashRange)) -> ();
+  # Refuses writes to keys in `ranges` (answering staleEpoch) until the
+  # next ring arrives, or for fenceLeaseMillis unless set again: the last
+  # copy of moving ranges must not miss a write.
 }
 
 struct BackendInfo {
@@ -461,16 +512,17 @@ interface Master {
   status @1 () -> (ring :RingInfo, joining :List(Member));
   # The ring, and the members still receiving their ranges.
 
-  register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32);
-  # Worker lifecycle: a worker registers with its listener address and the
-  # id it kept from earlier runs (0 for none); the master answers with the id
-  # to keep and how often to heartbeat.
+  register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32, refused :Failure);
+  # Worker lifecycle (worker role): a worker registers with its listener
+  # address and the id it kept from earlier runs (0 for none); the master
+  # answers with the id to keep and how often to heartbeat, or `refused`
+  # (forbidden) for a caller without a worker certificate.
   heartbeat @3 (id :UInt64, stats :StoreStats, storeFailure :Text) -> HeartbeatAnswer;
-  # Worker lifecycle: the worker is alive and its store holds `stats`.
+  # Worker lifecycle (worker role): the worker is alive and its store holds `stats`.
   # `storeFailure` is empty while the store serves, and otherwise says why
   # it does not (the member is then `failed`).
   leave @4 (id :UInt64) -> (result :LeaveResult);
-  # Worker lifecycle (an operator's call): worker `id` hands its ranges to
+  # Worker lifecycle (an operator's call, admin role): worker `id` hands its ranges to
   # the members that take them over and leaves the ring. Answers once the
   # handover is done; the worker can then be stopped.
 
@@ -494,6 +546,8 @@ struct HeartbeatAnswer {
                                 # differs from the worker's
     unknownMember @1 :Void;     # the master does not know this id (it
                                 # restarted, say): register again
+    refused @2 :Failure;        # the caller may not heartbeat (forbidden:
+                                # it has no worker certificate)
   }
 }
 

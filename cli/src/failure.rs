@@ -15,6 +15,9 @@ pub(crate) mod exit {
     pub const UNAVAILABLE: u8 = 4;
     /// The input was refused: over a limit, malformed, not an image.
     pub const REFUSED: u8 = 5;
+    /// Your certificate does not allow the command (a client's asking for
+    /// an admin's `wimpy leave`, say).
+    pub const FORBIDDEN: u8 = 6;
 }
 
 /// A failure and the exit code it maps to.
@@ -56,6 +59,7 @@ impl From<ClientError> for Failure {
         let code = match &e {
             ClientError::TooLarge { .. } | ClientError::Invalid(_) | ClientError::LastWorker(_) => exit::REFUSED,
             ClientError::NoSuchWorker(_) => exit::NOT_FOUND,
+            ClientError::Forbidden { .. } => exit::FORBIDDEN,
             ClientError::Compute(c) => match c.kind {
                 K::BadJob
                 | K::BadImage

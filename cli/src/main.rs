@@ -6,7 +6,7 @@
 //! cluster through the SDK (and starts the node binaries for `wimpy local`),
 //! and never links the worker, the store or a GPU crate. Exit codes are in [`failure::exit`]:
 //! 0 ok, 1 error, 2 usage, 3 not found, 4 cluster unreachable or key
-//! unavailable, 5 input refused (limits, bad input).
+//! unavailable, 5 input refused (limits, bad input), 6 forbidden (your certificate lacks the role).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wimpy_schema::{Failure, LimitKind, StorageKind, WorkerId};
+use wimpy_schema::{Failure, LimitKind, Role, StorageKind, WorkerId};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,10 @@ pub enum ClientError {
     /// The worker is the last on the ring: nobody could take its keys.
     #[error("worker {0} is the last on the ring: there is nobody to hand its keys to")]
     LastWorker(WorkerId),
+    /// The client's certificate does not carry the role the call needs
+    /// (`wimpy leave` needs an admin's, say).
+    #[error("forbidden: {message}")]
+    Forbidden { needs: Role, message: String },
     /// Any other RPC failure.
     #[error("rpc: {0}")]
     Rpc(#[from] capnp::Error),
@@ -78,6 +82,7 @@ impl From<Failure> for ClientError {
             Failure::Overloaded => ClientError::Overloaded,
             Failure::Storage { kind, message } => ClientError::Storage { kind, message },
             Failure::Compute(c) => ClientError::Compute(c),
+            Failure::Forbidden { needs, message } => ClientError::Forbidden { needs, message },
         }
     }
 }

@@ -26,6 +26,13 @@ pub struct Member {
     pub stats: MemberStats,
     /// What its worker last said failed in its store (while `Failed`).
     pub failure: String,
+    /// The name on the certificate it registered with: only that
+    /// certificate may register or heartbeat as this member. `None` when
+    /// the cluster runs insecure.
+    pub holder: Option<String>,
+    /// When that certificate expires, as of its last registration (not
+    /// kept across master restarts: the next registration says).
+    pub certificate_expires: Option<std::time::SystemTime>,
 }
 
 impl Member {
@@ -78,8 +85,8 @@ pub struct Snapshot {
     pub epoch: u64,
     pub vnodes: u32,
     pub next_id: WorkerId,
-    /// Every member: id, address and state.
-    pub members: Vec<(WorkerId, String, MemberState)>,
+    /// Every member: id, address, state and the certificate name it holds.
+    pub members: Vec<(WorkerId, String, MemberState, Option<String>)>,
     pub departed: Vec<WorkerId>,
     pub change: Option<Change>,
 }
@@ -104,7 +111,7 @@ impl Membership {
             epoch: self.epoch,
             vnodes: self.vnodes,
             next_id: self.next_id,
-            members: self.members.values().map(|m| (m.id, m.address.clone(), m.state)).collect(),
+            members: self.members.values().map(|m| (m.id, m.address.clone(), m.state, m.holder.clone())).collect(),
             departed: self.departed.iter().copied().collect(),
             change: self.change,
         }
@@ -119,7 +126,7 @@ impl Membership {
         m.next_id = snapshot.next_id.max(1);
         m.departed = snapshot.departed.iter().copied().collect();
         m.change = snapshot.change;
-        for (id, address, state) in &snapshot.members {
+        for (id, address, state, holder) in &snapshot.members {
             m.members.insert(
                 *id,
                 Member {
@@ -133,6 +140,8 @@ impl Membership {
                         MemberState::Failed => "its store had failed when the master stopped".into(),
                         _ => String::new(),
                     },
+                    holder: holder.clone(),
+                    certificate_expires: None,
                 },
             );
         }
@@ -231,6 +240,8 @@ impl Membership {
                         last_seen: now,
                         stats: MemberStats::default(),
                         failure: String::new(),
+                        holder: None,
+                        certificate_expires: None,
                     },
                 );
                 if !joins {
@@ -267,6 +278,31 @@ impl Membership {
     /// the ring (its keys are nowhere else), but routed around. It serves
     /// again with the first heartbeat that reports no failure. A joining
     /// member stays joining either way: its join fails and retries.
+    /// Whether the holder of the certificate named `holder` may register or
+    /// heartbeat as member `id`: an id nobody holds yet, or one that
+    /// certificate holds already. `None` (an insecure cluster, where nobody
+    /// can be told apart) may speak for anyone.
+    pub fn may_speak_for(&self, id: WorkerId, holder: Option<&str>) -> Result<(), String> {
+        let (Some(holder), Some(member)) = (holder, self.members.get(&id)) else { return Ok(()) };
+        match &member.holder {
+            Some(held) if held != holder => {
+                Err(format!("worker {id} is held by the certificate of {held:?}, not of {holder:?}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that member `id` registered with the certificate named
+    /// `holder`, valid until `expires`.
+    pub fn bind(&mut self, id: WorkerId, holder: Option<String>, expires: Option<std::time::SystemTime>) {
+        if let Some(m) = self.members.get_mut(&id) {
+            if holder.is_some() {
+                m.holder = holder;
+            }
+            m.certificate_expires = expires;
+        }
+    }
+
     pub fn heartbeat(
         &mut self,
         id: WorkerId,

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use wimpy_net::deadline::{CALL, within};
-use wimpy_schema::wimpy_capnp::worker;
+use wimpy_schema::wimpy_capnp::worker_admin;
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
 /// Ranges to copy, grouped by the worker that holds them now.
@@ -42,7 +42,7 @@ pub fn moves_for_leave(before: &Ring, after: &Ring, leaver: WorkerId) -> Vec<Mov
 /// [`deadline::CALL`](wimpy_net::deadline::CALL). The copy of a range has no
 /// deadline of its own (a range has no size bound): the caller stops the
 /// transfer when a worker it involves is marked down.
-pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker::Client>) -> Result<u64, capnp::Error> {
+pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::Client>) -> Result<u64, capnp::Error> {
     let mut fenced: Moves = Moves::new();
     for m in plan {
         fenced.entry(m.from).or_default().push(m.range);
@@ -113,7 +113,7 @@ pub fn join_plan(moves: &Moves, newcomer: WorkerId) -> Vec<Move> {
         .collect()
 }
 
-async fn fence(w: &worker::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
+async fn fence(w: &worker_admin::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
     let mut req = w.fence_request();
     let mut list = req.get().init_ranges(ranges.len() as u32);
     for (i, r) in ranges.iter().enumerate() {

@@ -13,14 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::net::TcpListener;
 
 use wimpy_schema::WorkerId;
-use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker};
+use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker, worker_admin};
 
 use crate::membership::{Change, MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
 use crate::state::{Found, StateFile};
 use wimpy_net::deadline::{CALL, within};
-use wimpy_net::{Role, Security};
+use wimpy_net::{Peer, Role, Security};
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
 use wimpy_schema::{Failure, StorageKind};
 
@@ -93,7 +93,6 @@ pub async fn run(
                 // A move cut short may have left fences up: nothing moves now.
                 tokio::task::spawn_local(lift_fences(service.clone()));
             }
-            let client: master::Client = capnp_rpc::new_client_from_rc(service.clone());
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
             let sweeper = {
@@ -117,7 +116,7 @@ pub async fn run(
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((stream, _)) => {
-                            let (service, security) = (client.clone(), config.security.clone());
+                            let (service, security) = (service.clone(), config.security.clone());
                             tokio::task::spawn_local(async move {
                                 // Peers hang up as they please: worth a debug line, no more.
                                 if let Err(e) = serve_connection(stream, service, &security).await {
@@ -194,10 +193,14 @@ async fn lift_fences(service: Rc<MasterService>) {
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
-    service: master::Client,
+    service: Rc<MasterService>,
     security: &Security,
 ) -> std::io::Result<()> {
-    wimpy_net::serve(stream, security, |_peer| service.client).await
+    wimpy_net::serve(stream, security, |peer| {
+        let session: master::Client = capnp_rpc::new_client(MasterSession { service, peer: peer.clone() });
+        session.client
+    })
+    .await
 }
 
 /// How a leave that ran came out.
@@ -282,7 +285,7 @@ async fn connect_plan(
     plan: &[rebalance::Move],
     addresses: &BTreeMap<WorkerId, (String, MemberState)>,
     security: &Security,
-) -> Result<BTreeMap<WorkerId, worker::Client>, capnp::Error> {
+) -> Result<BTreeMap<WorkerId, worker_admin::Client>, capnp::Error> {
     let mut clients = BTreeMap::new();
     for id in plan.iter().flat_map(|m| [m.from, m.to]) {
         if clients.contains_key(&id) {
@@ -299,10 +302,19 @@ async fn connect_plan(
     Ok(clients)
 }
 
-async fn connect_worker(address: &str, security: &Security) -> Result<worker::Client, capnp::Error> {
-    wimpy_net::connect(address, security, &[Role::Worker])
+/// The membership calls of the worker at `address`, which hands them only
+/// to the master (`Worker.admin`).
+async fn connect_worker(address: &str, security: &Security) -> Result<worker_admin::Client, capnp::Error> {
+    let w: worker::Client = wimpy_net::connect(address, security, &[Role::Worker])
         .await
-        .map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))
+        .map_err(|e| capnp::Error::disconnected(format!("{address}: {e}")))?;
+    let answer = within(CALL, "admin", w.admin_request().send().promise).await?;
+    let answer = answer.get()?;
+    if answer.has_refused() {
+        let refused = Failure::read(answer.get_refused()?)?;
+        return Err(capnp::Error::failed(format!("{address} refused the membership calls: {refused:?}")));
+    }
+    answer.get_admin()
 }
 
 /// Tells every reachable member about the current ring at once, rather than
@@ -486,6 +498,8 @@ fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
     b.set_address(m.address.as_str());
     b.set_state(m.state.into());
     b.set_reason(m.reason(Instant::now()).as_str());
+    b.set_certificate(m.holder.as_deref().unwrap_or(""));
+    b.set_certificate_expires(wimpy_schema::ring_info::unix_seconds(m.certificate_expires));
     m.stats.write(b.init_stats());
 }
 
@@ -500,7 +514,106 @@ fn write_ring(mut b: ring_info::Builder<'_>, m: &Membership) {
     }
 }
 
-impl master::Server for MasterService {
+/// The `Master` interface on one connection: what the caller's
+/// certificate lets it do decides which calls it gets. Worker lifecycle
+/// calls need the worker role, `leave` the admin role; the ring, status and
+/// the proxy serve every role.
+struct MasterSession {
+    service: Rc<MasterService>,
+    peer: Peer,
+}
+
+impl MasterSession {
+    /// `None` if the caller holds `needs`, else the refusal to answer with.
+    fn refuse_unless(&self, needs: Role, call: &str) -> Option<Failure> {
+        if self.peer.holds(needs) {
+            return None;
+        }
+        tracing::warn!("refused {call} to {}: it needs the {needs} role", self.peer);
+        Some(Failure::forbidden(call, needs, &self.peer))
+    }
+}
+
+impl master::Server for MasterSession {
+    async fn ring(
+        self: Rc<Self>,
+        params: master::RingParams,
+        results: master::RingResults,
+    ) -> Result<(), capnp::Error> {
+        self.service.clone().ring(params, results).await
+    }
+
+    async fn status(
+        self: Rc<Self>,
+        params: master::StatusParams,
+        results: master::StatusResults,
+    ) -> Result<(), capnp::Error> {
+        self.service.clone().status(params, results).await
+    }
+
+    async fn register(
+        self: Rc<Self>,
+        params: master::RegisterParams,
+        mut results: master::RegisterResults,
+    ) -> Result<(), capnp::Error> {
+        if let Some(refused) = self.refuse_unless(Role::Worker, "Master.register") {
+            refused.write(results.get().init_refused());
+            return Ok(());
+        }
+        self.service.clone().register(&self.peer, params, results).await
+    }
+
+    async fn heartbeat(
+        self: Rc<Self>,
+        params: master::HeartbeatParams,
+        mut results: master::HeartbeatResults,
+    ) -> Result<(), capnp::Error> {
+        if let Some(refused) = self.refuse_unless(Role::Worker, "Master.heartbeat") {
+            refused.write(results.get().init_refused());
+            return Ok(());
+        }
+        self.service.clone().heartbeat(&self.peer, params, results).await
+    }
+
+    async fn leave(
+        self: Rc<Self>,
+        params: master::LeaveParams,
+        mut results: master::LeaveResults,
+    ) -> Result<(), capnp::Error> {
+        if let Some(refused) = self.refuse_unless(Role::Admin, "Master.leave") {
+            refused.write(results.get().init_result().init_failure());
+            return Ok(());
+        }
+        self.service.clone().leave(params, results).await
+    }
+
+    async fn get(self: Rc<Self>, params: master::GetParams, results: master::GetResults) -> Result<(), capnp::Error> {
+        self.service.clone().get(params, results).await
+    }
+
+    async fn put(self: Rc<Self>, params: master::PutParams, results: master::PutResults) -> Result<(), capnp::Error> {
+        self.service.clone().put(params, results).await
+    }
+
+    async fn delete(
+        self: Rc<Self>,
+        params: master::DeleteParams,
+        results: master::DeleteResults,
+    ) -> Result<(), capnp::Error> {
+        self.service.clone().delete(params, results).await
+    }
+
+    async fn batch(
+        self: Rc<Self>,
+        params: master::BatchParams,
+        results: master::BatchResults,
+    ) -> Result<(), capnp::Error> {
+        self.service.clone().batch(params, results).await
+    }
+}
+
+/// What each call does, once [`MasterSession`] let the caller make it.
+impl MasterService {
     async fn ring(self: Rc<Self>, _: master::RingParams, mut results: master::RingResults) -> Result<(), capnp::Error> {
         write_ring(results.get().init_ring(), &self.membership.borrow());
         Ok(())
@@ -524,10 +637,18 @@ impl master::Server for MasterService {
 
     async fn register(
         self: Rc<Self>,
+        peer: &Peer,
         params: master::RegisterParams,
         mut results: master::RegisterResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
+        let holder = peer.identity().map(|i| i.name.as_str());
+        if let Err(why) = self.membership.borrow().may_speak_for(p.get_id(), holder) {
+            tracing::warn!("refused Master.register to {peer}: {why}");
+            Failure::Forbidden { needs: Role::Worker, message: format!("Master.register: {why}") }
+                .write(results.get().init_refused());
+            return Ok(());
+        }
         let address = p.get_address()?.to_str().map_err(|e| capnp::Error::failed(format!("address: {e}")))?;
         if address.is_empty() {
             return Err(capnp::Error::failed("register: empty worker address".into()));
@@ -540,6 +661,7 @@ impl master::Server for MasterService {
         }
         let before = self.membership.borrow().epoch();
         let (id, joins) = self.membership.borrow_mut().register(p.get_id(), address.to_owned(), Instant::now());
+        self.membership.borrow_mut().bind(id, holder.map(str::to_owned), peer.identity().map(|i| i.not_after));
         self.persist()?;
         self.heard(id);
         if joins {
@@ -555,10 +677,17 @@ impl master::Server for MasterService {
 
     async fn heartbeat(
         self: Rc<Self>,
+        peer: &Peer,
         params: master::HeartbeatParams,
         mut results: master::HeartbeatResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
+        if let Err(why) = self.membership.borrow().may_speak_for(p.get_id(), peer.identity().map(|i| i.name.as_str())) {
+            tracing::warn!("refused Master.heartbeat to {peer}: {why}");
+            Failure::Forbidden { needs: Role::Worker, message: format!("Master.heartbeat: {why}") }
+                .write(results.get().init_refused());
+            return Ok(());
+        }
         let stats = MemberStats::read(p.get_stats()?)?;
         let failure =
             p.get_store_failure()?.to_string().map_err(|e| capnp::Error::failed(format!("storeFailure: {e}")))?;

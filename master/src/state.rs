@@ -10,12 +10,16 @@
 //! epoch 7
 //! vnodes 256
 //! next-id 4
-//! member 1 serving 127.0.0.1:34567
-//! member 3 down 127.0.0.1:40001
+//! member 1 serving 127.0.0.1:34567 pi-1
+//! member 3 down 127.0.0.1:40001 pi-3
 //! member 5 failed 127.0.0.1:40002
 //! departed 2
 //! change join 3
 //! ```
+//!
+//! A member line ends with the name on the certificate the worker
+//! registered with (none when the cluster runs `--insecure`): only that
+//! certificate speaks for the member afterwards, across restarts too.
 //!
 //! A master of an earlier version kept only the last epoch in `<data>/epoch`;
 //! that file is read when there is no `state`, and the epochs go on from it.
@@ -103,8 +107,12 @@ impl StateFile {
 
 fn render(s: &Snapshot) -> String {
     let mut out = format!("{HEADER}\nepoch {}\nvnodes {}\nnext-id {}\n", s.epoch, s.vnodes, s.next_id);
-    for (id, address, state) in &s.members {
-        out += &format!("member {id} {state} {address}\n");
+    for (id, address, state, holder) in &s.members {
+        out += &format!("member {id} {state} {address}");
+        if let Some(holder) = holder {
+            out += &format!(" {holder}");
+        }
+        out.push('\n');
     }
     for id in &s.departed {
         out += &format!("departed {id}\n");
@@ -143,7 +151,8 @@ fn parse(text: &str) -> Result<Snapshot, String> {
                     _ => return Err(bad("a member state")),
                 };
                 let address = words.next().ok_or_else(|| bad("an address"))?.to_owned();
-                s.members.push((id, address, state));
+                let holder = words.next().map(str::to_owned);
+                s.members.push((id, address, state, holder));
             }
             Some("departed") => s.departed.push(number(words.next())?),
             Some("change") => {
@@ -173,10 +182,10 @@ mod tests {
             vnodes: 256,
             next_id: 6,
             members: vec![
-                (1, "127.0.0.1:7001".into(), MemberState::Serving),
-                (3, "127.0.0.1:7003".into(), MemberState::Down),
-                (4, "127.0.0.1:7004".into(), MemberState::Joining),
-                (5, "127.0.0.1:7005".into(), MemberState::Failed),
+                (1, "127.0.0.1:7001".into(), MemberState::Serving, Some("pi-1".into())),
+                (3, "127.0.0.1:7003".into(), MemberState::Down, Some("pi-3".into())),
+                (4, "127.0.0.1:7004".into(), MemberState::Joining, None),
+                (5, "127.0.0.1:7005".into(), MemberState::Failed, Some("pi-5".into())),
             ],
             departed: vec![2],
             change: Some(Change::Join(4)),

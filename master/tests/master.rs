@@ -54,9 +54,12 @@ fn master_tls() -> Security {
 
 /// Connects as a worker would (these tests register and heartbeat).
 async fn connect(addr: SocketAddr) -> master::Client {
-    wimpy_net::connect(&addr.to_string(), &ca().security(Role::Worker, "worker").unwrap(), &[Role::Master])
-        .await
-        .unwrap()
+    connect_as(addr, Role::Worker).await
+}
+
+async fn connect_as(addr: SocketAddr, role: Role) -> master::Client {
+    let name = role.as_str();
+    wimpy_net::connect(&addr.to_string(), &ca().security(role, name).unwrap(), &[Role::Master]).await.unwrap()
 }
 
 fn client_side<T, F: std::future::Future<Output = T>>(body: impl FnOnce() -> F) -> T {
@@ -95,6 +98,7 @@ async fn heartbeat(m: &master::Client, id: u64, live_keys: u64) -> Option<u64> {
     match answer.get().unwrap().which().unwrap() {
         heartbeat_answer::Epoch(epoch) => Some(epoch),
         heartbeat_answer::UnknownMember(()) => None,
+        heartbeat_answer::Refused(f) => panic!("heartbeat refused: {:?}", Failure::read(f.unwrap())),
     }
 }
 
@@ -139,12 +143,15 @@ fn workers_register_heartbeat_and_leave() {
         assert_eq!(register(&m, 1, "127.0.0.1:7001").await.0, 1);
         assert_eq!(ring(&m).await.0, 1);
 
+        // Leaving is an operator's call: a worker may not ask it.
+        assert!(leave(&m, 1).await.contains("needs the admin role"));
+        let admin = connect_as(master.addr, Role::Admin).await;
         // The last worker on the ring cannot leave: nobody could take its keys.
-        assert_eq!(leave(&m, 1).await, "last on the ring");
-        assert_eq!(leave(&m, 99).await, "not a member");
+        assert_eq!(leave(&admin, 1).await, "last on the ring");
+        assert_eq!(leave(&admin, 99).await, "not a member");
         // A joiner that never got data can leave at once; its id is retired.
-        assert_eq!(leave(&m, 2).await, "left");
-        assert_eq!(leave(&m, 2).await, "not a member");
+        assert_eq!(leave(&admin, 2).await, "left");
+        assert_eq!(leave(&admin, 2).await, "not a member");
         let mut again = m.register_request();
         again.get().set_id(2);
         again.get().set_address("127.0.0.1:9");

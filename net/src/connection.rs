@@ -21,11 +21,21 @@ pub async fn connect<C: capnp::capability::FromClientHook>(
     security: &Security,
     expect: &[Role],
 ) -> std::io::Result<C> {
+    Ok(connect_to(addr, security, expect).await?.0)
+}
+
+/// [`connect`], and who answered: the peer its certificate names
+/// ([`Peer::Insecure`] without TLS).
+pub async fn connect_to<C: capnp::capability::FromClientHook>(
+    addr: &str,
+    security: &Security,
+    expect: &[Role],
+) -> std::io::Result<(C, Peer)> {
     let opened = async {
         let stream = tokio::net::TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok::<_, std::io::Error>(match security {
-            Security::Insecure => start(stream, None),
+            Security::Insecure => (start(stream, None), Peer::Insecure),
             Security::Tls(tls) => {
                 let (stream, peer) = tls.connect(stream).await?;
                 if !expect.contains(&peer.role) {
@@ -35,12 +45,12 @@ pub async fn connect<C: capnp::capability::FromClientHook>(
                         format!("{addr} is {peer}, not a {}", wanted.join(" or ")),
                     ));
                 }
-                start(stream, None)
+                (start(stream, None), Peer::Verified(peer))
             }
         })
     };
-    let rpc = match tokio::time::timeout(crate::deadline::CONNECT, opened).await {
-        Ok(rpc) => rpc?,
+    let (mut rpc, peer) = match tokio::time::timeout(crate::deadline::CONNECT, opened).await {
+        Ok(opened) => opened?,
         Err(_) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -48,10 +58,9 @@ pub async fn connect<C: capnp::capability::FromClientHook>(
             ));
         }
     };
-    let mut rpc = rpc;
     let client: C = rpc.bootstrap(rpc_twoparty_capnp::Side::Server);
     tokio::task::spawn_local(rpc);
-    Ok(client)
+    Ok((client, peer))
 }
 
 /// Serves an accepted connection until the peer hangs up: completes the

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::Role;
 use crate::wimpy_capnp::{compute_failure, failure};
 
 pub use crate::wimpy_capnp::compute_failure::Kind as ComputeFailureKind;
@@ -27,6 +28,8 @@ pub enum Failure {
     Storage { kind: StorageKind, message: String },
     /// A compute job was refused or failed.
     Compute(ComputeFailure),
+    /// The caller's certificate does not carry the role the call needs.
+    Forbidden { needs: Role, message: String },
 }
 
 /// Why a compute job gave no result (see `ComputeFailure` in wimpy.capnp).
@@ -106,7 +109,17 @@ impl Failure {
                 g.set_limit(c.limit);
                 g.set_actual(c.actual);
             }
+            Failure::Forbidden { needs, message } => {
+                let mut g = f.init_forbidden();
+                g.set_needs((*needs).into());
+                g.set_message(message);
+            }
         }
+    }
+
+    /// A call refused to `caller` (in words) for want of `needs`.
+    pub fn forbidden(call: &str, needs: Role, caller: impl fmt::Display) -> Failure {
+        Failure::Forbidden { needs, message: format!("{call} needs the {needs} role; {caller} does not hold it") }
     }
 
     /// Reads a `Failure`. A union member or kind this build does not know
@@ -139,6 +152,11 @@ impl Failure {
                     actual: c.get_actual(),
                 })
             }
+            Ok(failure::Forbidden(g)) => Failure::Forbidden {
+                // A role this build does not know reads as the narrowest.
+                needs: g.get_needs().map(Role::from).unwrap_or(Role::Master),
+                message: text(g.get_message())?,
+            },
             Err(e) => Failure::storage(StorageKind::Io, format!("unknown failure kind: {e}")),
         })
     }
@@ -174,6 +192,9 @@ mod tests {
         }
         for kind in [StorageKind::Io, StorageKind::Full, StorageKind::Poisoned, StorageKind::Corrupt] {
             all.push(Failure::storage(kind, "disk"));
+        }
+        for needs in Role::ALL {
+            all.push(Failure::forbidden("setRing", needs, "someone"));
         }
         all
     }

@@ -13,7 +13,7 @@ pub mod batch;
 mod failure;
 pub mod job;
 mod member_state;
-mod ring_info;
+pub mod ring_info;
 mod role;
 mod stats;
 

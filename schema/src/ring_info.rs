@@ -18,6 +18,11 @@ pub struct MemberInfo {
     pub stats: StoreFigures,
     /// Why it is down or failed; empty otherwise.
     pub reason: String,
+    /// The name on the certificate it registered with (empty when not
+    /// known or insecure).
+    pub certificate: String,
+    /// When that certificate expires, if known.
+    pub certificate_expires: Option<std::time::SystemTime>,
 }
 
 /// The members on the ring at `epoch`.
@@ -36,6 +41,14 @@ impl MemberInfo {
             state: m.get_state()?.into(),
             stats: StoreFigures::read(m.get_stats()?)?,
             reason: m.get_reason()?.to_string().map_err(|e| capnp::Error::failed(format!("member reason: {e}")))?,
+            certificate: m
+                .get_certificate()?
+                .to_string()
+                .map_err(|e| capnp::Error::failed(format!("member certificate: {e}")))?,
+            certificate_expires: match m.get_certificate_expires() {
+                0 => None,
+                secs => Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)),
+            },
         })
     }
 
@@ -44,8 +57,15 @@ impl MemberInfo {
         b.set_address(self.address.as_str());
         b.set_state(self.state.into());
         b.set_reason(self.reason.as_str());
+        b.set_certificate(self.certificate.as_str());
+        b.set_certificate_expires(unix_seconds(self.certificate_expires));
         self.stats.write(b.init_stats());
     }
+}
+
+/// Seconds since the Unix epoch, 0 for none (the schema's "not known").
+pub fn unix_seconds(t: Option<std::time::SystemTime>) -> u64 {
+    t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs().max(1))
 }
 
 impl RingInfo {

@@ -40,6 +40,28 @@ impl std::fmt::Display for Role {
     }
 }
 
+impl From<Role> for crate::wimpy_capnp::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Master => crate::wimpy_capnp::Role::Master,
+            Role::Worker => crate::wimpy_capnp::Role::Worker,
+            Role::Admin => crate::wimpy_capnp::Role::Admin,
+            Role::Client => crate::wimpy_capnp::Role::Client,
+        }
+    }
+}
+
+impl From<crate::wimpy_capnp::Role> for Role {
+    fn from(role: crate::wimpy_capnp::Role) -> Self {
+        match role {
+            crate::wimpy_capnp::Role::Master => Role::Master,
+            crate::wimpy_capnp::Role::Worker => Role::Worker,
+            crate::wimpy_capnp::Role::Admin => Role::Admin,
+            crate::wimpy_capnp::Role::Client => Role::Client,
+        }
+    }
+}
+
 /// A role name that is none of `master`, `worker`, `admin`, `client`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown role {0:?}: expected master, worker, admin or client")]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wimpy_net::deadline::{CALL, within};
-use wimpy_net::{Role, Security};
+use wimpy_net::{Peer, Role, Security};
 use wimpy_schema::wimpy_capnp::{heartbeat_answer, master};
-use wimpy_schema::{RingInfo, WorkerId};
+use wimpy_schema::{Failure, RingInfo, WorkerId};
 
 use crate::server::WorkerState;
 
@@ -35,9 +35,9 @@ pub fn save_id(data: &Path, id: WorkerId) -> std::io::Result<()> {
 }
 
 /// Connects to the master (over TLS, a peer whose certificate is for the
-/// master role). Must run inside a `LocalSet`.
-pub async fn connect_master(addr: SocketAddr, security: &Security) -> std::io::Result<master::Client> {
-    wimpy_net::connect(&addr.to_string(), security, &[Role::Master]).await
+/// master role), and says who answered. Must run inside a `LocalSet`.
+pub async fn connect_master(addr: SocketAddr, security: &Security) -> std::io::Result<(master::Client, Peer)> {
+    wimpy_net::connect_to(&addr.to_string(), security, &[Role::Master]).await
 }
 
 /// Registers `address` (with the id kept from an earlier run, or 0) and
@@ -52,6 +52,10 @@ pub async fn register(
     req.get().set_address(address);
     let resp = within(CALL, "register", req.send().promise).await?;
     let r = resp.get()?;
+    if r.has_refused() {
+        let refused = Failure::read(r.get_refused()?)?;
+        return Err(capnp::Error::failed(format!("the master refused to register this worker: {refused:?}")));
+    }
     Ok((r.get_id(), Duration::from_millis(u64::from(r.get_heartbeat_millis().max(10)))))
 }
 
@@ -84,6 +88,10 @@ pub async fn heartbeat_loop(
                 tracing::info!("the master does not know this worker (it restarted?); registering again");
                 register(master, state.id, address).await?;
                 continue;
+            }
+            heartbeat_answer::Refused(refused) => {
+                let refused = Failure::read(refused?)?;
+                return Err(capnp::Error::failed(format!("the master refused this worker's heartbeat: {refused:?}")));
             }
         };
         if epoch != state.ring().epoch() {

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::membership;
 use crate::server::intake::IntakeLimits;
 use crate::server::{WorkerState, run as serve};
-use wimpy_net::Security;
+use wimpy_net::{Peer, Security};
 use wimpy_store::{Options, Store};
 
 /// How a worker runs.
@@ -58,7 +58,7 @@ pub async fn run(
             return store.close().map_err(|e| std::io::Error::other(format!("closing the store: {e}")));
         }
     };
-    let (master, id, every) = match joined {
+    let (master, master_peer, id, every) = match joined {
         Ok(joined) => joined,
         Err(e) => {
             if let Err(close) = store.close() {
@@ -82,6 +82,7 @@ pub async fn run(
         tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
     }
     let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)).with_intake(config.intake));
+    state.registered_with(&master_peer);
     match membership::fetch_ring(&master).await {
         Ok(ring) => state.set_ring(ring),
         // The first heartbeat fetches it again.
@@ -100,7 +101,9 @@ pub async fn run(
                     // Not in a tight loop: a master that refuses this worker
                     // (it left the cluster) would be hammered otherwise.
                     tokio::time::sleep(every.max(Duration::from_millis(500))).await;
-                    master = connect_with_retry(master_addr, &security).await;
+                    let peer;
+                    (master, peer) = connect_with_retry(master_addr, &security).await;
+                    state.registered_with(&peer);
                 }
             }
         }
@@ -219,21 +222,24 @@ fn log_recovery(report: &wimpy_store::RecoveryReport) {
 async fn join(
     listener: &TcpListener,
     config: &WorkerConfig,
-) -> std::io::Result<(wimpy_schema::wimpy_capnp::master::Client, wimpy_schema::WorkerId, Duration)> {
+) -> std::io::Result<(wimpy_schema::wimpy_capnp::master::Client, Peer, wimpy_schema::WorkerId, Duration)> {
     let address = listener.local_addr()?.to_string();
-    let master = connect_with_retry(config.master, &config.security).await;
+    let (master, peer) = connect_with_retry(config.master, &config.security).await;
     let (id, every) = membership::register(&master, membership::load_id(&config.data)?, &address)
         .await
         .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
     membership::save_id(&config.data, id)?;
-    Ok((master, id, every))
+    Ok((master, peer, id, every))
 }
 
 /// Connects to the master, retrying with backoff until it answers. Says
 /// why it cannot (a master down, or one this worker's credentials do not
 /// let it reach) once it has failed for a few seconds (a master starting
 /// beside its workers is not worth a warning), and every half minute after.
-async fn connect_with_retry(addr: SocketAddr, security: &Security) -> wimpy_schema::wimpy_capnp::master::Client {
+async fn connect_with_retry(
+    addr: SocketAddr,
+    security: &Security,
+) -> (wimpy_schema::wimpy_capnp::master::Client, Peer) {
     let mut wait = Duration::from_millis(20);
     let started = std::time::Instant::now();
     let mut said: Option<std::time::Instant> = None;

@@ -8,7 +8,7 @@ mod common;
 
 use common::tls;
 use wimpy_net::Role;
-use wimpy_schema::wimpy_capnp::{failure, get_result, key_op_result, worker, write_result};
+use wimpy_schema::wimpy_capnp::{failure, get_result, key_op_result, worker, worker_admin, write_result};
 use wimpy_schema::{LimitKind, Ring};
 use wimpy_store::{CompactionOptions, Options, Store, SyncMode};
 use wimpy_worker::server::{WorkerState, run};
@@ -108,6 +108,7 @@ fn failure_of(f: failure::Reader<'_>) -> Got {
         failure::Storage(g) => {
             Got::Other(format!("storage ({:?}): {}", g.get_kind().unwrap(), g.get_message().unwrap().to_str().unwrap()))
         }
+        failure::Forbidden(g) => Got::Other(format!("forbidden: {}", g.get_message().unwrap().to_str().unwrap())),
         failure::Compute(c) => Got::Other(format!("compute: {}", c.unwrap().get_message().unwrap().to_str().unwrap())),
     }
 }
@@ -168,8 +169,16 @@ async fn batch(c: &worker::Client, ops: &[RawOp<'_>], epoch: u64) -> Vec<Got> {
         .collect()
 }
 
+/// The membership calls of the worker behind `c` (the tests connect as
+/// the master, so they are handed out).
+async fn admin(c: &worker::Client) -> worker_admin::Client {
+    let answer = c.admin_request().send().promise.await.unwrap();
+    assert!(!answer.get().unwrap().has_refused(), "the master is refused the membership calls");
+    answer.get().unwrap().get_admin().unwrap()
+}
+
 async fn set_ring(c: &worker::Client, ring: &Ring) {
-    let mut req = c.set_ring_request();
+    let mut req = admin(c).await.set_ring_request();
     let mut r = req.get().init_ring();
     r.set_epoch(ring.epoch());
     r.set_vnodes(ring.vnodes());
@@ -256,7 +265,7 @@ fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
         for i in 0..500u32 {
             put(&c, &i.to_le_bytes(), b"v", 1).await.unwrap();
         }
-        let mut req = c.fence_request();
+        let mut req = admin(&c).await.fence_request();
         let mut r = req.get().init_ranges(1);
         r.reborrow().get(0).set_start(0);
         r.reborrow().get(0).set_end(0); // the whole space
@@ -422,7 +431,7 @@ fn many_requests_for_one_waiter_are_split_at_the_batch_limits_and_handed_back_in
 
 /// Fences the whole key space of the worker behind `c`.
 async fn fence_everything(c: &worker::Client) {
-    let mut req = c.fence_request();
+    let mut req = admin(c).await.fence_request();
     let mut r = req.get().init_ranges(1);
     r.reborrow().get(0).set_start(0);
     r.reborrow().get(0).set_end(0);

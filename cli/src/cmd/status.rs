@@ -1,6 +1,7 @@
 //! `wimpy status`.
 
 use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use wimpy_client::Member;
@@ -9,8 +10,9 @@ use super::Session;
 use crate::failure::Failure;
 
 /// Members, the epoch, and keys and bytes per worker; why a worker is down
-/// or failed, and any damage a worker's store stepped over when it last
-/// opened.
+/// or failed, any damage a worker's store stepped over when it last
+/// opened, and whose certificate each worker holds and until when
+/// (flagged when it expires within 7 days).
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  wimpy status\n  wimpy status -w json | jq '.members[] | {id, state, keys}'")]
 pub(crate) struct Status {}
@@ -30,6 +32,19 @@ impl Status {
                 for m in &all {
                     let f = &m.stats;
                     row(&mut t, [&m.id, &m.address, &m.state, &f.live_keys, &f.log_bytes, &f.garbage_bytes]);
+                }
+                for m in &all {
+                    match (m.certificate.as_str(), m.certificate_expires) {
+                        ("", _) => {}
+                        (name, Some(expires)) => {
+                            let days = days_left(expires);
+                            let flag = if expiring(expires) { "  EXPIRES SOON: issue a new one" } else { "" };
+                            let _ = writeln!(t, "worker {}: certificate {name}, expires in {days} day(s){flag}", m.id);
+                        }
+                        (name, None) => {
+                            let _ = writeln!(t, "worker {}: certificate {name}", m.id);
+                        }
+                    }
                 }
                 for m in all.iter().filter(|m| !m.reason.is_empty()) {
                     let _ = writeln!(t, "worker {} is {}: {}", m.id, m.state, m.reason);
@@ -59,9 +74,25 @@ impl Status {
     }
 }
 
+/// A certificate this close to its end is flagged.
+const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86_400);
+
+fn days_left(expires: SystemTime) -> u64 {
+    expires.duration_since(SystemTime::now()).map_or(0, |d| d.as_secs() / 86_400)
+}
+
+fn expiring(expires: SystemTime) -> bool {
+    expires.duration_since(SystemTime::now()).map_or(true, |d| d < EXPIRY_WARNING)
+}
+
 fn member_json(m: &Member) -> Value {
     let f = &m.stats;
-    json!({"id": m.id, "address": m.address, "state": m.state.to_string(), "reason": m.reason, "keys": f.live_keys, "log_bytes": f.log_bytes,
+    let expires = m.certificate_expires;
+    json!({"id": m.id, "address": m.address, "state": m.state.to_string(), "reason": m.reason,
+           "certificate": m.certificate,
+           "certificate_expires": expires.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+           "certificate_expiring": expires.is_some_and(expiring),
+           "keys": f.live_keys, "log_bytes": f.log_bytes,
            "garbage_bytes": f.garbage_bytes, "index_bytes": f.index_bytes, "damaged_spans": f.damaged_spans,
            "damage": f.damage.iter().map(|d| json!({"segment": d.segment, "offset": d.offset, "bytes": d.bytes,
                "reason": d.reason})).collect::<Vec<_>>()})

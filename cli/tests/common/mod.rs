@@ -55,6 +55,17 @@ impl TestCredentials {
         .into()
     }
 
+    /// Issues `request` into the directory (as `wimpy cert issue` would).
+    pub fn issue(&self, request: &CertRequest) {
+        self.issued.lock().unwrap().insert(request.name.clone());
+        self.ca.issue(request).unwrap().write(&self.dir).unwrap();
+    }
+
+    /// The CA itself, to sign what a test needs (an expired certificate, say).
+    pub fn ca(&self) -> &ClusterCa {
+        &self.ca
+    }
+
     /// SDK options that connect as an admin ("operator").
     pub fn client_security(&self) -> Security {
         let files = self.files(Role::Admin, "operator");
@@ -128,10 +139,24 @@ pub fn worker(master: SocketAddr, data: &Path) -> Node {
 
 /// [`worker`] with more flags.
 pub fn worker_with(master: SocketAddr, data: &Path, flags: &[&str]) -> Node {
+    let name = node_name(data);
+    credentials().files(Role::Worker, &name);
+    worker_as(master, data, &name, flags)
+}
+
+/// [`worker_with`], presenting the certificate of `name` in the test's
+/// credentials (issued beforehand).
+pub fn worker_as(master: SocketAddr, data: &Path, name: &str, flags: &[&str]) -> Node {
+    let files = CredentialFiles::in_dir(&credentials().dir, name);
     let child = Command::new(binary("wimpy-worker"))
         .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
         .arg(data)
-        .args(credentials().node_flags(Role::Worker, &node_name(data)))
+        .arg("--ca-file")
+        .arg(files.ca)
+        .arg("--cert-file")
+        .arg(files.cert)
+        .arg("--key-file")
+        .arg(files.key)
         .args(flags)
         .stderr(Stdio::null())
         .spawn()

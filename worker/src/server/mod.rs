@@ -20,10 +20,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use wimpy_schema::wimpy_capnp::worker;
+use wimpy_schema::wimpy_capnp::{worker, worker_admin};
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
-use wimpy_net::{Peer, Security};
+use wimpy_net::{Peer, Role, Security};
 use wimpy_store::{Store, SyncMode};
 
 pub use refusal::refusal;
@@ -68,6 +68,9 @@ pub struct WorkerState {
     background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// What the worker takes in at once.
     pub intake: Intake,
+    /// The name on the certificate of the master this worker registered
+    /// with: only that master gets the membership calls (`Worker.admin`).
+    master: std::sync::Mutex<Option<String>>,
     /// Held shared by every write from its fence check until it is done,
     /// and taken whole by [`WorkerState::fence`] to wait for those writes.
     write_gate: tokio::sync::RwLock<()>,
@@ -90,7 +93,34 @@ impl WorkerState {
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
             background: Default::default(),
             intake: Intake::new(IntakeLimits::default()),
+            master: std::sync::Mutex::new(None),
             write_gate: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    /// Records the master this worker registered with, as its certificate
+    /// names it (`None` over an insecure connection).
+    pub fn registered_with(&self, master: &Peer) {
+        if let Some(identity) = master.identity() {
+            *self.master.lock().unwrap_or_else(|p| p.into_inner()) = Some(identity.name.clone());
+        }
+    }
+
+    /// Whether `peer` may make membership calls here: it must hold the
+    /// master role and, once this worker has registered, be the master it
+    /// registered with (another master-role certificate, a stolen or stale
+    /// one, cannot rewrite its ring).
+    pub(crate) fn admits_as_master(&self, peer: &Peer) -> Result<(), Failure> {
+        if !peer.holds(Role::Master) {
+            return Err(Failure::forbidden("Worker.admin", Role::Master, peer));
+        }
+        let registered = self.master.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match (registered, peer.identity()) {
+            (Some(master), Some(identity)) if identity.name != master => Err(Failure::Forbidden {
+                needs: Role::Master,
+                message: format!("Worker.admin: this worker registered with master {master:?}, not {peer}"),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -353,7 +383,6 @@ async fn serve_connection(
 struct WorkerService {
     state: Arc<WorkerState>,
     /// Who is at the other end, as its certificate says.
-    #[allow(dead_code)]
     peer: Peer,
     /// Data-plane calls of this connection in flight.
     calls: ConnectionCalls,
@@ -497,15 +526,6 @@ impl worker::Server for WorkerService {
         Ok(())
     }
 
-    async fn set_ring(
-        self: Rc<Self>,
-        params: worker::SetRingParams,
-        _: worker::SetRingResults,
-    ) -> Result<(), capnp::Error> {
-        self.state.set_ring(RingInfo::read(params.get()?.get_ring()?)?);
-        Ok(())
-    }
-
     async fn ring(self: Rc<Self>, _: worker::RingParams, mut results: worker::RingResults) -> Result<(), capnp::Error> {
         self.state.published.load().write(results.get().init_ring());
         Ok(())
@@ -560,41 +580,6 @@ impl worker::Server for WorkerService {
             Err(refusal) => refusal,
         };
         refused.write(results.get().init_failure());
-        Ok(())
-    }
-
-    async fn send_range(
-        self: Rc<Self>,
-        params: worker::SendRangeParams,
-        mut results: worker::SendRangeResults,
-    ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        let r = p.get_range()?;
-        let range = KeyHashRange::new(r.get_start(), r.get_end());
-        let sent =
-            transfer::send_range(self.state.store.get().map_err(transfer::store_out_of_service)?, range, p.get_sink()?)
-                .await?;
-        results.get().set_records(sent);
-        Ok(())
-    }
-
-    async fn receive_range(
-        self: Rc<Self>,
-        params: worker::ReceiveRangeParams,
-        mut results: worker::ReceiveRangeResults,
-    ) -> Result<(), capnp::Error> {
-        let p = params.get()?;
-        // A version 1 master names no range and replaces nothing.
-        let range = match p.has_range() {
-            true => {
-                let r = p.get_range()?;
-                KeyHashRange::new(r.get_start(), r.get_end())
-            }
-            false => KeyHashRange::ALL,
-        };
-        let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
-            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), range, p.get_replace()));
-        results.get().set_sink(sink);
         Ok(())
     }
 
@@ -661,7 +646,82 @@ impl worker::Server for WorkerService {
         batch::batch(&self.state, params, results).await
     }
 
-    async fn fence(self: Rc<Self>, params: worker::FenceParams, _: worker::FenceResults) -> Result<(), capnp::Error> {
+    async fn admin(
+        self: Rc<Self>,
+        _: worker::AdminParams,
+        mut results: worker::AdminResults,
+    ) -> Result<(), capnp::Error> {
+        match self.state.admits_as_master(&self.peer) {
+            Ok(()) => {
+                let admin: worker_admin::Client =
+                    capnp_rpc::new_client(WorkerAdminService { state: self.state.clone() });
+                results.get().set_admin(admin);
+            }
+            Err(refused) => {
+                tracing::warn!("refused the membership calls to {}: {refused:?}", self.peer);
+                refused.write(results.get().init_refused());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The membership calls on this worker, handed out by `Worker.admin` to
+/// the master alone.
+struct WorkerAdminService {
+    state: Arc<WorkerState>,
+}
+
+impl worker_admin::Server for WorkerAdminService {
+    async fn set_ring(
+        self: Rc<Self>,
+        params: worker_admin::SetRingParams,
+        _: worker_admin::SetRingResults,
+    ) -> Result<(), capnp::Error> {
+        self.state.set_ring(RingInfo::read(params.get()?.get_ring()?)?);
+        Ok(())
+    }
+
+    async fn send_range(
+        self: Rc<Self>,
+        params: worker_admin::SendRangeParams,
+        mut results: worker_admin::SendRangeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let r = p.get_range()?;
+        let range = KeyHashRange::new(r.get_start(), r.get_end());
+        let sent =
+            transfer::send_range(self.state.store.get().map_err(transfer::store_out_of_service)?, range, p.get_sink()?)
+                .await?;
+        results.get().set_records(sent);
+        Ok(())
+    }
+
+    async fn receive_range(
+        self: Rc<Self>,
+        params: worker_admin::ReceiveRangeParams,
+        mut results: worker_admin::ReceiveRangeResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        // A version 1 master names no range and replaces nothing.
+        let range = match p.has_range() {
+            true => {
+                let r = p.get_range()?;
+                KeyHashRange::new(r.get_start(), r.get_end())
+            }
+            false => KeyHashRange::ALL,
+        };
+        let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
+            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), range, p.get_replace()));
+        results.get().set_sink(sink);
+        Ok(())
+    }
+
+    async fn fence(
+        self: Rc<Self>,
+        params: worker_admin::FenceParams,
+        _: worker_admin::FenceResults,
+    ) -> Result<(), capnp::Error> {
         let ranges =
             params.get()?.get_ranges()?.iter().map(|r| KeyHashRange::new(r.get_start(), r.get_end())).collect();
         self.state.fence(ranges).await;
