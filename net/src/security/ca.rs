@@ -3,8 +3,11 @@
 //! against its certificate. `wimpy ca init` makes one; `wimpy cert issue`
 //! and `wimpy local` sign with it.
 //!
-//! Keys are Ed25519: quick to make and to sign with on a Pi, and supported
-//! by rustls, OpenSSL (Python's `ssl`) and BoringSSL alike.
+//! Keys are ECDSA P-256: read by rustls, OpenSSL (Python's `ssl`, C++
+//! clients) and BoringSSL alike. Ed25519 would be quicker to sign with on a
+//! Pi, but OpenSSL 3.0 (Debian 12's) cannot read the PKCS#8 v2 Ed25519 keys
+//! ring writes, and keys must open in every client; signatures are made
+//! once per handshake only.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -130,7 +133,7 @@ impl std::fmt::Debug for ClusterCa {
 impl ClusterCa {
     /// A new CA, in memory, named after `cluster`.
     pub fn generate(cluster: &str) -> Result<ClusterCa, CaError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, format!("wimpy cluster CA {cluster}"));
@@ -199,7 +202,7 @@ impl ClusterCa {
     /// Signs a certificate for `request` with a new key.
     pub fn issue(&self, request: &CertRequest) -> Result<IssuedCert, CaError> {
         check_name(&request.name)?;
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let params = leaf_params(request)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         let identity = Identity::of_certificate(cert.der()).map_err(CredentialError::from)?;
