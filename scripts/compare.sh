@@ -10,6 +10,9 @@
 #     encode on the worker that holds the picture) against the `vips` command
 #     on the same picture file (decode, operation, PNG encode in one process),
 #     and sha256sum for the hash.
+#   - security: the 100-byte and 1 MiB straight runs again with
+#     `--insecure` (plain TCP) beside TLS, and the cost of opening a
+#     connection (cargo bench -p wimpy-net --bench handshake).
 # The table goes into docs/benchmarks.md between the compare markers.
 #
 #   scripts/compare.sh                 # 10 s per key-value run, 10 compute runs
@@ -61,6 +64,9 @@ kv=(--local 3 --sync never --threads 1 --records 100000 --value-size 100 --clien
 echo "== wimpy: SET-like and GET-like runs, straight to the owners"
 "$wimpy" bench "${kv[@]}" --mix put=100 --json "$out/put.json"
 "$wimpy" bench "${kv[@]}" --mix get=100 --json "$out/get.json"
+echo "== wimpy: the same without TLS (--insecure), for TLS's cost"
+"$wimpy" --insecure bench "${kv[@]}" --mix put=100 --json "$out/put-plain.json"
+"$wimpy" --insecure bench "${kv[@]}" --mix get=100 --json "$out/get-plain.json"
 echo "== wimpy: every client its own connections, one message per request (redis-benchmark's way)"
 "$wimpy" bench "${kv[@]}" --connections per-client --no-batching --mix put=100 --json "$out/put-unbatched.json"
 "$wimpy" bench "${kv[@]}" --connections per-client --no-batching --mix get=100 --json "$out/get-unbatched.json"
@@ -77,6 +83,8 @@ redis_1m redis-1m-before.csv
 big=(--local 3 --sync never --threads 1 --records 256 --value-size 1048576 --clients 8 --duration "${secs}s")
 "$wimpy" bench "${big[@]}" --mix put=100 --json "$out/put-1m.json"
 "$wimpy" bench "${big[@]}" --mix get=100 --json "$out/get-1m.json"
+"$wimpy" --insecure bench "${big[@]}" --mix put=100 --json "$out/put-1m-plain.json"
+"$wimpy" --insecure bench "${big[@]}" --mix get=100 --json "$out/get-1m-plain.json"
 "$wimpy" --via-master bench "${big[@]}" --mix put=100 --json "$out/put-1m-master.json"
 "$wimpy" --via-master bench "${big[@]}" --mix get=100 --json "$out/get-1m-master.json"
 redis_1m redis-1m-after.csv
@@ -86,6 +94,9 @@ echo "== compute: wimpy bench compute and vips on one 1920x1080 picture"
 ops=(--op grayscale --op blur:2 --op sobel --op resize:960:540:lanczos3 --op sha256)
 "$wimpy" bench compute --local 1 --backends cpu,simd,gles,wgpu "${ops[@]}" --runs "$runs" \
   --picture-size 1920x1080 --save-picture "$out/picture.png" --json "$out/compute.json"
+
+echo "== opening a connection: TLS handshake beside plain TCP"
+cargo bench -q -p wimpy-net --bench handshake -- --json "$out/handshake.json"
 
 python3 scripts/peers/compare.py "$out" "$runs" docs/benchmarks.md
 echo "docs/benchmarks.md updated"

@@ -121,12 +121,40 @@ def per_batch(name):
     return load(name)["runs"][0]["batches"]["requests_per_batch"] or 0
 
 
+def rate(name, mb=0):
+    ops = load(name)["runs"][0]["ops_per_s"]
+    return f"{ops * mb * 1.048576:,.0f} MB/s" if mb else f"{ops:,.0f}"
+
+
+def tls_row(label, tls, plain, mb=0):
+    ratio = load(tls)["runs"][0]["ops_per_s"] / load(plain)["runs"][0]["ops_per_s"]
+    return f"| {label} | {rate(tls, mb)} | {rate(plain, mb)} | {ratio:.2f}x |"
+
+
+handshake = load("handshake.json")
+tls_lines = [
+    "",
+    "TLS beside `--insecure` (plain TCP), the same runs straight to the owners; every wimpy row above is TLS.",
+    "",
+    "| run | TLS | --insecure | TLS / plain |",
+    "|---|---:|---:|---:|",
+    tls_row("PUT 100 B, batched", "put.json", "put-plain.json"),
+    tls_row("GET 100 B, batched", "get.json", "get-plain.json"),
+    tls_row("PUT 1 MiB, 8 clients", "put-1m.json", "put-1m-plain.json", mb=1),
+    tls_row("GET 1 MiB, 8 clients", "get-1m.json", "get-1m-plain.json", mb=1),
+    "",
+    f"Opening a connection and having one call answered (median of {handshake['openings']}, "
+    f"no session resumed): {handshake['tls_ms']:.2f} ms with TLS, {handshake['plain_ms']:.2f} ms plain "
+    f"({handshake['tls_ms'] / handshake['plain_ms']:.1f}x).",
+]
+
 a = load("ycsb-a.json")["runs"][0]
 lines += [
     "",
     f"Requests per batch: {per_batch('put.json'):.1f} (PUT) and {per_batch('get.json'):.1f} (GET) "
     f"straight to the owners, {per_batch('put-master.json'):.1f} and {per_batch('get-master.json'):.1f} "
     "from the clients to the master.",
+    *tls_lines,
     "",
     f"YCSB A (50% read, 50% update, zipfian) on the same cluster: {a['ops_per_s']:,.0f} ops/s, "
     f"p99 {a['latency_us']['p99'] / 1e3:.2f} ms (Redis has no YCSB run here).",
