@@ -58,6 +58,8 @@
 #   obsolete*, and answer `unimplemented`.
 # - Member.certificate and certificateExpires: whose certificate a member
 #   registered with, and until when it is valid.
+# - Master.joinToken and Master.join: a new worker joins with a one-time
+#   token and gets a certificate signed by the master.
 # - Failure.forbidden: the caller lacks the role a call needs (Role).
 #   Master.register and Master.heartbeat need the worker role and
 #   Master.leave the admin role; register answers `refused`, heartbeat
@@ -537,6 +539,18 @@ interface Master {
   # above would serve it (hot-key cache included) and answered on its own;
   # the master forwards them to each owner in list order. Results follow the
   # order of `ops`; limits and whole-batch refusals as in Worker.batch.
+
+  joinToken @9 (ttlSeconds :UInt32) -> (token :Text, refused :Failure);
+  # Joining (admin role): a one-time token with which a new worker joins
+  # the cluster (`wimpy-worker --join TOKEN`), valid for `ttlSeconds`: the
+  # CA's fingerprint and a secret, as text. `refused` when the caller is no
+  # admin, or the master holds no CA key to sign with.
+  join @10 (secret :Data, request :Data, name :Text) -> (certificate :Text, ca :Text, refused :Failure);
+  # Joining: the one call open to a peer without a certificate. Spends the
+  # token whose secret this is and signs `request` (a PKCS#10 certificate
+  # signing request, DER) as a worker certificate for `name`; answers the
+  # certificate and the CA's, PEM. `refused` (forbidden) for a secret that
+  # is unknown, spent or expired.
 }
 
 struct HeartbeatAnswer {

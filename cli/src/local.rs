@@ -231,6 +231,11 @@ fn spawn_master(
     let mut cmd = Command::new(bin);
     stop_with_parent(&mut cmd).arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master"));
     credential_flags(&mut cmd, tls, "master");
+    if let Some(dir) = tls {
+        // The local master signs for workers that join with a token
+        // (`wimpy token create`), as a fleet's can.
+        cmd.arg("--ca-key-file").arg(dir.join(wimpy_net::security::ca::CA_KEY_FILE));
+    }
     if quiet {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }

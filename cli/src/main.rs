@@ -153,6 +153,7 @@ enum Command {
     Local(cmd::local::Local),
     Ca(cmd::ca::Ca),
     Cert(cmd::cert::Cert),
+    Token(cmd::token::Token),
     /// Benchmark a cluster: YCSB A-F, the GET/PUT/HASH/PICT mix or compute
     /// jobs, closed loop or at a fixed rate; `bench scale` over cluster
     /// sizes; `bench compute` over backends. Tables, JSON and SVG charts.
@@ -180,6 +181,7 @@ fn main() -> ExitCode {
         Command::Local(c) => c.run(g),
         Command::Ca(c) => c.run(g),
         Command::Cert(c) => c.run(g),
+        Command::Token(c) => cmd::on_cluster(g, async |s| c.run(s).await),
         // The bench runs its own threads and runtimes.
         Command::Bench(args) => bench::main(args, g),
         Command::Completions(c) => c.run(<Cli as clap::CommandFactory>::command()),

@@ -269,6 +269,20 @@ impl Client {
         }
     }
 
+    /// A one-time token with which a new worker joins the cluster
+    /// (`wimpy-worker --join TOKEN`), valid for `ttl`. Needs an admin's
+    /// certificate, and a master that holds the CA's key.
+    pub async fn join_token(&self, ttl: Duration) -> Result<String, ClientError> {
+        let mut req = self.master().await?.join_token_request();
+        req.get().set_ttl_seconds(ttl.as_secs().clamp(1, u64::from(u32::MAX)) as u32);
+        let resp = self.in_time(req.send().promise).await?;
+        let r = resp.get()?;
+        if r.has_refused() {
+            return Err(Failure::read(r.get_refused()?)?.into());
+        }
+        r.get_token()?.to_string().map_err(|e| ClientError::Rpc(e.into()))
+    }
+
     /// The worker owning `key` under the cached ring, with its address.
     pub(crate) fn route(&self, key: &[u8]) -> Result<(u64, WorkerId), ClientError> {
         let view = self.ring.borrow();

@@ -70,6 +70,7 @@ fn master() -> Node {
             // A long time to live, so the test can see a cached value.
             cache: wimpy_master::CacheConfig { ttl: Duration::from_secs(30), ..Default::default() },
             security: ca().security(Role::Master, "master").unwrap(),
+            signer: None,
         };
         wimpy_master::run(listener, config, async {
             let _ = stopped.await;

@@ -60,6 +60,9 @@ pub struct Membership {
     /// Members that left after handing their ranges over; they may not
     /// come back under the same id (their data was given away).
     departed: std::collections::BTreeSet<WorkerId>,
+    /// Join tokens not spent yet: the SHA-256 of each secret, and when it
+    /// expires (seconds since the Unix epoch).
+    join_tokens: BTreeMap<[u8; 32], u64>,
     /// The ring of the current epoch, once built. Every membership change
     /// moves the epoch, which is what invalidates it.
     ring_cache: std::cell::RefCell<Option<std::rc::Rc<Ring>>>,
@@ -88,6 +91,8 @@ pub struct Snapshot {
     /// Every member: id, address, state and the certificate name it holds.
     pub members: Vec<(WorkerId, String, MemberState, Option<String>)>,
     pub departed: Vec<WorkerId>,
+    /// Unspent join tokens: secret hash, expiry (Unix seconds).
+    pub join_tokens: Vec<([u8; 32], u64)>,
     pub change: Option<Change>,
 }
 
@@ -100,6 +105,7 @@ impl Membership {
             next_id: 1,
             down_after,
             departed: Default::default(),
+            join_tokens: BTreeMap::new(),
             ring_cache: Default::default(),
             change: None,
         }
@@ -113,6 +119,7 @@ impl Membership {
             next_id: self.next_id,
             members: self.members.values().map(|m| (m.id, m.address.clone(), m.state, m.holder.clone())).collect(),
             departed: self.departed.iter().copied().collect(),
+            join_tokens: self.join_tokens.iter().map(|(h, e)| (*h, *e)).collect(),
             change: self.change,
         }
     }
@@ -125,6 +132,7 @@ impl Membership {
         m.epoch = snapshot.epoch;
         m.next_id = snapshot.next_id.max(1);
         m.departed = snapshot.departed.iter().copied().collect();
+        m.join_tokens = snapshot.join_tokens.iter().copied().collect();
         m.change = snapshot.change;
         for (id, address, state, holder) in &snapshot.members {
             m.members.insert(
@@ -365,6 +373,19 @@ impl Membership {
     }
 
     /// Whether `id` left the cluster for good.
+    /// Keeps a join token (its secret's hash) until `expires` (Unix
+    /// seconds), dropping those already expired at `now`.
+    pub fn add_join_token(&mut self, hash: [u8; 32], expires: u64, now: u64) {
+        self.join_tokens.retain(|_, e| *e > now);
+        self.join_tokens.insert(hash, expires);
+    }
+
+    /// Spends the join token whose secret hashes to `hash`: true if it was
+    /// there and not expired at `now` (it is gone either way).
+    pub fn spend_join_token(&mut self, hash: &[u8; 32], now: u64) -> bool {
+        self.join_tokens.remove(hash).is_some_and(|expires| expires > now)
+    }
+
     pub fn has_departed(&self, id: WorkerId) -> bool {
         self.departed.contains(&id)
     }

@@ -19,7 +19,11 @@ use crate::membership::{Change, MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
 use crate::state::{Found, StateFile};
+use std::sync::Arc;
 use wimpy_net::deadline::{CALL, within};
+
+use wimpy_net::security::join::{self, JoinToken};
+use wimpy_net::security::{CertRequest, ClusterCa};
 use wimpy_net::{Peer, Role, Security};
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
 use wimpy_schema::{Failure, StorageKind};
@@ -43,6 +47,11 @@ pub struct MasterConfig {
     pub cache: CacheConfig,
     /// TLS for every connection it serves and opens, or insecure.
     pub security: Security,
+    /// The cluster's CA, to sign joining workers' certificates with
+    /// (`Master.join`); `None`: workers are issued certificates by hand.
+    /// The security should then accept peers without a certificate
+    /// ([`Security::tls_accepting_joins`]), or no joining node gets in.
+    pub signer: Option<Arc<ClusterCa>>,
 }
 
 impl MasterConfig {
@@ -55,6 +64,7 @@ impl MasterConfig {
             data: None,
             cache: CacheConfig::default(),
             security,
+            signer: None,
         }
     }
 }
@@ -84,6 +94,7 @@ pub async fn run(
                 awaiting: RefCell::new(awaiting),
                 proxy: Proxy::new(config.cache.clone(), config.security.clone()),
                 security: config.security.clone(),
+                signer: config.signer.clone(),
                 changing: tokio::sync::Mutex::new(()),
             });
             if let Err(e) = service.persist() {
@@ -221,6 +232,8 @@ struct MasterService {
     proxy: Proxy,
     /// What its connections to workers present and expect.
     security: Security,
+    /// The CA, when this master signs joining workers' certificates.
+    signer: Option<Arc<ClusterCa>>,
     /// Held by a membership change for as long as it moves data, so that
     /// changes never plan against a ring another change is replacing.
     changing: tokio::sync::Mutex<()>,
@@ -532,6 +545,16 @@ impl MasterSession {
         tracing::warn!("refused {call} to {}: it needs the {needs} role", self.peer);
         Some(Failure::forbidden(call, needs, &self.peer))
     }
+
+    /// Refuses every call but `join` to a peer without a certificate.
+    fn check_known(&self, call: &str) -> Result<(), capnp::Error> {
+        match self.peer {
+            Peer::Anonymous => Err(capnp::Error::failed(format!(
+                "forbidden: {call} needs a certificate from the cluster's CA (a peer without one may only join)"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl master::Server for MasterSession {
@@ -540,6 +563,7 @@ impl master::Server for MasterSession {
         params: master::RingParams,
         results: master::RingResults,
     ) -> Result<(), capnp::Error> {
+        self.check_known("Master.ring")?;
         self.service.clone().ring(params, results).await
     }
 
@@ -548,6 +572,7 @@ impl master::Server for MasterSession {
         params: master::StatusParams,
         results: master::StatusResults,
     ) -> Result<(), capnp::Error> {
+        self.check_known("Master.status")?;
         self.service.clone().status(params, results).await
     }
 
@@ -588,10 +613,12 @@ impl master::Server for MasterSession {
     }
 
     async fn get(self: Rc<Self>, params: master::GetParams, results: master::GetResults) -> Result<(), capnp::Error> {
+        self.check_known("Master.get")?;
         self.service.clone().get(params, results).await
     }
 
     async fn put(self: Rc<Self>, params: master::PutParams, results: master::PutResults) -> Result<(), capnp::Error> {
+        self.check_known("Master.put")?;
         self.service.clone().put(params, results).await
     }
 
@@ -600,6 +627,7 @@ impl master::Server for MasterSession {
         params: master::DeleteParams,
         results: master::DeleteResults,
     ) -> Result<(), capnp::Error> {
+        self.check_known("Master.delete")?;
         self.service.clone().delete(params, results).await
     }
 
@@ -608,8 +636,76 @@ impl master::Server for MasterSession {
         params: master::BatchParams,
         results: master::BatchResults,
     ) -> Result<(), capnp::Error> {
+        self.check_known("Master.batch")?;
         self.service.clone().batch(params, results).await
     }
+    async fn join_token(
+        self: Rc<Self>,
+        params: master::JoinTokenParams,
+        mut results: master::JoinTokenResults,
+    ) -> Result<(), capnp::Error> {
+        if let Some(refused) = self.refuse_unless(Role::Admin, "Master.joinToken") {
+            refused.write(results.get().init_refused());
+            return Ok(());
+        }
+        let Some(signer) = &self.service.signer else {
+            Failure::Unavailable(
+                "this master holds no CA key to sign joining workers' certificates with (start it with --ca-key-file)"
+                    .into(),
+            )
+            .write(results.get().init_refused());
+            return Ok(());
+        };
+        let ttl = u64::from(params.get()?.get_ttl_seconds().max(1));
+        let token = JoinToken::new(signer.fingerprint());
+        let now = unix_now();
+        self.service.membership.borrow_mut().add_join_token(join::secret_hash(&token.secret), now + ttl, now);
+        self.service.persist()?;
+        tracing::info!("issued a join token valid for {ttl} s to {}", self.peer);
+        results.get().set_token(token.to_string());
+        Ok(())
+    }
+
+    async fn join(
+        self: Rc<Self>,
+        params: master::JoinParams,
+        mut results: master::JoinResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let name = p.get_name()?.to_str().map_err(|e| capnp::Error::failed(format!("name: {e}")))?.to_owned();
+        let Some(signer) = self.service.signer.clone() else {
+            return refuse_join(results, &name, "this master signs no certificates".into());
+        };
+        // The token is spent before anything else is looked at: a secret is
+        // good for one try.
+        let spent =
+            self.service.membership.borrow_mut().spend_join_token(&join::secret_hash(p.get_secret()?), unix_now());
+        if !spent {
+            return refuse_join(results, &name, "the join token is unknown, spent or expired".into());
+        }
+        self.service.persist()?;
+        match signer.sign_request(p.get_request()?, &CertRequest::new(Role::Worker, name.clone())) {
+            Ok(cert) => {
+                tracing::info!("signed a worker certificate for {name:?}, who joined with a token");
+                let mut r = results.get();
+                r.set_certificate(cert);
+                r.set_ca(signer.cert_pem());
+                Ok(())
+            }
+            Err(e) => refuse_join(results, &name, e.to_string()),
+        }
+    }
+}
+
+fn refuse_join(mut results: master::JoinResults, name: &str, why: String) -> Result<(), capnp::Error> {
+    tracing::warn!("refused a join as {name:?}: {why}");
+    Failure::Forbidden { needs: Role::Worker, message: format!("Master.join: {why}") }
+        .write(results.get().init_refused());
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What each call does, once [`MasterSession`] let the caller make it.

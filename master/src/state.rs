@@ -14,6 +14,7 @@
 //! member 3 down 127.0.0.1:40001 pi-3
 //! member 5 failed 127.0.0.1:40002
 //! departed 2
+//! join-token 5f0c…(the SHA-256 of an unspent token's secret) 1767225600
 //! change join 3
 //! ```
 //!
@@ -117,6 +118,9 @@ fn render(s: &Snapshot) -> String {
     for id in &s.departed {
         out += &format!("departed {id}\n");
     }
+    for (hash, expires) in &s.join_tokens {
+        out += &format!("join-token {} {expires}\n", wimpy_net::security::hex(hash));
+    }
     match s.change {
         Some(Change::Join(id)) => out += &format!("change join {id}\n"),
         Some(Change::Leave(id)) => out += &format!("change leave {id}\n"),
@@ -125,13 +129,32 @@ fn render(s: &Snapshot) -> String {
     out
 }
 
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn parse(text: &str) -> Result<Snapshot, String> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
         Some((_, HEADER)) => {}
         other => return Err(format!("the first line is {:?}, not {HEADER:?}", other.map(|(_, l)| l))),
     }
-    let mut s = Snapshot { epoch: 0, vnodes: 0, next_id: 1, members: Vec::new(), departed: Vec::new(), change: None };
+    let mut s = Snapshot {
+        epoch: 0,
+        vnodes: 0,
+        next_id: 1,
+        members: Vec::new(),
+        departed: Vec::new(),
+        join_tokens: Vec::new(),
+        change: None,
+    };
     for (n, line) in lines {
         let bad = |what: &str| format!("line {}: {what}: {line:?}", n + 1);
         let number = |w: Option<&str>| w.and_then(|w| w.parse::<u64>().ok()).ok_or_else(|| bad("a number"));
@@ -155,6 +178,10 @@ fn parse(text: &str) -> Result<Snapshot, String> {
                 s.members.push((id, address, state, holder));
             }
             Some("departed") => s.departed.push(number(words.next())?),
+            Some("join-token") => {
+                let hash = words.next().and_then(unhex).ok_or_else(|| bad("a token hash"))?;
+                s.join_tokens.push((hash, number(words.next())?));
+            }
             Some("change") => {
                 s.change = Some(match (words.next(), number(words.next())?) {
                     (Some("join"), id) => Change::Join(id),
@@ -188,6 +215,7 @@ mod tests {
                 (5, "127.0.0.1:7005".into(), MemberState::Failed, Some("pi-5".into())),
             ],
             departed: vec![2],
+            join_tokens: vec![([0xab; 32], 1_900_000_000)],
             change: Some(Change::Join(4)),
         }
     }

@@ -169,6 +169,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         data: None,
         cache: wimpy_master::CacheConfig::default(),
         security: master_tls(),
+        signer: None,
     });
     client_side(|| async move {
         let m = connect(master.addr).await;

@@ -91,7 +91,7 @@ pub async fn serve(
 
 /// An RPC system over `stream`: the client side when `bootstrap` is
 /// `None`, else the server side serving it.
-fn start<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+pub(crate) fn start<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     stream: S,
     bootstrap: Option<capnp::capability::Client>,
 ) -> RpcSystem<rpc_twoparty_capnp::Side> {

@@ -65,8 +65,10 @@ pub async fn fetch_ring(master: &master::Client) -> Result<RingInfo, capnp::Erro
     RingInfo::read(resp.get()?.get_ring()?)
 }
 
-/// Heartbeats until the connection fails; adopts every new epoch and
-/// registers again if the master forgot this worker (it restarted).
+/// Heartbeats until the connection fails; follows the master's epoch (a
+/// newer ring, or back to the master's from one ahead of it), confirms it
+/// (so keys of ranges given away are dropped), and registers again if the
+/// master forgot this worker (it restarted).
 pub async fn heartbeat_loop(
     master: &master::Client,
     state: &Arc<WorkerState>,
@@ -95,7 +97,8 @@ pub async fn heartbeat_loop(
             }
         };
         if epoch != state.ring().epoch() {
-            state.set_ring(fetch_ring(master).await?);
+            state.follow_master(fetch_ring(master).await?);
         }
+        state.confirm_epoch(epoch);
     }
 }

@@ -240,6 +240,43 @@ fn keys_routed_by_another_ring_are_refused_with_the_current_epoch() {
 }
 
 #[test]
+fn a_ring_the_master_does_not_confirm_drops_no_key_and_one_ahead_of_it_is_left_for_the_masters() {
+    let w = start(1, SyncMode::Never);
+    let state = w.state.clone();
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(3, 32, [1])).await;
+        state.confirm_epoch(3);
+        for i in 0..200u32 {
+            put(&c, &i.to_le_bytes(), b"v", 3).await.unwrap();
+        }
+        // A ring far ahead that gives every key to another worker: routed
+        // by at once (refusing is safe), but the master's epoch is still 3.
+        set_ring(&c, &Ring::new(1000, 32, [2])).await;
+        assert_eq!(get(&c, &7u32.to_le_bytes(), 1000).await, Got::Stale(1000));
+        state.confirm_epoch(3);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(state.store().unwrap().stats().live_keys, 200, "no key was dropped");
+        // The heartbeat fetches the master's ring, older than the one held,
+        // and the worker follows it back.
+        let members = vec![wimpy_schema::MemberInfo {
+            id: 1,
+            address: w.addr.to_string(),
+            state: wimpy_schema::MemberState::Serving,
+            stats: Default::default(),
+            reason: String::new(),
+            certificate: String::new(),
+            certificate_expires: None,
+        }];
+        state.follow_master(wimpy_schema::RingInfo { epoch: 3, vnodes: 32, members });
+        state.confirm_epoch(3);
+        for i in 0..200u32 {
+            assert_eq!(get(&c, &i.to_le_bytes(), 3).await, Got::Value(b"v".to_vec()), "key {i}");
+        }
+    });
+}
+
+#[test]
 fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
     let w = start(1, SyncMode::Never);
     client_side(|| async move {
@@ -259,9 +296,11 @@ fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
 fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
     let w = start(1, SyncMode::Never);
     let store = w.state.store().unwrap();
+    let state = w.state.clone();
     client_side(|| async move {
         let c = connect(w.addr).await;
         set_ring(&c, &Ring::new(1, 32, [1])).await;
+        state.confirm_epoch(1);
         for i in 0..500u32 {
             put(&c, &i.to_le_bytes(), b"v", 1).await.unwrap();
         }
@@ -277,6 +316,8 @@ fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
         // forgets the keys it gave away.
         let ring = Ring::new(2, 32, [1, 2]);
         set_ring(&c, &ring).await;
+        // The master's next heartbeat answer confirms the epoch.
+        state.confirm_epoch(2);
         // An overwrite of a key worker 1 keeps (one of the 500 written).
         let mine = (0u32..500).map(|i| i.to_le_bytes()).find(|k| ring.owner(k) == Some(1)).unwrap();
         put(&c, &mine, b"after", 2).await.unwrap();

@@ -137,6 +137,21 @@ pub fn master(addr: SocketAddr, data: &Path) -> Node {
     Node(child)
 }
 
+/// [`master`] holding the CA's key: it signs the certificates of workers
+/// that join with a token.
+pub fn signing_master(addr: SocketAddr, data: &Path) -> Node {
+    let child = Command::new(binary("wimpy-master"))
+        .args(["--listen", &addr.to_string(), "--vnodes", "64", "--data"])
+        .arg(data)
+        .args(credentials().node_flags(Role::Master, &node_name(data)))
+        .arg("--ca-key-file")
+        .arg(credentials().dir.join("ca.key"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Node(child)
+}
+
 /// A worker of the master at `master`: CPU backends only (they start at
 /// once), one RPC thread, `--sync always`.
 pub fn worker(master: SocketAddr, data: &Path) -> Node {

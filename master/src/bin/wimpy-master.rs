@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use wimpy_master::{MasterConfig, run};
-use wimpy_net::Role;
+use wimpy_net::security::ClusterCa;
 use wimpy_net::security::flags::NodeCredentialFlags;
+use wimpy_net::{Role, Security};
 
 // The proxy allocates a little per request (keys, values, futures);
 // mimalloc's thread-local free lists serve that faster than glibc's malloc.
@@ -38,12 +39,30 @@ struct Args {
     log_level: Option<String>,
     #[command(flatten)]
     credentials: NodeCredentialFlags,
+    /// The cluster CA's private key (mode 0600): with it the master signs
+    /// the certificates of workers that join with a token (`wimpy token
+    /// create`, then `wimpy-worker --join TOKEN`). Without it, workers'
+    /// certificates are issued by hand (`wimpy cert issue`).
+    #[arg(long, env = "WIMPY_CA_KEY_FILE", value_name = "PATH", requires = "ca_file")]
+    ca_key_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     wimpy_net::logging::init(args.log_level.as_deref(), "info").map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
-    let security = args.credentials.security(Role::Master)?;
+    let credentials = args.credentials.credentials(Role::Master)?;
+    let signer = match (&args.ca_key_file, &args.credentials.ca_file) {
+        (Some(key), Some(cert)) => Some(std::sync::Arc::new(ClusterCa::load_files(cert, key)?)),
+        _ => None,
+    };
+    let security = match (&credentials, &signer) {
+        (Some(c), Some(_)) => {
+            tracing::info!("signing joining workers' certificates (wimpy token create makes a join token)");
+            Security::tls_accepting_joins(c)?
+        }
+        (Some(c), None) => Security::tls(c)?,
+        (None, _) => Security::Insecure,
+    };
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -51,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let shutdown = wimpy_net::signals::shutdown();
         tracing::info!("serving on {}", listener.local_addr()?);
-        let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), ..MasterConfig::new(security) };
+        let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), signer, ..MasterConfig::new(security) };
         run(listener, config, shutdown).await?;
         tracing::info!("shut down");
         anyhow::Ok(())

@@ -174,18 +174,22 @@ impl ClusterCa {
     /// Reads the CA in `DIR` (as [`ClusterCa::init`] wrote it). Its key
     /// must be readable by its owner only.
     pub fn load(dir: &Path) -> Result<ClusterCa, CaError> {
-        let (cert_path, key_path) = (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE));
-        check_key_mode(&key_path)?;
+        ClusterCa::load_files(&dir.join(CA_CERT_FILE), &dir.join(CA_KEY_FILE))
+    }
+
+    /// Reads a CA from its certificate and key files (the key mode 0600).
+    pub fn load_files(cert_path: &Path, key_path: &Path) -> Result<ClusterCa, CaError> {
+        check_key_mode(key_path)?;
         let read =
             |path: &Path| std::fs::read_to_string(path).map_err(|source| CaError::Io { path: path.into(), source });
-        let (cert_pem, key_pem) = (read(&cert_path)?, read(&key_path)?);
+        let (cert_pem, key_pem) = (read(cert_path)?, read(key_path)?);
         let unreadable = |path: &Path, why: String| CaError::Unreadable { path: path.into(), why };
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| unreadable(&key_path, e.to_string()))?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| unreadable(&cert_path, e.to_string()))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| unreadable(key_path, e.to_string()))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| unreadable(cert_path, e.to_string()))?;
         let cert_der = super::credentials::read_certificates(&cert_pem)
             .ok()
             .and_then(|certs| certs.into_iter().next())
-            .ok_or_else(|| unreadable(&cert_path, "no certificate in it".into()))?;
+            .ok_or_else(|| unreadable(cert_path, "no certificate in it".into()))?;
         Ok(ClusterCa { cert_pem, cert_der, key_pem, issuer })
     }
 
@@ -228,6 +232,33 @@ impl ClusterCa {
     }
 }
 
+impl ClusterCa {
+    /// Signs a certificate signing request (PKCS#10, DER) for `request`: the
+    /// key is the requester's (it never leaves the joining node); the
+    /// subject, role, validity and names are `request`'s, whatever the CSR
+    /// asked for. Returns the certificate, PEM.
+    pub fn sign_request(&self, csr_der: &[u8], request: &CertRequest) -> Result<String, CaError> {
+        check_name(&request.name)?;
+        let csr = rustls::pki_types::CertificateSigningRequestDer::from(csr_der.to_vec());
+        let mut csr = rcgen::CertificateSigningRequestParams::from_der(&csr)?;
+        csr.params = leaf_params(request)?;
+        Ok(csr.signed_by(&self.issuer)?.pem())
+    }
+}
+
+/// A certificate signing request for `name` with a new key: what a joining
+/// node sends (the DER) and keeps (the key, PEM).
+pub fn signing_request(name: &str) -> Result<(Vec<u8>, String), CaError> {
+    check_name(name)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.der().to_vec(), key.serialize_pem()))
+}
+
 fn leaf_params(request: &CertRequest) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -260,7 +291,7 @@ fn leaf_params(request: &CertRequest) -> Result<CertificateParams, CaError> {
 }
 
 /// Certificate names become file names and DNS names: keep them plain.
-fn check_name(name: &str) -> Result<(), CaError> {
+pub(crate) fn check_name(name: &str) -> Result<(), CaError> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
     if name.is_empty() || name.len() > 64 || !name.chars().all(plain) || name.starts_with('.') {
         return Err(CaError::BadName(name.to_owned()));
@@ -279,7 +310,7 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), CaError> {
 }
 
 /// Writes a new file with `mode`, durably; fails if it exists.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
     let io = |source| CaError::Io { path: path.into(), source };
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io)?;
     file.write_all(bytes).map_err(io)?;

@@ -32,11 +32,20 @@ impl NodeCredentialFlags {
     /// credentials loaded and checked (their certificate must be for
     /// `role`), or insecure with a warning logged.
     pub fn security(&self, role: Role) -> Result<Security, CredentialError> {
+        match self.credentials(role)? {
+            Some(credentials) => Security::tls(&credentials),
+            None => Ok(Security::Insecure),
+        }
+    }
+
+    /// The credentials these flags name, loaded and checked (their
+    /// certificate must be for `role`); `None` with `--insecure`, warned.
+    pub fn credentials(&self, role: Role) -> Result<Option<Credentials>, CredentialError> {
         if self.insecure {
             tracing::warn!(
                 "--insecure: serving without TLS; anyone who can reach this node can read, write and rewrite the ring"
             );
-            return Ok(Security::Insecure);
+            return Ok(None);
         }
         let (Some(ca), Some(cert), Some(key)) = (&self.ca_file, &self.cert_file, &self.key_file) else {
             return Err(CredentialError::NoneGiven);
@@ -48,6 +57,6 @@ impl NodeCredentialFlags {
             credentials.identity(),
             credentials.identity().remaining(std::time::SystemTime::now()).as_secs() / 86_400
         );
-        Security::tls(&credentials)
+        Ok(Some(credentials))
     }
 }

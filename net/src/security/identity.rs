@@ -78,6 +78,9 @@ pub enum Peer {
     /// The node runs with `--insecure`: nobody is verified, so no role can
     /// be told from another and every call is let through.
     Insecure,
+    /// The peer showed no certificate, where a node lets such peers in
+    /// (the master, for joining nodes): it holds no role.
+    Anonymous,
 }
 
 impl Peer {
@@ -87,13 +90,14 @@ impl Peer {
         match self {
             Peer::Verified(identity) => identity.role == role,
             Peer::Insecure => true,
+            Peer::Anonymous => false,
         }
     }
 
     pub fn identity(&self) -> Option<&Identity> {
         match self {
             Peer::Verified(identity) => Some(identity),
-            Peer::Insecure => None,
+            Peer::Insecure | Peer::Anonymous => None,
         }
     }
 }
@@ -103,6 +107,7 @@ impl std::fmt::Display for Peer {
         match self {
             Peer::Verified(identity) => identity.fmt(f),
             Peer::Insecure => f.write_str("an unverified peer (--insecure)"),
+            Peer::Anonymous => f.write_str("a peer without a certificate"),
         }
     }
 }

@@ -11,11 +11,13 @@ pub mod ca;
 pub mod credentials;
 pub mod flags;
 pub mod identity;
+pub mod join;
 pub mod tls;
 
 pub use ca::{CaError, CertRequest, ClusterCa, IssuedCert};
 pub use credentials::{CredentialError, CredentialFiles, Credentials};
 pub use identity::{Identity, Peer};
+pub use join::{JoinError, JoinToken};
 pub use tls::Security;
 pub use wimpy_schema::Role;
 

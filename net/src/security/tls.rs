@@ -33,7 +33,14 @@ pub enum Security {
 impl Security {
     /// mTLS with `credentials`.
     pub fn tls(credentials: &Credentials) -> Result<Security, CredentialError> {
-        Ok(Security::Tls(Arc::new(Tls::new(credentials)?)))
+        Ok(Security::Tls(Arc::new(Tls::new(credentials, false)?)))
+    }
+
+    /// As [`Security::tls`], and served connections may also come without
+    /// a certificate ([`Peer::Anonymous`]): how a master that signs join
+    /// requests lets joining nodes reach its `join` call (and no other).
+    pub fn tls_accepting_joins(credentials: &Credentials) -> Result<Security, CredentialError> {
+        Ok(Security::Tls(Arc::new(Tls::new(credentials, true)?)))
     }
 
     /// mTLS with the credentials in `files`, loaded and checked.
@@ -64,19 +71,29 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    fn new(credentials: &Credentials) -> Result<Tls, CredentialError> {
+    fn new(credentials: &Credentials, accept_anonymous: bool) -> Result<Tls, CredentialError> {
         let provider = Arc::new(provider(has_aes_instructions()));
         let mut roots = RootCertStore::empty();
         roots.add(credentials.ca.clone())?;
         let roots = Arc::new(roots);
 
-        let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        let mut client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+        if accept_anonymous {
+            client_verifier = client_verifier.allow_unauthenticated();
+        }
+        let client_verifier = client_verifier
             .build()
             .map_err(|e| CredentialError::Unreadable { what: "the CA certificate".into(), why: e.to_string() })?;
+        // The CA's certificate goes with the node's own, so that a joining
+        // node, which knows only its fingerprint, can check it.
+        let mut served_chain = credentials.chain.clone();
+        if !served_chain.contains(&credentials.ca) {
+            served_chain.push(credentials.ca.clone());
+        }
         let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier)
-            .with_single_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+            .with_single_cert(served_chain, credentials.key.clone_key())?;
         // The node serving is the one whose CPU the cipher costs most (a Pi
         // behind a laptop's client): its order wins.
         server.ignore_client_order = true;
@@ -112,8 +129,12 @@ impl Tls {
         stream: tokio::net::TcpStream,
     ) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, Peer)> {
         let stream = self.acceptor.accept(stream).await?;
-        let identity = peer_identity(stream.get_ref().1.peer_certificates())?;
-        Ok((stream, Peer::Verified(identity)))
+        // Only a verifier that allows it lets a peer through without one.
+        let peer = match stream.get_ref().1.peer_certificates() {
+            None | Some([]) => Peer::Anonymous,
+            certificates => Peer::Verified(peer_identity(certificates)?),
+        };
+        Ok((stream, peer))
     }
 }
 

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use wimpy_compute::{BackendKind, EngineConfig, Limits};
-use wimpy_net::Role;
 use wimpy_net::security::flags::NodeCredentialFlags;
+use wimpy_net::security::{CredentialFiles, Credentials, JoinToken};
+use wimpy_net::{Role, Security};
 use wimpy_store::{Options, SyncMode};
 use wimpy_worker::node::{WorkerConfig, run};
 use wimpy_worker::server::intake::IntakeLimits;
@@ -23,7 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     version,
     about,
-    after_help = "Examples:\n  wimpy-worker --master 10.0.0.2:7070 --listen 0.0.0.0:7100 --data /var/lib/wimpy \\\n    --ca-file tls/ca.pem --cert-file tls/pi-3.pem --key-file tls/pi-3.key\n  wimpy-worker --master 127.0.0.1:7070 --data /tmp/w1 --insecure   # no TLS: a machine of your own only"
+    after_help = "Examples:\n  wimpy-worker --master 10.0.0.2:7070 --listen 0.0.0.0:7100 --data /var/lib/wimpy \\\n    --ca-file tls/ca.pem --cert-file tls/pi-3.pem --key-file tls/pi-3.key\n  wimpy-worker --master 10.0.0.2:7070 --data /var/lib/wimpy --join wimpy-join-1:...   # a token from `wimpy token create`\n  wimpy-worker --master 127.0.0.1:7070 --data /tmp/w1 --insecure   # no TLS: a machine of your own only"
 )]
 struct Args {
     /// Address of the master.
@@ -73,6 +74,46 @@ struct Args {
     log_level: Option<String>,
     #[command(flatten)]
     credentials: NodeCredentialFlags,
+    /// Join the cluster with a one-time token (`wimpy token create` prints
+    /// one): the worker makes its key, checks the master's CA against the
+    /// token and has the master sign its certificate, kept in DATA/tls for
+    /// later starts (which then need no token).
+    #[arg(
+        long,
+        env = "WIMPY_JOIN_TOKEN",
+        value_name = "TOKEN",
+        conflicts_with_all = ["ca_file", "cert_file", "key_file", "insecure"]
+    )]
+    join: Option<String>,
+    /// The name to join as: the certificate's (default: this machine's
+    /// host name).
+    #[arg(long, requires = "join")]
+    name: Option<String>,
+}
+
+/// The worker's credentials when it joins with a token: those of an
+/// earlier join in DATA/tls, or new ones the master signs now.
+fn joined(data: &std::path::Path, token: &str, name: Option<&str>, master: SocketAddr) -> anyhow::Result<Security> {
+    let dir = data.join("tls");
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "worker".to_owned()),
+    };
+    let files = CredentialFiles::in_dir(&dir, &name);
+    if !files.cert.exists() {
+        let token: JoinToken = token.parse()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tokio::task::LocalSet::new()
+            .block_on(&rt, wimpy_net::security::join::join(&master.to_string(), &token, &name, &dir))
+            .with_context(|| format!("joining the cluster of {master} as {name}"))?;
+        tracing::info!("joined as {name}; the certificate is in {}", dir.display());
+    }
+    let credentials = Credentials::load(&files)?.for_role(Role::Worker)?;
+    Ok(Security::tls(&credentials)?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,7 +123,10 @@ fn main() -> anyhow::Result<()> {
     let private_runtime_dir = unsafe { wimpy_compute::environment::use_private_runtime_dir(&args.data.join("run")) }
         .with_context(|| format!("making {}", args.data.join("run").display()))?;
     wimpy_net::logging::init(args.log_level.as_deref(), "info").map_err(|e| anyhow::anyhow!("--log-level: {e}"))?;
-    let security = args.credentials.security(Role::Worker)?;
+    let security = match &args.join {
+        Some(token) => joined(&args.data, token, args.name.as_deref(), args.master)?,
+        None => args.credentials.security(Role::Worker)?,
+    };
     if private_runtime_dir {
         tracing::debug!("XDG_RUNTIME_DIR was not set: using {}", args.data.join("run").display());
     }

@@ -54,8 +54,13 @@ pub struct WorkerState {
     last_figures: std::sync::Mutex<StoreFigures>,
     /// The compute backends jobs run on.
     pub engine: Arc<wimpy_compute::Engine>,
-    /// The newest ring this worker has been given.
+    /// The newest ring this worker has been given: what requests are
+    /// routed by.
     ring: ArcSwap<Ring>,
+    /// The newest ring whose epoch the master has confirmed (in a
+    /// heartbeat answer): keys are dropped only for ranges this ring gives
+    /// away, so a ring the master never stood behind cannot delete data.
+    confirmed: std::sync::Mutex<Arc<Ring>>,
     /// That ring as the master published it, to hand on (`Worker.ring`).
     published: ArcSwap<RingInfo>,
     /// Ranges whose writes are refused while they move to another worker,
@@ -89,6 +94,7 @@ impl WorkerState {
             last_figures: Default::default(),
             engine,
             ring: ArcSwap::from_pointee(Ring::empty(0, 1)),
+            confirmed: std::sync::Mutex::new(Arc::new(Ring::empty(0, 1))),
             published: ArcSwap::from_pointee(RingInfo::empty()),
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
             background: Default::default(),
@@ -174,21 +180,62 @@ impl WorkerState {
         self.ring.load_full()
     }
 
-    /// Adopts `ring` unless it is older than the one held. Keys this
-    /// worker no longer owns were copied to their new owner before the
-    /// master published the ring; they are deleted in the background.
+    /// Adopts `ring` to route by unless it is older than the one held.
+    /// Keys it gives to others stay until the master confirms its epoch
+    /// ([`WorkerState::confirm_epoch`]).
     pub fn set_ring(self: &Arc<Self>, info: RingInfo) {
         let ring = info.ring();
         let old = self.ring.load_full();
         if ring.epoch() < old.epoch() || (ring.epoch() == old.epoch() && ring == *old) {
             return;
         }
-        self.ring.store(Arc::new(ring));
+        self.route_by(info);
+    }
+
+    /// Follows the ring the master serves (`Master.ring`), even if it is
+    /// older than the one held: the master is the only source of rings, so
+    /// a held ring ahead of the master's own epoch did not come from it.
+    pub fn follow_master(self: &Arc<Self>, info: RingInfo) {
+        let held = self.ring.load_full();
+        if info.epoch < held.epoch() {
+            tracing::warn!(
+                held = held.epoch(),
+                master = info.epoch,
+                "this worker's ring is ahead of the master's epoch; following the master's"
+            );
+            self.route_by(info);
+        } else {
+            self.set_ring(info);
+        }
+    }
+
+    /// Routes by `info` from now on: publishes it to clients and lifts
+    /// every fence (a new ring ends a move).
+    fn route_by(&self, info: RingInfo) {
+        self.ring.store(Arc::new(info.ring()));
         // As handed on to clients: where the members are, not their figures.
         let members = info.members.into_iter().map(|m| MemberInfo { stats: Default::default(), ..m }).collect();
         self.published.store(Arc::new(RingInfo { members, ..info }));
         self.fences.store(Arc::new((Vec::new(), std::time::Instant::now())));
+    }
+
+    /// The master says its epoch is `epoch`. If the ring routed by is of
+    /// that epoch or older, it is the master's, and the keys of ranges it
+    /// gives away since the last confirmed ring (copied to their new owners
+    /// before the master published it) are deleted in the background.
+    pub fn confirm_epoch(self: &Arc<Self>, epoch: u64) {
         let new = self.ring.load_full();
+        if new.epoch() > epoch {
+            // Not the master's (yet): the heartbeat fetches the master's.
+            return;
+        }
+        let old = {
+            let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+            if Arc::ptr_eq(&confirmed, &new) || **confirmed == *new {
+                return;
+            }
+            std::mem::replace(&mut *confirmed, new.clone())
+        };
         let lost: Vec<KeyHashRange> =
             old.ranges_of(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
         if !lost.is_empty() {
