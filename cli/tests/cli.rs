@@ -19,11 +19,13 @@ struct Local {
     at: At,
 }
 
-/// Where a cluster is, and the credentials `wimpy local` made for it.
+/// Where a cluster is, and the directory `wimpy local` ran in: the
+/// commands run there as the README has them, finding the credentials it
+/// made (wimpy-data/tls) with no flag.
 #[derive(Clone)]
 struct At {
     master: String,
-    credentials: PathBuf,
+    dir: PathBuf,
 }
 
 impl Drop for Local {
@@ -35,10 +37,13 @@ impl Drop for Local {
 
 fn wimpy(at: &At, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(WIMPY)
+        .current_dir(&at.dir)
+        .env_remove("WIMPY_CREDENTIALS")
+        .env_remove("WIMPY_CA_FILE")
+        .env_remove("WIMPY_CERT_FILE")
+        .env_remove("WIMPY_KEY_FILE")
         .arg("--master")
         .arg(&at.master)
-        .arg("--credentials")
-        .arg(&at.credentials)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -57,7 +62,8 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn start_local(data: &std::path::Path) -> Local {
+/// `wimpy local` with its defaults (data in wimpy-data), run in `dir`.
+fn start_local(dir: &std::path::Path) -> Local {
     let siblings: Vec<PathBuf> =
         ["wimpy-master", "wimpy-worker"].iter().map(|n| PathBuf::from(WIMPY).with_file_name(n)).collect();
     for s in &siblings {
@@ -65,13 +71,13 @@ fn start_local(data: &std::path::Path) -> Local {
     }
     let master = format!("127.0.0.1:{}", free_port());
     let child = Command::new(WIMPY)
-        .args(["--master", &master, "local", "--workers", "3", "--data"])
-        .arg(data)
+        .current_dir(dir)
+        .args(["--master", &master, "local", "--workers", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let local = Local { child, at: At { master, credentials: data.join("tls") } };
+    let local = Local { child, at: At { master, dir: dir.to_owned() } };
     // Bounded wait until all three workers serve.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -146,13 +152,15 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     let o = wimpy(&m, &["--insecure", "get", "greeting"], None);
     assert_eq!(o.status.code(), Some(4), "{o:?}");
     assert!(text(&o).is_empty());
-    let elsewhere = At { credentials: dir.path().join("nowhere"), ..m.clone() };
+    let nowhere = dir.path().join("nowhere");
+    std::fs::create_dir_all(&nowhere).unwrap();
+    let elsewhere = At { dir: nowhere, ..m.clone() };
     let o = wimpy(&elsewhere, &["get", "greeting"], None);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no credentials"), "{o:?}");
     use std::os::unix::fs::PermissionsExt;
     for key in ["ca.key", "master.key", "worker-0.key", "operator.key"] {
-        let mode = std::fs::metadata(m.credentials.join(key)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(m.dir.join("wimpy-data/tls").join(key)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{key}");
     }
 
@@ -166,7 +174,7 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     // The SDK example (cargo test builds examples) runs against the same cluster.
     let example = PathBuf::from(WIMPY).with_file_name("examples").join("quickstart");
     assert!(example.exists(), "{} was not built", example.display());
-    let o = Command::new(&example).arg(&m.master).arg(&m.credentials).output().unwrap();
+    let o = Command::new(&example).current_dir(&m.dir).arg(&m.master).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(text(&o).matches("-> worker").count(), 5, "{}", text(&o));
     let o = wimpy(&m, &["ring"], None);

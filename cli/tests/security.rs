@@ -78,6 +78,11 @@ fn attackers() -> Vec<Attacker> {
     ]
 }
 
+/// A sink an attacker hands a worker to dump a range into.
+struct Swallow;
+
+impl wimpy_schema::wimpy_capnp::record_sink::Server for Swallow {}
+
 /// What one attacker got out of a worker's membership calls: every way in
 /// is tried, and each must be refused.
 async fn attack_worker(a: &Attacker, address: &str) -> Result<(), String> {
@@ -97,6 +102,18 @@ async fn attack_worker(a: &Attacker, address: &str) -> Result<(), String> {
     old.get().init_ranges(1);
     if old.send().promise.await.is_ok() {
         return Err(format!("{}: the obsolete fence slot answered", a.who));
+    }
+    let mut old = w.obsolete_receive_range_request();
+    old.get().set_replace(true);
+    if old.send().promise.await.is_ok() {
+        return Err(format!("{}: the obsolete receiveRange slot answered", a.who));
+    }
+    // sendRange would stream a whole range to a sink of the caller's.
+    let sink: wimpy_schema::wimpy_capnp::record_sink::Client = capnp_rpc::new_client(Swallow);
+    let mut old = w.obsolete_send_range_request();
+    old.get().set_sink(sink);
+    if old.send().promise.await.is_ok() {
+        return Err(format!("{}: the obsolete sendRange slot answered", a.who));
     }
     let answer = match w.admin_request().send().promise.await {
         Ok(answer) => answer,
