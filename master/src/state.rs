@@ -14,9 +14,12 @@
 //! member 3 down 127.0.0.1:40001 pi-3
 //! member 5 failed 127.0.0.1:40002
 //! departed 2
-//! join-token 5f0c…(the SHA-256 of an unspent token's secret) 1767225600
+//! join-token 9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca7 1767225600
 //! change join 3
 //! ```
+//!
+//! A `join-token` line is an unspent join token: the SHA-256 of its
+//! secret, and when it expires (Unix seconds).
 //!
 //! A member line ends with the name on the certificate the worker
 //! registered with (none when the cluster runs `--insecure`): only that
