@@ -246,8 +246,7 @@ fn spawn_master(
 fn credential_flags(cmd: &mut Command, tls: Option<&Path>, name: &str) {
     match tls {
         Some(dir) => {
-            let files = CredentialFiles::in_dir(dir, name);
-            cmd.arg("--ca-file").arg(files.ca).arg("--cert-file").arg(files.cert).arg("--key-file").arg(files.key);
+            cmd.args(CredentialFiles::in_dir(dir, name).node_args());
         }
         None => {
             cmd.arg("--insecure");

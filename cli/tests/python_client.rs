@@ -11,14 +11,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use wimpy_client::{Client, ClientOptions, MemberState};
 use wimpy_net::Role;
 
 mod common;
 
-use common::{Node, credentials, free_port, master, worker};
+use common::{Node, credentials, free_port, master, serving_client, worker};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -54,18 +52,7 @@ fn a_python_client_with_a_client_certificate_reads_and_writes_what_rust_does() {
     credentials().files(Role::Client, "py-client");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let client = loop {
-            if let Ok(c) = Client::connect_with(addr, ClientOptions::new(credentials().client_security())).await
-                && let Ok(view) = c.refresh_ring().await
-                && view.members.len() == 2
-                && view.members.iter().all(|m| m.state == MemberState::Serving)
-            {
-                break c;
-            }
-            assert!(Instant::now() < deadline, "the cluster did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let client = serving_client(addr, 2).await;
 
         for i in 0..5 {
             let o = kv(&python, addr, "py-client", &["put", &format!("py-{i}"), &format!("from python {i}")]);

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use wimpy_client::{Client, ClientOptions, MemberState};
+use wimpy_client::MemberState;
 use wimpy_net::security::{CertRequest, ClusterCa};
 use wimpy_net::{Role, Security};
 use wimpy_schema::Failure;
@@ -17,7 +17,7 @@ use wimpy_schema::wimpy_capnp::{heartbeat_answer, leave_result, master, worker};
 
 mod common;
 
-use common::{Node, cli, credentials, free_port, master, worker, worker_as};
+use common::{Node, cli, credentials, free_port, master, serving_client, worker, worker_as};
 
 /// Whom an attack comes from.
 struct Attacker {
@@ -201,19 +201,7 @@ fn no_membership_call_gets_through_without_the_right_certificate_and_every_key_r
     let _workers: Vec<Node> = (0..2).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio::task::LocalSet::new().block_on(&rt, async {
-        let options = ClientOptions::new(credentials().client_security());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let client = loop {
-            if let Ok(c) = Client::connect_with(addr, options.clone()).await
-                && let Ok(view) = c.refresh_ring().await
-                && view.members.len() == 2
-                && view.members.iter().all(|m| m.state == MemberState::Serving)
-            {
-                break c;
-            }
-            assert!(Instant::now() < deadline, "the cluster did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let client = serving_client(addr, 2).await;
         for i in 0..100u32 {
             client.put(format!("k{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
         }

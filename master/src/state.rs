@@ -132,17 +132,6 @@ fn render(s: &Snapshot) -> String {
     out
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 fn parse(text: &str) -> Result<Snapshot, String> {
     let mut lines = text.lines().enumerate();
     match lines.next() {
@@ -182,7 +171,7 @@ fn parse(text: &str) -> Result<Snapshot, String> {
             }
             Some("departed") => s.departed.push(number(words.next())?),
             Some("join-token") => {
-                let hash = words.next().and_then(unhex).ok_or_else(|| bad("a token hash"))?;
+                let hash = words.next().and_then(wimpy_net::security::unhex).ok_or_else(|| bad("a token hash"))?;
                 s.join_tokens.push((hash, number(words.next())?));
             }
             Some("change") => {

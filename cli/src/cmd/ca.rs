@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use wimpy_net::security::{ClusterCa, hex};
+use wimpy_net::security::ClusterCa;
+
+use super::hex;
 
 use crate::failure::Failure;
 use crate::{Format, Global};

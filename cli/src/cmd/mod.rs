@@ -65,7 +65,5 @@ pub(crate) fn on_cluster(
     })
 }
 
-/// Bytes as lowercase hex, as digests are printed.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Bytes as lowercase hex, as digests and fingerprints are printed.
+pub(crate) use wimpy_net::security::hex;

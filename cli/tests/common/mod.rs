@@ -49,16 +49,7 @@ impl TestCredentials {
 
     /// Flags that have a node present `name`'s certificate as `role`.
     pub fn node_flags(&self, role: Role, name: &str) -> Vec<std::ffi::OsString> {
-        let files = self.files(role, name);
-        [
-            "--ca-file".into(),
-            files.ca.into(),
-            "--cert-file".into(),
-            files.cert.into(),
-            "--key-file".into(),
-            files.key.into(),
-        ]
-        .into()
+        self.files(role, name).node_args()
     }
 
     /// Issues `request` into the directory (as `wimpy cert issue` would).
@@ -97,6 +88,24 @@ fn node_name(data: &Path) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let base = data.file_name().map_or("node".into(), |n| n.to_string_lossy().into_owned());
     format!("{base}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An admin's SDK client of the master at `addr`, once `n` workers serve
+/// (bounded: a minute).
+pub async fn serving_client(addr: SocketAddr, n: usize) -> wimpy_client::Client {
+    use wimpy_client::{Client, ClientOptions, MemberState};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(c) = Client::connect_with(addr, ClientOptions::new(credentials().client_security())).await
+            && let Ok(view) = c.refresh_ring().await
+            && view.members.len() == n
+            && view.members.iter().all(|m| m.state == MemberState::Serving)
+        {
+            return c;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cluster did not come up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -168,16 +177,10 @@ pub fn worker_with(master: SocketAddr, data: &Path, flags: &[&str]) -> Node {
 /// [`worker_with`], presenting the certificate of `name` in the test's
 /// credentials (issued beforehand).
 pub fn worker_as(master: SocketAddr, data: &Path, name: &str, flags: &[&str]) -> Node {
-    let files = CredentialFiles::in_dir(&credentials().dir, name);
     let child = Command::new(binary("wimpy-worker"))
         .args(["--master", &master.to_string(), "--backends", "cpu", "--cores", "1", "--sync", "always", "--data"])
         .arg(data)
-        .arg("--ca-file")
-        .arg(files.ca)
-        .arg("--cert-file")
-        .arg(files.cert)
-        .arg("--key-file")
-        .arg(files.key)
+        .args(CredentialFiles::in_dir(&credentials().dir, name).node_args())
         .args(flags)
         .stderr(Stdio::null())
         .spawn()

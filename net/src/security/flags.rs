@@ -27,6 +27,21 @@ pub struct NodeCredentialFlags {
     pub insecure: bool,
 }
 
+impl CredentialFiles {
+    /// The flags that have `wimpy-master` or `wimpy-worker` present these
+    /// files (as [`NodeCredentialFlags`] reads them).
+    pub fn node_args(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--ca-file".into(),
+            self.ca.clone().into(),
+            "--cert-file".into(),
+            self.cert.clone().into(),
+            "--key-file".into(),
+            self.key.clone().into(),
+        ]
+    }
+}
+
 impl NodeCredentialFlags {
     /// The security these flags ask for, for a node of `role`: the
     /// credentials loaded and checked (their certificate must be for

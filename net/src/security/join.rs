@@ -12,18 +12,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::ServerName;
 use wimpy_schema::Role;
 use wimpy_schema::wimpy_capnp::master;
 
 use super::ca::{CaError, signing_request};
 use super::credentials::{CredentialError, CredentialFiles, Credentials};
 use super::identity::{Identity, fingerprint};
-use super::{hex, tls};
+use super::{hex, tls, unhex};
 
 const PREFIX: &str = "wimpy-join-1";
 
@@ -65,17 +61,6 @@ impl std::str::FromStr for JoinToken {
     }
 }
 
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl JoinToken {
     /// A new token for the CA of `ca_fingerprint`, with a fresh secret.
     pub fn new(ca_fingerprint: [u8; 32]) -> JoinToken {
@@ -115,8 +100,12 @@ pub async fn join(addr: &str, token: &JoinToken, name: &str, dir: &Path) -> Resu
     let unreachable = |why: String| JoinError::Unreachable { addr: addr.to_owned(), why };
     let (csr, key_pem) = signing_request(name)?;
     let provider = Arc::new(tls::provider(tls::has_aes_instructions()));
-    let verifier =
-        PinnedCaVerifier { fingerprint: token.ca_fingerprint, algorithms: provider.signature_verification_algorithms };
+    // Only the CA with the token's fingerprint is trusted: the joining node
+    // has no CA certificate yet.
+    let verifier = tls::ClusterServerVerifier {
+        trust: tls::Trust::Fingerprint(token.ca_fingerprint),
+        algorithms: provider.signature_verification_algorithms,
+    };
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| unreachable(e.to_string()))?
@@ -177,57 +166,6 @@ pub async fn join(addr: &str, token: &JoinToken, name: &str, dir: &Path) -> Resu
     let issued = super::IssuedCert { cert_pem, key_pem, identity: credentials.identity().clone() };
     issued.write(dir)?;
     Ok(files)
-}
-
-/// Trusts a server whose chain includes the CA with the token's
-/// fingerprint, and only that: the joining node has no CA certificate yet,
-/// only the fingerprint.
-#[derive(Debug)]
-struct PinnedCaVerifier {
-    fingerprint: [u8; 32],
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates.iter().find(|c| fingerprint(c) == self.fingerprint).ok_or_else(|| {
-            rustls::Error::General("the master's CA is not the one the join token names (fingerprint mismatch)".into())
-        })?;
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(&cert, &roots, &[], now, self.algorithms.all)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -98,7 +98,10 @@ impl Tls {
         // behind a laptop's client): its order wins.
         server.ignore_client_order = true;
 
-        let server_verifier = ClusterServerVerifier { roots, algorithms: provider.signature_verification_algorithms };
+        let server_verifier = ClusterServerVerifier {
+            trust: Trust::Roots(roots),
+            algorithms: provider.signature_verification_algorithms,
+        };
         let client = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -179,9 +182,19 @@ pub fn has_aes_instructions() -> bool {
 /// name it was reached by (see the module's doc); its role is checked once
 /// the handshake is done.
 #[derive(Debug)]
-struct ClusterServerVerifier {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
+pub(crate) struct ClusterServerVerifier {
+    pub(crate) trust: Trust,
+    pub(crate) algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// Which CA a client trusts.
+#[derive(Debug)]
+pub(crate) enum Trust {
+    /// The cluster CA's certificate, held.
+    Roots(Arc<RootCertStore>),
+    /// Only the CA's fingerprint (a node joining with a token): the CA
+    /// certificate must come in the server's chain, with that SHA-256.
+    Fingerprint([u8; 32]),
 }
 
 impl ServerCertVerifier for ClusterServerVerifier {
@@ -193,10 +206,26 @@ impl ServerCertVerifier for ClusterServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let pinned;
+        let roots = match &self.trust {
+            Trust::Roots(roots) => roots,
+            Trust::Fingerprint(wanted) => {
+                let ca =
+                    intermediates.iter().find(|c| super::identity::fingerprint(c) == *wanted).ok_or_else(|| {
+                        rustls::Error::General(
+                            "the master's CA is not the one the join token names (fingerprint mismatch)".into(),
+                        )
+                    })?;
+                let mut store = RootCertStore::empty();
+                store.add(ca.clone().into_owned())?;
+                pinned = Arc::new(store);
+                &pinned
+            }
+        };
         let cert = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.algorithms.all,

@@ -32,15 +32,7 @@ pub fn worker_credential_flags(dir: &Path) -> Vec<std::ffi::OsString> {
         std::fs::write(&files.ca, ca().cert_pem()).unwrap();
         ca().issue(&CertRequest::new(Role::Worker, "worker")).unwrap().write(dir).unwrap();
     }
-    [
-        "--ca-file".into(),
-        files.ca.into(),
-        "--cert-file".into(),
-        files.cert.into(),
-        "--key-file".into(),
-        files.key.into(),
-    ]
-    .into()
+    files.node_args()
 }
 
 /// The real `wimpy-worker` binary.
