@@ -147,14 +147,20 @@ impl Inner {
     /// Copies the live records (and needed tombstones) of `v` to the head.
     fn move_live_records(&self, v: &Arc<Segment>, oldest_survivor: u64, report: &mut CompactionReport) -> Result<()> {
         let mut scanner = Scanner::new(&*v.file, SEGMENT_HEADER_LEN, v.end());
-        let mut batch: Vec<(u64, Vec<u8>, Vec<u8>, bool)> = Vec::new();
+        let mut batch: Vec<Moved> = Vec::new();
         let mut batch_bytes = 0;
         loop {
             let next = scanner.next_record().map_err(StoreError::io("reading a segment to compact"))?;
             let done = match next {
                 Ok(Some((pos, rec))) => {
                     batch_bytes += rec.header.padded_len();
-                    batch.push((pos, rec.key.to_vec(), rec.value.to_vec(), rec.is_tombstone()));
+                    batch.push(Moved {
+                        pos,
+                        key: rec.key.to_vec(),
+                        value: rec.value.to_vec(),
+                        version: rec.version,
+                        tombstone: rec.is_tombstone(),
+                    });
                     false
                 }
                 Ok(None) | Err(ScanEnd::Clean) => true,
@@ -184,19 +190,19 @@ impl Inner {
         &self,
         v: &Arc<Segment>,
         oldest_survivor: u64,
-        batch: &mut Vec<(u64, Vec<u8>, Vec<u8>, bool)>,
+        batch: &mut Vec<Moved>,
         report: &mut CompactionReport,
     ) -> Result<()> {
         let mut w = self.writer.lock();
         self.check_poison()?;
-        for (pos, key, value, tombstone) in batch.drain(..) {
+        for Moved { pos, key, value, version, tombstone } in batch.drain(..) {
             let addr = self.space.addr(v.slot, pos);
             let h = key_hash(&key);
-            let len = record_len(key.len(), value.len());
+            let len = record_len(key.len(), value.len(), version);
             if tombstone {
                 let needed = oldest_survivor < v.seq && self.find_live_locked(&mut w, h, &key)?.is_none();
                 if needed {
-                    let (new, _) = self.append(&mut w, &key, &[], FLAG_TOMBSTONE)?;
+                    let (new, _) = self.append(&mut w, &key, &[], FLAG_TOMBSTONE, version)?;
                     // Kept tombstones count as live so they do not make
                     // their new segment look like garbage forever.
                     if let Some(seg) = self.segment_of(new) {
@@ -214,7 +220,7 @@ impl Inner {
                 continue;
             }
             drop(index);
-            let (new, _) = self.append(&mut w, &key, &value, 0)?;
+            let (new, _) = self.append(&mut w, &key, &value, 0, version)?;
             // The append may have grown nothing (only puts grow the index),
             // so the entry is still where points_at found it.
             self.index.load().replace(h, addr, new);
@@ -227,4 +233,14 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// A record read from a segment being compacted, on its way to the active
+/// segment (or to being dropped).
+struct Moved {
+    pos: u64,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    version: u64,
+    tombstone: bool,
 }

@@ -1,20 +1,29 @@
-//! The on-disk format, version 1: segment headers, records and log addresses.
+//! The on-disk format, version 2: segment headers, records and log addresses.
 //! docs/store-format.md draws every byte; keep the two in step.
 
 /// First bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"WIMPYSEG";
-/// The format this code writes. Older versions it can still read are listed
-/// in [`read_segment_header`].
-pub const FORMAT_VERSION: u16 = 1;
+/// The format this code writes. Version 2 adds versioned records
+/// ([`FLAG_VERSIONED`]); version 1 segments, which have none, still open.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest segment format this code reads.
+pub const OLDEST_READABLE_FORMAT: u16 = 1;
 /// Bytes of a segment header; records start right after it.
 pub const SEGMENT_HEADER_LEN: u64 = 32;
-/// Bytes of a record header: crc32c, value length, key length, flags, reserved.
+/// Bytes of a record header's fixed part: crc32c, value length, key length,
+/// flags, reserved. A versioned record has its version after it.
 pub const RECORD_HEADER_LEN: usize = 12;
+/// Bytes of a versioned record's version.
+pub const VERSION_LEN: usize = 8;
 /// Records start on multiples of this, so a 32-bit address counts 8-byte
 /// units and reaches 32 GiB of log.
 pub const RECORD_ALIGN: u64 = 8;
 /// Record flag: this record deletes its key.
 pub const FLAG_TOMBSTONE: u8 = 1;
+/// Record flag: a version (u64, non-zero) follows the fixed header. Chain
+/// replication orders each key's writes by it; a record without one has
+/// version 0.
+pub const FLAG_VERSIONED: u8 = 2;
 /// Largest key the format can frame (the key length is a u16).
 pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 
@@ -104,9 +113,9 @@ pub enum HeaderError {
 pub fn read_segment_header(b: &[u8]) -> Result<SegmentHeader, HeaderError> {
     let h = parse_segment_header(b).map_err(HeaderError::Damaged)?;
     let version = u16::from_le_bytes(b[8..10].try_into().unwrap());
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_FORMAT..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderError::Unsupported(format!(
-            "segment format version {version}; this build reads version {FORMAT_VERSION}"
+            "segment format version {version}; this build reads versions {OLDEST_READABLE_FORMAT} to {FORMAT_VERSION}"
         )));
     }
     if !(MIN_SEGMENT_SHIFT..=MAX_SEGMENT_SHIFT).contains(&h.segment_shift) {
@@ -139,29 +148,46 @@ fn parse_segment_header(b: &[u8]) -> Result<SegmentHeader, String> {
     Ok(SegmentHeader { seq, slot, segment_shift })
 }
 
-/// Bytes a record of this key and value occupies in the log, padding included.
-pub fn record_len(key_len: usize, value_len: usize) -> u64 {
-    let raw = (RECORD_HEADER_LEN + key_len + value_len) as u64;
-    raw.div_ceil(RECORD_ALIGN) * RECORD_ALIGN
+/// Bytes a record of this key, value and version occupies in the log,
+/// padding included.
+pub fn record_len(key_len: usize, value_len: usize, version: u64) -> u64 {
+    framed_len(if version == 0 { 0 } else { FLAG_VERSIONED }, key_len, value_len)
 }
 
-/// Appends one framed record to `out`, padded to [`RECORD_ALIGN`].
-/// `out`'s length must already be a multiple of [`RECORD_ALIGN`] relative to
-/// the record's position.
-pub fn encode_record(out: &mut Vec<u8>, key: &[u8], value: &[u8], flags: u8) {
+/// Bytes, padding included, of a record whose flags byte is `flags`.
+pub fn framed_len(flags: u8, key_len: usize, value_len: usize) -> u64 {
+    ((key_start(flags) + key_len + value_len) as u64).div_ceil(RECORD_ALIGN) * RECORD_ALIGN
+}
+
+/// Appends one framed record to `out`, padded to [`RECORD_ALIGN`]. A
+/// non-zero `version` is stored with it ([`FLAG_VERSIONED`]). `out`'s
+/// length must already be a multiple of [`RECORD_ALIGN`] relative to the
+/// record's position.
+pub fn encode_record(out: &mut Vec<u8>, key: &[u8], value: &[u8], flags: u8, version: u64) {
     debug_assert!(!key.is_empty() && key.len() <= MAX_KEY_LEN);
+    debug_assert!(flags & FLAG_VERSIONED == 0, "the version decides the flag");
+    let flags = if version == 0 { flags } else { flags | FLAG_VERSIONED };
     let start = out.len();
     out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.push(flags);
     out.push(0);
+    if version != 0 {
+        out.extend_from_slice(&version.to_le_bytes());
+    }
     out.extend_from_slice(key);
     out.extend_from_slice(value);
     let crc = crc32c::crc32c(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
-    let padded = start + record_len(key.len(), value.len()) as usize;
+    let padded = start + record_len(key.len(), value.len(), version) as usize;
     out.resize(padded, 0);
+}
+
+/// Where the key starts in a record whose flags byte is `flags`, read
+/// without the checksum (to tell whose a damaged record is).
+pub fn key_start(flags: u8) -> usize {
+    RECORD_HEADER_LEN + if flags & FLAG_VERSIONED != 0 { VERSION_LEN } else { 0 }
 }
 
 /// The fixed-size front of a record, before its checksum has been verified.
@@ -189,7 +215,7 @@ impl RecordHeader {
         if h.key_len == 0 {
             return Err("record with an empty key");
         }
-        if h.flags & !FLAG_TOMBSTONE != 0 || b[11] != 0 {
+        if h.flags & !(FLAG_TOMBSTONE | FLAG_VERSIONED) != 0 || b[11] != 0 {
             return Err("record header has unknown flag bits or a set reserved byte");
         }
         if h.flags & FLAG_TOMBSTONE != 0 && h.value_len != 0 {
@@ -198,14 +224,19 @@ impl RecordHeader {
         Ok(h)
     }
 
+    /// Where the key starts: after the fixed header and the version, if any.
+    pub fn key_start(&self) -> usize {
+        key_start(self.flags)
+    }
+
     /// Bytes of the framed record without padding.
     pub fn body_end(&self) -> usize {
-        RECORD_HEADER_LEN + self.key_len as usize + self.value_len as usize
+        self.key_start() + self.key_len as usize + self.value_len as usize
     }
 
     /// Bytes of the framed record with padding.
     pub fn padded_len(&self) -> u64 {
-        record_len(self.key_len as usize, self.value_len as usize)
+        framed_len(self.flags, self.key_len as usize, self.value_len as usize)
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -217,6 +248,8 @@ impl RecordHeader {
 #[derive(Clone, Copy, Debug)]
 pub struct RecordRef<'a> {
     pub header: RecordHeader,
+    /// The write's version; 0 for a record stored without one.
+    pub version: u64,
     pub key: &'a [u8],
     pub value: &'a [u8],
 }
@@ -233,8 +266,25 @@ impl<'a> RecordRef<'a> {
         if crc32c::crc32c(&b[4..end]) != header.crc {
             return Err("record checksum mismatch");
         }
-        let key_end = RECORD_HEADER_LEN + header.key_len as usize;
-        Ok(RecordRef { header, key: &b[RECORD_HEADER_LEN..key_end], value: &b[key_end..end] })
+        let rec = RecordRef::verified(b);
+        if rec.header.flags & FLAG_VERSIONED != 0 && rec.version == 0 {
+            return Err("versioned record with version 0");
+        }
+        Ok(rec)
+    }
+
+    /// The record at the start of `b`, which [`RecordRef::decode`] has
+    /// already accepted: its fields, without checking its bytes again.
+    pub fn verified(b: &'a [u8]) -> RecordRef<'a> {
+        let header = RecordHeader::parse(b).expect("a verified record");
+        let version = if header.flags & FLAG_VERSIONED != 0 {
+            u64::from_le_bytes(b[RECORD_HEADER_LEN..RECORD_HEADER_LEN + VERSION_LEN].try_into().unwrap())
+        } else {
+            0
+        };
+        let key_start = header.key_start();
+        let key_end = key_start + header.key_len as usize;
+        RecordRef { header, version, key: &b[key_start..key_end], value: &b[key_end..header.body_end()] }
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -249,24 +299,52 @@ mod tests {
     #[test]
     fn record_round_trips_and_pads() {
         let mut buf = Vec::new();
-        encode_record(&mut buf, b"key", b"value!", 0);
+        encode_record(&mut buf, b"key", b"value!", 0, 0);
         assert_eq!(buf.len(), 24); // 12 + 3 + 6 = 21, padded to 24
         let r = RecordRef::decode(&buf).unwrap();
         assert_eq!(r.key, b"key");
         assert_eq!(r.value, b"value!");
+        assert_eq!(r.version, 0);
         assert!(!r.is_tombstone());
     }
 
     #[test]
-    fn any_flipped_bit_is_caught() {
+    fn versioned_records_round_trip_and_unversioned_ones_keep_the_v1_layout() {
+        let mut plain = Vec::new();
+        encode_record(&mut plain, b"key", b"value!", 0, 0);
+        // Version 1's example record, byte for byte (docs/store-format.md).
+        assert_eq!(&plain[..12], &[0x70, 0xe8, 0x6a, 0xf3, 6, 0, 0, 0, 3, 0, 0, 0]);
+
         let mut buf = Vec::new();
-        encode_record(&mut buf, b"k", b"some value bytes", 0);
-        let body = RecordHeader::parse(&buf).unwrap().body_end();
-        for byte in 0..body {
-            for bit in 0..8 {
-                let mut bad = buf.clone();
-                bad[byte] ^= 1 << bit;
-                assert!(RecordRef::decode(&bad).is_err(), "flip at {byte}.{bit} went unnoticed");
+        encode_record(&mut buf, b"key", b"value!", 0, 0x0102_0304_0506_0708);
+        assert_eq!(buf.len(), 32); // 12 + 8 + 3 + 6 = 29, padded to 32
+        assert_eq!(buf[10], FLAG_VERSIONED);
+        let r = RecordRef::decode(&buf).unwrap();
+        assert_eq!((r.key, r.value, r.version), (&b"key"[..], &b"value!"[..], 0x0102_0304_0506_0708));
+        assert_eq!(r.header.padded_len(), record_len(3, 6, 7));
+
+        let mut gone = Vec::new();
+        encode_record(&mut gone, b"key", b"", FLAG_TOMBSTONE, 9);
+        let r = RecordRef::decode(&gone).unwrap();
+        assert!(r.is_tombstone());
+        assert_eq!((r.key, r.version), (&b"key"[..], 9));
+    }
+
+    #[test]
+    fn any_flipped_bit_is_caught() {
+        for version in [0, 77] {
+            let mut buf = Vec::new();
+            encode_record(&mut buf, b"k", b"some value bytes", 0, version);
+            let body = RecordHeader::parse(&buf).unwrap().body_end();
+            for byte in 0..body {
+                for bit in 0..8 {
+                    let mut bad = buf.clone();
+                    bad[byte] ^= 1 << bit;
+                    assert!(
+                        RecordRef::decode(&bad).is_err(),
+                        "flip at {byte}.{bit} went unnoticed (version {version})"
+                    );
+                }
             }
         }
     }

@@ -63,7 +63,7 @@ pub enum Applied {
     Deleted(bool),
 }
 
-use format::{AddrSpace, FLAG_TOMBSTONE, LogAddr, RecordRef, SegmentHeader, encode_record, record_len};
+use format::{AddrSpace, FLAG_TOMBSTONE, LogAddr, RecordRef, SegmentHeader, encode_record, key_start, record_len};
 use index::Index;
 use io::{Dir, OsDir};
 use segment::{Scanner, Segment, SegmentTable, segment_name};
@@ -111,6 +111,9 @@ struct Inner {
     poison: Poison,
     /// Bytes appended since the last checkpoint.
     since_checkpoint: AtomicU64,
+    /// The highest version of any record appended or recovered: where a
+    /// chain's head goes on numbering writes after a restart.
+    max_version: AtomicU64,
     /// Held shared by range scans, exclusively by compaction while it moves
     /// records: a scan must not miss a record that moves behind it.
     scan_gate: parking_lot::RwLock<()>,
@@ -225,38 +228,62 @@ impl Store {
 
     /// Stores `value` under `key`, replacing any earlier value.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let lsn = self.append_put(key, value)?;
+        self.put_versioned(key, value, 0)
+    }
+
+    /// [`Store::put`], recording `version` with the value (0: none). The
+    /// store keeps versions and reports the highest; ordering writes by
+    /// them is the caller's business.
+    pub fn put_versioned(&self, key: &[u8], value: &[u8], version: u64) -> Result<()> {
+        let lsn = self.append_put(key, value, version)?;
         self.inner.wait_durable(lsn)
     }
 
     /// Checks and appends a put, without waiting for durability; returns
     /// the LSN to wait for.
-    fn append_put(&self, key: &[u8], value: &[u8]) -> Result<u64> {
+    fn append_put(&self, key: &[u8], value: &[u8], version: u64) -> Result<u64> {
         self.inner.check_key(key)?;
         if value.len() > self.inner.opts.max_value_bytes {
             return Err(StoreError::ValueTooLarge { len: value.len(), max: self.inner.opts.max_value_bytes });
         }
-        self.inner.write(key, value, 0)
+        self.inner.write(key, value, version)
     }
 
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_versioned(key)?.map(|(value, _)| value))
+    }
+
+    /// The value stored under `key` and the version it was stored with (0:
+    /// none), if any.
+    pub fn get_versioned(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u64)>> {
         self.inner.check_key(key)?;
         self.inner.check_poison()?;
         let mut buf = Vec::new();
         match self.inner.read_live(key_hash(key), key, &mut buf)? {
             Some(Found { damage: Some(e), .. }) => Err(e),
             Some(Found { damage: None, .. }) => {
-                let rec = RecordRef::decode(&buf).expect("verified when read");
-                Ok(Some(rec.value.to_vec()))
+                let rec = RecordRef::verified(&buf);
+                Ok(Some((rec.value.to_vec(), rec.version)))
             }
             None => Ok(None),
         }
     }
 
+    /// The highest version any record in the store was written with (0 if
+    /// none was), including records overwritten since.
+    pub fn max_version(&self) -> u64 {
+        self.inner.max_version.load(Ordering::Acquire)
+    }
+
     /// Removes `key`. Returns whether it was there.
     pub fn delete(&self, key: &[u8]) -> Result<bool> {
-        match self.append_delete(key)? {
+        self.delete_versioned(key, 0)
+    }
+
+    /// [`Store::delete`], recording `version` with the tombstone (0: none).
+    pub fn delete_versioned(&self, key: &[u8], version: u64) -> Result<bool> {
+        match self.append_delete(key, version)? {
             Some(lsn) => {
                 self.inner.wait_durable(lsn)?;
                 Ok(true)
@@ -267,9 +294,9 @@ impl Store {
 
     /// Checks and appends a delete, without waiting for durability; returns
     /// the LSN to wait for, or `None` when the key was not there.
-    fn append_delete(&self, key: &[u8]) -> Result<Option<u64>> {
+    fn append_delete(&self, key: &[u8], version: u64) -> Result<Option<u64>> {
         self.inner.check_key(key)?;
-        self.inner.remove(key)
+        self.inner.remove(key, version)
     }
 
     /// Forces everything written so far onto flash, whatever the sync mode.
@@ -300,7 +327,7 @@ impl Store {
 
     /// The records of `range` as a stream for another node: a split.
     pub fn split(&self, range: KeyHashRange) -> impl Iterator<Item = Result<Record>> + '_ {
-        self.scan(range).map(|r| r.map(|(key, value)| Record { key, value: Some(value) }))
+        self.scan(range)
     }
 
     /// Applies a record stream from another node (a merge): puts and, for
@@ -316,8 +343,8 @@ impl Store {
                 Some(v) if v.len() > self.inner.opts.max_value_bytes => {
                     return Err(StoreError::ValueTooLarge { len: v.len(), max: self.inner.opts.max_value_bytes });
                 }
-                Some(v) => self.inner.write(&r.key, v, 0)?,
-                None => self.inner.remove(&r.key)?.unwrap_or(0),
+                Some(v) => self.inner.write(&r.key, v, r.version)?,
+                None => self.inner.remove(&r.key, r.version)?.unwrap_or(0),
             };
             durable_at = durable_at.max(lsn);
             applied += 1;
@@ -337,11 +364,11 @@ impl Store {
             .map(|op| match op {
                 Op::Get(key) => self.get(key).map(Applied::Value),
                 Op::Put(key, value) => {
-                    durable_at = durable_at.max(self.append_put(key, value)?);
+                    durable_at = durable_at.max(self.append_put(key, value, 0)?);
                     Ok(Applied::Stored)
                 }
                 Op::Delete(key) => {
-                    let lsn = self.append_delete(key)?;
+                    let lsn = self.append_delete(key, 0)?;
                     durable_at = durable_at.max(lsn.unwrap_or(0));
                     Ok(Applied::Deleted(lsn.is_some()))
                 }
@@ -482,7 +509,8 @@ impl Inner {
         // The header's value length, checksum or not: a damaged record is
         // still framed by it (the key matched at its place).
         let value_len = buf.get(4..8).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
-        let len = record_len(key.len(), value_len);
+        let flags = buf.get(10).copied().unwrap_or(0);
+        let len = format::framed_len(flags, key.len(), value_len);
         w.scratch = buf;
         Ok(found?.map(|f| (f.addr, len)))
     }
@@ -502,23 +530,22 @@ impl Inner {
     /// Appends a tombstone for `key` if it is live and drops it from the
     /// index. Returns the position durability must reach, or `None` if the
     /// key was not there.
-    fn remove(&self, key: &[u8]) -> Result<Option<u64>> {
+    fn remove(&self, key: &[u8], version: u64) -> Result<Option<u64>> {
         let h = key_hash(key);
         let mut w = self.writer.lock();
         self.check_poison()?;
         let Some((old, old_len)) = self.find_live_locked(&mut w, h, key)? else {
             return Ok(None);
         };
-        let (_, lsn) = self.append(&mut w, key, &[], FLAG_TOMBSTONE)?;
+        let (_, lsn) = self.append(&mut w, key, &[], FLAG_TOMBSTONE, version)?;
         self.index.load().remove(h, old);
         self.release_live(old, old_len);
         Ok(Some(lsn))
     }
 
-    /// Appends a put (or, with `flags`, a tombstone) and points the index at
-    /// it. Returns the log position group commit must reach before the
-    /// caller may acknowledge.
-    fn write(&self, key: &[u8], value: &[u8], flags: u8) -> Result<u64> {
+    /// Appends a put and points the index at it. Returns the log position
+    /// group commit must reach before the caller may acknowledge.
+    fn write(&self, key: &[u8], value: &[u8], version: u64) -> Result<u64> {
         let h = key_hash(key);
         let mut w = self.writer.lock();
         self.check_poison()?;
@@ -528,8 +555,8 @@ impl Inner {
             // it, or a restart would bring back a put that failed.
             self.make_room(&mut w)?;
         }
-        let (addr, lsn) = self.append(&mut w, key, value, flags)?;
-        let len = record_len(key.len(), value.len());
+        let (addr, lsn) = self.append(&mut w, key, value, 0, version)?;
+        let len = record_len(key.len(), value.len(), version);
         // The record went to the active segment (append may have rolled it).
         w.active.live_bytes.fetch_add(len, Ordering::AcqRel);
         match old {
@@ -655,8 +682,8 @@ impl Inner {
 
     /// Frames a record into the active segment's tail, rolling to a new
     /// segment when it does not fit.
-    fn append(&self, w: &mut Writer, key: &[u8], value: &[u8], flags: u8) -> Result<(LogAddr, u64)> {
-        let len = record_len(key.len(), value.len());
+    fn append(&self, w: &mut Writer, key: &[u8], value: &[u8], flags: u8, version: u64) -> Result<(LogAddr, u64)> {
+        let len = record_len(key.len(), value.len(), version);
         if w.active.end() + len > self.space.segment_bytes() {
             self.roll(w)?;
         }
@@ -664,10 +691,11 @@ impl Inner {
         let pos = seg.end();
         let flush = {
             let mut tail = seg.tail.lock();
-            encode_record(&mut tail.buf, key, value, flags);
+            encode_record(&mut tail.buf, key, value, flags, version);
             tail.buf.len() >= TAIL_FLUSH_BYTES
         };
         seg.end.store(pos + len, Ordering::Release);
+        self.max_version.fetch_max(version, Ordering::AcqRel);
         w.appended += len;
         self.since_checkpoint.fetch_add(len, Ordering::Relaxed);
         if flush {
@@ -896,7 +924,8 @@ fn read_candidate(seg: &Segment, pos: u64, key: &[u8], buf: &mut Vec<u8>) -> Res
 /// Whether `buf` starts with a record header naming `key` (checked without
 /// the checksum, to tell damage to this key's record from another's).
 fn record_key_is(buf: &[u8], key: &[u8]) -> bool {
-    buf.get(12..12 + key.len()) == Some(key)
+    let start = buf.get(10).map_or(format::RECORD_HEADER_LEN, |&flags| key_start(flags));
+    buf.get(start..start + key.len()) == Some(key)
         && buf.get(8..10).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize) == Some(key.len())
 }
 
@@ -910,7 +939,7 @@ pub struct RangeScan<'a> {
     /// Highest segment seq visited or queued.
     last_seq: Option<u64>,
     current: Option<(Arc<Segment>, u64)>,
-    buf: Vec<(Vec<u8>, Vec<u8>)>,
+    buf: Vec<Record>,
     failed: bool,
 }
 
@@ -976,7 +1005,11 @@ impl<'a> RangeScan<'a> {
                         if self.range.contains(h)
                             && index.lookup(h).as_slice().contains(&self.inner.space.addr(seg.slot, at))
                         {
-                            self.buf.push((rec.key.to_vec(), rec.value.to_vec()));
+                            self.buf.push(Record {
+                                key: rec.key.to_vec(),
+                                value: Some(rec.value.to_vec()),
+                                version: rec.version,
+                            });
                         }
                     }
                     Ok(None) | Err(segment::ScanEnd::Clean) => break,
@@ -1004,7 +1037,7 @@ impl<'a> RangeScan<'a> {
 }
 
 impl Iterator for RangeScan<'_> {
-    type Item = Result<(Vec<u8>, Vec<u8>)>;
+    type Item = Result<Record>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;

@@ -26,8 +26,12 @@ use super::{GroupCommit, Inner, Poison, Writer};
 pub(crate) const CHECKPOINT: &str = "index.ckpt";
 const CHECKPOINT_TMP: &str = "index.ckpt.tmp";
 const CHECKPOINT_MAGIC: [u8; 8] = *b"WIMPYIDX";
-const CHECKPOINT_VERSION: u16 = 1;
-const CHECKPOINT_HEADER: usize = 48;
+/// The checkpoint version this code writes: 2 adds the highest record
+/// version to version 1's header. Both are read.
+const CHECKPOINT_VERSION: u16 = 2;
+/// Header bytes of a version 1 and a version 2 checkpoint.
+const CHECKPOINT_HEADER_V1: usize = 48;
+const CHECKPOINT_HEADER: usize = 56;
 const CHECKPOINT_SEGMENT: usize = 32;
 
 /// A place where the log stopped being records and was cut: a torn tail,
@@ -97,6 +101,9 @@ struct FoundSegment {
 struct Checkpoint {
     replay_seq: u64,
     replay_pos: u64,
+    /// The highest record version when it was taken (0 in version 1,
+    /// whose stores hold no versioned records).
+    max_version: u64,
     /// seq -> (slot, live bytes, end)
     segments: BTreeMap<u64, (u32, u64, u64)>,
     index: Index,
@@ -222,6 +229,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         segs.push(seg);
     }
     report.checkpoint_used = checkpoint.is_some();
+    let max_version = checkpoint.as_ref().map_or(0, |c| c.max_version);
     let index = match checkpoint {
         Some(c) => c.index,
         None => Index::with_buckets(Index::buckets_for(opts.expected_keys, opts.max_index_load)),
@@ -246,6 +254,7 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
         commit: GroupCommit::default(),
         poison: Poison::default(),
         since_checkpoint: AtomicU64::new(0),
+        max_version: AtomicU64::new(max_version),
         scan_gate: parking_lot::RwLock::new(()),
         grow_hint: AtomicU64::new(0),
         maintenance: Mutex::new(()),
@@ -303,8 +312,14 @@ pub(crate) fn open(dir: Arc<dyn Dir>, opts: Options) -> Result<(Inner, RecoveryR
     Ok((inner, report))
 }
 
-/// A replayed record: position, key, and value length (`None`: tombstone).
-type Replayed = (u64, Vec<u8>, Option<usize>);
+/// A replayed record, on its way into the index.
+struct Replayed {
+    pos: u64,
+    key: Vec<u8>,
+    /// `None`: a tombstone.
+    value_len: Option<usize>,
+    padded_len: u64,
+}
 
 /// Applies the records of `seg` in `[from, end)` to the index.
 fn replay_segment(
@@ -323,8 +338,14 @@ fn replay_segment(
         match scanner.next_record().map_err(StoreError::io("reading the log"))? {
             Ok(Some((pos, rec))) => {
                 report.replayed_records += 1;
+                inner.max_version.fetch_max(rec.version, Ordering::AcqRel);
                 report.replayed_bytes += rec.header.padded_len();
-                batch.push((pos, rec.key.to_vec(), (!rec.is_tombstone()).then_some(rec.value.len())));
+                batch.push(Replayed {
+                    pos,
+                    key: rec.key.to_vec(),
+                    value_len: (!rec.is_tombstone()).then_some(rec.value.len()),
+                    padded_len: rec.header.padded_len(),
+                });
                 if batch.len() >= 4096 {
                     // Size the index for the whole replay: records seen so far,
                     // scaled by the share of the log they took.
@@ -351,7 +372,7 @@ fn replay_segment(
 
 fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> Result<()> {
     let mut w = inner.writer.lock();
-    for (pos, key, value_len) in batch.drain(..) {
+    for Replayed { pos, key, value_len, padded_len } in batch.drain(..) {
         let addr = inner.space.addr(seg.slot, pos);
         let h = key_hash(&key);
         let old = inner.find_live_locked(&mut w, h, &key)?;
@@ -364,8 +385,8 @@ fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> 
                     inner.index.load().remove(h, old_addr);
                 }
             }
-            Some(len) => {
-                seg.live_bytes.fetch_add(format::record_len(key.len(), len), Ordering::Relaxed);
+            Some(_) => {
+                seg.live_bytes.fetch_add(padded_len, Ordering::Relaxed);
                 match old {
                     Some((old_addr, _)) => {
                         inner.index.load().replace(h, old_addr, addr);
@@ -381,12 +402,18 @@ fn apply_batch(inner: &Inner, seg: &Arc<Segment>, batch: &mut Vec<Replayed>) -> 
 fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
     let file = dir.open(CHECKPOINT).map_err(|e| format!("cannot open: {e}"))?;
     let len = file.len().map_err(|e| format!("cannot stat: {e}"))?;
-    if len < (CHECKPOINT_HEADER + 4) as u64 {
+    if len < (CHECKPOINT_HEADER_V1 + 4) as u64 {
         return Err(format!("{len} bytes is not a checkpoint"));
     }
     // Check the size the header promises before allocating for it.
-    let mut head = [0u8; CHECKPOINT_HEADER];
+    let mut head = [0u8; CHECKPOINT_HEADER_V1];
     file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read: {e}"))?;
+    let version = u16::from_le_bytes(head[8..10].try_into().unwrap());
+    let header_len = match version {
+        1 => CHECKPOINT_HEADER_V1,
+        CHECKPOINT_VERSION => CHECKPOINT_HEADER,
+        _ => return Err(format!("checkpoint version {version}; this build reads versions 1 to {CHECKPOINT_VERSION}")),
+    };
     let promised = (CHECKPOINT_SEGMENT as u64)
         .checked_mul(u64::from(u32::from_le_bytes(head[40..44].try_into().unwrap())))
         .and_then(|segs| {
@@ -394,7 +421,7 @@ fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
                 .checked_mul((SLOTS * SLOT_BYTES) as u64)
                 .and_then(|idx| idx.checked_add(segs))
         })
-        .and_then(|body| body.checked_add(CHECKPOINT_HEADER as u64 + 4));
+        .and_then(|body| body.checked_add(header_len as u64 + 4));
     if promised != Some(len) {
         return Err("its header does not match its size".into());
     }
@@ -407,34 +434,31 @@ fn read_checkpoint(dir: &dyn Dir) -> std::result::Result<Checkpoint, String> {
     if body[0..8] != CHECKPOINT_MAGIC {
         return Err("bad magic".into());
     }
-    let version = u16::from_le_bytes(body[8..10].try_into().unwrap());
-    if version != CHECKPOINT_VERSION {
-        return Err(format!("checkpoint version {version}, expected {CHECKPOINT_VERSION}"));
-    }
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap());
     let buckets = u64_at(16);
     let replay_seq = u64_at(24);
     let replay_pos = u64_at(32);
     let count = u32::from_le_bytes(body[40..44].try_into().unwrap()) as usize;
+    let max_version = if version == 1 { 0 } else { u64_at(48) };
     let seg_bytes = count.checked_mul(CHECKPOINT_SEGMENT).ok_or("segment count overflows")?;
     let idx_bytes = usize::try_from(buckets)
         .ok()
         .and_then(|b| b.checked_mul(SLOTS * SLOT_BYTES))
         .ok_or("bucket count overflows")?;
-    if CHECKPOINT_HEADER.checked_add(seg_bytes).and_then(|x| x.checked_add(idx_bytes)) != Some(body.len()) {
+    if header_len.checked_add(seg_bytes).and_then(|x| x.checked_add(idx_bytes)) != Some(body.len()) {
         return Err("lengths inside do not add up to the file size".into());
     }
     let mut segments = BTreeMap::new();
     for i in 0..count {
-        let at = CHECKPOINT_HEADER + i * CHECKPOINT_SEGMENT;
+        let at = header_len + i * CHECKPOINT_SEGMENT;
         let slot = u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
         if segments.insert(u64_at(at + 8), (slot, u64_at(at + 16), u64_at(at + 24))).is_some() {
             return Err("a segment is listed twice".into());
         }
     }
-    let index = Index::read_raw(buckets as usize, &body[CHECKPOINT_HEADER + seg_bytes..])
-        .ok_or("index table does not parse")?;
-    Ok(Checkpoint { replay_seq, replay_pos, segments, index })
+    let index =
+        Index::read_raw(buckets as usize, &body[header_len + seg_bytes..]).ok_or("index table does not parse")?;
+    Ok(Checkpoint { replay_seq, replay_pos, max_version, segments, index })
 }
 
 /// Accepts a checkpoint only if every segment it names is on disk, in the
@@ -514,6 +538,7 @@ impl Inner {
             b.extend_from_slice(&w.active.end().to_le_bytes());
             b.extend_from_slice(&(segs.len() as u32).to_le_bytes());
             b.extend_from_slice(&[0u8; 4]);
+            b.extend_from_slice(&self.max_version.load(Ordering::Acquire).to_le_bytes());
             for s in &segs {
                 b.extend_from_slice(&s.slot.to_le_bytes());
                 b.extend_from_slice(&[0u8; 4]);

@@ -163,7 +163,7 @@ impl Segment {
             return None;
         }
         let header = RecordHeader::parse(&header).ok()?;
-        let key_at = pos + RECORD_HEADER_LEN as u64;
+        let key_at = pos + header.key_start() as u64;
         if key_at + u64::from(header.key_len) > end {
             return None;
         }
@@ -309,12 +309,9 @@ impl<'a> Scanner<'a> {
         };
         let pos = self.pos;
         let at = (pos - self.buf_start) as usize;
-        let (header, key_end) = (RecordHeader::parse(&self.buf[at..]), at + RECORD_HEADER_LEN);
-        let header = header.expect("checked above");
-        let key = &self.buf[key_end..key_end + header.key_len as usize];
-        let value = &self.buf[key_end + key.len()..at + header.body_end()];
+        let rec = RecordRef::verified(&self.buf[at..at + padded as usize]);
         self.pos += padded;
-        Ok(Ok(Some((pos, RecordRef { header, key, value }))))
+        Ok(Ok(Some((pos, rec))))
     }
 
     /// Whether a good record starts at `pos`: its padded length (its bytes

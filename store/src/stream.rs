@@ -12,6 +12,8 @@ use super::format::{FLAG_TOMBSTONE, RECORD_HEADER_LEN, RecordHeader, RecordRef, 
 pub struct Record {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// The write's version; 0 for none.
+    pub version: u64,
 }
 
 /// Appends `record` to `out` as one frame.
@@ -19,8 +21,8 @@ pub fn encode_stream_record(out: &mut Vec<u8>, record: &Record) {
     // Frames are padded like log records, relative to the frame's start.
     let mut frame = Vec::new();
     match &record.value {
-        Some(v) => encode_record(&mut frame, &record.key, v, 0),
-        None => encode_record(&mut frame, &record.key, &[], FLAG_TOMBSTONE),
+        Some(v) => encode_record(&mut frame, &record.key, v, 0, record.version),
+        None => encode_record(&mut frame, &record.key, &[], FLAG_TOMBSTONE, record.version),
     }
     out.extend_from_slice(&frame);
 }
@@ -71,7 +73,11 @@ impl<R: Read> RecordStreamReader<R> {
         self.src.read_exact(&mut frame[RECORD_HEADER_LEN..]).map_err(|_| self.bad("stream ends inside a record"))?;
         let rec = RecordRef::decode(&frame).map_err(|r| self.bad(r))?;
         self.offset += frame.len() as u64;
-        Ok(Some(Record { key: rec.key.to_vec(), value: (!rec.is_tombstone()).then(|| rec.value.to_vec()) }))
+        Ok(Some(Record {
+            key: rec.key.to_vec(),
+            value: (!rec.is_tombstone()).then(|| rec.value.to_vec()),
+            version: rec.version,
+        }))
     }
 }
 
@@ -96,9 +102,9 @@ mod tests {
     #[test]
     fn frames_round_trip_and_damage_is_refused() {
         let records = vec![
-            Record { key: b"a".to_vec(), value: Some(b"1".to_vec()) },
-            Record { key: b"bb".to_vec(), value: None },
-            Record { key: b"c".to_vec(), value: Some(vec![7; 1000]) },
+            Record { key: b"a".to_vec(), value: Some(b"1".to_vec()), version: 0 },
+            Record { key: b"bb".to_vec(), value: None, version: 5 },
+            Record { key: b"c".to_vec(), value: Some(vec![7; 1000]), version: u64::MAX },
         ];
         let mut bytes = Vec::new();
         for r in &records {

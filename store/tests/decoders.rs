@@ -28,12 +28,17 @@ proptest! {
     #[test]
     fn flipped_frames_never_yield_a_record_that_was_not_sent(
         records in proptest::collection::vec(
-            (proptest::collection::vec(any::<u8>(), 1..16), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64))),
+            (
+                proptest::collection::vec(any::<u8>(), 1..16),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+                prop_oneof![Just(0u64), any::<u64>()],
+            ),
             1..12,
         ),
         flips in proptest::collection::vec((any::<usize>(), 1u8..=255), 0..4),
     ) {
-        let sent: Vec<Record> = records.into_iter().map(|(key, value)| Record { key, value }).collect();
+        let sent: Vec<Record> =
+            records.into_iter().map(|(key, value, version)| Record { key, value, version }).collect();
         let mut bytes = Vec::new();
         for r in &sent {
             encode_stream_record(&mut bytes, r);

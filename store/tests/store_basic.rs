@@ -116,6 +116,64 @@ fn reopen_without_a_checkpoint_rolls_forward_over_the_whole_log() {
     }
 }
 
+/// Version `i` of key `i % 700` in the versioned tests: every key
+/// written several times, versions rising, some deleted at the end.
+fn versioned_writes(store: &Store, n: u64) {
+    for i in 1..=n {
+        store.put_versioned(&(i % 700).to_le_bytes(), &value(i, 0), i).unwrap();
+    }
+    for k in (0..700u64).step_by(7) {
+        assert!(store.delete_versioned(&k.to_le_bytes(), n + 1 + k).unwrap());
+    }
+}
+
+/// What [`versioned_writes`] leaves: each key's last value and version.
+fn check_versioned(store: &Store, n: u64, how: &str) {
+    for k in 0..700u64 {
+        let last = (1..=n).rev().find(|i| i % 700 == k).unwrap();
+        let expected = (k % 7 != 0).then(|| (value(last, 0), last));
+        assert_eq!(store.get_versioned(&k.to_le_bytes()).unwrap(), expected, "{how}: key {k}");
+    }
+    assert_eq!(store.max_version(), n + 1 + 693, "{how}: the last delete's version (key 693)");
+}
+
+#[test]
+fn versions_are_kept_through_checkpoints_replay_compaction_and_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 5000;
+    {
+        let store = Store::open(dir.path().join("a"), small()).unwrap();
+        assert_eq!(store.max_version(), 0);
+        store.put(b"plain", b"no version").unwrap();
+        versioned_writes(&store, n);
+        assert_eq!(store.get_versioned(b"plain").unwrap(), Some((b"no version".to_vec(), 0)));
+        check_versioned(&store, n, "written");
+        assert!(store.compact().unwrap().segments_compacted > 0);
+        check_versioned(&store, n, "compacted");
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path().join("a"), small()).unwrap();
+    assert!(store.recovery_report().checkpoint_used);
+    check_versioned(&store, n, "reopened from the checkpoint");
+    store.close().unwrap();
+    std::fs::remove_file(dir.path().join("a/index.ckpt")).unwrap();
+    let store = Store::open(dir.path().join("a"), small()).unwrap();
+    assert!(!store.recovery_report().checkpoint_used);
+    check_versioned(&store, n, "rebuilt from the log");
+
+    // A range stream carries the versions to the other store.
+    let mut frames = Vec::new();
+    for r in store.split(KeyHashRange::ALL) {
+        wimpy_store::encode_stream_record(&mut frames, &r.unwrap());
+    }
+    let other = Store::open(dir.path().join("b"), small()).unwrap();
+    other.merge(wimpy_store::RecordStreamReader::new(&frames[..], 4096, 64 << 10)).unwrap();
+    for k in (0..700u64).filter(|k| k % 7 != 0) {
+        assert_eq!(other.get_versioned(&k.to_le_bytes()).unwrap(), store.get_versioned(&k.to_le_bytes()).unwrap());
+    }
+    assert_eq!(other.max_version(), n, "the highest live version");
+}
+
 #[test]
 fn a_damaged_checkpoint_is_rejected_and_the_log_replayed() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,7 +402,7 @@ fn compaction_requested_during_a_scan_on_the_same_thread_does_not_hang() {
     let report = store.compact().unwrap();
     assert_eq!(report.segments_compacted, 0);
     let rest = scan.count() + 1;
-    assert_eq!(rest, 2000, "scan saw {rest} keys; first was {:?}", first.0);
+    assert_eq!(rest, 2000, "scan saw {rest} keys; first was {:?}", first.key);
     assert!(store.compact().unwrap().segments_compacted > 0);
 }
 

@@ -218,13 +218,14 @@ fn an_intact_segment_of_a_newer_format_is_refused() {
     }
     let seg = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[8] = 2; // format version 2
+    let newer = wimpy_store::FORMAT_VERSION + 1;
+    bytes[8..10].copy_from_slice(&newer.to_le_bytes());
     let crc = crc32c(&bytes[..24]);
     bytes[24..28].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&seg, &bytes).unwrap();
     let err = Store::open(dir.path(), options()).unwrap_err();
     assert!(matches!(err, StoreError::Format { .. }), "{err:?}");
-    assert!(err.to_string().contains("version 2"), "{err}");
+    assert!(err.to_string().contains(&format!("version {newer}")), "{err}");
 }
 
 /// CRC32C (Castagnoli), bit by bit: an independent check of the crate the store uses.
@@ -301,8 +302,20 @@ fn the_format_v1_fixture_still_opens_and_reads_back() {
     assert!(report.replayed_records > 0, "{report:?}");
     assert!(report.truncations.is_empty(), "{report:?}");
     for (k, v) in fixture_expected() {
-        assert_eq!(store.get(&k).unwrap(), v, "{}", String::from_utf8_lossy(&k));
+        assert_eq!(store.get_versioned(&k).unwrap(), v.map(|v| (v, 0)), "{}", String::from_utf8_lossy(&k));
     }
+    assert_eq!(store.max_version(), 0, "version 1 has no versioned records");
+    // Versioned writes go on in the same store, and it opens again with
+    // both kinds of record and a version 2 checkpoint.
+    store.put_versioned(b"key-000", b"now versioned", 41).unwrap();
+    store.put_versioned(b"key-new", b"new", 42).unwrap();
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert!(store.recovery_report().checkpoint_used);
+    assert_eq!(store.get_versioned(b"key-000").unwrap(), Some((b"now versioned".to_vec(), 41)));
+    assert_eq!(store.get_versioned(b"key-new").unwrap(), Some((b"new".to_vec(), 42)));
+    assert_eq!(store.get_versioned(b"key-001").unwrap(), Some((b"overwritten-1".to_vec(), 0)));
+    assert_eq!(store.max_version(), 42);
 }
 
 proptest! {

@@ -255,13 +255,13 @@ impl WorkerState {
                 tracing::warn!(range = ?r, "the store is out of service; keys of a range given away stay behind");
                 return;
             };
-            let keys: Vec<Vec<u8>> = store.scan(*r).filter_map(|kv| kv.ok().map(|(k, _)| k)).collect();
+            let keys: Vec<Vec<u8>> = store.scan(*r).filter_map(|r| r.ok().map(|r| r.key)).collect();
             let ring = self.ring.load_full();
             // One stream of deletions shares one wait for durability.
             let gone = keys
                 .into_iter()
                 .filter(|k| ring.owner(k) != Some(self.id))
-                .map(|key| Ok(wimpy_store::Record { key, value: None }));
+                .map(|key| Ok(wimpy_store::Record { key, value: None, version: 0 }));
             // Left behind, the keys only take space: the ring routes them
             // elsewhere and the next ring change retries.
             if let Err(e) = store.merge(gone) {

@@ -132,11 +132,11 @@ impl record_sink::Server for RangeReceiver {
             let deleted = tokio::task::spawn_blocking(move || {
                 let stale: Vec<Vec<u8>> = store
                     .scan(range)
-                    .filter_map(|kv| kv.ok().map(|(k, _)| k))
+                    .filter_map(|r| r.ok().map(|r| r.key))
                     .filter(|k| !received.contains(&key_hash(k)))
                     .collect();
                 let n = stale.len();
-                store.merge(stale.into_iter().map(|key| Ok(Record { key, value: None }))).map(|_| n)
+                store.merge(stale.into_iter().map(|key| Ok(Record { key, value: None, version: 0 }))).map(|_| n)
             })
             .await
             .map_err(|e| capnp::Error::failed(format!("delete task: {e}")))?
