@@ -1,7 +1,7 @@
 //! wimpy's key space: the one key hash every client, master and worker
 //! routes by ([`key_hash`]), the wrapping [`KeyHashRange`]s that membership
 //! changes move between workers, and the consistent-hashing [`Ring`] that
-//! maps a hash to its owner.
+//! maps a hash to its owner and to the chain of workers holding it.
 //!
 //! Pure functions over plain data. The store places keys by this hash and
 //! the contract routes by it, so it sits below both: it must never depend
@@ -11,4 +11,4 @@ mod key_hash;
 pub mod ring;
 
 pub use key_hash::{KeyHashRange, key_hash};
-pub use ring::{Ring, WorkerId};
+pub use ring::{Chain, Ring, WorkerId};

@@ -9,6 +9,11 @@
 //!
 //! Every membership change makes a new ring with a higher epoch; workers
 //! refuse requests routed by an older one so clients learn to refresh.
+//!
+//! With `replicas` R, each key lives on a chain: its owner (the head) and
+//! the next R-1 distinct workers met going on around the ring, in that
+//! order; the last is the tail. Chains are derived like owners, so a client
+//! that knows R rebuilds them too.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +32,9 @@ pub const DEFAULT_VNODES: u32 = 256;
 pub struct Ring {
     epoch: u64,
     vnodes: u32,
+    /// Copies of each key wanted: the chain length, if there are as many
+    /// members.
+    replicas: u32,
     /// Sorted by position; a position held by two workers (a 64-bit
     /// collision) goes to the lower id, so every builder agrees.
     points: Vec<(u64, WorkerId)>,
@@ -35,7 +43,7 @@ pub struct Ring {
 impl Ring {
     /// An empty ring (no owners) at `epoch`.
     pub fn empty(epoch: u64, vnodes: u32) -> Ring {
-        Ring { epoch, vnodes: vnodes.max(1), points: Vec::new() }
+        Ring { epoch, vnodes: vnodes.max(1), replicas: 1, points: Vec::new() }
     }
 
     /// The ring of `workers` at `epoch`.
@@ -45,20 +53,26 @@ impl Ring {
             workers.into_iter().flat_map(|w| (0..vnodes).map(move |i| (point_position(w, i), w))).collect();
         points.sort_unstable();
         points.dedup_by_key(|p| p.0);
-        Ring { epoch, vnodes, points }
+        Ring { epoch, vnodes, replicas: 1, points }
+    }
+
+    /// The same ring keeping `replicas` copies of each key (at least one).
+    pub fn with_replicas(mut self, replicas: u32) -> Ring {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// The same members plus `worker`, one epoch later.
     pub fn with(&self, worker: WorkerId) -> Ring {
         let mut members = self.members();
         members.push(worker);
-        Ring::new(self.epoch + 1, self.vnodes, members)
+        Ring::new(self.epoch + 1, self.vnodes, members).with_replicas(self.replicas)
     }
 
     /// The same members less `worker`, one epoch later.
     pub fn without(&self, worker: WorkerId) -> Ring {
         let members = self.members().into_iter().filter(|&w| w != worker);
-        Ring::new(self.epoch + 1, self.vnodes, members)
+        Ring::new(self.epoch + 1, self.vnodes, members).with_replicas(self.replicas)
     }
 
     pub fn epoch(&self) -> u64 {
@@ -67,6 +81,12 @@ impl Ring {
 
     pub fn vnodes(&self) -> u32 {
         self.vnodes
+    }
+
+    /// Copies of each key the ring asks for; a chain is shorter while the
+    /// ring has fewer members.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
     }
 
     /// Member ids, ascending.
@@ -96,6 +116,63 @@ impl Ring {
     /// The worker owning `key`.
     pub fn owner(&self, key: &[u8]) -> Option<WorkerId> {
         self.owner_of_hash(key_hash(key))
+    }
+
+    /// The chain holding key hash `h`, head first; empty on an empty ring.
+    pub fn chain_of_hash(&self, h: u64) -> Chain {
+        if self.points.is_empty() {
+            return Chain::default();
+        }
+        let i = self.points.partition_point(|p| p.0 <= h);
+        self.chain_from(if i == 0 { self.points.len() - 1 } else { i - 1 })
+    }
+
+    /// The chain holding `key`, head first.
+    pub fn chain_of(&self, key: &[u8]) -> Chain {
+        self.chain_of_hash(key_hash(key))
+    }
+
+    /// The chain of the range starting at point `at`: that point's worker,
+    /// then each worker not yet in it at the points after, wrapping.
+    fn chain_from(&self, at: usize) -> Chain {
+        let want = (self.replicas as usize).min(self.points.len());
+        let mut chain = Vec::with_capacity(want);
+        for step in 0..self.points.len() {
+            if chain.len() == want {
+                break;
+            }
+            let w = self.points[(at + step) % self.points.len()].1;
+            if !chain.contains(&w) {
+                chain.push(w);
+            }
+        }
+        Chain(chain)
+    }
+
+    /// Every range of the hash space with its chain, in position order.
+    /// Adjacent ranges of one chain are merged.
+    pub fn chains(&self) -> Vec<(KeyHashRange, Chain)> {
+        let n = self.points.len();
+        let mut out: Vec<(KeyHashRange, Chain)> = Vec::new();
+        for i in 0..n {
+            let (start, end) = (self.points[i].0, self.points[(i + 1) % n].0);
+            let chain = self.chain_from(i);
+            match out.last_mut() {
+                Some((r, last)) if *last == chain => r.end = end,
+                _ => out.push((KeyHashRange::new(start, end), chain)),
+            }
+        }
+        // The first and last ranges meet across zero.
+        if out.len() > 1 && out[0].1 == out[out.len() - 1].1 {
+            let (first, _) = out.remove(0);
+            out.last_mut().unwrap().0.end = first.end;
+        }
+        out
+    }
+
+    /// The ranges `worker` holds a copy of: those whose chain it is in.
+    pub fn ranges_held_by(&self, worker: WorkerId) -> Vec<KeyHashRange> {
+        self.chains().into_iter().filter(|(_, c)| c.contains(worker)).map(|(r, _)| r).collect()
     }
 
     /// Every range of the hash space with its owner, in position order.
@@ -131,6 +208,46 @@ impl Ring {
             *shares.entry(w).or_insert(0.0) += range_len(r) as f64 / 2f64.powi(64);
         }
         shares
+    }
+}
+
+/// The workers holding a key, in chain order: writes enter at the head and
+/// pass down to the tail.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Chain(Vec<WorkerId>);
+
+impl Chain {
+    /// Where writes enter.
+    pub fn head(&self) -> Option<WorkerId> {
+        self.0.first().copied()
+    }
+
+    /// The last copy: a write is committed once it holds it.
+    pub fn tail(&self) -> Option<WorkerId> {
+        self.0.last().copied()
+    }
+
+    /// The member after `worker`, if `worker` is in the chain and not its tail.
+    pub fn successor(&self, worker: WorkerId) -> Option<WorkerId> {
+        let at = self.0.iter().position(|&w| w == worker)?;
+        self.0.get(at + 1).copied()
+    }
+
+    pub fn contains(&self, worker: WorkerId) -> bool {
+        self.0.contains(&worker)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The members, head first.
+    pub fn members(&self) -> &[WorkerId] {
+        &self.0
     }
 }
 
@@ -224,6 +341,72 @@ mod tests {
             } else {
                 assert_ne!(b, Some(4));
             }
+        }
+    }
+
+    #[test]
+    fn a_chain_is_the_owner_then_the_next_distinct_workers_around_the_ring() {
+        let ring = Ring::new(4, 16, [10, 20, 30, 40, 50]).with_replicas(3);
+        for k in 0..2000u32 {
+            let h = key_hash(&k.to_le_bytes());
+            let chain = ring.chain_of_hash(h);
+            assert_eq!(chain.len(), 3);
+            assert_eq!(chain.head(), ring.owner_of_hash(h));
+            // Walking the points from the owner's, the first three distinct
+            // workers met are the chain, in order.
+            let i = ring.points.partition_point(|p| p.0 <= h);
+            let start = if i == 0 { ring.points.len() - 1 } else { i - 1 };
+            let mut met = Vec::new();
+            for step in 0..ring.points.len() {
+                let w = ring.points[(start + step) % ring.points.len()].1;
+                if !met.contains(&w) {
+                    met.push(w);
+                }
+            }
+            assert_eq!(chain.members(), &met[..3], "hash {h:#x}");
+            assert_eq!(chain.successor(met[0]), Some(met[1]));
+            assert_eq!(chain.successor(met[2]), None);
+            assert_eq!(chain.tail(), Some(met[2]));
+        }
+    }
+
+    #[test]
+    fn chains_cover_the_space_agree_with_lookups_and_shrink_to_the_members() {
+        let ring = Ring::new(2, 32, [1, 2, 3, 4]).with_replicas(3);
+        let chains = ring.chains();
+        let covered: u128 = chains.iter().map(|(r, _)| u128::from(range_len(*r))).sum();
+        assert_eq!(covered, 1u128 << 64);
+        for (r, c) in &chains {
+            for h in [r.start, r.end.wrapping_sub(1)] {
+                assert_eq!(&ring.chain_of_hash(h), c, "hash {h:#x} in {r:?}");
+            }
+        }
+        // Each member holds three quarters of the space.
+        for w in 1..=4 {
+            let held: u128 = ring.ranges_held_by(w).iter().map(|r| u128::from(range_len(*r))).sum();
+            let share = held as f64 / 2f64.powi(64);
+            assert!((0.6..0.9).contains(&share), "worker {w} holds {share:.3}");
+        }
+        // Fewer members than replicas: every member holds every key.
+        let small = Ring::new(1, 8, [7, 9]).with_replicas(3);
+        assert!(small.chains().iter().all(|(_, c)| c.len() == 2));
+        assert_eq!(Ring::empty(0, 8).with_replicas(3).chain_of(b"k"), Chain::default());
+        // The factor survives membership changes.
+        assert_eq!(ring.with(5).replicas(), 3);
+        assert_eq!(ring.without(1).replicas(), 3);
+    }
+
+    #[test]
+    fn a_join_changes_each_chain_by_at_most_the_newcomer_in_and_one_worker_out() {
+        let before = Ring::new(1, DEFAULT_VNODES, 1..=6).with_replicas(3);
+        let after = before.with(7);
+        for i in 0..50_000u64 {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (a, b) = (before.chain_of_hash(h), after.chain_of_hash(h));
+            let gone: Vec<_> = a.members().iter().filter(|w| !b.contains(**w)).collect();
+            let new: Vec<_> = b.members().iter().filter(|w| !a.contains(**w)).collect();
+            assert!(new.is_empty() || new == [&7], "hash {h:#x}: {a:?} -> {b:?}");
+            assert_eq!(gone.len(), new.len(), "hash {h:#x}: {a:?} -> {b:?}");
         }
     }
 
