@@ -8,6 +8,9 @@
 # XXH3-64("<memberId>#<i>") for i in 0..vnodes (the id in decimal ASCII); a
 # key hash belongs to the member of the last point at or before it, wrapping
 # around zero. A client that knows RingInfo can therefore route by itself.
+# With `replicas` R, a key is kept on a chain: that member (the head), then
+# the next R-1 distinct members met at the points after it, wrapping; the
+# last is the tail.
 #
 # Failures a caller should act on are results, not exceptions: a `Failure`
 # union says what went wrong in a form a program can switch on. Cap'n Proto
@@ -64,8 +67,14 @@
 #   Master.register and Master.heartbeat need the worker role and
 #   Master.leave the admin role; register answers `refused`, heartbeat
 #   HeartbeatAnswer.refused and leave LeaveResult.failure.
+#
+# Schema version 4: chain replication. What changed:
+# - RingInfo.replicas: how many copies of each key the ring keeps, and so
+#   each key's chain (see Routing above). A master of an earlier version
+#   sends 0, read as one. A reader of version 3 routes every request to a
+#   key's owner, its chain's head.
 
-const schemaVersion :UInt32 = 3;        # see the change list above
+const schemaVersion :UInt32 = 4;        # see the change list above
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
@@ -139,6 +148,9 @@ struct RingInfo {
   epoch @0 :UInt64;         # changes with every membership change
   vnodes @1 :UInt32;        # points per member
   members @2 :List(Member); # ring members (serving, leaving or down)
+  replicas @3 :UInt32;
+  # Copies of each key: the length of a key's chain while the ring has that
+  # many members (0, from a master before schema version 4: one).
 }
 
 struct Failure {

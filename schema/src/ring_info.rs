@@ -30,6 +30,8 @@ pub struct MemberInfo {
 pub struct RingInfo {
     pub epoch: u64,
     pub vnodes: u32,
+    /// Copies of each key (at least one): the length of its chain.
+    pub replicas: u32,
     pub members: Vec<MemberInfo>,
 }
 
@@ -71,25 +73,70 @@ pub fn unix_seconds(t: Option<std::time::SystemTime>) -> u64 {
 impl RingInfo {
     /// No members, at epoch 0.
     pub fn empty() -> RingInfo {
-        RingInfo { epoch: 0, vnodes: 1, members: Vec::new() }
+        RingInfo { epoch: 0, vnodes: 1, replicas: 1, members: Vec::new() }
     }
 
     /// The ring to route by.
     pub fn ring(&self) -> Ring {
-        Ring::new(self.epoch, self.vnodes, self.members.iter().map(|m| m.id))
+        Ring::new(self.epoch, self.vnodes, self.members.iter().map(|m| m.id)).with_replicas(self.replicas)
     }
 
     pub fn read(r: ring_info::Reader<'_>) -> capnp::Result<RingInfo> {
         let members = r.get_members()?.iter().map(MemberInfo::read).collect::<capnp::Result<_>>()?;
-        Ok(RingInfo { epoch: r.get_epoch(), vnodes: r.get_vnodes(), members })
+        // Masters before schema version 4 send no factor: one copy.
+        Ok(RingInfo { epoch: r.get_epoch(), vnodes: r.get_vnodes(), replicas: r.get_replicas().max(1), members })
     }
 
     pub fn write(&self, mut b: ring_info::Builder<'_>) {
         b.set_epoch(self.epoch);
         b.set_vnodes(self.vnodes);
+        b.set_replicas(self.replicas);
         let mut list = b.init_members(self.members.len() as u32);
         for (i, m) in self.members.iter().enumerate() {
             m.write(list.reborrow().get(i as u32));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: WorkerId) -> MemberInfo {
+        MemberInfo {
+            id,
+            address: format!("127.0.0.1:{}", 7000 + id),
+            state: MemberState::Serving,
+            stats: StoreFigures::default(),
+            reason: String::new(),
+            certificate: String::new(),
+            certificate_expires: None,
+        }
+    }
+
+    fn round_trip(info: &RingInfo) -> RingInfo {
+        let mut message = capnp::message::Builder::new_default();
+        info.write(message.init_root());
+        RingInfo::read(message.get_root_as_reader().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_replication_factor_travels_and_a_ring_without_one_keeps_one_copy() {
+        let info = RingInfo { epoch: 9, vnodes: 8, replicas: 3, members: (1..=4).map(member).collect() };
+        let back = round_trip(&info);
+        assert_eq!(back, info);
+        let ring = back.ring();
+        assert_eq!(ring.replicas(), 3);
+        assert_eq!(ring.chain_of(b"k").len(), 3);
+        assert_eq!(ring.chain_of(b"k").head(), ring.owner(b"k"));
+
+        // A master of schema version 3 never sets the field.
+        let mut message = capnp::message::Builder::new_default();
+        let mut old = message.init_root::<ring_info::Builder<'_>>();
+        old.set_epoch(2);
+        old.set_vnodes(8);
+        let read = RingInfo::read(message.get_root_as_reader().unwrap()).unwrap();
+        assert_eq!(read.replicas, 1);
+        assert_eq!(read.ring().replicas(), 1);
     }
 }

@@ -268,7 +268,7 @@ fn a_ring_the_master_does_not_confirm_drops_no_key_and_one_ahead_of_it_is_left_f
             certificate: String::new(),
             certificate_expires: None,
         }];
-        state.follow_master(wimpy_schema::RingInfo { epoch: 3, vnodes: 32, members });
+        state.follow_master(wimpy_schema::RingInfo { epoch: 3, vnodes: 32, replicas: 1, members });
         state.confirm_epoch(3);
         for i in 0..200u32 {
             assert_eq!(get(&c, &i.to_le_bytes(), 3).await, Got::Value(b"v".to_vec()), "key {i}");
