@@ -248,25 +248,32 @@ impl WorkerState {
 
     /// Forgets the keys of `ranges`, unless a newer ring gave them back.
     fn drop_ranges(&self, ranges: &[KeyHashRange]) {
-        for r in ranges {
-            let Ok(store) = self.store.get() else {
-                // Left behind, as below; a reopened store drops them at the
-                // next ring change.
-                tracing::warn!(range = ?r, "the store is out of service; keys of a range given away stay behind");
-                return;
-            };
-            let keys: Vec<Vec<u8>> = store.scan(*r).filter_map(|r| r.ok().map(|r| r.key)).collect();
-            let ring = self.ring.load_full();
-            // One stream of deletions shares one wait for durability.
-            let gone = keys
-                .into_iter()
-                .filter(|k| ring.owner(k) != Some(self.id))
-                .map(|key| Ok(wimpy_store::Record { key, value: None, version: 0 }));
-            // Left behind, the keys only take space: the ring routes them
-            // elsewhere and the next ring change retries.
-            if let Err(e) = store.merge(gone) {
-                tracing::error!(range = ?r, error = %e, "dropping the keys of a range given away");
-            }
+        let Ok(store) = self.store.get() else {
+            // Left behind, as below; a reopened store drops them at the next
+            // ring change.
+            tracing::warn!(ranges = ranges.len(), "the store is out of service; keys of ranges given away stay behind");
+            return;
+        };
+        // One pass over the log for every range: a ring change gives away
+        // a range per virtual node, and a scan reads the whole log whatever
+        // the range, so a scan per range cost hundreds of passes.
+        let ring = self.ring.load_full();
+        let keys: Vec<Vec<u8>> = store
+            .scan(KeyHashRange::ALL)
+            .filter_map(|r| r.ok().map(|r| r.key))
+            .filter(|k| ring.owner(k) != Some(self.id) && ranges.iter().any(|r| r.contains(wimpy_schema::key_hash(k))))
+            .collect();
+        // The ring may have moved on during the scan.
+        let ring = self.ring.load_full();
+        // One stream of deletions shares one wait for durability.
+        let gone = keys
+            .into_iter()
+            .filter(|k| ring.owner(k) != Some(self.id))
+            .map(|key| Ok(wimpy_store::Record { key, value: None, version: 0 }));
+        // Left behind, the keys only take space: the ring routes them
+        // elsewhere and the next ring change retries.
+        if let Err(e) = store.merge(gone) {
+            tracing::error!(ranges = ranges.len(), error = %e, "dropping the keys of ranges given away");
         }
     }
 
