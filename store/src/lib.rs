@@ -270,8 +270,10 @@ impl Store {
         }
     }
 
-    /// The highest version any record in the store was written with (0 if
-    /// none was), including records overwritten since.
+    /// The highest version of the records appended to or recovered from
+    /// the log (0 if none had one), overwritten ones included. A checkpoint
+    /// keeps it; only an index rebuilt from the log alone, after compaction
+    /// dropped the records that held it, can come back lower.
     pub fn max_version(&self) -> u64 {
         self.inner.max_version.load(Ordering::Acquire)
     }
