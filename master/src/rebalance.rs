@@ -1,11 +1,14 @@
 //! Moving key ranges when membership changes, so that no write is lost.
 //!
-//! A join: every range the newcomer will own is copied to it from its
-//! current owner while reads and writes go on (pre-copy); then the owners
-//! fence those ranges (writes there answer "stale epoch" and clients retry)
-//! and the ranges are copied again, so the last copy misses nothing; then
-//! the newcomer goes on the ring at a new epoch, which lifts the fences, and
-//! the old owners delete what they gave away.
+//! A join or a leave: every span of the hash space whose chain gains a
+//! worker is copied to that worker from the span's head (where its writes
+//! enter) while reads and writes go on (pre-copy); then the heads fence
+//! those spans (writes there answer "stale epoch" and clients retry) and
+//! the spans are copied again, so the last copy misses nothing; then the
+//! new ring goes out at a new epoch, which lifts the fences, and workers
+//! delete what they no longer hold. With one copy per key a chain is its
+//! owner: a join takes each of the newcomer's ranges from its previous
+//! owner, a leave gives each of the leaver's ranges to its next owner.
 
 use std::collections::BTreeMap;
 
@@ -24,15 +27,40 @@ pub struct Move {
     pub range: KeyHashRange,
 }
 
-/// Where the ranges of `leaver` go when `before` becomes `after`: removing
-/// a member's points merges each of its ranges into the range before it, so
-/// each has a single new owner.
-pub fn moves_for_leave(before: &Ring, after: &Ring, leaver: WorkerId) -> Vec<Move> {
-    before
-        .ranges_of(leaver)
-        .into_iter()
-        .filter_map(|range| after.owner_of_hash(range.start).map(|to| Move { from: leaver, to, range }))
-        .collect()
+/// What changing the ring from `before` to `after` copies: for each span
+/// of the hash space, every worker in the span's chain under `after` that
+/// was not in it under `before` gets the span from its head under `before`.
+/// Spans are cut at every range boundary of either ring, so each has one
+/// chain in each; adjacent spans with the same source and receiver are
+/// merged. Nothing moves into an empty ring (there is nothing to copy).
+pub fn moves_for_change(before: &Ring, after: &Ring) -> Vec<Move> {
+    let mut cuts: Vec<u64> = before.chains().iter().chain(after.chains().iter()).map(|(r, _)| r.start).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut moves: Vec<Move> = Vec::new();
+    for (i, &start) in cuts.iter().enumerate() {
+        // One cut alone makes the whole space (equal bounds).
+        let span = KeyHashRange::new(start, cuts[(i + 1) % cuts.len()]);
+        let (was, will) = (before.chain_of_hash(start), after.chain_of_hash(start));
+        let Some(from) = was.head() else { continue };
+        for &to in will.members().iter().filter(|w| !was.contains(**w)) {
+            match moves.iter_mut().rev().find(|m| m.from == from && m.to == to) {
+                Some(m) if m.range.end == span.start => m.range.end = span.end,
+                _ => moves.push(Move { from, to, range: span }),
+            }
+        }
+    }
+    // The last span may continue the first across zero.
+    if moves.len() > 1 {
+        let first = moves[0];
+        if let Some(at) = moves.iter().skip(1).rposition(|m| m.from == first.from && m.to == first.to)
+            && moves[at + 1].range.end == first.range.start
+        {
+            moves[at + 1].range.end = first.range.end;
+            moves.remove(0);
+        }
+    }
+    moves
 }
 
 /// Copies every move twice: once while writes go on, once more with the
@@ -92,27 +120,6 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::
     result
 }
 
-/// What `newcomer` takes over when `before` becomes `after`: each of its
-/// ranges in `after`, and who owns that span in `before` (adding points
-/// only splits ranges, so each has a single previous owner).
-pub fn moves_for_join(before: &Ring, after: &Ring, newcomer: WorkerId) -> Moves {
-    let mut moves = Moves::new();
-    for r in after.ranges_of(newcomer) {
-        if let Some(from) = before.owner_of_hash(r.start) {
-            moves.entry(from).or_default().push(r);
-        }
-    }
-    moves
-}
-
-/// The plan of a join: every range in `moves` goes to `newcomer`.
-pub fn join_plan(moves: &Moves, newcomer: WorkerId) -> Vec<Move> {
-    moves
-        .iter()
-        .flat_map(|(from, ranges)| ranges.iter().map(move |r| Move { from: *from, to: newcomer, range: *r }))
-        .collect()
-}
-
 async fn fence(w: &worker_admin::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
     let mut req = w.fence_request();
     let mut list = req.get().init_ranges(ranges.len() as u32);
@@ -129,13 +136,45 @@ async fn fence(w: &worker_admin::Client, ranges: &[KeyHashRange]) -> Result<(), 
 mod tests {
     use super::*;
 
+    /// Who holds hash `h` once `moves` are done: its chain before, and
+    /// every receiver of a move covering it.
+    fn holders_after(before: &Ring, moves: &[Move], h: u64) -> Vec<WorkerId> {
+        let mut held: Vec<WorkerId> = before.chain_of_hash(h).members().to_vec();
+        held.extend(moves.iter().filter(|m| m.range.contains(h)).map(|m| m.to));
+        held
+    }
+
+    /// Every worker of every chain under `after` holds its spans once the
+    /// moves are done; each move comes from the span's head before, to a
+    /// worker that did not hold it; no span moves twice to one worker.
+    fn check(before: &Ring, after: &Ring, moves: &[Move]) {
+        for i in 0..20_000u64 {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let held = holders_after(before, moves, h);
+            for w in after.chain_of_hash(h).members() {
+                assert!(held.contains(w), "hash {h:#x}: worker {w} of the new chain gets no copy");
+            }
+            let covering: Vec<&Move> = moves.iter().filter(|m| m.range.contains(h)).collect();
+            for m in &covering {
+                assert_eq!(before.chain_of_hash(h).head(), Some(m.from), "hash {h:#x}: {m:?}");
+                assert!(!before.chain_of_hash(h).contains(m.to), "hash {h:#x}: {m:?} copies to a holder");
+                assert!(after.chain_of_hash(h).contains(m.to), "hash {h:#x}: {m:?} copies to a non-member");
+            }
+            let mut to: Vec<_> = covering.iter().map(|m| m.to).collect();
+            to.sort_unstable();
+            let n = to.len();
+            to.dedup();
+            assert_eq!(to.len(), n, "hash {h:#x}: a worker gets the same span twice");
+        }
+    }
+
     #[test]
-    fn a_leave_hands_each_range_to_a_single_remaining_owner() {
+    fn with_one_copy_a_leave_hands_each_range_to_its_next_owner() {
         let before = Ring::new(1, 32, [1, 2, 3]);
         let after = before.without(2);
-        let plan = moves_for_leave(&before, &after, 2);
+        let plan = moves_for_change(&before, &after);
         assert_eq!(plan.len(), before.ranges_of(2).len());
-        for m in plan {
+        for m in &plan {
             assert_eq!(m.from, 2);
             assert_ne!(m.to, 2);
             for h in [m.range.start, m.range.end.wrapping_sub(1)] {
@@ -143,23 +182,42 @@ mod tests {
                 assert_eq!(after.owner_of_hash(h), Some(m.to));
             }
         }
+        check(&before, &after, &plan);
     }
 
     #[test]
-    fn a_join_takes_each_range_from_its_single_previous_owner() {
+    fn with_one_copy_a_join_takes_each_range_from_its_previous_owner() {
         let before = Ring::new(1, 32, [1, 2, 3]);
         let after = before.with(4);
-        let moves = moves_for_join(&before, &after, 4);
-        let total: usize = moves.values().map(Vec::len).sum();
-        assert_eq!(total, after.ranges_of(4).len());
-        for (from, ranges) in &moves {
-            for r in ranges {
-                // Every hash of the moved range belonged to `from` before.
-                for h in [r.start, r.end.wrapping_sub(1), r.start.wrapping_add((r.end.wrapping_sub(r.start)) / 2)] {
-                    assert_eq!(before.owner_of_hash(h), Some(*from));
-                    assert_eq!(after.owner_of_hash(h), Some(4));
-                }
+        let plan = moves_for_change(&before, &after);
+        assert_eq!(plan.len(), after.ranges_of(4).len());
+        for m in &plan {
+            assert_eq!(m.to, 4);
+            let r = m.range;
+            // Every hash of the moved range belonged to `from` before.
+            for h in [r.start, r.end.wrapping_sub(1), r.start.wrapping_add((r.end.wrapping_sub(r.start)) / 2)] {
+                assert_eq!(before.owner_of_hash(h), Some(m.from));
+                assert_eq!(after.owner_of_hash(h), Some(4));
             }
         }
+        check(&before, &after, &plan);
+    }
+
+    #[test]
+    fn with_three_copies_every_new_chain_member_gets_its_spans_from_the_head() {
+        let before = Ring::new(1, 32, [1, 2, 3, 4, 5]).with_replicas(3);
+        for after in [before.with(6), before.without(3), before.without(1)] {
+            let plan = moves_for_change(&before, &after);
+            assert!(!plan.is_empty());
+            check(&before, &after, &plan);
+        }
+        // Growing from fewer members than copies: the newcomer gets everything.
+        let two = Ring::new(1, 16, [1, 2]).with_replicas(3);
+        let plan = moves_for_change(&two, &two.with(3));
+        check(&two, &two.with(3), &plan);
+        assert!(plan.iter().all(|m| m.to == 3));
+        // The first member joins an empty ring: nothing to copy.
+        let empty = Ring::empty(0, 16).with_replicas(3);
+        assert!(moves_for_change(&empty, &empty.with(1)).is_empty());
     }
 }

@@ -260,7 +260,7 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
                 m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
             (m.ring(), m.ring_with(id), addresses)
         };
-        let plan = rebalance::join_plan(&rebalance::moves_for_join(&before, &after, id), id);
+        let plan = rebalance::moves_for_change(&before, &after);
         service.membership.borrow_mut().set_change(Some(Change::Join(id)));
         if let Err(e) = service.persist() {
             tracing::error!(error = %e, "saving the state before worker {id}'s join");
@@ -403,7 +403,7 @@ impl MasterService {
         }
         let keep = |service: &Self| service.persist().map_err(|e| Failure::storage(StorageKind::Io, e.to_string()));
         if state != MemberState::Joining {
-            let plan = rebalance::moves_for_leave(&before, &after, id);
+            let plan = rebalance::moves_for_change(&before, &after);
             self.membership.borrow_mut().set_change(Some(Change::Leave(id)));
             keep(&self)?;
             let moved = self.run_plan(&plan, &addresses).await;

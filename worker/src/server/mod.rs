@@ -237,7 +237,7 @@ impl WorkerState {
             std::mem::replace(&mut *confirmed, new.clone())
         };
         let lost: Vec<KeyHashRange> =
-            old.ranges_of(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
+            old.ranges_held_by(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
         if !lost.is_empty() {
             let state = self.clone();
             let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
@@ -261,14 +261,14 @@ impl WorkerState {
         let keys: Vec<Vec<u8>> = store
             .scan(KeyHashRange::ALL)
             .filter_map(|r| r.ok().map(|r| r.key))
-            .filter(|k| ring.owner(k) != Some(self.id) && ranges.iter().any(|r| r.contains(wimpy_schema::key_hash(k))))
+            .filter(|k| !ring.chain_of(k).contains(self.id) && ranges.iter().any(|r| r.contains_key(k)))
             .collect();
         // The ring may have moved on during the scan.
         let ring = self.ring.load_full();
         // One stream of deletions shares one wait for durability.
         let gone = keys
             .into_iter()
-            .filter(|k| ring.owner(k) != Some(self.id))
+            .filter(|k| !ring.chain_of(k).contains(self.id))
             .map(|key| Ok(wimpy_store::Record { key, value: None, version: 0 }));
         // Left behind, the keys only take space: the ring routes them
         // elsewhere and the next ring change retries.
@@ -789,12 +789,12 @@ fn refuse(failure: Failure, b: wimpy_schema::wimpy_capnp::failure::Builder<'_>) 
     Ok(())
 }
 
-/// The parts of `mine` (a range this worker owned) that `ring` gives to
-/// someone else.
+/// The parts of `mine` (a range this worker held a copy of) whose chains
+/// in `ring` leave it out.
 fn lost_parts(mine: KeyHashRange, ring: &Ring, me: WorkerId) -> Vec<KeyHashRange> {
-    ring.ranges()
+    ring.chains()
         .into_iter()
-        .filter(|(_, owner)| *owner != me)
+        .filter(|(_, chain)| !chain.contains(me))
         .filter_map(|(theirs, _)| intersect(mine, theirs))
         .flatten()
         .collect()
