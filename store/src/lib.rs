@@ -264,8 +264,29 @@ impl Store {
             Some(Found { damage: Some(e), .. }) => Err(e),
             Some(Found { damage: None, .. }) => {
                 let rec = RecordRef::verified(&buf);
-                Ok(Some((rec.value.to_vec(), rec.version)))
+                let (version, value_at, end) =
+                    (rec.version, rec.header.body_end() - rec.value.len(), rec.header.body_end());
+                // The value is taken out of the read buffer in place: a
+                // large value costs no second allocation (and its page
+                // faults), only a move to the buffer's front.
+                buf.truncate(end);
+                buf.drain(..value_at);
+                Ok(Some((buf, version)))
             }
+            None => Ok(None),
+        }
+    }
+
+    /// Calls `f` with the value stored under `key`, if any, as the log read
+    /// it: no copy is made of it (a server answering a get writes it
+    /// straight into its answer).
+    pub fn with_value<T>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        self.inner.check_key(key)?;
+        self.inner.check_poison()?;
+        let mut buf = Vec::new();
+        match self.inner.read_live(key_hash(key), key, &mut buf)? {
+            Some(Found { damage: Some(e), .. }) => Err(e),
+            Some(Found { damage: None, .. }) => Ok(Some(f(RecordRef::verified(&buf).value))),
             None => Ok(None),
         }
     }

@@ -289,6 +289,14 @@ fn oversized_and_empty_keys_are_refused_and_the_worker_keeps_serving() {
         assert_eq!(put(&c, b"big", &big, 1).await, Err(Got::TooLarge(LimitKind::Value, 2 << 20, (2 << 20) + 1)));
         put(&c, b"ok", b"fine", 1).await.unwrap();
         assert_eq!(get(&c, b"ok", 1).await, Got::Value(b"fine".to_vec()));
+        // A value over what one answer carries is stored, and a plain get
+        // says to stream it; one at the limit comes whole.
+        let over = vec![7u8; (1 << 20) + 1];
+        put(&c, b"over", &over, 1).await.unwrap();
+        assert_eq!(get(&c, b"over", 1).await, Got::TooLarge(LimitKind::ValueNeedsStream, 1 << 20, (1 << 20) + 1));
+        let at = vec![9u8; 1 << 20];
+        put(&c, b"at", &at, 1).await.unwrap();
+        assert_eq!(get(&c, b"at", 1).await, Got::Value(at));
     });
 }
 
