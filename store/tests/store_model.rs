@@ -5,6 +5,8 @@
 //! and after a power cut or process crash and a reopen it must hold exactly
 //! the state of some prefix of the history: with sync=always, everything
 //! acknowledged; with other modes, at least everything before the last flush.
+//! Writes carry versions (0 or not), and a key's version is part of the
+//! state compared.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,12 +15,15 @@ use proptest::prelude::*;
 use wimpy_store::io::FaultyDir;
 use wimpy_store::{CompactionOptions, Options, Store, StoreError, SyncMode};
 
-type Model = BTreeMap<u8, Vec<u8>>;
+/// Each live key's value and version.
+type Model = BTreeMap<u8, (Vec<u8>, u64)>;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put(u8, usize, u8),
-    Delete(u8),
+    /// Key, value length, value seed, version (0: none).
+    Put(u8, usize, u8, u64),
+    /// Key, version.
+    Delete(u8, u64),
     Get(u8),
     Compact,
     Checkpoint,
@@ -28,9 +33,10 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let len = prop_oneof![8 => 0usize..200, 2 => 1000usize..40_000];
+    let version = || prop_oneof![Just(0u64), 1u64..=u64::MAX];
     prop_oneof![
-        30 => (0u8..48, len, any::<u8>()).prop_map(|(k, l, b)| Op::Put(k, l, b)),
-        8 => (0u8..48).prop_map(Op::Delete),
+        30 => (0u8..48, len, any::<u8>(), version()).prop_map(|(k, l, b, v)| Op::Put(k, l, b, v)),
+        8 => (0u8..48, version()).prop_map(|(k, v)| Op::Delete(k, v)),
         10 => (0u8..48).prop_map(Op::Get),
         2 => Just(Op::Compact),
         1 => Just(Op::Checkpoint),
@@ -90,14 +96,16 @@ fn try_open(dir: &FaultyDir, sync: SyncMode) -> Result<Store, StoreError> {
 
 fn assert_matches_model(store: &Store, model: &Model) {
     for k in 0..48u8 {
-        assert_eq!(store.get(&key(k)).unwrap(), model.get(&k).cloned(), "key {k}");
+        assert_eq!(store.get_versioned(&key(k)).unwrap(), model.get(&k).cloned(), "key {k}");
     }
     assert_eq!(store.stats().live_keys, model.len() as u64);
+    let live_max = model.values().map(|(_, v)| *v).max().unwrap_or(0);
+    assert!(store.max_version() >= live_max, "max version {} below a live one, {live_max}", store.max_version());
 }
 
 /// Reads every key the model may hold into a model-shaped map.
 fn read_back(store: &Store) -> Model {
-    (0..48u8).filter_map(|k| store.get(&key(k)).unwrap().map(|v| (k, v))).collect()
+    (0..48u8).filter_map(|k| store.get_versioned(&key(k)).unwrap().map(|v| (k, v))).collect()
 }
 
 /// Applies `op`; `Err` when the store refused or failed. A failed reopen
@@ -119,17 +127,17 @@ fn apply(
     }
     let store = slot.as_ref().expect("store is open");
     match op {
-        Op::Put(k, len, seed) => {
+        Op::Put(k, len, seed, version) => {
             let v = value(*len, *seed);
-            store.put(&key(*k), &v)?;
-            model.insert(*k, v);
+            store.put_versioned(&key(*k), &v, *version)?;
+            model.insert(*k, (v, *version));
         }
-        Op::Delete(k) => {
-            let was = store.delete(&key(*k))?;
+        Op::Delete(k, version) => {
+            let was = store.delete_versioned(&key(*k), *version)?;
             assert_eq!(was, model.remove(k).is_some(), "delete of key {k} said {was}");
         }
         Op::Get(k) => {
-            let got = store.get(&key(*k))?;
+            let got = store.get_versioned(&key(*k))?;
             assert_eq!(got, model.get(k).cloned(), "get of key {k}");
         }
         Op::Compact => {
@@ -206,9 +214,9 @@ proptest! {
                 Err(e) => {
                     // The failed operation may or may not have taken effect.
                     let mut effect = model.clone();
-                    if let Op::Put(k, len, seed) = op {
-                        effect.insert(*k, value(*len, *seed));
-                    } else if let Op::Delete(k) = op {
+                    if let Op::Put(k, len, seed, version) = op {
+                        effect.insert(*k, (value(*len, *seed), *version));
+                    } else if let Op::Delete(k, _) = op {
                         effect.remove(k);
                     }
                     history.push(effect);
