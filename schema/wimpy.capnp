@@ -73,6 +73,11 @@
 #   each key's chain (see Routing above). A master of an earlier version
 #   sends 0, read as one. A reader of version 3 routes every request to a
 #   key's owner, its chain's head.
+# - Worker.chain hands a worker-role caller the ChainLink through which a
+#   chain's writes pass from each member to the next (ChainWrite,
+#   ChainResult).
+# - WorkerAdmin.sendRanges and receiveRanges move many ranges in one pass,
+#   and RecordSink.write may end inside a record.
 
 const schemaVersion :UInt32 = 4;        # see the change list above
 
@@ -311,7 +316,10 @@ interface RecordSink {
   # chunk is a run of records framed as in the log (length, CRC32C, flags,
   # key, value; docs/store-format.md), so each is checked on arrival.
   write @0 (frames :Data) -> stream;
-  # The next run of framed records.
+  # The next bytes of the run of framed records. A write may end inside a
+  # record (one larger than a message carries goes in pieces); the next
+  # write carries the rest. (Receivers before schema version 4 take whole
+  # records only.)
   done @1 () -> (records :UInt64);
   # Every run was sent; answers how many records the receiver took.
 }
@@ -487,6 +495,51 @@ interface Worker {
   # The membership calls on this worker, for the master only: `admin` is
   # set when the caller's certificate is the master's, else `refused` is
   # (forbidden, needs master).
+
+  chain @16 () -> (link :ChainLink, refused :Failure);
+  # Where the member before this one in a chain forwards the chain's
+  # writes: `link` is set when the caller's certificate is a worker's, else
+  # `refused` is (forbidden, needs worker).
+}
+
+interface ChainLink {
+  # Chain replication between workers. A key's writes enter at its chain's
+  # head, which numbers each with a version (higher for every later write
+  # of the key) and stores it; then each member forwards it to the next,
+  # and answers once the next has answered. The tail answers once the write
+  # is durable there, so the head's client is acknowledged only when every
+  # copy holds the write.
+
+  forward @0 (epoch :UInt64, writes :List(ChainWrite)) -> (result :ChainResult);
+  # Stores `writes` in order, forwards them on, and answers `ok` once the
+  # rest of the chain holds them. Refused (staleEpoch) when `epoch` is not
+  # this worker's, or a key's chain does not have this worker after its
+  # head under it.
+}
+
+struct ChainWrite {
+  # One write of a chain, or a piece of one.
+  key @0 :Data;
+  version @1 :UInt64;       # non-zero: the head's number for this write
+  union {
+    put :group {
+      # The value, whole (`offset` 0, `bytes` of `total`) or, for a value
+      # larger than one message carries, one piece: pieces of a value come
+      # in order, and the last completes it.
+      offset @2 :UInt64;
+      total @3 :UInt64;
+      bytes @4 :Data;
+    }
+    delete @5 :Void;
+  }
+}
+
+struct ChainResult {
+  # The answer to ChainLink.forward.
+  union {
+    ok @0 :Void;            # every member after the caller holds the writes
+    failure @1 :Failure;    # why not; the caller fails its own writes
+  }
 }
 
 interface WorkerAdmin {
@@ -508,6 +561,13 @@ interface WorkerAdmin {
   # Refuses writes to keys in `ranges` (answering staleEpoch) until the
   # next ring arrives, or for fenceLeaseMillis unless set again: the last
   # copy of moving ranges must not miss a write.
+  sendRanges @4 (ranges :List(KeyHashRange), sink :RecordSink) -> (records :UInt64);
+  # sendRange for many ranges at once, in one pass over the log (a scan
+  # reads the whole log whatever the range, and a change of a ring of
+  # chains moves hundreds of small spans between each pair of workers).
+  receiveRanges @5 (ranges :List(KeyHashRange), replace :Bool) -> (sink :RecordSink);
+  # receiveRange for many ranges at once: with `replace`, done deletes the
+  # keys of every one of them it did not receive.
 }
 
 struct BackendInfo {

@@ -61,9 +61,15 @@ where
 }
 
 fn master() -> Node {
-    spawn_node(|listener, stopped| async move {
+    master_keeping(1)
+}
+
+/// A master whose rings keep `replicas` copies of each key.
+fn master_keeping(replicas: u32) -> Node {
+    spawn_node(move |listener, stopped| async move {
         let config = MasterConfig {
             vnodes: 64,
+            replicas,
             heartbeat: Duration::from_millis(20),
             down_after: Duration::from_millis(300),
             data: None,
@@ -923,4 +929,79 @@ fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or
     moved_tx.send(()).unwrap();
     writer.join().unwrap();
     drop((first, newcomer));
+}
+
+/// Each key's (value, version) in the store at `dir`, for `keys`.
+fn stored(dir: &std::path::Path, keys: &[Vec<u8>]) -> Vec<Option<(Vec<u8>, u64)>> {
+    let store = wimpy_store::Store::open(dir, Options::default()).unwrap();
+    keys.iter().map(|k| store.get_versioned(k).unwrap()).collect()
+}
+
+#[test]
+fn with_three_copies_every_acknowledged_write_is_on_three_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = master_keeping(3);
+    let mut workers: Vec<Node> = (0..3).map(|i| worker(master.addr, dir.path().join(format!("w{i}")))).collect();
+    let mut expected: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> = Default::default();
+    let big = |n: usize, seed: u8| (0..n).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect::<Vec<u8>>();
+    client_side(|| async {
+        let client = connected(master.addr, 3).await;
+        // Batched (many in flight), alone, streamed in one and in several
+        // forwarded messages; overwritten and deleted.
+        let puts = (0..300u32).map(|i| {
+            let client = &client;
+            async move { client.put(format!("k{i}").as_bytes(), &i.to_le_bytes()).await.unwrap() }
+        });
+        futures::future::join_all(puts).await;
+        for i in 0..300u32 {
+            expected.insert(format!("k{i}").into_bytes(), Some(i.to_le_bytes().to_vec()));
+        }
+        for i in (0..300u32).step_by(3) {
+            client.put(format!("k{i}").as_bytes(), b"again").await.unwrap();
+            expected.insert(format!("k{i}").into_bytes(), Some(b"again".to_vec()));
+        }
+        for i in (1..300u32).step_by(5) {
+            assert!(client.delete(format!("k{i}").as_bytes()).await.unwrap());
+            expected.insert(format!("k{i}").into_bytes(), None);
+        }
+        for (key, len) in [("alone", 200 << 10), ("streamed", 3 << 20), ("streamed-long", 9 << 20)] {
+            client.put(key.as_bytes(), &big(len, len as u8)).await.unwrap();
+            expected.insert(key.as_bytes().to_vec(), Some(big(len, len as u8)));
+        }
+        for (k, v) in &expected {
+            assert_eq!(&client.get(k).await.unwrap(), v, "{}", String::from_utf8_lossy(k));
+        }
+    });
+    // A fourth worker joins: the chains it enters copy their ranges to it,
+    // and writes after it go down the new chains.
+    workers.push(worker(master.addr, dir.path().join("w3")));
+    client_side(|| async {
+        let client = connected(master.addr, 4).await;
+        for i in 0..100u32 {
+            client.put(format!("after{i}").as_bytes(), &i.to_be_bytes()).await.unwrap();
+            expected.insert(format!("after{i}").into_bytes(), Some(i.to_be_bytes().to_vec()));
+        }
+        for (k, v) in &expected {
+            assert_eq!(&client.get(k).await.unwrap(), v, "{}", String::from_utf8_lossy(k));
+        }
+    });
+    drop(workers);
+    let keys: Vec<Vec<u8>> = expected.keys().cloned().collect();
+    let copies: Vec<_> = (0..4).map(|i| stored(&dir.path().join(format!("w{i}")), &keys)).collect();
+    for (n, (key, want)) in expected.iter().enumerate() {
+        let held: Vec<&(Vec<u8>, u64)> = copies.iter().filter_map(|c| c[n].as_ref()).collect();
+        let name = String::from_utf8_lossy(key);
+        match want {
+            // A deleted key is on no worker of its chain; one that left the
+            // chain may still hold an older copy until it drops the range.
+            None => assert!(held.len() <= 1, "{name}: deleted, yet on {} workers", held.len()),
+            Some(value) => {
+                let newest = held.iter().map(|(_, v)| *v).max().unwrap_or(0);
+                assert!(newest > 0, "{name}: written through a chain without a version");
+                let current: Vec<_> = held.iter().filter(|(_, v)| *v == newest).collect();
+                assert!(current.len() >= 3, "{name}: the newest version is on {} workers, not 3", current.len());
+                assert!(current.iter().all(|(v, _)| v == value), "{name}: a copy holds another value");
+            }
+        }
+    }
 }

@@ -54,6 +54,8 @@ pub struct Membership {
     members: BTreeMap<WorkerId, Member>,
     epoch: u64,
     vnodes: u32,
+    /// Copies of each key: the rings' replication factor.
+    replicas: u32,
     next_id: WorkerId,
     /// Silence after which a serving member counts as down.
     down_after: Duration,
@@ -87,6 +89,7 @@ pub enum Change {
 pub struct Snapshot {
     pub epoch: u64,
     pub vnodes: u32,
+    pub replicas: u32,
     pub next_id: WorkerId,
     /// Every member: id, address, state and the certificate name it holds.
     pub members: Vec<(WorkerId, String, MemberState, Option<String>)>,
@@ -102,6 +105,7 @@ impl Membership {
             members: BTreeMap::new(),
             epoch: 0,
             vnodes,
+            replicas: 1,
             next_id: 1,
             down_after,
             departed: Default::default(),
@@ -111,11 +115,23 @@ impl Membership {
         }
     }
 
+    /// The same membership keeping `replicas` copies of each key.
+    pub fn with_replicas(mut self, replicas: u32) -> Membership {
+        self.replicas = replicas.max(1);
+        self
+    }
+
+    /// Copies of each key the rings keep.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
+    }
+
     /// What must be kept of this membership (see [`Snapshot`]).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             epoch: self.epoch,
             vnodes: self.vnodes,
+            replicas: self.replicas,
             next_id: self.next_id,
             members: self.members.values().map(|m| (m.id, m.address.clone(), m.state, m.holder.clone())).collect(),
             departed: self.departed.iter().copied().collect(),
@@ -128,7 +144,7 @@ impl Membership {
     /// every member is taken as heard from `now`, so that one that does not
     /// come back is marked down a failure timeout later, not at once.
     pub fn restore(snapshot: &Snapshot, down_after: Duration, now: Instant) -> Membership {
-        let mut m = Membership::new(snapshot.vnodes, down_after);
+        let mut m = Membership::new(snapshot.vnodes, down_after).with_replicas(snapshot.replicas);
         m.epoch = snapshot.epoch;
         m.next_id = snapshot.next_id.max(1);
         m.departed = snapshot.departed.iter().copied().collect();
@@ -202,7 +218,7 @@ impl Membership {
             Some(r) if r.epoch() == self.epoch => r.clone(),
             _ => {
                 let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining).map(|m| m.id);
-                let ring = std::rc::Rc::new(Ring::new(self.epoch, self.vnodes, on_ring));
+                let ring = std::rc::Rc::new(Ring::new(self.epoch, self.vnodes, on_ring).with_replicas(self.replicas));
                 *cached = Some(ring.clone());
                 ring
             }
@@ -263,7 +279,7 @@ impl Membership {
     /// The ring as it will be once joining member `id` serves.
     pub fn ring_with(&self, id: WorkerId) -> Ring {
         let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining || m.id == id).map(|m| m.id);
-        Ring::new(self.epoch + 1, self.vnodes, on_ring)
+        Ring::new(self.epoch + 1, self.vnodes, on_ring).with_replicas(self.replicas)
     }
 
     /// Puts a joining member on the ring. Returns whether it was joining.
@@ -393,7 +409,7 @@ impl Membership {
     /// The ring as it will be once `id` is gone.
     pub fn ring_without(&self, id: WorkerId) -> Ring {
         let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining && m.id != id).map(|m| m.id);
-        Ring::new(self.epoch + 1, self.vnodes, on_ring)
+        Ring::new(self.epoch + 1, self.vnodes, on_ring).with_replicas(self.replicas)
     }
 }
 

@@ -72,8 +72,12 @@ pub fn moves_for_change(before: &Ring, after: &Ring) -> Vec<Move> {
 /// transfer when a worker it involves is marked down.
 pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::Client>) -> Result<u64, capnp::Error> {
     let mut fenced: Moves = Moves::new();
+    // Each pair of workers moves all its ranges in one pass over the
+    // source's log.
+    let mut pairs: BTreeMap<(WorkerId, WorkerId), Vec<KeyHashRange>> = BTreeMap::new();
     for m in plan {
         fenced.entry(m.from).or_default().push(m.range);
+        pairs.entry((m.from, m.to)).or_default().push(m.range);
     }
     let result = async {
         let mut copied = 0;
@@ -84,24 +88,20 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::
                 }
                 copied = 0;
             }
-            for m in plan {
+            for ((from, to), ranges) in &pairs {
                 if pass == 1 {
-                    // Renew the source's fence lease before each range.
-                    fence(&clients[&m.from], &fenced[&m.from]).await?;
+                    // Renew the source's fence lease before each copy.
+                    fence(&clients[from], &fenced[from]).await?;
                 }
-                // The last pass, its source fenced, is the range's whole
+                // The last pass, its source fenced, is the ranges' whole
                 // truth: the receiver drops what it holds beyond it (keys
                 // deleted since the first pass).
-                let mut receive = clients[&m.to].receive_range_request();
-                let mut range = receive.get().init_range();
-                range.set_start(m.range.start);
-                range.set_end(m.range.end);
+                let mut receive = clients[to].receive_ranges_request();
+                write_ranges(receive.get().init_ranges(ranges.len() as u32), ranges);
                 receive.get().set_replace(pass == 1);
-                let sink = within(CALL, "receiveRange", receive.send().promise).await?.get()?.get_sink()?;
-                let mut req = clients[&m.from].send_range_request();
-                let mut range = req.get().init_range();
-                range.set_start(m.range.start);
-                range.set_end(m.range.end);
+                let sink = within(CALL, "receiveRanges", receive.send().promise).await?.get()?.get_sink()?;
+                let mut req = clients[from].send_ranges_request();
+                write_ranges(req.get().init_ranges(ranges.len() as u32), ranges);
                 req.get().set_sink(sink);
                 copied += req.send().promise.await?.get()?.get_records();
             }
@@ -122,14 +122,20 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::
 
 async fn fence(w: &worker_admin::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
     let mut req = w.fence_request();
-    let mut list = req.get().init_ranges(ranges.len() as u32);
+    write_ranges(req.get().init_ranges(ranges.len() as u32), ranges);
+    within(CALL, "fence", req.send().promise).await?;
+    Ok(())
+}
+
+fn write_ranges(
+    mut list: capnp::struct_list::Builder<'_, wimpy_schema::wimpy_capnp::key_hash_range::Owned>,
+    ranges: &[KeyHashRange],
+) {
     for (i, r) in ranges.iter().enumerate() {
         let mut b = list.reborrow().get(i as u32);
         b.set_start(r.start);
         b.set_end(r.end);
     }
-    within(CALL, "fence", req.send().promise).await?;
-    Ok(())
 }
 
 #[cfg(test)]

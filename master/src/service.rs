@@ -33,6 +33,9 @@ use wimpy_schema::{Failure, StorageKind};
 pub struct MasterConfig {
     /// Virtual nodes per worker on the ring.
     pub vnodes: u32,
+    /// Copies of each key: the length of each key's chain (writes enter at
+    /// its head and are acknowledged once its tail holds them).
+    pub replicas: u32,
     /// How often workers are told to heartbeat.
     pub heartbeat: Duration,
     /// Silence after which a worker counts as down. Several heartbeats, so
@@ -59,6 +62,7 @@ impl MasterConfig {
     pub fn new(security: Security) -> MasterConfig {
         MasterConfig {
             vnodes: wimpy_schema::ring::DEFAULT_VNODES,
+            replicas: 1,
             heartbeat: Duration::from_millis(500),
             down_after: Duration::from_secs(2),
             data: None,
@@ -150,7 +154,7 @@ pub async fn run(
 /// version's epoch, or the state of the last run, with the members of its
 /// ring to hear from before anything moves.
 fn resume(config: &MasterConfig, found: Found) -> (Membership, BTreeSet<WorkerId>) {
-    let fresh = Membership::new(config.vnodes, config.down_after);
+    let fresh = Membership::new(config.vnodes, config.down_after).with_replicas(config.replicas);
     let snapshot = match found {
         Found::Nothing => return (fresh, BTreeSet::new()),
         Found::Epoch(epoch) => return (fresh.resume_after(epoch), BTreeSet::new()),
@@ -159,6 +163,10 @@ fn resume(config: &MasterConfig, found: Found) -> (Membership, BTreeSet<WorkerId
     let mut membership = Membership::restore(&snapshot, config.down_after, Instant::now());
     if snapshot.vnodes != config.vnodes {
         tracing::warn!(kept = snapshot.vnodes, asked = config.vnodes, "keeping the ring's vnodes of the last run");
+    }
+    if snapshot.replicas != config.replicas {
+        // Changing it would need every range copied anew (or dropped).
+        tracing::warn!(kept = snapshot.replicas, asked = config.replicas, "keeping the copies per key of the last run");
     }
     match membership.change() {
         Some(Change::Leave(id)) => {

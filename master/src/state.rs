@@ -9,6 +9,7 @@
 //! wimpy-master-state 1
 //! epoch 7
 //! vnodes 256
+//! replicas 3
 //! next-id 4
 //! member 1 serving 127.0.0.1:34567 pi-1
 //! member 3 down 127.0.0.1:40001 pi-3
@@ -17,6 +18,9 @@
 //! join-token 9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca7 1767225600
 //! change join 3
 //! ```
+//!
+//! `replicas` is the copies of each key the rings keep; a state without
+//! the line (from a master before chain replication) keeps one.
 //!
 //! A `join-token` line is an unspent join token: the SHA-256 of its
 //! secret, and when it expires (Unix seconds).
@@ -110,7 +114,8 @@ impl StateFile {
 }
 
 fn render(s: &Snapshot) -> String {
-    let mut out = format!("{HEADER}\nepoch {}\nvnodes {}\nnext-id {}\n", s.epoch, s.vnodes, s.next_id);
+    let mut out =
+        format!("{HEADER}\nepoch {}\nvnodes {}\nreplicas {}\nnext-id {}\n", s.epoch, s.vnodes, s.replicas, s.next_id);
     for (id, address, state, holder) in &s.members {
         out += &format!("member {id} {state} {address}");
         if let Some(holder) = holder {
@@ -141,6 +146,7 @@ fn parse(text: &str) -> Result<Snapshot, String> {
     let mut s = Snapshot {
         epoch: 0,
         vnodes: 0,
+        replicas: 1,
         next_id: 1,
         members: Vec::new(),
         departed: Vec::new(),
@@ -154,6 +160,10 @@ fn parse(text: &str) -> Result<Snapshot, String> {
         match words.next() {
             Some("epoch") => s.epoch = number(words.next())?,
             Some("vnodes") => s.vnodes = u32::try_from(number(words.next())?).map_err(|_| bad("vnodes"))?,
+            Some("replicas") => {
+                s.replicas =
+                    u32::try_from(number(words.next())?).ok().filter(|&r| r > 0).ok_or_else(|| bad("replicas"))?
+            }
             Some("next-id") => s.next_id = number(words.next())?,
             Some("member") => {
                 let id = number(words.next())?;
@@ -199,6 +209,7 @@ mod tests {
         Snapshot {
             epoch: 7,
             vnodes: 256,
+            replicas: 3,
             next_id: 6,
             members: vec![
                 (1, "127.0.0.1:7001".into(), MemberState::Serving, Some("pi-1".into())),
@@ -233,5 +244,16 @@ mod tests {
         assert!(err.to_string().contains("will not start"), "{err}");
         std::fs::write(dir.path().join(STATE), render(&sample()).replace("serving", "dancing")).unwrap();
         assert!(StateFile::open(dir.path()).is_err());
+        std::fs::write(dir.path().join(STATE), render(&sample()).replace("replicas 3", "replicas 0")).unwrap();
+        assert!(StateFile::open(dir.path()).is_err(), "no copies is no state");
+    }
+
+    #[test]
+    fn a_state_from_before_chains_keeps_one_copy() {
+        let text = render(&sample()).replace("replicas 3\n", "");
+        assert!(!text.contains("replicas"));
+        let s = parse(&text).unwrap();
+        assert_eq!(s.replicas, 1);
+        assert_eq!(Snapshot { replicas: 3, ..s }, sample());
     }
 }

@@ -164,6 +164,7 @@ fn workers_register_heartbeat_and_leave() {
 fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
     let master = start(MasterConfig {
         vnodes: 8,
+        replicas: 1,
         heartbeat: std::time::Duration::from_millis(20),
         down_after: std::time::Duration::from_millis(100),
         data: None,

@@ -42,7 +42,7 @@ pub use error::{Result, StoreError};
 pub use format::FORMAT_VERSION;
 pub use options::{CompactionOptions, Options, SyncMode};
 pub use recovery::{Damage, RecoveryReport, Truncation};
-pub use stream::{Record, RecordStreamReader, encode_stream_record};
+pub use stream::{Record, RecordStreamReader, encode_stream_record, whole_frames_len};
 
 /// One operation of [`Store::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,10 @@ pub enum Op {
     Get(Vec<u8>),
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    /// A put recording a version ([`Store::put_versioned`]).
+    PutVersioned(Vec<u8>, Vec<u8>, u64),
+    /// A delete recording a version ([`Store::delete_versioned`]).
+    DeleteVersioned(Vec<u8>, u64),
 }
 
 /// What one [`Op`] came to.
@@ -345,7 +349,13 @@ impl Store {
     /// live at the start and untouched since is missed, even if compaction
     /// moves it (compaction waits for running scans).
     pub fn scan(&self, range: KeyHashRange) -> RangeScan<'_> {
-        RangeScan::new(&self.inner, range)
+        RangeScan::new(&self.inner, vec![range])
+    }
+
+    /// [`Store::scan`] over every range of `ranges` in one pass over the
+    /// log (a scan reads all of it, whatever the range).
+    pub fn scan_ranges(&self, ranges: Vec<KeyHashRange>) -> RangeScan<'_> {
+        RangeScan::new(&self.inner, ranges)
     }
 
     /// The records of `range` as a stream for another node: a split.
@@ -386,12 +396,14 @@ impl Store {
             .iter()
             .map(|op| match op {
                 Op::Get(key) => self.get(key).map(Applied::Value),
-                Op::Put(key, value) => {
-                    durable_at = durable_at.max(self.append_put(key, value, 0)?);
+                Op::Put(key, value) | Op::PutVersioned(key, value, _) => {
+                    let version = if let Op::PutVersioned(_, _, v) = op { *v } else { 0 };
+                    durable_at = durable_at.max(self.append_put(key, value, version)?);
                     Ok(Applied::Stored)
                 }
-                Op::Delete(key) => {
-                    let lsn = self.append_delete(key, 0)?;
+                Op::Delete(key) | Op::DeleteVersioned(key, _) => {
+                    let version = if let Op::DeleteVersioned(_, v) = op { *v } else { 0 };
+                    let lsn = self.append_delete(key, version)?;
                     durable_at = durable_at.max(lsn.unwrap_or(0));
                     Ok(Applied::Deleted(lsn.is_some()))
                 }
@@ -955,7 +967,7 @@ fn record_key_is(buf: &[u8], key: &[u8]) -> bool {
 /// Iterator over the live records of a key-hash range; see [`Store::scan`].
 pub struct RangeScan<'a> {
     inner: &'a Inner,
-    range: KeyHashRange,
+    ranges: Vec<KeyHashRange>,
     _gate: parking_lot::RwLockReadGuard<'a, ()>,
     /// Segments still to visit, oldest first.
     pending: std::collections::VecDeque<Arc<Segment>>,
@@ -968,16 +980,16 @@ pub struct RangeScan<'a> {
 
 impl std::fmt::Debug for RangeScan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RangeScan").field("range", &self.range).finish_non_exhaustive()
+        f.debug_struct("RangeScan").field("ranges", &self.ranges).finish_non_exhaustive()
     }
 }
 
 impl<'a> RangeScan<'a> {
-    fn new(inner: &'a Inner, range: KeyHashRange) -> Self {
+    fn new(inner: &'a Inner, ranges: Vec<KeyHashRange>) -> Self {
         let gate = inner.scan_gate.read_recursive();
         let pending: std::collections::VecDeque<_> = inner.segments.load().by_seq().into();
         let last_seq = pending.back().map(|s| s.seq);
-        RangeScan { inner, range, _gate: gate, pending, last_seq, current: None, buf: Vec::new(), failed: false }
+        RangeScan { inner, ranges, _gate: gate, pending, last_seq, current: None, buf: Vec::new(), failed: false }
     }
 
     /// Reads the next slice of the current segment into `buf`.
@@ -1025,7 +1037,7 @@ impl<'a> RangeScan<'a> {
                             continue;
                         }
                         let h = key_hash(rec.key);
-                        if self.range.contains(h)
+                        if self.ranges.iter().any(|r| r.contains(h))
                             && index.lookup(h).as_slice().contains(&self.inner.space.addr(seg.slot, at))
                         {
                             self.buf.push(Record {

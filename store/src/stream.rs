@@ -27,6 +27,23 @@ pub fn encode_stream_record(out: &mut Vec<u8>, record: &Record) {
     out.extend_from_slice(&frame);
 }
 
+/// How many bytes at the start of `bytes` are whole frames: a stream cut
+/// into pieces anywhere is read a piece at a time, and the rest waits for
+/// the next piece. A header that is no frame's ends the count too (the
+/// reader then says why).
+pub fn whole_frames_len(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + RECORD_HEADER_LEN) {
+        let Ok(h) = RecordHeader::parse(head) else { return bytes.len() };
+        let len = h.padded_len() as usize;
+        if at + len > bytes.len() {
+            break;
+        }
+        at += len;
+    }
+    at
+}
+
 /// Reads frames from a byte stream, checking each one and refusing keys and
 /// values over the receiving store's limits before allocating for them.
 #[derive(Debug)]
@@ -98,6 +115,21 @@ impl<R: Read> Iterator for RecordStreamReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_cut_anywhere_has_its_whole_frames_counted() {
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for (i, len) in [3usize, 0, 5000, 17].into_iter().enumerate() {
+            let r = Record { key: vec![b'k', i as u8], value: Some(vec![1; len]), version: i as u64 };
+            encode_stream_record(&mut bytes, &r);
+            ends.push(bytes.len());
+        }
+        for cut in 0..=bytes.len() {
+            let whole = ends.iter().copied().filter(|&e| e <= cut).max().unwrap_or(0);
+            assert_eq!(whole_frames_len(&bytes[..cut]), whole, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn frames_round_trip_and_damage_is_refused() {

@@ -33,6 +33,11 @@ struct Args {
     /// Virtual nodes per worker on the ring.
     #[arg(long, default_value_t = wimpy_schema::ring::DEFAULT_VNODES)]
     vnodes: u32,
+    /// Copies of each key, on that many workers in a chain: a write is
+    /// acknowledged once every copy holds it. Kept in the data directory:
+    /// a restarted master keeps the number it started the cluster with.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+    replicas: u32,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_master=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
@@ -70,7 +75,13 @@ fn main() -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let shutdown = wimpy_net::signals::shutdown();
         tracing::info!("serving on {}", listener.local_addr()?);
-        let config = MasterConfig { vnodes: args.vnodes, data: Some(args.data), signer, ..MasterConfig::new(security) };
+        let config = MasterConfig {
+            vnodes: args.vnodes,
+            replicas: args.replicas,
+            data: Some(args.data),
+            signer,
+            ..MasterConfig::new(security)
+        };
         run(listener, config, shutdown).await?;
         tracing::info!("shut down");
         anyhow::Ok(())

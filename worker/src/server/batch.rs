@@ -8,7 +8,8 @@ use wimpy_schema::Failure;
 use wimpy_schema::batch::{KeyAnswer, KeyRequest, read_requests, write_answers};
 use wimpy_schema::wimpy_capnp::worker;
 
-use super::{WorkerState, on_store, refusal};
+use super::WorkerState;
+use super::chain::apply_at_head;
 use wimpy_store::{Applied, Op};
 
 pub(super) async fn batch(
@@ -34,7 +35,6 @@ pub(super) async fn batch(
     let _gate = state.write_gate().await;
     let mut routing: Vec<Option<Failure>> = Vec::with_capacity(requests.len());
     let mut routed: Vec<Op> = Vec::with_capacity(requests.len());
-    let mut writes = false;
     for request in requests {
         let (routed_op, op) = match request {
             KeyRequest::Get(key) => (state.route(&key, epoch), Op::Get(key)),
@@ -43,7 +43,6 @@ pub(super) async fn batch(
         };
         match routed_op {
             Ok(()) => {
-                writes |= !matches!(op, Op::Get(_));
                 routed.push(op);
                 routing.push(None);
             }
@@ -51,11 +50,8 @@ pub(super) async fn batch(
         }
     }
 
-    let applied = match state.store() {
-        Ok(store) => on_store(&store, writes, move |store| store.apply(&routed)).await,
-        Err(refusal) => Err(refusal),
-    };
-    let mut applied = match applied {
+    // On this worker and down each key's chain.
+    let mut applied = match apply_at_head(state, routed).await {
         Ok(applied) => applied.into_iter(),
         Err(failure) => {
             write_answers(results.get().init_results(n), vec![KeyAnswer::Failed(failure); n as usize]);
@@ -71,7 +67,7 @@ pub(super) async fn batch(
                 Some(Ok(Applied::Value(None))) => KeyAnswer::NotFound,
                 Some(Ok(Applied::Stored)) => KeyAnswer::Stored,
                 Some(Ok(Applied::Deleted(was))) => KeyAnswer::Deleted(was),
-                Some(Err(e)) => KeyAnswer::Failed(refusal(e)),
+                Some(Err(f)) => KeyAnswer::Failed(f),
                 None => {
                     return Err(capnp::Error::failed("the store answered fewer operations than it was given".into()));
                 }

@@ -49,7 +49,11 @@ async fn run_one(
     backend: Option<wimpy_compute::BackendKind>,
     deadline: Option<Duration>,
 ) -> Outcome {
-    let value = match state.route(key, epoch).and_then(|()| state.store()?.get(key).map_err(refusal)) {
+    let read = {
+        let _settled = state.settled(key).await;
+        state.route(key, epoch).and_then(|()| state.store()?.get(key).map_err(refusal))
+    };
+    let value = match read {
         Ok(Some(v)) => v,
         Ok(None) => return Outcome::NotFound,
         Err(f) => return Outcome::Refused(f),

@@ -8,6 +8,7 @@
 //! pool, so one slow flush does not stall every connection on a core.
 
 mod batch;
+mod chain;
 mod compute;
 pub mod intake;
 mod refusal;
@@ -24,7 +25,7 @@ use wimpy_schema::wimpy_capnp::{worker, worker_admin};
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
 use wimpy_net::{Peer, Role, Security};
-use wimpy_store::{Store, SyncMode};
+use wimpy_store::{Applied, Op, Store, SyncMode};
 
 pub use refusal::refusal;
 use wimpy_schema::{DamagedSpan, Failure, LimitKind, MemberInfo, RingInfo, StorageKind, StoreFigures};
@@ -79,6 +80,8 @@ pub struct WorkerState {
     /// Held shared by every write from its fence check until it is done,
     /// and taken whole by [`WorkerState::fence`] to wait for those writes.
     write_gate: tokio::sync::RwLock<()>,
+    /// Key locks, versions and links of chain replication.
+    chain: chain::ChainState,
 }
 
 /// A write's hold on the write gate.
@@ -101,6 +104,7 @@ impl WorkerState {
             intake: Intake::new(IntakeLimits::default()),
             master: std::sync::Mutex::new(None),
             write_gate: tokio::sync::RwLock::new(()),
+            chain: chain::ChainState::default(),
         }
     }
 
@@ -259,9 +263,9 @@ impl WorkerState {
         // the range, so a scan per range cost hundreds of passes.
         let ring = self.ring.load_full();
         let keys: Vec<Vec<u8>> = store
-            .scan(KeyHashRange::ALL)
+            .scan_ranges(ranges.to_vec())
             .filter_map(|r| r.ok().map(|r| r.key))
-            .filter(|k| !ring.chain_of(k).contains(self.id) && ranges.iter().any(|r| r.contains_key(k)))
+            .filter(|k| !ring.chain_of(k).contains(self.id))
             .collect();
         // The ring may have moved on during the scan.
         let ring = self.ring.load_full();
@@ -303,6 +307,24 @@ impl WorkerState {
         let gate = self.write_gate.read().await;
         self.route_write(key, epoch)?;
         Ok(gate)
+    }
+
+    /// Carries out one put or delete (routed here, the write gate held) on
+    /// this worker and the rest of its key's chain.
+    pub(crate) async fn write_one(self: &Arc<Self>, op: Op) -> Result<Applied, Failure> {
+        chain::apply_at_head(self, vec![op])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Failure::Unavailable("the store gave no answer".into())))
+    }
+
+    /// Waits until no write of `key` is on its way down the chain (at
+    /// once when the ring keeps one copy); the guard keeps it so.
+    pub(crate) async fn settled(&self, key: &[u8]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        if self.ring.load().replicas() == 1 {
+            return Vec::new();
+        }
+        self.chain.lock([key]).await
     }
 
     /// Whether a write to `key` may go ahead now. Writes check through
@@ -349,6 +371,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let cores = cores.max(1);
+    state.chain.set_security(&security);
     let mut lanes = Vec::with_capacity(cores);
     let mut threads = Vec::with_capacity(cores);
     for core in 0..cores {
@@ -447,14 +470,6 @@ impl WorkerService {
     fn admit(&self) -> Result<Admitted<'_>, Failure> {
         self.state.intake.admit(&self.calls)
     }
-
-    /// Runs a store write where waiting for its fsync cannot stall the core.
-    async fn write<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Store) -> wimpy_store::Result<T> + Send + 'static,
-    ) -> Result<T, Failure> {
-        on_store(&self.state.store()?, true, op).await?.map_err(refusal)
-    }
 }
 
 /// What `store` says about itself: its figures now and what its last
@@ -506,6 +521,9 @@ impl worker::Server for WorkerService {
         };
         let p = params.get()?;
         let key = p.get_key()?;
+        // A key with a write still going down its chain is read once the
+        // chain holds it.
+        let _settled = self.state.settled(key).await;
         let mut r = results.get().init_result();
         // The value goes from the log's read buffer straight into the
         // answer: a 1 MiB value is copied once here, not twice.
@@ -548,12 +566,12 @@ impl worker::Server for WorkerService {
         let key = p.get_key()?.to_vec();
         let value = p.get_value()?.to_vec();
         let outcome = match self.state.admit_write(&key, p.get_epoch()).await {
-            Ok(_gate) => self.write(move |s| s.put(&key, &value)).await,
+            Ok(_gate) => self.state.write_one(Op::Put(key, value)).await,
             Err(refusal) => Err(refusal),
         };
         let mut r = results.get().init_result();
         match outcome {
-            Ok(()) => r.set_ok(()),
+            Ok(_) => r.set_ok(()),
             Err(refusal) => refusal.write(r.init_failure()),
         }
         Ok(())
@@ -571,12 +589,15 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?.to_vec();
         let outcome = match self.state.admit_write(&key, p.get_epoch()).await {
-            Ok(_gate) => self.write(move |s| s.delete(&key)).await,
+            Ok(_gate) => self.state.write_one(Op::Delete(key)).await,
             Err(refusal) => Err(refusal),
         };
         let mut r = results.get().init_result();
         match outcome {
-            Ok(was) => r.set_deleted(was),
+            Ok(Applied::Deleted(was)) => r.set_deleted(was),
+            Ok(other) => {
+                return Err(capnp::Error::failed(format!("the store answered a delete with {other:?}")));
+            }
             Err(refusal) => refusal.write(r.init_failure()),
         }
         Ok(())
@@ -610,6 +631,7 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?;
         let sink = p.get_sink()?;
+        let _settled = self.state.settled(key).await;
         let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store()?.get(key).map_err(refusal));
         let sent = match &outcome {
             Ok(Some(v)) => Some(streams::send_value(v, &sink).await?),
@@ -731,6 +753,23 @@ impl worker::Server for WorkerService {
         }
         Ok(())
     }
+
+    async fn chain(
+        self: Rc<Self>,
+        _: worker::ChainParams,
+        mut results: worker::ChainResults,
+    ) -> Result<(), capnp::Error> {
+        if !self.peer.holds(Role::Worker) {
+            let refused = Failure::forbidden("Worker.chain", Role::Worker, &self.peer);
+            tracing::warn!("refused the chain link to {}: {refused:?}", self.peer);
+            refused.write(results.get().init_refused());
+            return Ok(());
+        }
+        let link: wimpy_schema::wimpy_capnp::chain_link::Client =
+            capnp_rpc::new_client(chain::ChainLinkService::new(self.state.clone(), self.peer.clone()));
+        results.get().set_link(link);
+        Ok(())
+    }
 }
 
 /// The membership calls on this worker, handed out by `Worker.admin` to
@@ -756,11 +795,21 @@ impl worker_admin::Server for WorkerAdminService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let r = p.get_range()?;
-        let range = KeyHashRange::new(r.get_start(), r.get_end());
-        let sent =
-            transfer::send_range(self.state.store.get().map_err(transfer::store_out_of_service)?, range, p.get_sink()?)
-                .await?;
-        results.get().set_records(sent);
+        let ranges = vec![KeyHashRange::new(r.get_start(), r.get_end())];
+        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
+        results.get().set_records(transfer::send_ranges(store, ranges, p.get_sink()?).await?);
+        Ok(())
+    }
+
+    async fn send_ranges(
+        self: Rc<Self>,
+        params: worker_admin::SendRangesParams,
+        mut results: worker_admin::SendRangesResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let ranges = read_ranges(p.get_ranges()?);
+        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
+        results.get().set_records(transfer::send_ranges(store, ranges, p.get_sink()?).await?);
         Ok(())
     }
 
@@ -779,7 +828,20 @@ impl worker_admin::Server for WorkerAdminService {
             false => KeyHashRange::ALL,
         };
         let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
-            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), range, p.get_replace()));
+            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), vec![range], p.get_replace()));
+        results.get().set_sink(sink);
+        Ok(())
+    }
+
+    async fn receive_ranges(
+        self: Rc<Self>,
+        params: worker_admin::ReceiveRangesParams,
+        mut results: worker_admin::ReceiveRangesResults,
+    ) -> Result<(), capnp::Error> {
+        let p = params.get()?;
+        let ranges = read_ranges(p.get_ranges()?);
+        let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
+            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), ranges, p.get_replace()));
         results.get().set_sink(sink);
         Ok(())
     }
@@ -831,4 +893,11 @@ fn intersect(a: KeyHashRange, b: KeyHashRange) -> Option<Vec<KeyHashRange>> {
         }
     }
     (!out.is_empty()).then_some(out)
+}
+
+/// The ranges of a list in a message.
+fn read_ranges(
+    list: capnp::struct_list::Reader<'_, wimpy_schema::wimpy_capnp::key_hash_range::Owned>,
+) -> Vec<KeyHashRange> {
+    list.iter().map(|r| KeyHashRange::new(r.get_start(), r.get_end())).collect()
 }

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::{byte_sink, value_upload};
 
-use super::{WorkerState, refusal};
+use super::WorkerState;
 use wimpy_schema::{Failure, LimitKind};
-use wimpy_store::SyncMode;
 
 /// Bytes per chunk (the schema's `maxChunk`).
 pub const CHUNK: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;
@@ -127,22 +126,8 @@ impl value_upload::Server for Upload {
             }
             (None, Ok(_gate)) => {
                 let value = std::mem::take(&mut *self.buf.borrow_mut());
-                match self.state.store() {
-                    Ok(store) => {
-                        let key = self.key.clone();
-                        let always = store.options().sync == SyncMode::Always;
-                        let put = move || store.put(&key, &value);
-                        let result = if always {
-                            tokio::task::spawn_blocking(put)
-                                .await
-                                .map_err(|e| capnp::Error::failed(format!("store task: {e}")))?
-                        } else {
-                            put()
-                        };
-                        result.map_err(refusal)
-                    }
-                    Err(refusal) => Err(refusal),
-                }
+                // Here and down the key's chain.
+                self.state.write_one(wimpy_store::Op::Put(self.key.clone(), value)).await.map(|_| ())
             }
         };
         self.release();

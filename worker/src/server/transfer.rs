@@ -18,13 +18,17 @@ use crate::store_slot::StoreSlot;
 /// Bytes of frames per `RecordSink.write`: large enough to keep the link
 /// busy, far under the reader's traversal limit.
 const CHUNK_BYTES: usize = 256 << 10;
+/// Largest piece of a chunk in one `RecordSink.write` (a chunk holding a
+/// large value is larger than the chunk size).
+const PIECE_BYTES: usize = 1 << 20;
 /// Chunks read ahead of the network.
 const READ_AHEAD: usize = 4;
 
-/// Streams every live record of `range` to `sink`; returns how many went.
-pub async fn send_range(
+/// Streams every live record of `ranges` to `sink`, in one pass over the
+/// log; returns how many went.
+pub async fn send_ranges(
     store: Arc<Store>,
-    range: KeyHashRange,
+    ranges: Vec<KeyHashRange>,
     sink: record_sink::Client,
 ) -> Result<u64, capnp::Error> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<u8>, u64), String>>(READ_AHEAD);
@@ -32,7 +36,7 @@ pub async fn send_range(
     let scanner = std::thread::spawn(move || {
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
         let mut count = 0;
-        for record in store.split(range) {
+        for record in store.scan_ranges(ranges) {
             match record {
                 Ok(r) => {
                     encode_stream_record(&mut chunk, &r);
@@ -60,9 +64,13 @@ pub async fn send_range(
     let mut sent = 0;
     while let Some(next) = rx.recv().await {
         let (frames, count) = next.map_err(|e| capnp::Error::failed(format!("reading the range to send: {e}")))?;
-        let mut req = sink.write_request();
-        req.get().set_frames(&frames);
-        within(CALL, "a chunk to the sink", req.send()).await?;
+        // A record larger than a message carries goes in pieces, which
+        // the receiver joins.
+        for piece in frames.chunks(PIECE_BYTES) {
+            let mut req = sink.write_request();
+            req.get().set_frames(piece);
+            within(CALL, "a chunk to the sink", req.send()).await?;
+        }
         sent += count;
     }
     if scanner.join().is_err() {
@@ -87,23 +95,39 @@ pub fn store_out_of_service(e: StoreError) -> capnp::Error {
 pub struct RangeReceiver {
     store: Arc<StoreSlot>,
     received: Cell<u64>,
-    /// With `Some`, the range this sink replaces, and the hashes of the keys
-    /// received so far: done deletes the range's other keys.
-    replacing: Option<(KeyHashRange, RefCell<HashSet<u64>>)>,
+    /// The start of a frame whose rest is in the next write.
+    partial: RefCell<Vec<u8>>,
+    /// With `Some`, the ranges this sink replaces, and the hashes of the
+    /// keys received so far: done deletes the ranges' other keys.
+    replacing: Option<(Vec<KeyHashRange>, RefCell<HashSet<u64>>)>,
 }
 
 impl RangeReceiver {
     /// A sink that merges what it receives; with `replace`, one whose done
-    /// also deletes the keys of `range` it did not receive.
-    pub fn new(store: Arc<StoreSlot>, range: KeyHashRange, replace: bool) -> RangeReceiver {
-        RangeReceiver { store, received: Cell::new(0), replacing: replace.then(|| (range, Default::default())) }
+    /// also deletes the keys of `ranges` it did not receive.
+    pub fn new(store: Arc<StoreSlot>, ranges: Vec<KeyHashRange>, replace: bool) -> RangeReceiver {
+        RangeReceiver {
+            store,
+            received: Cell::new(0),
+            partial: RefCell::new(Vec::new()),
+            replacing: replace.then(|| (ranges, Default::default())),
+        }
     }
 }
 
 impl record_sink::Server for RangeReceiver {
     async fn write(self: Rc<Self>, params: record_sink::WriteParams) -> Result<(), capnp::Error> {
-        let frames = params.get()?.get_frames()?.to_vec();
+        let frames = {
+            let mut partial = self.partial.borrow_mut();
+            partial.extend_from_slice(params.get()?.get_frames()?);
+            let whole = wimpy_store::whole_frames_len(&partial);
+            let rest = partial.split_off(whole);
+            std::mem::replace(&mut *partial, rest)
+        };
         let store = self.store.get().map_err(store_out_of_service)?;
+        if self.partial.borrow().len() > store.options().max_value_bytes + store.options().max_key_bytes + 64 {
+            return Err(capnp::Error::failed("a record in the stream is larger than this store takes".into()));
+        }
         let (merged, hashes) = tokio::task::spawn_blocking(move || {
             let opts = store.options();
             let mut hashes = Vec::new();
@@ -126,12 +150,15 @@ impl record_sink::Server for RangeReceiver {
         _: record_sink::DoneParams,
         mut results: record_sink::DoneResults,
     ) -> Result<(), capnp::Error> {
+        if !self.partial.borrow().is_empty() {
+            return Err(capnp::Error::failed("the stream of records ended inside a record".into()));
+        }
         if let Some((range, received)) = &self.replacing {
             let store = self.store.get().map_err(store_out_of_service)?;
-            let (range, received) = (*range, received.take());
+            let (ranges, received) = (range.clone(), received.take());
             let deleted = tokio::task::spawn_blocking(move || {
                 let stale: Vec<Vec<u8>> = store
-                    .scan(range)
+                    .scan_ranges(ranges)
                     .filter_map(|r| r.ok().map(|r| r.key))
                     .filter(|k| !received.contains(&key_hash(k)))
                     .collect();
@@ -142,7 +169,11 @@ impl record_sink::Server for RangeReceiver {
             .map_err(|e| capnp::Error::failed(format!("delete task: {e}")))?
             .map_err(|e| capnp::Error::failed(format!("deleting keys the sender no longer holds: {e}")))?;
             if deleted > 0 {
-                tracing::info!(?range, deleted, "deleted keys of a moved range that its sender no longer holds");
+                tracing::info!(
+                    ranges = range.len(),
+                    deleted,
+                    "deleted keys of moved ranges that their sender no longer holds"
+                );
             }
         }
         results.get().set_records(self.received.get());
