@@ -99,6 +99,8 @@ pub struct LocalCluster {
     /// Where the nodes' credentials are; `None` runs them `--insecure`.
     tls: Option<PathBuf>,
     sync: String,
+    /// Copies of each key the master's rings keep.
+    replicas: u32,
     /// RPC threads per worker.
     cores: usize,
     /// Whether the nodes' log lines reach this process's stderr.
@@ -110,7 +112,8 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts a master on `master` and `workers` workers with data under
+    /// Starts a master on `master` keeping `replicas` copies of each key,
+    /// and `workers` workers with data under
     /// `data`, with TLS unless `insecure` (making the credentials it needs
     /// under [`credentials_dir`]). Workers retry until the master answers,
     /// so this does not wait for them: see [`crate::bench::cluster::wait_serving`].
@@ -119,6 +122,7 @@ impl LocalCluster {
         workers: usize,
         data: &Path,
         sync: &str,
+        replicas: u32,
         quiet: bool,
         insecure: bool,
     ) -> std::io::Result<Self> {
@@ -139,9 +143,10 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             master,
             data: data.to_owned(),
-            master_child: spawn_master(&master_bin, master, data, tls.as_deref(), quiet)?,
+            master_child: spawn_master(&master_bin, master, data, tls.as_deref(), replicas, quiet)?,
             tls,
             sync: sync.to_owned(),
+            replicas,
             cores,
             quiet,
             master_bin,
@@ -194,8 +199,14 @@ impl LocalCluster {
     pub fn restart_exited(&mut self) -> std::io::Result<()> {
         if let Ok(Some(status)) = self.master_child.try_wait() {
             eprintln!("wimpy local: master exited ({status}); restarting");
-            self.master_child =
-                spawn_master(&self.master_bin, self.master, &self.data, self.tls.as_deref(), self.quiet)?;
+            self.master_child = spawn_master(
+                &self.master_bin,
+                self.master,
+                &self.data,
+                self.tls.as_deref(),
+                self.replicas,
+                self.quiet,
+            )?;
         }
         for i in 0..self.workers.len() {
             if let Ok(Some(status)) = self.workers[i].try_wait() {
@@ -226,10 +237,12 @@ fn spawn_master(
     listen: SocketAddr,
     data: &Path,
     tls: Option<&Path>,
+    replicas: u32,
     quiet: bool,
 ) -> std::io::Result<Child> {
     let mut cmd = Command::new(bin);
     stop_with_parent(&mut cmd).arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master"));
+    cmd.arg("--replicas").arg(replicas.to_string());
     credential_flags(&mut cmd, tls, "master");
     if let Some(dir) = tls {
         // The local master signs for workers that join with a token

@@ -128,6 +128,9 @@ struct ClusterArgs {
     /// The local cluster's sync mode: always, interval:MS or never.
     #[arg(long, default_value = "always", requires = "local")]
     sync: String,
+    /// Copies of each key the local cluster keeps (chain replication).
+    #[arg(long, default_value_t = 1, requires = "local", value_parser = clap::value_parser!(u32).range(1..=7))]
+    replicas: u32,
 }
 
 /// What the clients do.
@@ -387,7 +390,7 @@ fn free_port() -> Result<u16, Failure> {
 
 /// Starts a local cluster of `workers` (TLS unless `insecure`) and waits
 /// until they all serve.
-fn start_local(workers: usize, sync: &str, insecure: bool) -> Result<Cluster, Failure> {
+fn start_local(workers: usize, sync: &str, replicas: u32, insecure: bool) -> Result<Cluster, Failure> {
     if workers == 0 {
         return Err(Failure::usage("a local cluster needs at least one worker"));
     }
@@ -396,7 +399,7 @@ fn start_local(workers: usize, sync: &str, insecure: bool) -> Result<Cluster, Fa
         .tempdir()
         .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
     let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let local = LocalCluster::start(master, workers, dir.path(), sync, true, insecure)
+    let local = LocalCluster::start(master, workers, dir.path(), sync, replicas, true, insecure)
         .map_err(|e| Failure::trouble(e.to_string()))?;
     let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
     on_runtime(wait_serving(master, &security, workers, Duration::from_secs(60)))?;
@@ -422,7 +425,7 @@ fn cluster_for(args: &ClusterArgs, global: &Global) -> Result<Cluster, Failure> 
     match args.local {
         Some(n) => {
             check_sync(&args.sync)?;
-            start_local(n, &args.sync, global.insecure)
+            start_local(n, &args.sync, args.replicas, global.insecure)
         }
         None => existing(global.master, global.security()?),
     }
@@ -580,7 +583,11 @@ fn bench_workload(
             describe_plan(&name, &plan),
             cluster.workers,
             cluster.master,
-            if cluster.local.is_some() { format!(" (local, sync {})", cluster_args.sync) } else { String::new() },
+            if cluster.local.is_some() {
+                format!(" (local, sync {}, {} per key)", cluster_args.sync, copies(cluster_args.replicas))
+            } else {
+                String::new()
+            },
             if via_master { "through the master" } else { "straight to the owners" },
             target.setup.describe(),
         ),
@@ -669,7 +676,7 @@ fn bench_scale(
     let mut rows = Vec::new();
     for &n in sizes {
         say(format, &format!("== {n} worker(s)\n"));
-        let cluster = start_local(n, sync, global.insecure)?;
+        let cluster = start_local(n, sync, 1, global.insecure)?;
         let target = w.target(&cluster, via_master);
         // Every cluster starts empty, so each loads its own records.
         let w = WorkloadArgs { no_load: false, ..w.clone() };
@@ -851,4 +858,9 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("3h").is_err());
     }
+}
+
+/// "1 copy", "3 copies".
+fn copies(n: u32) -> String {
+    if n == 1 { "1 copy".into() } else { format!("{n} copies") }
 }

@@ -28,6 +28,11 @@ pub(crate) struct Local {
     /// Workers' sync mode: always, interval:MS or never.
     #[arg(long, default_value = "always")]
     sync: String,
+    /// Copies of each key (chain replication), each on another worker: a
+    /// write is acknowledged once all of them hold it. A cluster keeps the
+    /// number it was first started with.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+    replicas: u32,
 }
 
 impl Local {
@@ -46,7 +51,8 @@ impl Local {
             });
         }
         let master = global.master;
-        let mut cluster = LocalCluster::start(master, self.workers, &self.data, &self.sync, false, global.insecure)?;
+        let mut cluster =
+            LocalCluster::start(master, self.workers, &self.data, &self.sync, self.replicas, false, global.insecure)?;
         let security = if global.insecure {
             "no TLS (--insecure)".to_owned()
         } else {
