@@ -844,6 +844,11 @@ fn bench_compute(spec: &ComputeArgs, global: &Global, format: Format) -> Result<
     finish(&doc, output, format)
 }
 
+/// "1 copy", "3 copies".
+fn copies(n: u32) -> String {
+    if n == 1 { "1 copy".into() } else { format!("{n} copies") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -858,9 +863,4 @@ mod tests {
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("3h").is_err());
     }
-}
-
-/// "1 copy", "3 copies".
-fn copies(n: u32) -> String {
-    if n == 1 { "1 copy".into() } else { format!("{n} copies") }
 }

@@ -210,8 +210,16 @@ async fn forward_on(
         }
     }
     let sends = by_next.into_iter().map(|(next, writes)| async move {
-        send(state, epoch, next, &writes).await.map_err(|e| {
-            Failure::Unavailable(format!("the chain's next member, worker {next}, did not take the writes: {e}"))
+        send(state, epoch, next, &writes).await.map_err(|e| match e {
+            // Its ring or ours is not the newest: the client refreshes and
+            // comes again, as for any ring change.
+            Unsent::Refused(Failure::StaleEpoch(theirs)) => Failure::StaleEpoch(theirs.max(epoch)),
+            Unsent::Refused(f) => {
+                Failure::Unavailable(format!("the chain's next member, worker {next}, refused the writes: {f:?}"))
+            }
+            Unsent::Lost(e) => {
+                Failure::Unavailable(format!("the chain's next member, worker {next}, did not take the writes: {e}"))
+            }
         })
     });
     for outcome in futures::future::join_all(sends).await {
@@ -226,10 +234,21 @@ thread_local! {
     static LINKS: RefCell<HashMap<String, chain_link::Client>> = RefCell::new(HashMap::new());
 }
 
+/// Why writes did not go down the chain.
+enum Unsent {
+    /// The next member answered with a failure.
+    Refused(Failure),
+    /// No answer: the link broke, or there was none to be had.
+    Lost(String),
+}
+
 /// Forwards `writes` to worker `next`: pieces of at most [`PIECE_BYTES`],
 /// messages of at most [`MESSAGE_BYTES`], each answered before the next
-/// goes, so they arrive in order.
-async fn send(state: &Arc<WorkerState>, epoch: u64, next: WorkerId, writes: &[Forwarded]) -> Result<(), String> {
+/// goes, so they arrive in order. A link kept from earlier that turns out
+/// broken (the next member restarted, say) is made anew once, and the
+/// writes sent again from the first: a member given a write twice, in
+/// order, holds what it held after the first time.
+async fn send(state: &Arc<WorkerState>, epoch: u64, next: WorkerId, writes: &[Forwarded]) -> Result<(), Unsent> {
     let address = state
         .published
         .load()
@@ -237,8 +256,27 @@ async fn send(state: &Arc<WorkerState>, epoch: u64, next: WorkerId, writes: &[Fo
         .iter()
         .find(|m| m.id == next)
         .map(|m| m.address.clone())
-        .ok_or_else(|| format!("worker {next} is not on the ring this worker holds"))?;
-    let link = link_to(state, &address).await?;
+        .ok_or_else(|| Unsent::Lost(format!("worker {next} is not on the ring this worker holds")))?;
+    let kept = LINKS.with(|l| l.borrow().contains_key(&address));
+    match send_on(&link_to(state, &address).await.map_err(Unsent::Lost)?, epoch, writes).await {
+        Err(Unsent::Lost(e)) => {
+            LINKS.with(|l| l.borrow_mut().remove(&address));
+            if !kept {
+                return Err(Unsent::Lost(e));
+            }
+            let fresh = link_to(state, &address).await.map_err(Unsent::Lost)?;
+            let sent = send_on(&fresh, epoch, writes).await;
+            if matches!(sent, Err(Unsent::Lost(_))) {
+                LINKS.with(|l| l.borrow_mut().remove(&address));
+            }
+            sent
+        }
+        sent => sent,
+    }
+}
+
+/// [`send`] over `link`.
+async fn send_on(link: &chain_link::Client, epoch: u64, writes: &[Forwarded]) -> Result<(), Unsent> {
     let mut pieces: Vec<(usize, usize, usize)> = Vec::new(); // (write, offset, len)
     for (i, w) in writes.iter().enumerate() {
         match &w.value {
@@ -280,21 +318,12 @@ async fn send(state: &Arc<WorkerState>, epoch: u64, next: WorkerId, writes: &[Fo
                 }
             }
         }
-        let answer = within(CALL, "ChainLink.forward", req.send().promise).await;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e) => {
-                LINKS.with(|l| l.borrow_mut().remove(&address));
-                return Err(e.to_string());
-            }
-        };
-        let result = answer.get().map_err(|e| e.to_string())?.get_result().map_err(|e| e.to_string())?;
-        match result.which().map_err(|e| e.to_string())? {
+        let lost = |e: capnp::Error| Unsent::Lost(e.to_string());
+        let answer = within(CALL, "ChainLink.forward", req.send().promise).await.map_err(lost)?;
+        let result = answer.get().map_err(lost)?.get_result().map_err(lost)?;
+        match result.which().map_err(|e| Unsent::Lost(e.to_string()))? {
             chain_result::Ok(()) => {}
-            chain_result::Failure(f) => {
-                let f = Failure::read(f.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-                return Err(format!("{f:?}"));
-            }
+            chain_result::Failure(f) => return Err(Unsent::Refused(Failure::read(f.map_err(lost)?).map_err(lost)?)),
         }
         start = end;
     }
