@@ -631,8 +631,12 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?;
         let sink = p.get_sink()?;
-        let _settled = self.state.settled(key).await;
-        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| self.state.store()?.get(key).map_err(refusal));
+        // Read once the key's chain is settled; streamed without holding
+        // its lock (a slow reader must not hold up the key's writes).
+        let outcome = {
+            let _settled = self.state.settled(key).await;
+            self.state.route(key, p.get_epoch()).and_then(|()| self.state.store()?.get(key).map_err(refusal))
+        };
         let sent = match &outcome {
             Ok(Some(v)) => Some(streams::send_value(v, &sink).await?),
             _ => None,
