@@ -600,3 +600,48 @@ fn a_failed_store_answers_unavailable_and_serves_again_once_reopened() {
         assert_eq!(get(&c, b"new", 1).await, Got::Value(b"v".to_vec()));
     });
 }
+
+/// A forward of one write of `key` at `epoch` through `link`.
+async fn forward(link: &wimpy_schema::wimpy_capnp::chain_link::Client, key: &[u8], epoch: u64) -> Got {
+    let mut req = link.forward_request();
+    req.get().set_epoch(epoch);
+    let mut write = req.get().init_writes(1).get(0);
+    write.set_key(key);
+    write.set_version(5);
+    let mut put = write.init_put();
+    put.set_offset(0);
+    put.set_total(1);
+    put.set_bytes(b"v");
+    let answer = req.send().promise.await.unwrap();
+    match answer.get().unwrap().get_result().unwrap().which().unwrap() {
+        wimpy_schema::wimpy_capnp::chain_result::Ok(()) => Got::Stored,
+        wimpy_schema::wimpy_capnp::chain_result::Failure(f) => failure_of(f.unwrap()),
+    }
+}
+
+#[test]
+fn the_chain_link_is_for_workers_and_takes_no_write_of_a_chain_this_worker_heads() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        set_ring(&c, &Ring::new(1, 8, [1])).await;
+        for (role, name) in [(Role::Client, "app"), (Role::Admin, "operator"), (Role::Master, "master")] {
+            let other: worker::Client =
+                wimpy_net::connect(&w.addr.to_string(), &tls(role, name), &[Role::Worker]).await.unwrap();
+            let answer = other.chain_request().send().promise.await.unwrap();
+            let answer = answer.get().unwrap();
+            assert!(answer.has_refused(), "{name} was handed the chain link");
+            let refused = failure_of(answer.get_refused().unwrap());
+            assert!(matches!(&refused, Got::Other(m) if m.starts_with("forbidden")), "{refused:?}");
+        }
+        let peer: worker::Client =
+            wimpy_net::connect(&w.addr.to_string(), &tls(Role::Worker, "worker-2"), &[Role::Worker]).await.unwrap();
+        let answer = peer.chain_request().send().promise.await.unwrap();
+        let link = answer.get().unwrap().get_link().unwrap();
+        // One worker on the ring heads every chain: nothing comes to it
+        // down one, at its epoch or another.
+        assert_eq!(forward(&link, b"k", 1).await, Got::Stale(1));
+        assert_eq!(forward(&link, b"k", 7).await, Got::Stale(1));
+        assert_eq!(get(&c, b"k", 1).await, Got::NotFound, "a refused forward stored nothing");
+    });
+}
