@@ -50,6 +50,49 @@ impl KeyHashRange {
     }
 }
 
+/// Several key-hash ranges, to ask of many hashes whether any range holds
+/// them: a lookup costs a binary search, not a pass over the ranges (a scan
+/// asks it of every record of a log, for hundreds of ranges).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeSet {
+    /// Disjoint `[start, end)` spans on the line 0..2^64, in order.
+    spans: Vec<(u128, u128)>,
+}
+
+impl RangeSet {
+    pub fn new(ranges: &[KeyHashRange]) -> RangeSet {
+        const TOP: u128 = 1 << 64;
+        let mut spans: Vec<(u128, u128)> = Vec::with_capacity(ranges.len() + 1);
+        for r in ranges {
+            let (s, e) = (u128::from(r.start), u128::from(r.end));
+            if r.start < r.end {
+                spans.push((s, e));
+            } else {
+                // Wrapping, or the whole space: two plain pieces.
+                spans.push((s, TOP));
+                spans.push((0, e));
+            }
+        }
+        spans.retain(|(s, e)| s < e);
+        spans.sort_unstable();
+        let mut merged: Vec<(u128, u128)> = Vec::with_capacity(spans.len());
+        for (s, e) in spans {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        RangeSet { spans: merged }
+    }
+
+    /// Whether any of the ranges holds `hash`.
+    pub fn contains(&self, hash: u64) -> bool {
+        let h = u128::from(hash);
+        let i = self.spans.partition_point(|&(s, _)| s <= h);
+        i > 0 && h < self.spans[i - 1].1
+    }
+}
+
 impl fmt::Debug for KeyHashRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{:#018x}, {:#018x})", self.start, self.end)
@@ -85,6 +128,23 @@ mod tests {
         assert!(r.contains(1));
         assert!(!r.contains(2));
         assert!(!r.contains(u64::MAX - 2));
+    }
+
+    #[test]
+    fn a_range_set_holds_what_one_of_its_ranges_holds() {
+        let ranges = [
+            KeyHashRange::new(10, 20),
+            KeyHashRange::new(15, 30),
+            KeyHashRange::new(u64::MAX - 5, 3),
+            KeyHashRange::new(100, 101),
+        ];
+        let set = RangeSet::new(&ranges);
+        let probes = [0, 2, 3, 9, 10, 19, 20, 29, 30, 99, 100, 101, u64::MAX - 6, u64::MAX - 5, u64::MAX];
+        for h in probes {
+            assert_eq!(set.contains(h), ranges.iter().any(|r| r.contains(h)), "hash {h}");
+        }
+        assert!(RangeSet::new(&[KeyHashRange::ALL]).contains(12345));
+        assert!(!RangeSet::new(&[]).contains(0));
     }
 
     #[test]

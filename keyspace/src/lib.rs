@@ -10,5 +10,5 @@
 mod key_hash;
 pub mod ring;
 
-pub use key_hash::{KeyHashRange, key_hash};
+pub use key_hash::{KeyHashRange, RangeSet, key_hash};
 pub use ring::{Chain, Ring, WorkerId};

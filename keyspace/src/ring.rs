@@ -101,16 +101,19 @@ impl Ring {
         self.points.is_empty()
     }
 
-    /// The worker owning key hash `h`, if the ring has any.
-    pub fn owner_of_hash(&self, h: u64) -> Option<WorkerId> {
+    /// The index of the point whose range holds key hash `h`: the last
+    /// point at or before `h`, wrapping to the last one before the first.
+    fn point_of_hash(&self, h: u64) -> Option<usize> {
         if self.points.is_empty() {
             return None;
         }
-        // The last point at or before h; before the first point, wrap to
-        // the last one.
         let i = self.points.partition_point(|p| p.0 <= h);
-        let at = if i == 0 { self.points.len() - 1 } else { i - 1 };
-        Some(self.points[at].1)
+        Some(if i == 0 { self.points.len() - 1 } else { i - 1 })
+    }
+
+    /// The worker owning key hash `h`, if the ring has any.
+    pub fn owner_of_hash(&self, h: u64) -> Option<WorkerId> {
+        self.point_of_hash(h).map(|at| self.points[at].1)
     }
 
     /// The worker owning `key`.
@@ -120,11 +123,7 @@ impl Ring {
 
     /// The chain holding key hash `h`, head first; empty on an empty ring.
     pub fn chain_of_hash(&self, h: u64) -> Chain {
-        if self.points.is_empty() {
-            return Chain::default();
-        }
-        let i = self.points.partition_point(|p| p.0 <= h);
-        self.chain_from(if i == 0 { self.points.len() - 1 } else { i - 1 })
+        self.point_of_hash(h).map_or_else(Chain::default, |at| self.chain_from(at))
     }
 
     /// The chain holding `key`, head first.
@@ -152,14 +151,21 @@ impl Ring {
     /// Every range of the hash space with its chain, in position order.
     /// Adjacent ranges of one chain are merged.
     pub fn chains(&self) -> Vec<(KeyHashRange, Chain)> {
+        self.ranges_by(|i| self.chain_from(i))
+    }
+
+    /// The range after each point, labelled `label(point index)`, in
+    /// position order; adjacent ranges of one label are merged, across zero
+    /// too.
+    fn ranges_by<T: PartialEq>(&self, label: impl Fn(usize) -> T) -> Vec<(KeyHashRange, T)> {
         let n = self.points.len();
-        let mut out: Vec<(KeyHashRange, Chain)> = Vec::new();
+        let mut out: Vec<(KeyHashRange, T)> = Vec::new();
         for i in 0..n {
             let (start, end) = (self.points[i].0, self.points[(i + 1) % n].0);
-            let chain = self.chain_from(i);
+            let l = label(i);
             match out.last_mut() {
-                Some((r, last)) if *last == chain => r.end = end,
-                _ => out.push((KeyHashRange::new(start, end), chain)),
+                Some((r, last)) if *last == l => r.end = end,
+                _ => out.push((KeyHashRange::new(start, end), l)),
             }
         }
         // The first and last ranges meet across zero.
@@ -178,22 +184,7 @@ impl Ring {
     /// Every range of the hash space with its owner, in position order.
     /// Adjacent ranges of one owner are merged.
     pub fn ranges(&self) -> Vec<(KeyHashRange, WorkerId)> {
-        let n = self.points.len();
-        let mut out: Vec<(KeyHashRange, WorkerId)> = Vec::new();
-        for i in 0..n {
-            let (start, w) = self.points[i];
-            let end = self.points[(i + 1) % n].0;
-            match out.last_mut() {
-                Some((r, last)) if *last == w => r.end = end,
-                _ => out.push((KeyHashRange::new(start, end), w)),
-            }
-        }
-        // The first and last ranges meet across zero.
-        if out.len() > 1 && out[0].1 == out[out.len() - 1].1 {
-            let (first, _) = out.remove(0);
-            out.last_mut().unwrap().0.end = first.end;
-        }
-        out
+        self.ranges_by(|i| self.points[i].1)
     }
 
     /// The ranges `worker` owns.

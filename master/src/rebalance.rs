@@ -97,11 +97,11 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::
                 // truth: the receiver drops what it holds beyond it (keys
                 // deleted since the first pass).
                 let mut receive = clients[to].receive_ranges_request();
-                write_ranges(receive.get().init_ranges(ranges.len() as u32), ranges);
+                wimpy_schema::ranges::write(receive.get().init_ranges(ranges.len() as u32), ranges);
                 receive.get().set_replace(pass == 1);
                 let sink = within(CALL, "receiveRanges", receive.send().promise).await?.get()?.get_sink()?;
                 let mut req = clients[from].send_ranges_request();
-                write_ranges(req.get().init_ranges(ranges.len() as u32), ranges);
+                wimpy_schema::ranges::write(req.get().init_ranges(ranges.len() as u32), ranges);
                 req.get().set_sink(sink);
                 copied += req.send().promise.await?.get()?.get_records();
             }
@@ -122,20 +122,9 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::
 
 async fn fence(w: &worker_admin::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {
     let mut req = w.fence_request();
-    write_ranges(req.get().init_ranges(ranges.len() as u32), ranges);
+    wimpy_schema::ranges::write(req.get().init_ranges(ranges.len() as u32), ranges);
     within(CALL, "fence", req.send().promise).await?;
     Ok(())
-}
-
-fn write_ranges(
-    mut list: capnp::struct_list::Builder<'_, wimpy_schema::wimpy_capnp::key_hash_range::Owned>,
-    ranges: &[KeyHashRange],
-) {
-    for (i, r) in ranges.iter().enumerate() {
-        let mut b = list.reborrow().get(i as u32);
-        b.set_start(r.start);
-        b.set_end(r.end);
-    }
 }
 
 #[cfg(test)]

@@ -528,7 +528,7 @@ fn write_member(mut b: member::Builder<'_>, m: &crate::membership::Member) {
 fn write_ring(mut b: ring_info::Builder<'_>, m: &Membership) {
     b.set_epoch(m.epoch());
     b.set_vnodes(m.vnodes());
-    b.set_replicas(m.ring().replicas());
+    b.set_replicas(m.replicas());
     let on_ring: Vec<_> = m.members().filter(|x| x.state != MemberState::Joining).collect();
     let mut list = b.init_members(on_ring.len() as u32);
     for (i, x) in on_ring.into_iter().enumerate() {

@@ -1,7 +1,7 @@
 //! wimpy's contract: what every node and client agrees on. The Cap'n Proto
 //! schema (`wimpy.capnp`) and its generated code ([`wimpy_capnp`]), the
 //! schema's `Failure` union as a Rust value ([`Failure`]), compute jobs and
-//! their wire codec ([`job`]), the batch codecs ([`batch`]), member states, certificate roles,
+//! their wire codec ([`job`]), the batch codecs ([`batch`]), range lists ([`ranges`]), member states, certificate roles,
 //! reader limits, and, re-exported from wimpy-keyspace, the key hash and the
 //! ring that routing follows.
 //!
@@ -13,6 +13,7 @@ pub mod batch;
 mod failure;
 pub mod job;
 mod member_state;
+pub mod ranges;
 pub mod ring_info;
 mod role;
 mod stats;

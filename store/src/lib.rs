@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Condvar, Mutex};
-use wimpy_keyspace::{KeyHashRange, key_hash};
+use wimpy_keyspace::{KeyHashRange, RangeSet, key_hash};
 
 pub use compaction::CompactionReport;
 pub use error::{Result, StoreError};
@@ -54,6 +54,23 @@ pub enum Op {
     PutVersioned(Vec<u8>, Vec<u8>, u64),
     /// A delete recording a version ([`Store::delete_versioned`]).
     DeleteVersioned(Vec<u8>, u64),
+}
+
+impl Op {
+    /// The key it reads or writes.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Get(k) | Op::Put(k, _) | Op::Delete(k) | Op::PutVersioned(k, _, _) | Op::DeleteVersioned(k, _) => k,
+        }
+    }
+
+    /// The version a write records (0: none, and for a get).
+    pub fn version(&self) -> u64 {
+        match self {
+            Op::PutVersioned(_, _, v) | Op::DeleteVersioned(_, v) => *v,
+            _ => 0,
+        }
+    }
 }
 
 /// What one [`Op`] came to.
@@ -344,7 +361,8 @@ impl Store {
         self.inner.checkpoint()
     }
 
-    /// Live keys and values whose key hash lies in `range`, in log order.
+    /// Live records (key, value, version) whose key hash lies in `range`, in
+    /// log order: what a range move streams to another node (a split).
     /// Writes made while the iterator runs may or may not be seen; nothing
     /// live at the start and untouched since is missed, even if compaction
     /// moves it (compaction waits for running scans).
@@ -356,11 +374,6 @@ impl Store {
     /// log (a scan reads all of it, whatever the range).
     pub fn scan_ranges(&self, ranges: Vec<KeyHashRange>) -> RangeScan<'_> {
         RangeScan::new(&self.inner, ranges)
-    }
-
-    /// The records of `range` as a stream for another node: a split.
-    pub fn split(&self, range: KeyHashRange) -> impl Iterator<Item = Result<Record>> + '_ {
-        self.scan(range)
     }
 
     /// Applies a record stream from another node (a merge): puts and, for
@@ -397,13 +410,11 @@ impl Store {
             .map(|op| match op {
                 Op::Get(key) => self.get(key).map(Applied::Value),
                 Op::Put(key, value) | Op::PutVersioned(key, value, _) => {
-                    let version = if let Op::PutVersioned(_, _, v) = op { *v } else { 0 };
-                    durable_at = durable_at.max(self.append_put(key, value, version)?);
+                    durable_at = durable_at.max(self.append_put(key, value, op.version())?);
                     Ok(Applied::Stored)
                 }
                 Op::Delete(key) | Op::DeleteVersioned(key, _) => {
-                    let version = if let Op::DeleteVersioned(_, v) = op { *v } else { 0 };
-                    let lsn = self.append_delete(key, version)?;
+                    let lsn = self.append_delete(key, op.version())?;
                     durable_at = durable_at.max(lsn.unwrap_or(0));
                     Ok(Applied::Deleted(lsn.is_some()))
                 }
@@ -967,7 +978,7 @@ fn record_key_is(buf: &[u8], key: &[u8]) -> bool {
 /// Iterator over the live records of a key-hash range; see [`Store::scan`].
 pub struct RangeScan<'a> {
     inner: &'a Inner,
-    ranges: Vec<KeyHashRange>,
+    ranges: RangeSet,
     _gate: parking_lot::RwLockReadGuard<'a, ()>,
     /// Segments still to visit, oldest first.
     pending: std::collections::VecDeque<Arc<Segment>>,
@@ -989,6 +1000,7 @@ impl<'a> RangeScan<'a> {
         let gate = inner.scan_gate.read_recursive();
         let pending: std::collections::VecDeque<_> = inner.segments.load().by_seq().into();
         let last_seq = pending.back().map(|s| s.seq);
+        let ranges = RangeSet::new(&ranges);
         RangeScan { inner, ranges, _gate: gate, pending, last_seq, current: None, buf: Vec::new(), failed: false }
     }
 
@@ -1037,7 +1049,7 @@ impl<'a> RangeScan<'a> {
                             continue;
                         }
                         let h = key_hash(rec.key);
-                        if self.ranges.iter().any(|r| r.contains(h))
+                        if self.ranges.contains(h)
                             && index.lookup(h).as_slice().contains(&self.inner.space.addr(seg.slot, at))
                         {
                             self.buf.push(Record {

@@ -73,7 +73,12 @@ fn start_on(id: u64, store: Store, dir: tempfile::TempDir) -> Running {
 
 /// Connects as the master would (these tests drive membership calls too).
 async fn connect(addr: SocketAddr) -> worker::Client {
-    wimpy_net::connect(&addr.to_string(), &tls(Role::Master, "master"), &[Role::Worker]).await.unwrap()
+    connect_as(addr, Role::Master, "master").await
+}
+
+/// Connects with a certificate for `role` named `name`.
+async fn connect_as(addr: SocketAddr, role: Role, name: &str) -> worker::Client {
+    wimpy_net::connect(&addr.to_string(), &tls(role, name), &[Role::Worker]).await.unwrap()
 }
 
 /// Runs `body` on a client-side current-thread runtime with a LocalSet.
@@ -626,17 +631,13 @@ fn the_chain_link_is_for_workers_and_takes_no_write_of_a_chain_this_worker_heads
         let c = connect(w.addr).await;
         set_ring(&c, &Ring::new(1, 8, [1])).await;
         for (role, name) in [(Role::Client, "app"), (Role::Admin, "operator"), (Role::Master, "master")] {
-            let other: worker::Client =
-                wimpy_net::connect(&w.addr.to_string(), &tls(role, name), &[Role::Worker]).await.unwrap();
-            let answer = other.chain_request().send().promise.await.unwrap();
+            let answer = connect_as(w.addr, role, name).await.chain_request().send().promise.await.unwrap();
             let answer = answer.get().unwrap();
             assert!(answer.has_refused(), "{name} was handed the chain link");
             let refused = failure_of(answer.get_refused().unwrap());
             assert!(matches!(&refused, Got::Other(m) if m.starts_with("forbidden")), "{refused:?}");
         }
-        let peer: worker::Client =
-            wimpy_net::connect(&w.addr.to_string(), &tls(Role::Worker, "worker-2"), &[Role::Worker]).await.unwrap();
-        let answer = peer.chain_request().send().promise.await.unwrap();
+        let answer = connect_as(w.addr, Role::Worker, "worker-2").await.chain_request().send().promise.await.unwrap();
         let link = answer.get().unwrap().get_link().unwrap();
         // One worker on the ring heads every chain: nothing comes to it
         // down one, at its epoch or another.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wimpy_net::deadline::{CALL, within};
-use wimpy_net::{Peer, Role, Security};
+use wimpy_net::{Role, Security};
 use wimpy_schema::wimpy_capnp::{chain_link, chain_result, chain_write, worker};
 use wimpy_schema::{Failure, WorkerId};
 use wimpy_store::{Applied, Op};
@@ -94,7 +94,7 @@ impl ChainState {
 }
 
 /// One write as it travels down a chain.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Forwarded {
     key: Vec<u8>,
     version: u64,
@@ -103,10 +103,19 @@ struct Forwarded {
 }
 
 impl Forwarded {
-    fn op(&self) -> Op {
-        match &self.value {
-            Some(v) => Op::PutVersioned(self.key.clone(), v.clone(), self.version),
-            None => Op::DeleteVersioned(self.key.clone(), self.version),
+    /// The write `op` is, if it is a numbered one.
+    fn of(op: Op) -> Option<Forwarded> {
+        match op {
+            Op::PutVersioned(key, value, version) => Some(Forwarded { key, version, value: Some(value) }),
+            Op::DeleteVersioned(key, version) => Some(Forwarded { key, version, value: None }),
+            _ => None,
+        }
+    }
+
+    fn into_op(self) -> Op {
+        match self.value {
+            Some(v) => Op::PutVersioned(self.key, v, self.version),
+            None => Op::DeleteVersioned(self.key, self.version),
         }
     }
 }
@@ -127,8 +136,7 @@ pub(crate) async fn apply_at_head(
         let applied = on_store(&store, writes, move |s| apply(s, &ops)).await?;
         return Ok(applied.into_iter().map(|a| a.map_err(refusal)).collect());
     }
-    let keys: Vec<Vec<u8>> = ops.iter().map(|op| op_key(op).to_vec()).collect();
-    let _locked = state.chain.lock(keys.iter().map(Vec::as_slice)).await;
+    let _locked = state.chain.lock(ops.iter().map(Op::key)).await;
     let mut numbered = Vec::with_capacity(ops.len());
     for op in ops {
         numbered.push(match op {
@@ -149,19 +157,22 @@ pub(crate) async fn apply_at_head(
     })
     .await?;
     // Only what the head stored goes on: a write it refused fails alone.
-    let stored: Vec<Forwarded> =
-        numbered.iter().zip(&applied).filter(|(_, a)| a.is_ok()).filter_map(|(op, _)| forwarded(op)).collect();
+    let mut stored = Vec::new();
+    let mut answers = Vec::with_capacity(applied.len());
+    for (op, answer) in numbered.into_iter().zip(applied) {
+        let write = !matches!(op, Op::Get(_));
+        if answer.is_ok() {
+            stored.extend(Forwarded::of(op));
+        }
+        answers.push((answer, write));
+    }
     let forwarded = forward_on(state, ring.epoch(), &ring, stored).await;
-    Ok(applied
+    Ok(answers
         .into_iter()
-        .zip(&numbered)
-        .map(|(answer, op)| match (answer, op) {
-            (Err(e), _) => Err(refusal(e)),
-            (Ok(a), Op::Get(_)) => Ok(a),
-            (Ok(a), _) => match &forwarded {
-                Ok(()) => Ok(a),
-                Err(f) => Err(f.clone()),
-            },
+        .map(|(answer, write)| match answer {
+            Err(e) => Err(refusal(e)),
+            Ok(a) if write => forwarded.clone().map(|()| a),
+            Ok(a) => Ok(a),
         })
         .collect())
 }
@@ -176,22 +187,6 @@ fn apply(store: &wimpy_store::Store, ops: &[Op]) -> Vec<wimpy_store::Result<Appl
         [Op::Delete(k)] => vec![store.delete(k).map(Applied::Deleted)],
         [Op::DeleteVersioned(k, version)] => vec![store.delete_versioned(k, *version).map(Applied::Deleted)],
         _ => store.apply(ops),
-    }
-}
-
-fn op_key(op: &Op) -> &[u8] {
-    match op {
-        Op::Get(k) | Op::Put(k, _) | Op::Delete(k) | Op::PutVersioned(k, _, _) | Op::DeleteVersioned(k, _) => k,
-    }
-}
-
-fn forwarded(op: &Op) -> Option<Forwarded> {
-    match op {
-        Op::PutVersioned(k, v, version) => {
-            Some(Forwarded { key: k.clone(), version: *version, value: Some(v.clone()) })
-        }
-        Op::DeleteVersioned(k, version) => Some(Forwarded { key: k.clone(), version: *version, value: None }),
-        _ => None,
     }
 }
 
@@ -258,38 +253,28 @@ async fn send(state: &Arc<WorkerState>, epoch: u64, next: WorkerId, writes: &[Fo
         .map(|m| m.address.clone())
         .ok_or_else(|| Unsent::Lost(format!("worker {next} is not on the ring this worker holds")))?;
     let kept = LINKS.with(|l| l.borrow().contains_key(&address));
-    match send_on(&link_to(state, &address).await.map_err(Unsent::Lost)?, epoch, writes).await {
-        Err(Unsent::Lost(e)) => {
-            LINKS.with(|l| l.borrow_mut().remove(&address));
-            if !kept {
-                return Err(Unsent::Lost(e));
-            }
-            let fresh = link_to(state, &address).await.map_err(Unsent::Lost)?;
-            let sent = send_on(&fresh, epoch, writes).await;
-            if matches!(sent, Err(Unsent::Lost(_))) {
-                LINKS.with(|l| l.borrow_mut().remove(&address));
-            }
-            sent
-        }
-        sent => sent,
+    let mut sent = send_on(&link_to(state, &address).await.map_err(Unsent::Lost)?, epoch, writes).await;
+    if kept && matches!(sent, Err(Unsent::Lost(_))) {
+        LINKS.with(|l| l.borrow_mut().remove(&address));
+        sent = send_on(&link_to(state, &address).await.map_err(Unsent::Lost)?, epoch, writes).await;
     }
+    if matches!(sent, Err(Unsent::Lost(_))) {
+        LINKS.with(|l| l.borrow_mut().remove(&address));
+    }
+    sent
 }
 
 /// [`send`] over `link`.
 async fn send_on(link: &chain_link::Client, epoch: u64, writes: &[Forwarded]) -> Result<(), Unsent> {
     let mut pieces: Vec<(usize, usize, usize)> = Vec::new(); // (write, offset, len)
     for (i, w) in writes.iter().enumerate() {
-        match &w.value {
-            None => pieces.push((i, 0, 0)),
-            Some(v) if v.is_empty() => pieces.push((i, 0, 0)),
-            Some(v) => {
-                let mut at = 0;
-                while at < v.len() {
-                    let len = PIECE_BYTES.min(v.len() - at);
-                    pieces.push((i, at, len));
-                    at += len;
-                }
-            }
+        // A delete or an empty value is one piece of no bytes.
+        let total = w.value.as_ref().map_or(0, Vec::len);
+        pieces.push((i, 0, PIECE_BYTES.min(total)));
+        let mut at = PIECE_BYTES;
+        while at < total {
+            pieces.push((i, at, PIECE_BYTES.min(total - at)));
+            at += PIECE_BYTES;
         }
     }
     let mut start = 0;
@@ -352,16 +337,16 @@ async fn link_to(state: &Arc<WorkerState>, address: &str) -> Result<chain_link::
 
 /// The link a worker's predecessor in a chain forwards writes through: one
 /// per connection, holding the pieces of a value still arriving.
+/// `Worker.chain` hands it to worker certificates alone.
 pub(crate) struct ChainLinkService {
-    pub(crate) state: Arc<WorkerState>,
-    pub(crate) peer: Peer,
+    state: Arc<WorkerState>,
     /// The write whose value's pieces are arriving, with the bytes so far.
     partial: RefCell<Option<Forwarded>>,
 }
 
 impl ChainLinkService {
-    pub(crate) fn new(state: Arc<WorkerState>, peer: Peer) -> ChainLinkService {
-        ChainLinkService { state, peer, partial: RefCell::new(None) }
+    pub(crate) fn new(state: Arc<WorkerState>) -> ChainLinkService {
+        ChainLinkService { state, partial: RefCell::new(None) }
     }
 
     /// The whole writes `list` completes, in order.
@@ -411,9 +396,6 @@ impl ChainLinkService {
     }
 
     async fn take(&self, epoch: u64, list: capnp::struct_list::Reader<'_, chain_write::Owned>) -> Result<(), Failure> {
-        if !self.peer.holds(Role::Worker) {
-            return Err(Failure::forbidden("ChainLink.forward", Role::Worker, &self.peer));
-        }
         let ring = self.state.ring();
         if epoch != ring.epoch() {
             return Err(Failure::StaleEpoch(ring.epoch()));
@@ -429,12 +411,16 @@ impl ChainLinkService {
             return Ok(());
         }
         let store = self.state.store()?;
-        let ops: Vec<Op> = writes.iter().map(Forwarded::op).collect();
-        let applied = on_store(&store, true, move |s| apply(s, &ops)).await?;
+        let ops: Vec<Op> = writes.into_iter().map(Forwarded::into_op).collect();
+        let (ops, applied) = on_store(&store, true, move |s| {
+            let applied = apply(s, &ops);
+            (ops, applied)
+        })
+        .await?;
         if let Some(Err(e)) = applied.into_iter().find(|a| a.is_err()) {
             return Err(refusal(e));
         }
-        forward_on(&self.state, epoch, &ring, writes).await
+        forward_on(&self.state, epoch, &ring, ops.into_iter().filter_map(Forwarded::of).collect()).await
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use wimpy_schema::wimpy_capnp::{worker, worker_admin};
+use wimpy_schema::wimpy_capnp::{record_sink, worker, worker_admin};
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
 use wimpy_net::{Peer, Role, Security};
@@ -240,8 +240,13 @@ impl WorkerState {
             }
             std::mem::replace(&mut *confirmed, new.clone())
         };
-        let lost: Vec<KeyHashRange> =
-            old.ranges_held_by(self.id).into_iter().flat_map(|mine| lost_parts(mine, &new, self.id)).collect();
+        let elsewhere: Vec<KeyHashRange> =
+            new.chains().into_iter().filter(|(_, chain)| !chain.contains(self.id)).map(|(r, _)| r).collect();
+        let lost: Vec<KeyHashRange> = old
+            .ranges_held_by(self.id)
+            .into_iter()
+            .flat_map(|mine| elsewhere.iter().filter_map(move |theirs| intersect(mine, *theirs)).flatten())
+            .collect();
         if !lost.is_empty() {
             let state = self.clone();
             let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
@@ -261,13 +266,9 @@ impl WorkerState {
         // One pass over the log for every range: a ring change gives away
         // a range per virtual node, and a scan reads the whole log whatever
         // the range, so a scan per range cost hundreds of passes.
-        let ring = self.ring.load_full();
-        let keys: Vec<Vec<u8>> = store
-            .scan_ranges(ranges.to_vec())
-            .filter_map(|r| r.ok().map(|r| r.key))
-            .filter(|k| !ring.chain_of(k).contains(self.id))
-            .collect();
-        // The ring may have moved on during the scan.
+        let keys: Vec<Vec<u8>> = store.scan_ranges(ranges.to_vec()).filter_map(|r| r.ok().map(|r| r.key)).collect();
+        // Checked by the ring as it is after the scan: a newer one may have
+        // given some back.
         let ring = self.ring.load_full();
         // One stream of deletions shares one wait for durability.
         let gone = keys
@@ -770,7 +771,7 @@ impl worker::Server for WorkerService {
             return Ok(());
         }
         let link: wimpy_schema::wimpy_capnp::chain_link::Client =
-            capnp_rpc::new_client(chain::ChainLinkService::new(self.state.clone(), self.peer.clone()));
+            capnp_rpc::new_client(chain::ChainLinkService::new(self.state.clone()));
         results.get().set_link(link);
         Ok(())
     }
@@ -799,9 +800,8 @@ impl worker_admin::Server for WorkerAdminService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let r = p.get_range()?;
-        let ranges = vec![KeyHashRange::new(r.get_start(), r.get_end())];
-        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
-        results.get().set_records(transfer::send_ranges(store, ranges, p.get_sink()?).await?);
+        let sent = self.send(vec![KeyHashRange::new(r.get_start(), r.get_end())], p.get_sink()?).await?;
+        results.get().set_records(sent);
         Ok(())
     }
 
@@ -811,9 +811,8 @@ impl worker_admin::Server for WorkerAdminService {
         mut results: worker_admin::SendRangesResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        let ranges = read_ranges(p.get_ranges()?);
-        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
-        results.get().set_records(transfer::send_ranges(store, ranges, p.get_sink()?).await?);
+        let sent = self.send(wimpy_schema::ranges::read(p.get_ranges()?), p.get_sink()?).await?;
+        results.get().set_records(sent);
         Ok(())
     }
 
@@ -831,9 +830,7 @@ impl worker_admin::Server for WorkerAdminService {
             }
             false => KeyHashRange::ALL,
         };
-        let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
-            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), vec![range], p.get_replace()));
-        results.get().set_sink(sink);
+        results.get().set_sink(self.receiver(vec![range], p.get_replace()));
         Ok(())
     }
 
@@ -843,10 +840,7 @@ impl worker_admin::Server for WorkerAdminService {
         mut results: worker_admin::ReceiveRangesResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        let ranges = read_ranges(p.get_ranges()?);
-        let sink: wimpy_schema::wimpy_capnp::record_sink::Client =
-            capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), ranges, p.get_replace()));
-        results.get().set_sink(sink);
+        results.get().set_sink(self.receiver(wimpy_schema::ranges::read(p.get_ranges()?), p.get_replace()));
         Ok(())
     }
 
@@ -855,10 +849,22 @@ impl worker_admin::Server for WorkerAdminService {
         params: worker_admin::FenceParams,
         _: worker_admin::FenceResults,
     ) -> Result<(), capnp::Error> {
-        let ranges =
-            params.get()?.get_ranges()?.iter().map(|r| KeyHashRange::new(r.get_start(), r.get_end())).collect();
-        self.state.fence(ranges).await;
+        self.state.fence(wimpy_schema::ranges::read(params.get()?.get_ranges()?)).await;
         Ok(())
+    }
+}
+
+impl WorkerAdminService {
+    /// Streams the records of `ranges` to `sink` (sendRange, sendRanges).
+    async fn send(&self, ranges: Vec<KeyHashRange>, sink: record_sink::Client) -> Result<u64, capnp::Error> {
+        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
+        transfer::send_ranges(store, ranges, sink).await
+    }
+
+    /// A sink merging records of `ranges` into the store (receiveRange,
+    /// receiveRanges).
+    fn receiver(&self, ranges: Vec<KeyHashRange>, replace: bool) -> record_sink::Client {
+        capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), ranges, replace))
     }
 }
 
@@ -866,17 +872,6 @@ impl worker_admin::Server for WorkerAdminService {
 fn refuse(failure: Failure, b: wimpy_schema::wimpy_capnp::failure::Builder<'_>) -> Result<(), capnp::Error> {
     failure.write(b);
     Ok(())
-}
-
-/// The parts of `mine` (a range this worker held a copy of) whose chains
-/// in `ring` leave it out.
-fn lost_parts(mine: KeyHashRange, ring: &Ring, me: WorkerId) -> Vec<KeyHashRange> {
-    ring.chains()
-        .into_iter()
-        .filter(|(_, chain)| !chain.contains(me))
-        .filter_map(|(theirs, _)| intersect(mine, theirs))
-        .flatten()
-        .collect()
 }
 
 /// The overlap of two wrapping half-open ranges, as up to two ranges.
@@ -897,11 +892,4 @@ fn intersect(a: KeyHashRange, b: KeyHashRange) -> Option<Vec<KeyHashRange>> {
         }
     }
     (!out.is_empty()).then_some(out)
-}
-
-/// The ranges of a list in a message.
-fn read_ranges(
-    list: capnp::struct_list::Reader<'_, wimpy_schema::wimpy_capnp::key_hash_range::Owned>,
-) -> Vec<KeyHashRange> {
-    list.iter().map(|r| KeyHashRange::new(r.get_start(), r.get_end())).collect()
 }

@@ -153,12 +153,12 @@ impl record_sink::Server for RangeReceiver {
         if !self.partial.borrow().is_empty() {
             return Err(capnp::Error::failed("the stream of records ended inside a record".into()));
         }
-        if let Some((range, received)) = &self.replacing {
+        if let Some((ranges, received)) = &self.replacing {
             let store = self.store.get().map_err(store_out_of_service)?;
-            let (ranges, received) = (range.clone(), received.take());
+            let (scanned, received) = (ranges.clone(), received.take());
             let deleted = tokio::task::spawn_blocking(move || {
                 let stale: Vec<Vec<u8>> = store
-                    .scan_ranges(ranges)
+                    .scan_ranges(scanned)
                     .filter_map(|r| r.ok().map(|r| r.key))
                     .filter(|k| !received.contains(&key_hash(k)))
                     .collect();
@@ -170,7 +170,7 @@ impl record_sink::Server for RangeReceiver {
             .map_err(|e| capnp::Error::failed(format!("deleting keys the sender no longer holds: {e}")))?;
             if deleted > 0 {
                 tracing::info!(
-                    ranges = range.len(),
+                    ranges = ranges.len(),
                     deleted,
                     "deleted keys of moved ranges that their sender no longer holds"
                 );
