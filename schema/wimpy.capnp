@@ -10,7 +10,11 @@
 # around zero. A client that knows RingInfo can therefore route by itself.
 # With `replicas` R, a key is kept on a chain: that member (the head), then
 # the next R-1 distinct members met at the points after it, wrapping; the
-# last is the tail.
+# last is the tail. With R above one, members whose state is down, failed
+# or returning are then left out of the chain (they keep their points, so
+# no key moves), and the first member left is the head: writes go there,
+# reads to any member of the chain. With R one a chain keeps its member
+# whatever its state.
 #
 # Failures a caller should act on are results, not exceptions: a `Failure`
 # union says what went wrong in a form a program can switch on. Cap'n Proto
@@ -78,6 +82,11 @@
 #   ChainResult).
 # - WorkerAdmin.sendRanges and receiveRanges move many ranges in one pass,
 #   and RecordSink.write may end inside a record.
+# - Member.State.returning; with `replicas` above one, a key's chain
+#   leaves out members that are down, failed or returning (see Routing).
+# - Worker.chain takes the caller's id and link generation, and
+#   ChainLink.forward a sequence number: forwards are pipelined on one
+#   ordered stream per link.
 
 const schemaVersion :UInt32 = 4;        # see the change list above
 
@@ -145,6 +154,9 @@ struct Member {
     failed @4;    # answers heartbeats, but its store failed (a write or
                   # fsync failed, the disk is full) and is reopening; its
                   # keys answer `unavailable` until it serves again
+    returning @5; # back from down or failed while the ring keeps more
+                  # than one copy: on the ring, but out of its chains
+                  # until it has the writes it missed
   }
 }
 
@@ -496,10 +508,12 @@ interface Worker {
   # set when the caller's certificate is the master's, else `refused` is
   # (forbidden, needs master).
 
-  chain @16 () -> (link :ChainLink, refused :Failure);
+  chain @16 (from :UInt64, generation :UInt64) -> (link :ChainLink, refused :Failure);
   # Where the member before this one in a chain forwards the chain's
   # writes: `link` is set when the caller's certificate is a worker's, else
-  # `refused` is (forbidden, needs worker).
+  # `refused` is (forbidden, needs worker). `from` is the caller's worker
+  # id and `generation` numbers its links to this worker, higher for each
+  # new one (see ChainLink.forward).
 }
 
 interface ChainLink {
@@ -510,11 +524,19 @@ interface ChainLink {
   # is durable there, so the head's client is acknowledged only when every
   # copy holds the write.
 
-  forward @0 (epoch :UInt64, writes :List(ChainWrite)) -> (result :ChainResult);
+  forward @0 (epoch :UInt64, writes :List(ChainWrite), seq :UInt64) -> (result :ChainResult);
   # Stores `writes` in order, forwards them on, and answers `ok` once the
   # rest of the chain holds them. Refused (staleEpoch) when `epoch` is not
   # this worker's, or a key's chain does not have this worker after its
   # head under it.
+  #
+  # A link carries one ordered stream: the caller numbers its forwards
+  # 0, 1, 2, ... (`seq`) and may send the next before the last is
+  # answered; they are stored in that order. A caller whose link broke
+  # makes a new one with a higher `generation` (Worker.chain) and sends
+  # what was not answered again, in order; from then on the old link's
+  # forwards are refused (unavailable), so a late one cannot overwrite a
+  # newer write.
 }
 
 struct ChainWrite {

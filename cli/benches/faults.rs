@@ -21,17 +21,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use wimpy_client::{Client, ClientOptions, MemberState};
+use wimpy_client::{Client, ClientOptions};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{Node, free_port, master, worker, worker_with};
-
-fn on_runtime<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    tokio::task::LocalSet::new().block_on(&rt, body());
-}
+use common::{Node, free_port, master, on_runtime, wait_serving, worker, worker_with};
 
 async fn connect(addr: SocketAddr, options: ClientOptions) -> Client {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -41,20 +36,6 @@ async fn connect(addr: SocketAddr, options: ClientOptions) -> Client {
         }
         assert!(Instant::now() < deadline, "no master at {addr}");
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn wait_serving(client: &Client, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(view) = client.refresh_ring().await
-            && view.members.len() == n
-            && view.members.iter().all(|m| m.state == MemberState::Serving)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the ring never had {n} serving members");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -17,7 +17,7 @@ use wimpy_client::{Client, ClientOptions, MemberState};
 
 mod common;
 
-use common::{cli, free_port, master, worker, worker_with};
+use common::{cli, free_port, master, on_runtime, worker, worker_with};
 
 /// Size of the small disk, and of the ballast that leaves the store about
 /// 16 MiB of it.
@@ -51,11 +51,6 @@ impl Drop for SmallDisk {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn on_runtime<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    tokio::task::LocalSet::new().block_on(&rt, body());
 }
 
 /// The state of worker `id` and why, as the master's status gives them.

@@ -11,12 +11,7 @@ use wimpy_client::{Client, ClientOptions, MemberState};
 
 mod common;
 
-use common::{Node, free_port, master, worker};
-
-fn on_runtime<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    tokio::task::LocalSet::new().block_on(&rt, body());
-}
+use common::{Node, free_port, master, on_runtime, worker};
 
 /// Waits (bounded) until the ring has `n` members, all in `state`.
 async fn wait_for(client: &Client, n: usize, state: MemberState, within: Duration) {

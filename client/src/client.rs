@@ -87,6 +87,9 @@ pub struct Client {
     batcher: Rc<Batcher<WorkerId, worker::Client>>,
     /// Requests waiting to go to the master's proxy as one batch.
     master_batcher: Rc<Batcher<(), master::Client>>,
+    /// Reads so far: each goes to the next member of its key's chain, so
+    /// that every copy serves its share.
+    reads: std::cell::Cell<u64>,
     pub(crate) opts: ClientOptions,
 }
 
@@ -131,6 +134,7 @@ impl Client {
             workers: RefCell::new(BTreeMap::new()),
             batcher: Batcher::new(),
             master_batcher: Batcher::new(),
+            reads: std::cell::Cell::new(0),
             opts,
         };
         client.refresh_ring().await?;
@@ -247,6 +251,29 @@ impl Client {
         }
     }
 
+    /// Takes worker `id`, gone for good (down or failed: its disk died, or
+    /// it was started again on an empty one), off the ring: each chain it
+    /// was in takes on another member, which gets the chain's keys from
+    /// the members that stayed. Refused for a worker still in service
+    /// (have it [`Client::leave`]) and on a ring keeping one copy of each
+    /// key (its keys are nowhere else).
+    pub async fn remove(&self, id: WorkerId) -> Result<(), ClientError> {
+        let view = self.refresh_ring().await?;
+        let member = view.member(id).ok_or(ClientError::NoSuchWorker(id))?;
+        if view.ring.replicas() < 2 {
+            return Err(ClientError::Invalid(format!(
+                "the ring keeps one copy of each key, so worker {id}'s keys are nowhere else; start it again on its data"
+            )));
+        }
+        if member.state.is_up() {
+            return Err(ClientError::Invalid(format!(
+                "worker {id} is {}; a worker in service hands its keys over with leave",
+                member.state
+            )));
+        }
+        self.leave(id).await
+    }
+
     /// Has worker `id` hand its ranges to the others and leave the ring.
     /// Returns once the handover is done; the worker can then be stopped.
     pub async fn leave(&self, id: WorkerId) -> Result<(), ClientError> {
@@ -283,10 +310,25 @@ impl Client {
         r.get_token()?.to_string().map_err(|e| ClientError::Rpc(e.into()))
     }
 
-    /// The worker owning `key` under the cached ring, with its address.
-    pub(crate) fn route(&self, key: &[u8]) -> Result<(u64, WorkerId), ClientError> {
+    /// The worker that takes `what` of `key` under the cached ring: its
+    /// owner (its chain's head) for writes; for reads, the next member of
+    /// its chain in turn that serves.
+    pub(crate) fn route(&self, key: &[u8], what: Route) -> Result<(u64, WorkerId), ClientError> {
         let view = self.ring.borrow();
         let owner = view.ring.owner(key).ok_or(ClientError::NoWorkers)?;
+        if what == Route::AnyMember {
+            let chain = view.ring.chain_of(key);
+            let serves = |id: &&WorkerId| view.member(**id).is_some_and(|m| m.state.serves());
+            let serving = chain.members().iter().filter(serves).count();
+            if serving > 0 {
+                let turn = self.reads.get();
+                self.reads.set(turn.wrapping_add(1));
+                let pick = chain.members().iter().filter(serves).nth((turn % serving as u64) as usize);
+                if let Some(&id) = pick {
+                    return Ok((view.ring.epoch(), id));
+                }
+            }
+        }
         let m = view.member(owner).ok_or(ClientError::NoWorkers)?;
         if !m.state.serves() {
             return Err(ClientError::Unavailable(format!(
@@ -318,12 +360,12 @@ impl Client {
     /// Runs `attempt` (given the owner's connection, the epoch routed by and
     /// the owner's id) against the key's owner, refreshing the ring and
     /// retrying with backoff while routing is stale or a connection drops.
-    async fn with_owner<T, F, Fut>(&self, key: &[u8], attempt: F) -> Result<T, ClientError>
+    async fn with_owner<T, F, Fut>(&self, key: &[u8], what: Route, attempt: F) -> Result<T, ClientError>
     where
         F: Fn(worker::Client, u64, WorkerId) -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
     {
-        self.with_owner_within(self.opts.timeout, key, attempt).await
+        self.with_owner_within(self.opts.timeout, key, what, attempt).await
     }
 
     /// [`Client::with_owner`] with its own time limit (compute jobs may run
@@ -332,6 +374,7 @@ impl Client {
         &self,
         limit: Duration,
         key: &[u8],
+        what: Route,
         attempt: F,
     ) -> Result<T, ClientError>
     where
@@ -341,13 +384,16 @@ impl Client {
         let run = async {
             let mut pause = self.opts.backoff;
             let mut busy = false;
+            // The last broken connection's error, if the tries end on one.
+            let mut broke = None;
             for _ in 0..self.opts.attempts {
-                let (epoch, owner) = self.route(key)?;
+                let (epoch, owner) = self.route(key, what)?;
                 let outcome = match self.worker(owner).await {
                     Ok(w) => attempt(w, epoch, owner).await,
                     Err(e) => Err(e),
                 };
                 busy = false;
+                broke = None;
                 match outcome {
                     Ok(Attempt::Done(v)) => return Ok(v),
                     Ok(Attempt::Retry) => {}
@@ -356,10 +402,15 @@ impl Client {
                     // do not come back together) and ask again.
                     Ok(Attempt::Busy) => busy = true,
                     Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Overloaded => busy = true,
-                    // The owner went away: forget the connection; the master
-                    // may already know where its keys went.
-                    Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Disconnected => {
+                    // The owner went away (its connection ended, or broke
+                    // mid-answer): forget the connection; the master may
+                    // already know where its keys went, or which other
+                    // member of their chains serves them. Our servers
+                    // answer refusals as typed failures, so an RPC error
+                    // means the connection failed.
+                    Err(ClientError::Rpc(e)) if e.kind != capnp::ErrorKind::Unimplemented => {
                         self.workers.borrow_mut().remove(&owner);
+                        broke = Some(ClientError::Rpc(e));
                     }
                     Err(ClientError::Unreachable { .. }) => {
                         self.workers.borrow_mut().remove(&owner);
@@ -375,7 +426,11 @@ impl Client {
                 pause *= 2;
                 self.refresh_ring().await?;
             }
-            Err(if busy { ClientError::Overloaded } else { ClientError::Unsettled(self.opts.attempts) })
+            Err(match broke {
+                _ if busy => ClientError::Overloaded,
+                Some(e) => e,
+                None => ClientError::Unsettled(self.opts.attempts),
+            })
         };
         tokio::time::timeout(limit, run).await.map_err(|_| ClientError::Timeout(limit))?
     }
@@ -460,7 +515,8 @@ impl Client {
     /// `request` to the owner of its key, with a fresh ring and again while
     /// routing is stale or the connection drops.
     async fn to_owner(&self, request: &KeyRequest, carriage: Carriage) -> Result<KeyAnswer, ClientError> {
-        self.with_owner(request.key(), |w, epoch, owner| async move {
+        let what = if matches!(request, KeyRequest::Get(_)) { Route::AnyMember } else { Route::Head };
+        self.with_owner(request.key(), what, |w, epoch, owner| async move {
             let answer = match carriage {
                 Carriage::Batched => self.batcher.call(owner, &w, epoch, request.clone()).await?,
                 Carriage::Alone => w.send_one(epoch, request).await?,
@@ -474,6 +530,15 @@ impl Client {
         })
         .await
     }
+}
+
+/// What a request asks of a key's chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Any member that serves: reads.
+    AnyMember,
+    /// The head: writes (and compute jobs).
+    Head,
 }
 
 /// How one key request travels.

@@ -11,7 +11,7 @@ use wimpy_schema::LimitKind;
 use wimpy_schema::job::{BackendKind, Job, StageTimes, wire};
 use wimpy_schema::wimpy_capnp::{byte_sink, compute_output, compute_result};
 
-use crate::client::{Attempt, failure_to};
+use crate::client::{Attempt, Route, failure_to};
 use crate::streams::Collector;
 use crate::{Client, ClientError};
 
@@ -106,7 +106,7 @@ impl Client {
     /// Runs `req` over the value at `key` on the worker that owns it.
     /// `Ok(None)` when there is no value at `key`.
     pub async fn compute(&self, key: &[u8], req: &ComputeRequest) -> Result<Option<ComputeOutput>, ClientError> {
-        self.with_owner_within(self.compute_limit(req), key, |w, epoch, _| async move {
+        self.with_owner_within(self.compute_limit(req), key, Route::Head, |w, epoch, _| async move {
             let received = Rc::new(RefCell::new(Vec::new()));
             let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
             let mut call = w.compute_request();
@@ -150,7 +150,7 @@ impl Client {
         let mut results: Vec<Option<Result<Option<ComputeOutput>, ClientError>>> =
             (0..keys.len()).map(|_| None).collect();
         for (i, key) in keys.iter().enumerate() {
-            match self.route(key) {
+            match self.route(key, Route::Head) {
                 Ok((epoch, owner)) => by_owner.entry(owner).or_insert((epoch, Vec::new())).1.push(i),
                 Err(e) => results[i] = Some(Err(e)),
             }

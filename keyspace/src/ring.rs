@@ -14,6 +14,11 @@
 //! the next R-1 distinct workers met going on around the ring, in that
 //! order; the last is the tail. Chains are derived like owners, so a client
 //! that knows R rebuilds them too.
+//!
+//! Members out of service (down, failed, or catching up after either) stay
+//! on the ring, so no key moves; with R above one each chain just leaves
+//! them out, and its other members serve its keys. With one copy a key has
+//! nowhere else to be, and its chain keeps its one member.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +32,9 @@ pub type WorkerId = u64;
 /// mean (1.17 with 64 points, 1.10 with 128: single draws, not a trend).
 pub const DEFAULT_VNODES: u32 = 256;
 
+/// The most copies of a key a ring keeps.
+pub const MAX_REPLICAS: u32 = 7;
+
 /// A ring of workers at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ring {
@@ -38,12 +46,17 @@ pub struct Ring {
     /// Sorted by position; a position held by two workers (a 64-bit
     /// collision) goes to the lower id, so every builder agrees.
     points: Vec<(u64, WorkerId)>,
+    /// Members left out of every chain while `replicas` is above one,
+    /// ascending.
+    out: Vec<WorkerId>,
+    /// How many members the ring has, out ones included.
+    member_count: usize,
 }
 
 impl Ring {
     /// An empty ring (no owners) at `epoch`.
     pub fn empty(epoch: u64, vnodes: u32) -> Ring {
-        Ring { epoch, vnodes: vnodes.max(1), replicas: 1, points: Vec::new() }
+        Ring { epoch, vnodes: vnodes.max(1), replicas: 1, points: Vec::new(), out: Vec::new(), member_count: 0 }
     }
 
     /// The ring of `workers` at `epoch`.
@@ -53,26 +66,45 @@ impl Ring {
             workers.into_iter().flat_map(|w| (0..vnodes).map(move |i| (point_position(w, i), w))).collect();
         points.sort_unstable();
         points.dedup_by_key(|p| p.0);
-        Ring { epoch, vnodes, replicas: 1, points }
+        let mut ids: Vec<WorkerId> = points.iter().map(|p| p.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ring { epoch, vnodes, replicas: 1, points, out: Vec::new(), member_count: ids.len() }
     }
 
-    /// The same ring keeping `replicas` copies of each key (at least one).
+    /// The same ring keeping `replicas` copies of each key (at least one,
+    /// at most [`MAX_REPLICAS`]).
     pub fn with_replicas(mut self, replicas: u32) -> Ring {
-        self.replicas = replicas.max(1);
+        self.replicas = replicas.clamp(1, MAX_REPLICAS);
         self
+    }
+
+    /// The same ring with `members` left out of its chains (while it
+    /// keeps more than one copy of each key).
+    pub fn with_out(mut self, members: impl IntoIterator<Item = WorkerId>) -> Ring {
+        self.out = members.into_iter().collect();
+        self.out.sort_unstable();
+        self.out.dedup();
+        self
+    }
+
+    /// The members left out of chains, ascending (see [`Ring::with_out`]).
+    pub fn out(&self) -> &[WorkerId] {
+        &self.out
     }
 
     /// The same members plus `worker`, one epoch later.
     pub fn with(&self, worker: WorkerId) -> Ring {
         let mut members = self.members();
         members.push(worker);
-        Ring::new(self.epoch + 1, self.vnodes, members).with_replicas(self.replicas)
+        Ring::new(self.epoch + 1, self.vnodes, members).with_replicas(self.replicas).with_out(self.out.clone())
     }
 
     /// The same members less `worker`, one epoch later.
     pub fn without(&self, worker: WorkerId) -> Ring {
         let members = self.members().into_iter().filter(|&w| w != worker);
-        Ring::new(self.epoch + 1, self.vnodes, members).with_replicas(self.replicas)
+        let out = self.out.iter().copied().filter(|&w| w != worker);
+        Ring::new(self.epoch + 1, self.vnodes, members).with_replicas(self.replicas).with_out(out)
     }
 
     pub fn epoch(&self) -> u64 {
@@ -111,9 +143,16 @@ impl Ring {
         Some(if i == 0 { self.points.len() - 1 } else { i - 1 })
     }
 
-    /// The worker owning key hash `h`, if the ring has any.
+    /// The worker owning key hash `h` (its chain's head), if the ring has
+    /// any.
     pub fn owner_of_hash(&self, h: u64) -> Option<WorkerId> {
-        self.point_of_hash(h).map(|at| self.points[at].1)
+        let at = self.point_of_hash(h)?;
+        if self.leaves_out() { self.chain_from(at).head() } else { Some(self.points[at].1) }
+    }
+
+    /// Whether chains leave anyone out.
+    fn leaves_out(&self) -> bool {
+        self.replicas > 1 && !self.out.is_empty()
     }
 
     /// The worker owning `key`.
@@ -126,6 +165,16 @@ impl Ring {
         self.point_of_hash(h).map_or_else(Chain::default, |at| self.chain_from(at))
     }
 
+    /// Whether `chain` (one of this ring's) has enough of its members in
+    /// service to take writes: more than half of the copies the ring
+    /// keeps (its `replicas`, or every member if it has fewer). A write
+    /// acknowledged by fewer could be lost with one more failure, and two
+    /// halves of a partitioned cluster could both take writes.
+    pub fn takes_writes(&self, chain: &Chain) -> bool {
+        let full = (self.replicas as usize).min(self.member_count);
+        chain.len() * 2 > full
+    }
+
     /// The chain holding `key`, head first.
     pub fn chain_of(&self, key: &[u8]) -> Chain {
         self.chain_of_hash(key_hash(key))
@@ -134,18 +183,21 @@ impl Ring {
     /// The chain of the range starting at point `at`: that point's worker,
     /// then each worker not yet in it at the points after, wrapping.
     fn chain_from(&self, at: usize) -> Chain {
-        let want = (self.replicas as usize).min(self.points.len());
-        let mut chain = Vec::with_capacity(want);
+        let want = (self.replicas as usize).min(self.member_count);
+        let mut chain = Chain::default();
         for step in 0..self.points.len() {
             if chain.len() == want {
                 break;
             }
             let w = self.points[(at + step) % self.points.len()].1;
-            if !chain.contains(&w) {
+            if !chain.contains(w) {
                 chain.push(w);
             }
         }
-        Chain(chain)
+        if self.leaves_out() {
+            chain.retain(|w| self.out.binary_search(&w).is_err());
+        }
+        chain
     }
 
     /// Every range of the hash space with its chain, in position order.
@@ -204,41 +256,69 @@ impl Ring {
 
 /// The workers holding a key, in chain order: writes enter at the head and
 /// pass down to the tail.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Chain(Vec<WorkerId>);
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Chain {
+    /// Kept inline: a chain is looked up for every request, and is short.
+    /// Entries past `len` are zero.
+    members: [WorkerId; MAX_REPLICAS as usize],
+    len: u8,
+}
 
 impl Chain {
+    fn push(&mut self, worker: WorkerId) {
+        self.members[self.len as usize] = worker;
+        self.len += 1;
+    }
+
+    /// Drops the members `keep` says no to, keeping the order.
+    fn retain(&mut self, keep: impl Fn(WorkerId) -> bool) {
+        let mut kept = Chain::default();
+        for &w in self.members() {
+            if keep(w) {
+                kept.push(w);
+            }
+        }
+        *self = kept;
+    }
+
     /// Where writes enter.
     pub fn head(&self) -> Option<WorkerId> {
-        self.0.first().copied()
+        self.members().first().copied()
     }
 
     /// The last copy: a write is committed once it holds it.
     pub fn tail(&self) -> Option<WorkerId> {
-        self.0.last().copied()
+        self.members().last().copied()
+    }
+
+    /// The member before `worker`, if `worker` is in the chain and not its
+    /// head.
+    pub fn predecessor(&self, worker: WorkerId) -> Option<WorkerId> {
+        let at = self.members().iter().position(|&w| w == worker)?;
+        at.checked_sub(1).map(|i| self.members[i])
     }
 
     /// The member after `worker`, if `worker` is in the chain and not its tail.
     pub fn successor(&self, worker: WorkerId) -> Option<WorkerId> {
-        let at = self.0.iter().position(|&w| w == worker)?;
-        self.0.get(at + 1).copied()
+        let at = self.members().iter().position(|&w| w == worker)?;
+        self.members().get(at + 1).copied()
     }
 
     pub fn contains(&self, worker: WorkerId) -> bool {
-        self.0.contains(&worker)
+        self.members().contains(&worker)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
     /// The members, head first.
     pub fn members(&self) -> &[WorkerId] {
-        &self.0
+        &self.members[..self.len as usize]
     }
 }
 
@@ -357,6 +437,8 @@ mod tests {
             assert_eq!(chain.members(), &met[..3], "hash {h:#x}");
             assert_eq!(chain.successor(met[0]), Some(met[1]));
             assert_eq!(chain.successor(met[2]), None);
+            assert_eq!(chain.predecessor(met[1]), Some(met[0]));
+            assert_eq!(chain.predecessor(met[0]), None);
             assert_eq!(chain.tail(), Some(met[2]));
         }
     }
@@ -385,6 +467,46 @@ mod tests {
         // The factor survives membership changes.
         assert_eq!(ring.with(5).replicas(), 3);
         assert_eq!(ring.without(1).replicas(), 3);
+    }
+
+    #[test]
+    fn a_member_out_of_service_leaves_its_chains_and_no_key_moves() {
+        let ring = Ring::new(3, 64, [1, 2, 3, 4]).with_replicas(3);
+        let out = ring.clone().with_out([2]);
+        for i in 0..20_000u64 {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let (full, short) = (ring.chain_of_hash(h), out.chain_of_hash(h));
+            let kept: Vec<WorkerId> = full.members().iter().copied().filter(|&w| w != 2).collect();
+            assert_eq!(short.members(), &kept[..], "hash {h:#x}: the chain less worker 2, in order");
+            assert_eq!(out.owner_of_hash(h), short.head());
+        }
+        assert!(out.ranges_held_by(2).is_empty());
+        // With one copy a key's one member keeps it: there is no other.
+        let single = Ring::new(3, 64, [1, 2]).with_out([2]);
+        let theirs = (0u32..).map(|i| i.to_le_bytes()).find(|k| single.owner(k) == Some(2)).unwrap();
+        assert_eq!(single.chain_of(&theirs).members(), &[2]);
+        // Writes need most of the copies: two of three.
+        let h = (0u64..)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .find(|&h| ring.chain_of_hash(h).len() == 3)
+            .unwrap();
+        assert!(ring.takes_writes(&ring.chain_of_hash(h)));
+        assert!(out.takes_writes(&out.chain_of_hash(h)));
+        let two_out = ring.clone().with_out([2, 3]);
+        let short = two_out.chain_of_hash(h);
+        assert_eq!(short.len() < 2, !two_out.takes_writes(&short));
+        assert!(two_out.chains().iter().any(|(_, c)| !two_out.takes_writes(c)));
+        // A ring smaller than its factor asks for most of its members.
+        assert!(
+            Ring::new(1, 8, [7]).with_replicas(3).takes_writes(&Ring::new(1, 8, [7]).with_replicas(3).chain_of(b"k"))
+        );
+        // Every member out: no chain, no owner.
+        let none = ring.clone().with_out([1, 2, 3, 4]);
+        assert_eq!(none.owner(b"k"), None);
+        assert!(none.chain_of(b"k").is_empty());
+        // Carried through membership changes.
+        assert_eq!(out.with(5).out(), &[2]);
+        assert_eq!(out.without(2).out(), &[] as &[WorkerId]);
     }
 
     #[test]

@@ -218,7 +218,11 @@ impl Membership {
             Some(r) if r.epoch() == self.epoch => r.clone(),
             _ => {
                 let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining).map(|m| m.id);
-                let ring = std::rc::Rc::new(Ring::new(self.epoch, self.vnodes, on_ring).with_replicas(self.replicas));
+                let ring = std::rc::Rc::new(
+                    Ring::new(self.epoch, self.vnodes, on_ring)
+                        .with_replicas(self.replicas)
+                        .with_out(self.out_of_chains(None)),
+                );
                 *cached = Some(ring.clone());
                 ring
             }
@@ -229,10 +233,14 @@ impl Membership {
     /// earlier run (0 for a new worker). Returns the id it must keep and
     /// whether it must first receive its ranges (it is `Joining`).
     ///
-    /// A returning worker serves again at once: its data is its own. The
-    /// first worker of an empty ring has nothing to receive and serves at
-    /// once too. Any other newcomer joins: the caller moves its ranges to it
-    /// and then calls [`Membership::promote`].
+    /// A returning worker serves again at once when it is its keys' only
+    /// copy: its data is its own. On a ring keeping more copies, one back
+    /// from down or failed missed the writes made meanwhile: it is
+    /// `Returning`, out of its chains, until the caller has copied its
+    /// ranges to it again and calls [`Membership::promote`]. The first
+    /// worker of an empty ring has nothing to receive and serves at once
+    /// too. Any other newcomer joins: the caller moves its ranges to it and
+    /// then promotes it.
     pub fn register(&mut self, id: WorkerId, address: String, now: Instant) -> (WorkerId, bool) {
         let id = if id == 0 { self.next_id } else { id };
         self.next_id = self.next_id.max(id + 1);
@@ -243,14 +251,18 @@ impl Membership {
                 (id, true)
             }
             Some(m) => {
-                let changed = m.address != address || m.state != MemberState::Serving;
+                let state = match m.state {
+                    MemberState::Down | MemberState::Failed | MemberState::Returning => back(self.replicas),
+                    _ => MemberState::Serving,
+                };
+                let changed = m.address != address || m.state != state;
                 m.address = address;
-                m.state = MemberState::Serving;
+                m.state = state;
                 m.last_seen = now;
                 if changed {
                     self.epoch += 1;
                 }
-                (id, false)
+                (id, state == MemberState::Returning)
             }
             None => {
                 let joins = self.members.values().any(|m| m.state != MemberState::Joining);
@@ -276,16 +288,26 @@ impl Membership {
         }
     }
 
-    /// The ring as it will be once joining member `id` serves.
+    /// The ring as it will be once joining (or returning) member `id`
+    /// serves.
     pub fn ring_with(&self, id: WorkerId) -> Ring {
         let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining || m.id == id).map(|m| m.id);
-        Ring::new(self.epoch + 1, self.vnodes, on_ring).with_replicas(self.replicas)
+        Ring::new(self.epoch + 1, self.vnodes, on_ring)
+            .with_replicas(self.replicas)
+            .with_out(self.out_of_chains(Some(id)))
     }
 
-    /// Puts a joining member on the ring. Returns whether it was joining.
+    /// Members a ring keeping more than one copy leaves out of its chains,
+    /// but for `but`.
+    fn out_of_chains(&self, but: Option<WorkerId>) -> Vec<WorkerId> {
+        self.members.values().filter(|m| m.state.out_of_chains() && Some(m.id) != but).map(|m| m.id).collect()
+    }
+
+    /// Puts a joining member on the ring, or a returning one back in its
+    /// chains. Returns whether it was joining or returning.
     pub fn promote(&mut self, id: WorkerId) -> bool {
         match self.members.get_mut(&id) {
-            Some(m) if m.state == MemberState::Joining => {
+            Some(m) if matches!(m.state, MemberState::Joining | MemberState::Returning) => {
                 m.state = MemberState::Serving;
                 self.epoch += 1;
                 true
@@ -340,7 +362,7 @@ impl Membership {
         let state = match (&failure, m.state) {
             (_, MemberState::Joining) => MemberState::Joining,
             (Some(_), _) => MemberState::Failed,
-            (None, MemberState::Down | MemberState::Failed) => MemberState::Serving,
+            (None, MemberState::Down | MemberState::Failed) => back(self.replicas),
             (None, state) => state,
         };
         if state != m.state {
@@ -360,8 +382,10 @@ impl Membership {
             m.state != MemberState::Joining || now.saturating_duration_since(m.last_seen) <= self.down_after
         });
         for m in self.members.values_mut() {
-            if matches!(m.state, MemberState::Serving | MemberState::Leaving | MemberState::Failed)
-                && now.saturating_duration_since(m.last_seen) > self.down_after
+            if matches!(
+                m.state,
+                MemberState::Serving | MemberState::Leaving | MemberState::Failed | MemberState::Returning
+            ) && now.saturating_duration_since(m.last_seen) > self.down_after
             {
                 m.state = MemberState::Down;
                 changed = true;
@@ -409,8 +433,17 @@ impl Membership {
     /// The ring as it will be once `id` is gone.
     pub fn ring_without(&self, id: WorkerId) -> Ring {
         let on_ring = self.members.values().filter(|m| m.state != MemberState::Joining && m.id != id).map(|m| m.id);
-        Ring::new(self.epoch + 1, self.vnodes, on_ring).with_replicas(self.replicas)
+        let out = self.out_of_chains(Some(id));
+        Ring::new(self.epoch + 1, self.vnodes, on_ring).with_replicas(self.replicas).with_out(out)
     }
+}
+
+/// The state of a member back from down or failed on a ring keeping
+/// `replicas` copies: with one its data is its keys' only copy, and it
+/// serves again at once; with more it missed writes its chains took
+/// without it, and catches up first.
+fn back(replicas: u32) -> MemberState {
+    if replicas > 1 { MemberState::Returning } else { MemberState::Serving }
 }
 
 #[cfg(test)]

@@ -108,6 +108,17 @@ pub async fn run(
                 // A move cut short may have left fences up: nothing moves now.
                 tokio::task::spawn_local(lift_fences(service.clone()));
             }
+            // Members that were catching up go on doing so.
+            let returning: Vec<WorkerId> = service
+                .membership
+                .borrow()
+                .members()
+                .filter(|m| m.state == MemberState::Returning)
+                .map(|m| m.id)
+                .collect();
+            for id in returning {
+                tokio::task::spawn_local(join(service.clone(), id));
+            }
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
             let sweeper = {
@@ -122,6 +133,10 @@ pub async fn run(
                             if let Err(e) = service.persist() {
                                 tracing::error!(error = %e, "saving the state after marking a member down");
                             }
+                            // With more than one copy the chains close over
+                            // it at once: its keys are served again as soon
+                            // as the members hear.
+                            tokio::task::spawn_local(push_ring(service.clone()));
                         }
                     }
                 })
@@ -261,8 +276,8 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
         let (before, after, addresses) = {
             let m = service.membership.borrow();
             match m.member(id) {
-                Some(x) if x.state == MemberState::Joining => {}
-                _ => return, // gone, or already serving
+                Some(x) if matches!(x.state, MemberState::Joining | MemberState::Returning) => {}
+                _ => return, // gone, serving, or down again
             }
             let addresses: BTreeMap<WorkerId, (String, MemberState)> =
                 m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
@@ -315,7 +330,7 @@ async fn connect_plan(
         let Some((addr, state)) = addresses.get(&id) else {
             return Err(capnp::Error::failed(format!("worker {id} is no longer a member")));
         };
-        if !state.serves() {
+        if !state.is_up() {
             return Err(capnp::Error::failed(format!("worker {id} is {state}")));
         }
         clients.insert(id, connect_worker(addr, security).await?);
@@ -470,7 +485,7 @@ impl MasterService {
         loop {
             let gone = {
                 let m = self.membership.borrow();
-                ids.iter().copied().find(|id| m.member(*id).is_none_or(|x| !x.state.serves()))
+                ids.iter().copied().find(|id| m.member(*id).is_none_or(|x| !x.state.is_up()))
             };
             if let Some(id) = gone {
                 return id;
@@ -813,6 +828,10 @@ impl MasterService {
             }
             (Some(MemberState::Failed), Some(MemberState::Serving)) => {
                 tracing::info!(worker = id, "a worker's store serves again")
+            }
+            (Some(b), Some(MemberState::Returning)) if b != MemberState::Returning => {
+                tracing::info!(worker = id, "a worker is back; it catches up before its chains take it again");
+                tokio::task::spawn_local(join(self.clone(), id));
             }
             _ => {}
         }

@@ -173,6 +173,7 @@ fn parse(text: &str) -> Result<Snapshot, String> {
                     Some("leaving") => MemberState::Leaving,
                     Some("down") => MemberState::Down,
                     Some("failed") => MemberState::Failed,
+                    Some("returning") => MemberState::Returning,
                     _ => return Err(bad("a member state")),
                 };
                 let address = words.next().ok_or_else(|| bad("an address"))?.to_owned();

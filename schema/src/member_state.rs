@@ -19,13 +19,31 @@ pub enum MemberState {
     /// fsync failed, the disk filled up) and is being reopened: its keys
     /// answer "unavailable" until it serves again.
     Failed,
+    /// Back from down or failed on a ring keeping more than one copy: on
+    /// the ring, but out of its chains until it has caught up on the
+    /// writes it missed.
+    Returning,
 }
 
 impl MemberState {
     /// Whether the member's keys can be served now: false for `down` and
     /// `failed`, whose keys answer "unavailable".
     pub fn serves(self) -> bool {
+        !matches!(self, MemberState::Down | MemberState::Failed | MemberState::Returning)
+    }
+
+    /// Whether the member heartbeats with its store open, and so can take
+    /// part in moving ranges (a returning member does, though its chains
+    /// do not have it yet).
+    pub fn is_up(self) -> bool {
         !matches!(self, MemberState::Down | MemberState::Failed)
+    }
+
+    /// Whether a ring keeping more than one copy leaves the member out of
+    /// its chains (the other members of each chain serve its keys): it
+    /// does not serve.
+    pub fn out_of_chains(self) -> bool {
+        !self.serves()
     }
 }
 
@@ -37,6 +55,7 @@ impl std::fmt::Display for MemberState {
             MemberState::Leaving => "leaving",
             MemberState::Down => "down",
             MemberState::Failed => "failed",
+            MemberState::Returning => "returning",
         })
     }
 }
@@ -49,6 +68,7 @@ impl From<MemberState> for member::State {
             MemberState::Leaving => member::State::Leaving,
             MemberState::Down => member::State::Down,
             MemberState::Failed => member::State::Failed,
+            MemberState::Returning => member::State::Returning,
         }
     }
 }
@@ -61,6 +81,7 @@ impl From<member::State> for MemberState {
             member::State::Leaving => MemberState::Leaving,
             member::State::Down => MemberState::Down,
             member::State::Failed => MemberState::Failed,
+            member::State::Returning => MemberState::Returning,
         }
     }
 }

@@ -76,9 +76,12 @@ impl RingInfo {
         RingInfo { epoch: 0, vnodes: 1, replicas: 1, members: Vec::new() }
     }
 
-    /// The ring to route by.
+    /// The ring to route by: with more than one copy of each key, its
+    /// chains leave out members that are down, failed or returning.
     pub fn ring(&self) -> Ring {
-        Ring::new(self.epoch, self.vnodes, self.members.iter().map(|m| m.id)).with_replicas(self.replicas)
+        Ring::new(self.epoch, self.vnodes, self.members.iter().map(|m| m.id))
+            .with_replicas(self.replicas)
+            .with_out(self.members.iter().filter(|m| m.state.out_of_chains()).map(|m| m.id))
     }
 
     pub fn read(r: ring_info::Reader<'_>) -> capnp::Result<RingInfo> {

@@ -187,6 +187,7 @@ async fn set_ring(c: &worker::Client, ring: &Ring) {
     let mut r = req.get().init_ring();
     r.set_epoch(ring.epoch());
     r.set_vnodes(ring.vnodes());
+    r.set_replicas(ring.replicas());
     let members = ring.members();
     let mut list = r.init_members(members.len() as u32);
     for (i, id) in members.iter().enumerate() {
@@ -606,22 +607,118 @@ fn a_failed_store_answers_unavailable_and_serves_again_once_reopened() {
     });
 }
 
-/// A forward of one write of `key` at `epoch` through `link`.
-async fn forward(link: &wimpy_schema::wimpy_capnp::chain_link::Client, key: &[u8], epoch: u64) -> Got {
+/// A forward through `link`, numbered `seq` on it, of one write of `key`
+/// (numbered `version`, holding `value`) at `epoch`.
+async fn forward_at(
+    link: &wimpy_schema::wimpy_capnp::chain_link::Client,
+    key: &[u8],
+    epoch: u64,
+    seq: u64,
+    version: u64,
+    value: &[u8],
+) -> Got {
     let mut req = link.forward_request();
     req.get().set_epoch(epoch);
+    req.get().set_seq(seq);
     let mut write = req.get().init_writes(1).get(0);
     write.set_key(key);
-    write.set_version(5);
+    write.set_version(version);
     let mut put = write.init_put();
     put.set_offset(0);
-    put.set_total(1);
-    put.set_bytes(b"v");
+    put.set_total(value.len() as u64);
+    put.set_bytes(value);
     let answer = req.send().promise.await.unwrap();
     match answer.get().unwrap().get_result().unwrap().which().unwrap() {
         wimpy_schema::wimpy_capnp::chain_result::Ok(()) => Got::Stored,
         wimpy_schema::wimpy_capnp::chain_result::Failure(f) => failure_of(f.unwrap()),
     }
+}
+
+/// A forward of one write of `key` at `epoch` through `link`.
+async fn forward(link: &wimpy_schema::wimpy_capnp::chain_link::Client, key: &[u8], epoch: u64) -> Got {
+    forward_at(link, key, epoch, 0, 5, b"v").await
+}
+
+/// A chain link to the worker at `addr` as worker `from`'s link number
+/// `generation`.
+async fn chain_link(addr: SocketAddr, from: u64, generation: u64) -> wimpy_schema::wimpy_capnp::chain_link::Client {
+    let w = connect_as(addr, Role::Worker, &format!("worker-{from}")).await;
+    let mut req = w.chain_request();
+    req.get().set_from(from);
+    req.get().set_generation(generation);
+    req.send().promise.await.unwrap().get().unwrap().get_link().unwrap()
+}
+
+/// A ring of workers 1 and 2 keeping two copies, and a key whose chain
+/// worker 2 heads (so worker 1 is its tail).
+fn two_copies() -> (Ring, Vec<u8>) {
+    let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
+    let key = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| ring.chain_of(k).head() == Some(2)).unwrap();
+    (ring, key)
+}
+
+#[test]
+fn forwards_on_a_link_are_stored_in_their_order_whatever_order_they_arrive_in() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        let (ring, key) = two_copies();
+        set_ring(&c, &ring).await;
+        let link = chain_link(w.addr, 2, 1).await;
+        // The second forward goes first; it waits for the first, so the
+        // later write is the one that stays.
+        let (second, first) = futures::join!(forward_at(&link, &key, 1, 1, 7, b"second"), async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            forward_at(&link, &key, 1, 0, 6, b"first").await
+        });
+        assert_eq!((first, second), (Got::Stored, Got::Stored));
+        assert_eq!(get(&c, &key, 1).await, Got::Value(b"second".to_vec()));
+        assert_eq!(w.state.store().unwrap().get_versioned(&key).unwrap().map(|(_, v)| v), Some(7));
+    });
+}
+
+#[test]
+fn a_write_the_chain_did_not_take_is_never_read_back() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        // Worker 1 heads chains whose next member, worker 2, is nowhere.
+        let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
+        set_ring(&c, &ring).await;
+        let key = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| ring.chain_of(k).head() == Some(1)).unwrap();
+        // The batch's own read of its write fails with the write.
+        let answers = batch(&c, &[(&key, Some(b"unsure")), (&key, None)], 1).await;
+        assert!(answers.iter().all(|a| matches!(a, Got::Other(m) if m.starts_with("unavailable"))), "{answers:?}");
+        // Held here but not by the tail: a later read answers unavailable
+        // once it has waited for the chain, never the value.
+        let got = get(&c, &key, 1).await;
+        assert!(matches!(&got, Got::Other(m) if m.starts_with("unavailable") && m.contains("copy")), "{got:?}");
+    });
+}
+
+#[test]
+fn a_newer_chain_link_from_a_worker_retires_its_older_one() {
+    let w = start(1, SyncMode::Never);
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        let (ring, key) = two_copies();
+        set_ring(&c, &ring).await;
+        let old = chain_link(w.addr, 2, 10).await;
+        assert_eq!(forward_at(&old, &key, 1, 0, 5, b"old").await, Got::Stored);
+        // Worker 2 gave up on the old link and sends again on a new one,
+        // then a newer write.
+        let new = chain_link(w.addr, 2, 11).await;
+        assert_eq!(forward_at(&new, &key, 1, 0, 5, b"old").await, Got::Stored);
+        assert_eq!(forward_at(&new, &key, 1, 1, 6, b"new").await, Got::Stored);
+        // A forward still on its way on the old link is refused, not
+        // stored over the newer write.
+        let late = forward_at(&old, &key, 1, 1, 5, b"old").await;
+        assert!(matches!(&late, Got::Other(m) if m.starts_with("unavailable")), "{late:?}");
+        assert_eq!(get(&c, &key, 1).await, Got::Value(b"new".to_vec()));
+        // Another worker's links are its own.
+        let other = chain_link(w.addr, 3, 1).await;
+        assert_eq!(forward_at(&other, &key, 1, 0, 8, b"from 3").await, Got::Stored);
+    });
 }
 
 #[test]

@@ -129,7 +129,7 @@ struct ClusterArgs {
     #[arg(long, default_value = "always", requires = "local")]
     sync: String,
     /// Copies of each key the local cluster keeps (chain replication).
-    #[arg(long, default_value_t = 1, requires = "local", value_parser = clap::value_parser!(u32).range(1..=7))]
+    #[arg(long, default_value_t = 1, requires = "local", value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
     replicas: u32,
 }
 

@@ -31,7 +31,7 @@ pub(crate) struct Local {
     /// Copies of each key (chain replication), each on another worker: a
     /// write is acknowledged once all of them hold it. A cluster keeps the
     /// number it was first started with.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=7))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
     replicas: u32,
 }
 

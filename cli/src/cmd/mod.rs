@@ -13,6 +13,7 @@ pub(crate) mod hash;
 pub(crate) mod leave;
 pub(crate) mod local;
 pub(crate) mod put;
+pub(crate) mod remove;
 pub(crate) mod ring;
 pub(crate) mod status;
 pub(crate) mod token;

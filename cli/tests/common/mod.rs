@@ -90,21 +90,42 @@ fn node_name(data: &Path) -> String {
     format!("{base}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Runs `body` on a current-thread runtime, inside the `LocalSet` the SDK
+/// needs.
+pub fn on_runtime<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio::task::LocalSet::new().block_on(&rt, body());
+}
+
 /// An admin's SDK client of the master at `addr`, once `n` workers serve
-/// (bounded: a minute).
+/// (bounded: a minute each to connect and to see them serve).
 pub async fn serving_client(addr: SocketAddr, n: usize) -> wimpy_client::Client {
-    use wimpy_client::{Client, ClientOptions, MemberState};
+    use wimpy_client::{Client, ClientOptions};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let client = loop {
+        if let Ok(c) = Client::connect_with(addr, ClientOptions::new(credentials().client_security())).await {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no master at {addr}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    wait_serving(&client, n).await;
+    client
+}
+
+/// Waits (bounded: a minute) until the ring has `n` members, all serving.
+pub async fn wait_serving(client: &wimpy_client::Client, n: usize) {
+    use wimpy_client::MemberState;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        if let Ok(c) = Client::connect_with(addr, ClientOptions::new(credentials().client_security())).await
-            && let Ok(view) = c.refresh_ring().await
+        if let Ok(view) = client.refresh_ring().await
             && view.members.len() == n
             && view.members.iter().all(|m| m.state == MemberState::Serving)
         {
-            return c;
+            return;
         }
-        assert!(std::time::Instant::now() < deadline, "the cluster did not come up");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(std::time::Instant::now() < deadline, "the ring never had {n} serving members");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -136,10 +157,16 @@ impl Drop for Node {
 
 /// A master on `addr` with 64 points per worker.
 pub fn master(addr: SocketAddr, data: &Path) -> Node {
+    master_with(addr, data, &[])
+}
+
+/// [`master`] with more flags.
+pub fn master_with(addr: SocketAddr, data: &Path, flags: &[&str]) -> Node {
     let child = Command::new(binary("wimpy-master"))
         .args(["--listen", &addr.to_string(), "--vnodes", "64", "--data"])
         .arg(data)
         .args(credentials().node_flags(Role::Master, &node_name(data)))
+        .args(flags)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

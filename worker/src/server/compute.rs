@@ -8,7 +8,7 @@ use wimpy_schema::job::{Job, wire};
 use wimpy_schema::wimpy_capnp::{compute_result, worker};
 use wimpy_schema::{ComputeFailure, ComputeFailureKind, Failure, LimitKind};
 
-use super::{MAX_INLINE_VALUE, WorkerState, refusal, streams};
+use super::{MAX_INLINE_VALUE, WorkerState, streams};
 use wimpy_compute::{ComputeError, JobOutput};
 
 /// Result bytes one `computeBatch` reply carries inline, at most.
@@ -49,9 +49,9 @@ async fn run_one(
     backend: Option<wimpy_compute::BackendKind>,
     deadline: Option<Duration>,
 ) -> Outcome {
-    let read = {
-        let _settled = state.settled(key).await;
-        state.route(key, epoch).and_then(|()| state.store()?.get(key).map_err(refusal))
+    let read = match state.route(key, epoch) {
+        Ok(()) => state.read_committed(key, |s| s.get(key)).await,
+        Err(f) => Err(f),
     };
     let value = match read {
         Ok(Some(v)) => v,

@@ -248,6 +248,9 @@ impl WorkerState {
             .flat_map(|mine| elsewhere.iter().filter_map(move |theirs| intersect(mine, *theirs)).flatten())
             .collect();
         if !lost.is_empty() {
+            // Writes of those keys still marked here end up with their new
+            // holders, whole.
+            self.chain.pending.forget(&lost);
             let state = self.clone();
             let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
             background.retain(|t| !t.is_finished());
@@ -319,20 +322,36 @@ impl WorkerState {
             .unwrap_or_else(|| Err(Failure::Unavailable("the store gave no answer".into())))
     }
 
-    /// Waits until no write of `key` is on its way down the chain (at
-    /// once when the ring keeps one copy); the guard keeps it so.
-    pub(crate) async fn settled(&self, key: &[u8]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+    /// What `read` reads of `key` from the store once no write of the key
+    /// is on its way down the chain from here (see `chain::pending`): a
+    /// value the tail holds too. Read again if a write came meanwhile;
+    /// `unavailable` if the key stays dirty for a
+    /// [`CALL`](wimpy_net::deadline::CALL).
+    pub(crate) async fn read_committed<T>(
+        &self,
+        key: &[u8],
+        mut read: impl FnMut(&Store) -> wimpy_store::Result<T>,
+    ) -> Result<T, Failure> {
+        let store = self.store()?;
         if self.ring.load().replicas() == 1 {
-            return Vec::new();
+            return read(&store).map_err(refusal);
         }
-        self.chain.lock([key]).await
+        let h = wimpy_schema::key_hash(key);
+        loop {
+            self.chain.pending.clean(h, wimpy_net::deadline::CALL).await?;
+            let value = read(&store).map_err(refusal)?;
+            // Marked before stored: a write this read saw is marked by now.
+            if self.chain.pending.is_clean(h) {
+                return Ok(value);
+            }
+        }
     }
 
     /// Whether a write to `key` may go ahead now. Writes check through
     /// [`WorkerState::admit_write`]; a batch holds the gate itself.
     pub(crate) fn route_write(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
         let h = wimpy_schema::key_hash(key);
-        self.route_hash(h, epoch)?;
+        self.route_hash(h, epoch, Serves::Writes)?;
         let fences = self.fences.load();
         if !fences.0.is_empty() && std::time::Instant::now() < fences.1 && fences.0.iter().any(|r| r.contains(h)) {
             // Moving: the client retries and reaches the new owner once the
@@ -342,24 +361,47 @@ impl WorkerState {
         Ok(())
     }
 
-    /// Whether this worker serves `key` for a caller that routed by `epoch`.
+    /// Whether this worker serves reads of `key` (it is on the key's
+    /// chain) for a caller that routed by `epoch`.
     pub(crate) fn route(&self, key: &[u8], epoch: u64) -> Result<(), Failure> {
-        self.route_hash(wimpy_schema::key_hash(key), epoch)
+        self.route_hash(wimpy_schema::key_hash(key), epoch, Serves::Reads)
     }
 
-    /// [`WorkerState::route`] for a key whose hash is known.
-    fn route_hash(&self, h: u64, epoch: u64) -> Result<(), Failure> {
+    /// Whether this worker serves `what` of the key hashed `h`.
+    fn route_hash(&self, h: u64, epoch: u64, what: Serves) -> Result<(), Failure> {
         let ring = self.ring.load();
         if ring.is_empty() {
             return Err(Failure::Unavailable("this worker is not on a ring yet".into()));
         }
+        let chain = ring.chain_of_hash(h);
+        let serves = match what {
+            Serves::Writes => chain.head() == Some(self.id),
+            Serves::Reads => chain.contains(self.id),
+        };
         // A caller ahead of us, or one whose ring sends the key elsewhere,
         // must refresh (or wait for us to catch up) and retry.
-        if epoch > ring.epoch() || ring.owner_of_hash(h) != Some(self.id) {
+        if epoch > ring.epoch() || !serves {
             return Err(Failure::StaleEpoch(ring.epoch()));
+        }
+        if let Serves::Writes = what
+            && !ring.takes_writes(&chain)
+        {
+            return Err(Failure::Unavailable(format!(
+                "only {} of this key's {} copies are in service; its writes wait until its chain is repaired",
+                chain.len(),
+                ring.replicas()
+            )));
         }
         Ok(())
     }
+}
+
+/// What a request asks of a key's chain: writes enter at its head, reads
+/// are served by every member.
+#[derive(Debug, Clone, Copy)]
+enum Serves {
+    Reads,
+    Writes,
 }
 
 /// Serves `state` on `listener` with `cores` threads until `shutdown`
@@ -372,19 +414,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let cores = cores.max(1);
-    state.chain.set_security(&security);
+    state.chain.serve_as(state.id, &security);
     let mut lanes = Vec::with_capacity(cores);
     let mut threads = Vec::with_capacity(cores);
     for core in 0..cores {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::net::TcpStream>();
+        let (streams_tx, streams) = tokio::sync::mpsc::unbounded_channel();
+        state.chain.host_streams(streams_tx);
         let (state, security) = (state.clone(), security.clone());
         threads.push(
             std::thread::Builder::new()
                 .name(format!("wimpy-rpc-{core}"))
-                .spawn(move || serve_core(state, security, rx))?,
+                .spawn(move || serve_core(state, security, rx, streams))?,
         );
         lanes.push(tx);
     }
+    // Writes a failed member did not pass on go down the chain again once
+    // it has closed over the member.
+    let repairer = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(chain::REPAIR_EVERY).await;
+                let sent = chain::resend_doubtful(&state).await;
+                if sent > 0 {
+                    tracing::info!(keys = sent, "sent doubtful writes down their chains again");
+                }
+            }
+        })
+    };
     tokio::pin!(shutdown);
     let mut next = 0;
     loop {
@@ -402,6 +460,8 @@ pub async fn run(
         }
     }
     drop(lanes);
+    repairer.abort();
+    let _ = repairer.await;
     tokio::task::spawn_blocking(move || {
         for t in threads {
             if t.join().is_err() {
@@ -414,11 +474,12 @@ pub async fn run(
 }
 
 /// One core: a current-thread runtime whose `LocalSet` runs every connection
-/// handed to it, until the accept loop goes away.
+/// and chain stream handed to it, until the accept loop goes away.
 fn serve_core(
     state: Arc<WorkerState>,
     security: Security,
     mut incoming: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+    mut streams: tokio::sync::mpsc::UnboundedReceiver<chain::StreamStart>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -429,14 +490,22 @@ fn serve_core(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        while let Some(stream) = incoming.recv().await {
-            let (state, security) = (state.clone(), security.clone());
-            tokio::task::spawn_local(async move {
-                // Peers hang up as they please: worth a debug line, no more.
-                if let Err(e) = serve_connection(stream, state, &security).await {
-                    tracing::debug!(error = %e, "connection ended");
+        loop {
+            tokio::select! {
+                stream = incoming.recv() => {
+                    let Some(stream) = stream else { break };
+                    let (state, security) = (state.clone(), security.clone());
+                    tokio::task::spawn_local(async move {
+                        // Peers hang up as they please: worth a debug line, no more.
+                        if let Err(e) = serve_connection(stream, state, &security).await {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                    });
                 }
-            });
+                Some(start) = streams.recv() => {
+                    tokio::task::spawn_local(start.run());
+                }
+            }
         }
     });
 }
@@ -522,24 +591,22 @@ impl worker::Server for WorkerService {
         };
         let p = params.get()?;
         let key = p.get_key()?;
-        // A key with a write still going down its chain is read once the
-        // chain holds it.
-        let _settled = self.state.settled(key).await;
         let mut r = results.get().init_result();
         // The value goes from the log's read buffer straight into the
         // answer: a 1 MiB value is copied once here, not twice.
-        let outcome = self.state.route(key, p.get_epoch()).and_then(|()| {
-            self.state
-                .store()?
-                .with_value(key, |v| {
-                    if v.len() > MAX_INLINE_VALUE {
-                        return Err(v.len());
-                    }
-                    r.set_value(v);
-                    Ok(())
-                })
-                .map_err(refusal)
-        });
+        let read = |store: &Store| {
+            store.with_value(key, |v| {
+                if v.len() > MAX_INLINE_VALUE {
+                    return Err(v.len());
+                }
+                r.set_value(v);
+                Ok(())
+            })
+        };
+        let outcome = match self.state.route(key, p.get_epoch()) {
+            Ok(()) => self.state.read_committed(key, read).await,
+            Err(f) => Err(f),
+        };
         match outcome {
             Ok(Some(Ok(()))) => {}
             Ok(Some(Err(len))) => Failure::TooLarge {
@@ -632,11 +699,10 @@ impl worker::Server for WorkerService {
         let p = params.get()?;
         let key = p.get_key()?;
         let sink = p.get_sink()?;
-        // Read once the key's chain is settled; streamed without holding
-        // its lock (a slow reader must not hold up the key's writes).
-        let outcome = {
-            let _settled = self.state.settled(key).await;
-            self.state.route(key, p.get_epoch()).and_then(|()| self.state.store()?.get(key).map_err(refusal))
+        // Read whole, then streamed: a slow reader holds up no write.
+        let outcome = match self.state.route(key, p.get_epoch()) {
+            Ok(()) => self.state.read_committed(key, |s| s.get(key)).await,
+            Err(f) => Err(f),
         };
         let sent = match &outcome {
             Ok(Some(v)) => Some(streams::send_value(v, &sink).await?),
@@ -761,7 +827,7 @@ impl worker::Server for WorkerService {
 
     async fn chain(
         self: Rc<Self>,
-        _: worker::ChainParams,
+        params: worker::ChainParams,
         mut results: worker::ChainResults,
     ) -> Result<(), capnp::Error> {
         if !self.peer.holds(Role::Worker) {
@@ -770,8 +836,9 @@ impl worker::Server for WorkerService {
             refused.write(results.get().init_refused());
             return Ok(());
         }
+        let p = params.get()?;
         let link: wimpy_schema::wimpy_capnp::chain_link::Client =
-            capnp_rpc::new_client(chain::ChainLinkService::new(self.state.clone()));
+            capnp_rpc::new_client(chain::ChainLinkService::new(self.state.clone(), p.get_from(), p.get_generation()));
         results.get().set_link(link);
         Ok(())
     }

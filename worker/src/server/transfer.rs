@@ -20,7 +20,7 @@ use crate::store_slot::StoreSlot;
 const CHUNK_BYTES: usize = 256 << 10;
 /// Largest piece of a chunk in one `RecordSink.write` (a chunk holding a
 /// large value is larger than the chunk size).
-const PIECE_BYTES: usize = 1 << 20;
+const PIECE_BYTES: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;
 /// Chunks read ahead of the network.
 const READ_AHEAD: usize = 4;
 
