@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::sync::OnceLock;
 use wimpy_client::{Client, ClientError, ClientOptions};
+use wimpy_history::History;
 use wimpy_master::MasterConfig;
 
 use wimpy_net::security::ClusterCa;
@@ -189,11 +190,12 @@ async fn asked(w: &wimpy_schema::wimpy_capnp::worker::Client, key: &[u8]) -> Key
     w.send_one(0, &KeyRequest::Get(key.to_vec())).await.unwrap()
 }
 
-/// Puts `value` under `key` until it is acknowledged (bounded): a try that
-/// fails may or may not have landed, and the next one settles it.
-async fn put_until_acked(client: &Client, key: &[u8], value: &[u8]) {
+/// Puts `value` under `key` until it is acknowledged (bounded), each try
+/// recorded in `history`: a try that fails may or may not have landed, and
+/// the next one settles it.
+async fn put_until_acked(history: &History, client: &Client, key: &[u8], value: &[u8]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while let Err(e) = client.put(key, value).await {
+    while let Err(e) = history.put(key, value, client.put(key, value)).await {
         assert!(std::time::Instant::now() < deadline, "{key:?} was never acknowledged: {e}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -224,6 +226,13 @@ async fn put_and_get_together(client: &Client, prefix: &str, n: u32) {
     let gets = (0..n).map(|i| async move { (i, client.get(format!("{prefix}{i}").as_bytes()).await) });
     for (i, got) in futures::future::join_all(gets).await {
         assert_eq!(got.unwrap(), Some(i.to_le_bytes().to_vec()), "{prefix}{i}");
+    }
+}
+
+/// Panics with the first key whose calls in `history` no order explains.
+fn assert_linearizable(history: &History) {
+    if let Err(violation) = history.check() {
+        panic!("{violation}");
     }
 }
 
@@ -922,6 +931,10 @@ fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or
     let writer = std::thread::spawn(move || {
         client_side(|| async move {
             let client = connected(maddr, 2).await;
+            // Every call, with a read of another key after each write: no
+            // read during the moves may answer not found for a key that
+            // holds a value, nor an older value than one acknowledged.
+            let history = History::new();
             // What each key must read afterwards: the last acknowledged
             // write wins, a delete included.
             let mut model: std::collections::BTreeMap<String, Option<u32>> = Default::default();
@@ -931,12 +944,15 @@ fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or
                 let key = format!("m-{}", round % 300);
                 // 7 is prime to the 300 keys: each key sees puts and deletes.
                 if round % 7 == 3 {
-                    client.delete(key.as_bytes()).await.unwrap();
+                    history.delete(key.as_bytes(), client.delete(key.as_bytes())).await.unwrap();
                     model.insert(key, None);
                 } else {
-                    client.put(key.as_bytes(), &model_value(round)).await.unwrap();
+                    let value = model_value(round);
+                    history.put(key.as_bytes(), &value, client.put(key.as_bytes(), &value)).await.unwrap();
                     model.insert(key, Some(round));
                 }
+                let other = format!("m-{}", round.wrapping_mul(2_654_435_761) % 300);
+                history.get(other.as_bytes(), client.get(other.as_bytes())).await.unwrap();
                 if round == 600 {
                     started_tx.send(()).unwrap();
                 }
@@ -951,9 +967,10 @@ fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or
                 }
             }
             for (key, want) in &model {
-                let got = client.get(key.as_bytes()).await.unwrap();
+                let got = history.get(key.as_bytes(), client.get(key.as_bytes())).await.unwrap();
                 assert_eq!(got, want.map(model_value), "{key} after {round} rounds");
             }
+            assert_linearizable(&history);
         })
     });
     started_rx.recv().unwrap();
@@ -986,10 +1003,12 @@ fn with_three_copies_a_stopped_worker_loses_no_acknowledged_write_and_catches_up
     let mut workers: Vec<Option<Node>> = (0..3).map(|i| Some(worker(master.addr, data(i)))).collect();
     client_side(|| async {
         let client = connected(master.addr, 3).await;
+        let history = History::new();
         let mut acked: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
         for i in 0..150u32 {
-            client.put(format!("k{i}").as_bytes(), &i.to_le_bytes()).await.unwrap();
-            acked.insert(format!("k{i}"), i.to_le_bytes().to_vec());
+            let (key, value) = (format!("k{i}"), i.to_le_bytes());
+            history.put(key.as_bytes(), &value, client.put(key.as_bytes(), &value)).await.unwrap();
+            acked.insert(key, value.to_vec());
         }
         // Worker 1 goes away with writes going on: each is tried until
         // acknowledged, and every acknowledged one counts.
@@ -998,14 +1017,19 @@ fn with_three_copies_a_stopped_worker_loses_no_acknowledged_write_and_catches_up
         let mut first_after = None;
         for i in 100..300u32 {
             let (key, value) = (format!("k{i}"), format!("again {i}").into_bytes());
-            put_until_acked(&client, key.as_bytes(), &value).await;
+            put_until_acked(&history, &client, key.as_bytes(), &value).await;
             first_after.get_or_insert_with(|| stopped.elapsed());
             acked.insert(key, value);
+            // And a read of a key written before, between the writes.
+            let earlier = format!("k{}", i.wrapping_mul(2_654_435_761) % i);
+            history.get(earlier.as_bytes(), client.get(earlier.as_bytes())).await.ok();
         }
         eprintln!("writes served again {:?} after the stop", first_after.unwrap());
         for (key, value) in &acked {
-            assert_eq!(client.get(key.as_bytes()).await.unwrap().as_ref(), Some(value), "{key} with a member gone");
+            let got = history.get(key.as_bytes(), client.get(key.as_bytes())).await.unwrap();
+            assert_eq!(got.as_ref(), Some(value), "{key} with a member gone");
         }
+        assert_linearizable(&history);
         // Back on its old data: it takes the writes it missed before its
         // chains have it again.
         workers[1] = Some(worker(master.addr, data(1)));
@@ -1044,7 +1068,7 @@ fn with_three_copies_and_two_gone_reads_go_on_and_writes_wait_until_a_second_cop
         assert_eq!(client.get(b"k1").await.unwrap(), Some(1u32.to_le_bytes().to_vec()));
         // A second copy back (caught up): writes are taken again.
         workers[1] = Some(worker(master.addr, data(1)));
-        put_until_acked(&client, b"k1", b"again").await;
+        put_until_acked(&History::new(), &client, b"k1", b"again").await;
         assert_eq!(client.get(b"k1").await.unwrap(), Some(b"again".to_vec()));
         for i in 2..100u32 {
             assert_eq!(client.get(format!("k{i}").as_bytes()).await.unwrap(), Some(i.to_le_bytes().to_vec()));

@@ -23,7 +23,7 @@ pub use member_state::MemberState;
 pub use ring_info::{MemberInfo, RingInfo};
 pub use role::{Role, UnknownRole};
 pub use stats::{DamagedSpan, MAX_REPORTED_DAMAGE, StoreFigures};
-pub use wimpy_keyspace::{KeyHashRange, Ring, WorkerId, key_hash, ring};
+pub use wimpy_keyspace::{KeyHashRange, RangeSet, Ring, WorkerId, key_hash, ring};
 
 /// Limits every wimpy node and client reads Cap'n Proto messages with.
 ///

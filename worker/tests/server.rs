@@ -359,6 +359,63 @@ fn fences_refuse_writes_until_the_next_ring_which_also_drops_given_away_keys() {
 }
 
 #[test]
+fn keys_given_away_and_copied_back_before_the_drop_are_kept() {
+    // Worker 1 gives worker 2 part of the space (epoch 2); before worker 1
+    // hears that epoch confirmed, the master moves half of those ranges
+    // back to it for the ring after (epoch 3, not yet published). The drop
+    // of the keys epoch 2 gave away must spare what was copied back.
+    let (w1, w2) = (start(1, SyncMode::Never), start(2, SyncMode::Never));
+    let (store, state) = (w1.state.store().unwrap(), w1.state.clone());
+    client_side(|| async move {
+        let (c1, c2) = (connect(w1.addr).await, connect(w2.addr).await);
+        set_ring(&c1, &Ring::new(1, 32, [1])).await;
+        state.confirm_epoch(1);
+        for i in 0..500u32 {
+            put(&c1, &i.to_le_bytes(), b"first", 1).await.unwrap();
+        }
+        let ring = Ring::new(2, 32, [1, 2]);
+        set_ring(&c1, &ring).await;
+        set_ring(&c2, &ring).await;
+        // Worker 2 rewrites the keys it was given.
+        let given: Vec<u32> = (0..500u32).filter(|i| ring.owner(&i.to_le_bytes()) == Some(2)).collect();
+        for i in &given {
+            put(&c2, &i.to_le_bytes(), b"second", 2).await.unwrap();
+        }
+        let theirs = ring.ranges_held_by(2);
+        let back = &theirs[..theirs.len() / 2];
+        let mut receive = admin(&c1).await.receive_ranges_request();
+        wimpy_schema::ranges::write(receive.get().init_ranges(back.len() as u32), back);
+        let sink = receive.send().promise.await.unwrap().get().unwrap().get_sink().unwrap();
+        let mut send = admin(&c2).await.send_ranges_request();
+        wimpy_schema::ranges::write(send.get().init_ranges(back.len() as u32), back);
+        send.get().set_sink(sink);
+        let copied = send.send().promise.await.unwrap().get().unwrap().get_records();
+        let in_back = |i: u32| back.iter().any(|r| r.contains(wimpy_schema::key_hash(&i.to_le_bytes())));
+        let (came_back, stayed_away): (Vec<u32>, Vec<u32>) = given.iter().partition(|&&i| in_back(i));
+        assert_eq!(copied, came_back.len() as u64);
+        assert!(!came_back.is_empty() && !stayed_away.is_empty(), "the ranges split the keys");
+
+        // The master's heartbeat confirms epoch 2: the keys of the ranges
+        // that stayed away go, those copied back stay.
+        state.confirm_epoch(2);
+        let kept = 500 - stayed_away.len() as u64;
+        for _ in 0..200 {
+            if store.stats().live_keys == kept {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.stats().live_keys, kept, "only the keys that stayed away are dropped");
+        for i in came_back {
+            assert_eq!(store.get(&i.to_le_bytes()).unwrap().as_deref(), Some(&b"second"[..]), "key {i}");
+        }
+        for i in stayed_away {
+            assert_eq!(store.get(&i.to_le_bytes()).unwrap(), None, "key {i}");
+        }
+    });
+}
+
+#[test]
 fn a_batch_answers_each_operation_in_order_and_on_its_own() {
     let w = start(1, SyncMode::Always);
     client_side(|| async move {

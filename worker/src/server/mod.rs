@@ -10,6 +10,7 @@
 mod batch;
 mod chain;
 mod compute;
+mod given_away;
 pub mod intake;
 mod refusal;
 pub mod streams;
@@ -72,6 +73,8 @@ pub struct WorkerState {
     /// Threads deleting the keys of ranges given away; joined by
     /// [`WorkerState::close`] so that they finish before the store closes.
     background: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Ranges copied in, which those threads spare.
+    copied_in: given_away::CopiedIn,
     /// What the worker takes in at once.
     pub intake: Intake,
     /// The name on the certificate of the master this worker registered
@@ -101,6 +104,7 @@ impl WorkerState {
             published: ArcSwap::from_pointee(RingInfo::empty()),
             fences: ArcSwap::from_pointee((Vec::new(), std::time::Instant::now())),
             background: Default::default(),
+            copied_in: Default::default(),
             intake: Intake::new(IntakeLimits::default()),
             master: std::sync::Mutex::new(None),
             write_gate: tokio::sync::RwLock::new(()),
@@ -247,42 +251,37 @@ impl WorkerState {
             .into_iter()
             .flat_map(|mine| elsewhere.iter().filter_map(move |theirs| intersect(mine, *theirs)).flatten())
             .collect();
-        if !lost.is_empty() {
-            // Writes of those keys still marked here end up with their new
-            // holders, whole.
-            self.chain.pending.forget(&lost);
-            let state = self.clone();
-            let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
-            background.retain(|t| !t.is_finished());
-            background.push(std::thread::spawn(move || state.drop_ranges(&lost)));
-        }
+        let Some(dropping) = self.copied_in.confirmed(!lost.is_empty()) else { return };
+        // Writes of those keys still marked here end up with their new
+        // holders, whole.
+        self.chain.pending.forget(&lost);
+        let state = self.clone();
+        let mut background = self.background.lock().unwrap_or_else(|p| p.into_inner());
+        background.retain(|t| !t.is_finished());
+        background.push(std::thread::spawn(move || state.drop_ranges(dropping, &lost)));
     }
 
-    /// Forgets the keys of `ranges`, unless a newer ring gave them back.
-    fn drop_ranges(&self, ranges: &[KeyHashRange]) {
-        let Ok(store) = self.store.get() else {
-            // Left behind, as below; a reopened store drops them at the next
+    /// Forgets the keys of `ranges`, unless a newer ring gave them back or
+    /// they were copied in again since (see [`given_away`]).
+    fn drop_ranges(&self, dropping: given_away::Dropping, ranges: &[KeyHashRange]) {
+        match self.store.get() {
+            Ok(store) => {
+                // Left behind, the keys only take space: the ring routes
+                // them elsewhere and the next ring change retries.
+                if let Err(e) =
+                    given_away::drop_keys(&self.copied_in, &dropping, &store, ranges, self.id, || self.ring())
+                {
+                    tracing::error!(ranges = ranges.len(), error = %e, "dropping the keys of ranges given away");
+                }
+            }
+            // Left behind, as above; a reopened store drops them at the next
             // ring change.
-            tracing::warn!(ranges = ranges.len(), "the store is out of service; keys of ranges given away stay behind");
-            return;
-        };
-        // One pass over the log for every range: a ring change gives away
-        // a range per virtual node, and a scan reads the whole log whatever
-        // the range, so a scan per range cost hundreds of passes.
-        let keys: Vec<Vec<u8>> = store.scan_ranges(ranges.to_vec()).filter_map(|r| r.ok().map(|r| r.key)).collect();
-        // Checked by the ring as it is after the scan: a newer one may have
-        // given some back.
-        let ring = self.ring.load_full();
-        // One stream of deletions shares one wait for durability.
-        let gone = keys
-            .into_iter()
-            .filter(|k| !ring.chain_of(k).contains(self.id))
-            .map(|key| Ok(wimpy_store::Record { key, value: None, version: 0 }));
-        // Left behind, the keys only take space: the ring routes them
-        // elsewhere and the next ring change retries.
-        if let Err(e) = store.merge(gone) {
-            tracing::error!(ranges = ranges.len(), error = %e, "dropping the keys of ranges given away");
+            Err(_) => tracing::warn!(
+                ranges = ranges.len(),
+                "the store is out of service; keys of ranges given away stay behind"
+            ),
         }
+        self.copied_in.finished(dropping);
     }
 
     /// Refuses writes to keys in `ranges` until the next ring, or until
@@ -931,6 +930,8 @@ impl WorkerAdminService {
     /// A sink merging records of `ranges` into the store (receiveRange,
     /// receiveRanges).
     fn receiver(&self, ranges: Vec<KeyHashRange>, replace: bool) -> record_sink::Client {
+        // Before any record arrives: a drop of keys given away spares them.
+        self.state.copied_in.copying(&ranges);
         capnp_rpc::new_client(transfer::RangeReceiver::new(self.state.store.clone(), ranges, replace))
     }
 }
