@@ -40,6 +40,12 @@ fn stop_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Copies of each key a local cluster of `workers` keeps unless told:
+/// the cluster default, or every worker if there are fewer.
+pub fn default_replicas(workers: usize) -> u32 {
+    wimpy_client::DEFAULT_REPLICAS.min(workers.max(1) as u32)
+}
+
 /// Where a local cluster keeps its CA and its nodes' and operator's
 /// certificates: `DATA/tls`, the tool's default `--credentials` for the
 /// default data directory.

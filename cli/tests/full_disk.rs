@@ -17,7 +17,7 @@ use wimpy_client::{Client, ClientOptions, MemberState};
 
 mod common;
 
-use common::{cli, free_port, master, on_runtime, worker, worker_with};
+use common::{cli, free_port, master_with, on_runtime, worker, worker_with};
 
 /// Size of the small disk, and of the ballast that leaves the store about
 /// 16 MiB of it.
@@ -83,7 +83,9 @@ fn a_full_disk_fails_its_worker_visibly_and_it_serves_again_once_there_is_room()
     let ballast = disk.0.join("ballast");
     std::fs::write(&ballast, vec![0x5a; (BALLAST_MIB << 20) as usize]).unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let _master = master(addr, &dir.path().join("master"));
+    // One copy of each key: the full worker's keys are nowhere else, so
+    // they must answer unavailable (with more copies, the other serves).
+    let _master = master_with(addr, &dir.path().join("master"), &["--replicas", "1"]);
     let small = disk.0.join("w0");
     // A small index, so that its checkpoint fits the small disk.
     let _full = worker_with(addr, &small, &["--expected-keys", "1024"]);

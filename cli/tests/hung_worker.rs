@@ -11,7 +11,7 @@ use wimpy_client::{Client, ClientOptions, MemberState};
 
 mod common;
 
-use common::{Node, free_port, master, on_runtime, worker};
+use common::{Node, free_port, master_with, on_runtime, worker};
 
 /// Waits (bounded) until the ring has `n` members, all in `state`.
 async fn wait_for(client: &Client, n: usize, state: MemberState, within: Duration) {
@@ -32,7 +32,9 @@ async fn wait_for(client: &Client, n: usize, state: MemberState, within: Duratio
 fn a_stopped_worker_wedges_neither_the_proxy_nor_membership() {
     let dir = tempfile::tempdir().unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let _master = master(addr, &dir.path().join("master"));
+    // One copy of each key: the stopped worker's keys are nowhere else, so
+    // they must fail fast (with more copies, the others serve them).
+    let _master = master_with(addr, &dir.path().join("master"), &["--replicas", "1"]);
     let workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
     let dir = &dir;
     on_runtime(|| async move {

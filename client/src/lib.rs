@@ -33,6 +33,6 @@ pub use wimpy_net::security;
 pub use wimpy_net::security::Security;
 pub use wimpy_schema::job;
 pub use wimpy_schema::job::StageTimes;
-pub use wimpy_schema::ring::MAX_REPLICAS;
+pub use wimpy_schema::ring::{DEFAULT_REPLICAS, MAX_REPLICAS};
 pub use wimpy_schema::{ComputeFailure, ComputeFailureKind, LimitKind, StorageKind};
 pub use wimpy_schema::{DamagedSpan, KeyHashRange, Ring, StoreFigures, key_hash};

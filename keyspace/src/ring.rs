@@ -35,6 +35,11 @@ pub const DEFAULT_VNODES: u32 = 256;
 /// The most copies of a key a ring keeps.
 pub const MAX_REPLICAS: u32 = 7;
 
+/// Copies of each key a cluster keeps unless told otherwise: with three, a
+/// chain survives one member's loss with a majority (two) still taking
+/// writes, and a second loss with every acknowledged write still readable.
+pub const DEFAULT_REPLICAS: u32 = 3;
+
 /// A ring of workers at one epoch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ring {

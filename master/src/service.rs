@@ -62,7 +62,7 @@ impl MasterConfig {
     pub fn new(security: Security) -> MasterConfig {
         MasterConfig {
             vnodes: wimpy_schema::ring::DEFAULT_VNODES,
-            replicas: 1,
+            replicas: wimpy_schema::ring::DEFAULT_REPLICAS,
             heartbeat: Duration::from_millis(500),
             down_after: Duration::from_secs(2),
             data: None,

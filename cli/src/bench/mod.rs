@@ -129,8 +129,16 @@ struct ClusterArgs {
     #[arg(long, default_value = "always", requires = "local")]
     sync: String,
     /// Copies of each key the local cluster keeps (chain replication).
-    #[arg(long, default_value_t = 1, requires = "local", value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
-    replicas: u32,
+    /// [default: as wimpy local: 3, or the number of workers if fewer]
+    #[arg(long, requires = "local", value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
+    replicas: Option<u32>,
+}
+
+impl ClusterArgs {
+    /// Copies of each key a local cluster of `workers` keeps.
+    fn copies(&self, workers: usize) -> u32 {
+        self.replicas.unwrap_or_else(|| crate::local::default_replicas(workers))
+    }
 }
 
 /// What the clients do.
@@ -425,7 +433,7 @@ fn cluster_for(args: &ClusterArgs, global: &Global) -> Result<Cluster, Failure> 
     match args.local {
         Some(n) => {
             check_sync(&args.sync)?;
-            start_local(n, &args.sync, args.replicas, global.insecure)
+            start_local(n, &args.sync, args.copies(n), global.insecure)
         }
         None => existing(global.master, global.security()?),
     }
@@ -584,7 +592,11 @@ fn bench_workload(
             cluster.workers,
             cluster.master,
             if cluster.local.is_some() {
-                format!(" (local, sync {}, {} per key)", cluster_args.sync, copies(cluster_args.replicas))
+                format!(
+                    " (local, sync {}, {} per key)",
+                    cluster_args.sync,
+                    copies(cluster_args.copies(cluster.workers))
+                )
             } else {
                 String::new()
             },

@@ -30,9 +30,10 @@ pub(crate) struct Local {
     sync: String,
     /// Copies of each key (chain replication), each on another worker: a
     /// write is acknowledged once all of them hold it. A cluster keeps the
-    /// number it was first started with.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
-    replicas: u32,
+    /// number it was first started with. [default: 3, or the number of
+    /// workers if fewer]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
+    replicas: Option<u32>,
 }
 
 impl Local {
@@ -51,8 +52,9 @@ impl Local {
             });
         }
         let master = global.master;
+        let replicas = self.replicas.unwrap_or_else(|| crate::local::default_replicas(self.workers));
         let mut cluster =
-            LocalCluster::start(master, self.workers, &self.data, &self.sync, self.replicas, false, global.insecure)?;
+            LocalCluster::start(master, self.workers, &self.data, &self.sync, replicas, false, global.insecure)?;
         let security = if global.insecure {
             "no TLS (--insecure)".to_owned()
         } else {

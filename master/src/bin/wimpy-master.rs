@@ -36,7 +36,7 @@ struct Args {
     /// Copies of each key, on that many workers in a chain: a write is
     /// acknowledged once every copy holds it. Kept in the data directory:
     /// a restarted master keeps the number it started the cluster with.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_schema::ring::MAX_REPLICAS)))]
+    #[arg(long, default_value_t = wimpy_schema::ring::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_schema::ring::MAX_REPLICAS)))]
     replicas: u32,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_master=debug,info (default: $RUST_LOG, else info).
