@@ -87,8 +87,16 @@
 # - Worker.chain takes the caller's id and link generation, and
 #   ChainLink.forward a sequence number: forwards are pipelined on one
 #   ordered stream per link.
+#
+# Schema version 5: leases on chain roles. What changed:
+# - Master.register answers `leaseMillis`. With `replicas` above one, a
+#   worker serves reads, and writes as a chain's head, only until that long
+#   after it sent a heartbeat that the master answered with the epoch of
+#   the ring the worker holds; the master marks a silent worker down (and
+#   hands its roles on) only after longer than that. A master of an
+#   earlier version sends 0: no lease, the worker serves as before.
 
-const schemaVersion :UInt32 = 4;        # see the change list above
+const schemaVersion :UInt32 = 5;        # see the change list above
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
@@ -608,10 +616,11 @@ interface Master {
   status @1 () -> (ring :RingInfo, joining :List(Member));
   # The ring, and the members still receiving their ranges.
 
-  register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32, refused :Failure);
+  register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32, refused :Failure, leaseMillis :UInt32);
   # Worker lifecycle (worker role): a worker registers with its listener
   # address and the id it kept from earlier runs (0 for none); the master
-  # answers with the id to keep and how often to heartbeat, or `refused`
+  # answers with the id to keep, how often to heartbeat and how long each
+  # answered heartbeat's lease lasts (see version 5 above), or `refused`
   # (forbidden) for a caller without a worker certificate.
   heartbeat @3 (id :UInt64, stats :StoreStats, storeFailure :Text) -> HeartbeatAnswer;
   # Worker lifecycle (worker role): the worker is alive and its store holds `stats`.

@@ -2,17 +2,22 @@
 //! binaries (three workers, `--sync always`) and a writer and a reader
 //! going on throughout: no read of a stored key answers "not found", every
 //! acknowledged write reads back once the cluster has settled, and the ring
-//! and its members after the restart are those before.
+//! and its members after the restart are those before. With the master
+//! down for good, workers keeping one copy of each key serve on, and
+//! workers keeping three stop once their leases run out.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use wimpy_client::{Client, ClientError, ClientOptions, MemberState};
+use wimpy_net::KeyPeer;
+use wimpy_schema::Failure;
+use wimpy_schema::batch::{KeyAnswer, KeyRequest};
 
 mod common;
 
-use common::{Node, cli, free_port, master, worker};
+use common::{Node, cli, free_port, master, master_with, on_runtime, worker};
 
 /// The ring as members see it: epoch and (id, address, state) of each.
 type RingShape = (u64, Vec<(u64, String, MemberState)>);
@@ -120,7 +125,10 @@ fn a_master_killed_and_restarted_loses_no_key_and_keeps_the_ring() {
 fn with_the_master_down_the_cli_reads_and_writes_through_worker_seeds() {
     let dir = tempfile::tempdir().unwrap();
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let m = master(addr, &dir.path().join("master"));
+    // One copy of each key: nobody can take a key over while the master is
+    // away, so workers serve without its lease (with more copies they stop
+    // once it runs out: see the next test).
+    let m = master_with(addr, &dir.path().join("master"), &["--replicas", "1"]);
     let _workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -150,4 +158,39 @@ fn with_the_master_down_the_cli_reads_and_writes_through_worker_seeds() {
     assert_eq!(o.stdout, b"written with the master down");
     // Only the master tells the membership.
     assert_eq!(cli(addr, &["--seeds", &seeds, "status"], b"").status.code(), Some(4));
+}
+
+#[test]
+fn with_three_copies_and_the_master_down_workers_refuse_once_their_leases_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let m = master_with(addr, &dir.path().join("master"), &["--replicas", "3"]);
+    let _workers: Vec<Node> = (0..3).map(|i| worker(addr, &dir.path().join(format!("w{i}")))).collect();
+    on_runtime(|| async move {
+        let client = common::serving_client(addr, 3).await;
+        client.put(b"k", b"v").await.unwrap();
+        let security = common::credentials().client_security();
+        let view = client.refresh_ring().await.unwrap();
+        drop(m);
+        // The master could now (were it only cut off from the workers)
+        // mark any of them down and hand its roles on after 2 s; each
+        // stops serving within 1.5 s of its last answered heartbeat.
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        let (epoch, head) = (view.ring.epoch(), view.ring.chain_of(b"k").head());
+        let out_of_lease =
+            |a: &KeyAnswer| matches!(a, KeyAnswer::Failed(Failure::Unavailable(why)) if why.contains("lease"));
+        for member in &view.members {
+            let w: wimpy_schema::wimpy_capnp::worker::Client =
+                wimpy_net::connect(&member.address, &security, &[wimpy_net::Role::Worker]).await.unwrap();
+            let read = w.send_one(epoch, &KeyRequest::Get(b"k".to_vec())).await.unwrap();
+            assert!(out_of_lease(&read), "worker {} answered a read with {read:?}", member.id);
+            // Only the head takes writes at all; it refuses them too.
+            let written = w.send_one(epoch, &KeyRequest::Put(b"k".to_vec(), b"w".to_vec())).await.unwrap();
+            assert!(
+                if head == Some(member.id) { out_of_lease(&written) } else { matches!(written, KeyAnswer::Failed(_)) },
+                "worker {} answered a write with {written:?}",
+                member.id
+            );
+        }
+    });
 }

@@ -189,8 +189,12 @@ impl History {
             checked.keys += 1;
             checked.calls += entries.len();
             checked.uncertain += entries.iter().filter(|e| uncertain_write(e)).count();
-            if !linearizable(&entries) {
-                return Err(Violation { key, started: self.started, entries });
+            match linearizable(&entries) {
+                Verdict::Linearizable => {}
+                verdict => {
+                    let undecided = verdict == Verdict::Undecided;
+                    return Err(Violation { key, started: self.started, entries, undecided });
+                }
             }
         }
         Ok(checked)
@@ -218,11 +222,18 @@ pub struct Violation {
     key: Vec<u8>,
     started: Instant,
     entries: Vec<Entry>,
+    /// The search gave up before it found an order or ran out of them.
+    undecided: bool,
 }
 
 impl Violation {
     pub fn key(&self) -> &[u8] {
         &self.key
+    }
+
+    /// Whether the check gave up rather than found no order.
+    pub fn undecided(&self) -> bool {
+        self.undecided
     }
 }
 
@@ -238,7 +249,15 @@ const PRINTED_CALLS: usize = 300;
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "no order of the calls on key {} explains what they answered:", shown(&self.key))?;
+        if self.undecided {
+            writeln!(
+                f,
+                "the check gave up on key {} after {MAX_STATES} states, with no order found yet:",
+                shown(&self.key)
+            )?;
+        } else {
+            writeln!(f, "no order of the calls on key {} explains what they answered:", shown(&self.key))?;
+        }
         let ms = |t: Instant| t.duration_since(self.started).as_secs_f64() * 1e3;
         let skipped = self.entries.len().saturating_sub(PRINTED_CALLS);
         if skipped > 0 {
@@ -297,7 +316,7 @@ enum Effect {
 }
 
 /// Whether one key's calls have an order that explains them.
-fn linearizable(entries: &[Entry]) -> bool {
+fn linearizable(entries: &[Entry]) -> Verdict {
     fn number<'a>(values: &mut HashMap<Option<&'a [u8]>, usize>, v: Option<&'a [u8]>) -> usize {
         let next = values.len();
         *values.entry(v).or_insert(next)
@@ -316,6 +335,14 @@ fn linearizable(entries: &[Entry]) -> bool {
         let returned = if certain { e.returned.map_or(u64::MAX, |(at, _)| at) } else { u64::MAX };
         ops.push(Op { invoked: e.invoked, returned, certain, effect, twin_before: None });
     }
+    // A write that may not have happened, whose value no read answered,
+    // explains nothing: an order with it placed somewhere is still one
+    // without it (nothing read its value, so a write follows it). Left
+    // out, it costs the search nothing; left in, a run of failed writes
+    // during an outage makes every subset of them a state to explore.
+    let read: HashSet<usize> =
+        ops.iter().filter_map(|op| if let Effect::Read(v) = op.effect { Some(v) } else { None }).collect();
+    ops.retain(|op| op.certain || matches!(op.effect, Effect::Write(v) if read.contains(&v)));
     ops.sort_by_key(|op| op.invoked);
     let mut last_uncertain: HashMap<usize, usize> = HashMap::new();
     for (i, op) in ops.iter_mut().enumerate() {
@@ -324,6 +351,19 @@ fn linearizable(entries: &[Entry]) -> bool {
         }
     }
     Search::new(&ops).run()
+}
+
+/// States one key's search explores at most before it gives up: a
+/// history that needs more is reported as undecided, not hung on.
+const MAX_STATES: usize = 2_000_000;
+
+/// What a key's search found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Linearizable,
+    NotLinearizable,
+    /// It gave up after [`MAX_STATES`].
+    Undecided,
 }
 
 /// Wing and Gong's search, with the explored states kept.
@@ -353,15 +393,17 @@ impl<'a> Search<'a> {
         self.taken[i / 64] ^= 1 << (i % 64);
     }
 
-    /// The first call at or after `from` that may come next with the
-    /// register holding `value`.
-    fn candidate(&self, from: usize, value: usize) -> Option<usize> {
+    /// The first call at or after `from` (in the order of [`Search::nth`])
+    /// that may come next with the register holding `value`, and where it
+    /// is in that order.
+    fn candidate(&self, from: usize, value: usize) -> Option<(usize, usize)> {
         // No call invoked after some untaken call returned can come first.
         let horizon =
             (0..self.ops.len()).filter(|&j| !self.is_taken(j)).map(|j| self.ops[j].returned).min().unwrap_or(u64::MAX);
-        (from..self.ops.len()).take_while(|&i| self.ops[i].invoked < horizon).find(|&i| {
+        (from..2 * self.ops.len()).filter_map(|k| self.nth(k).map(|i| (k, i))).find(|&(_, i)| {
             let op = &self.ops[i];
-            !self.is_taken(i)
+            op.invoked < horizon
+                && !self.is_taken(i)
                 && op.twin_before.is_none_or(|t| self.is_taken(t))
                 && match op.effect {
                     Effect::Write(_) => true,
@@ -370,19 +412,32 @@ impl<'a> Search<'a> {
         })
     }
 
-    fn run(mut self) -> bool {
-        // The calls placed, in order, each with the value before it.
-        let mut placed: Vec<(usize, usize)> = Vec::new();
+    /// The call tried `k`th: every certain call first, then the uncertain
+    /// writes (each in the order invoked), so that the search places a
+    /// write that may not have happened only where a read needs it.
+    fn nth(&self, k: usize) -> Option<usize> {
+        let n = self.ops.len();
+        let (uncertain, i) = (k >= n, k % n);
+        (self.ops[i].certain != uncertain).then_some(i)
+    }
+
+    fn run(mut self) -> Verdict {
+        // The calls placed, in order: each with where it was in the order
+        // tried and the value before it.
+        let mut placed: Vec<(usize, usize, usize)> = Vec::new();
         let (mut value, mut done) = (0, 0);
         'state: loop {
             if done == self.required {
-                return true;
+                return Verdict::Linearizable;
+            }
+            if self.seen.len() >= MAX_STATES {
+                return Verdict::Undecided;
             }
             // A state explored before leads nowhere.
             let mut from = if self.seen.insert((self.taken.clone(), value)) { Some(0) } else { None };
             loop {
-                if let Some(i) = from.and_then(|from| self.candidate(from, value)) {
-                    placed.push((i, value));
+                if let Some((k, i)) = from.and_then(|from| self.candidate(from, value)) {
+                    placed.push((i, k, value));
                     self.flip(i);
                     done += usize::from(self.ops[i].certain);
                     if let Effect::Write(v) = self.ops[i].effect {
@@ -390,11 +445,11 @@ impl<'a> Search<'a> {
                     }
                     continue 'state;
                 }
-                let Some((i, before)) = placed.pop() else { return false };
+                let Some((i, k, before)) = placed.pop() else { return Verdict::NotLinearizable };
                 self.flip(i);
                 done -= usize::from(self.ops[i].certain);
                 value = before;
-                from = Some(i + 1);
+                from = Some(k + 1);
             }
         }
     }
@@ -587,6 +642,37 @@ mod tests {
         // Without the failed tries taken earliest first, the 150 of one
         // value would make 2^150 states to explore.
         assert_eq!(h.check().unwrap().uncertain, 4 * 150 + 36 * 2);
+    }
+
+    #[test]
+    fn failed_writes_no_read_saw_cost_the_search_nothing() {
+        // A client cut off from a chain tries sixty writes of its own
+        // values, none of them answered, while another writes and reads:
+        // every subset of the sixty would be a state of its own.
+        let h = History::new();
+        let mut last = None;
+        for round in 0..60 {
+            let _lost = put(&h, "k", &format!("lost-{round}"));
+            let value = format!("v{round}");
+            let p = put(&h, "k", &value);
+            h.wrote(p);
+            last = some(&value);
+            let g = get(&h, "k");
+            h.read(g, last.clone());
+        }
+        assert_eq!(h.check().unwrap().uncertain, 60);
+        // One of them read after all must be placed where it was read.
+        let g = get(&h, "k");
+        h.read(g, some("lost-59"));
+        assert!(h.check().is_ok(), "lost-59 may have landed after v59");
+        // Never answered, lost-3 may land as late as that too...
+        let g = get(&h, "k");
+        h.read(g, some("lost-3"));
+        assert!(h.check().is_ok(), "lost-3 may have landed last");
+        // ...but v59, acknowledged before both reads, cannot come back.
+        let g = get(&h, "k");
+        h.read(g, last);
+        assert!(h.check().is_err(), "v59 read again after lost-3 with no write of it between");
     }
 
     #[test]

@@ -385,6 +385,13 @@ async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::
 }
 
 impl MasterService {
+    /// How long a worker acts in its chains after sending a heartbeat this
+    /// master answers: well inside the silence after which the master
+    /// marks it down and hands its roles on (see `Master.register`).
+    fn lease(&self) -> Duration {
+        self.membership.borrow().down_after() * 3 / 4
+    }
+
     /// Where `key` goes under the master's current ring.
     fn route(&self, key: &[u8]) -> Result<Route, Failure> {
         let m = self.membership.borrow();
@@ -792,6 +799,7 @@ impl MasterService {
         let mut r = results.get();
         r.set_id(id);
         r.set_heartbeat_millis(self.heartbeat.as_millis().min(u32::MAX as u128) as u32);
+        r.set_lease_millis(self.lease().as_millis().clamp(1, u32::MAX as u128) as u32);
         Ok(())
     }
 

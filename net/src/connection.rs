@@ -10,6 +10,42 @@ use wimpy_schema::Role;
 
 use crate::security::{Peer, Security};
 
+/// The address this process's connections leave from, if it was given one.
+static SOURCE: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+
+/// Has every connection this process opens leave from `ip` (its port
+/// picked by the system), as a machine with that address of its own would:
+/// a node serving on its own loopback address (127.0.0.2, say, in an
+/// emulated fleet) is then known by it at both ends of each connection, so
+/// a packet filter can cut two nodes apart. Set once, at start; it is not
+/// used for a peer of the other family, nor (a loopback address) for one
+/// off the machine, or the other way round.
+pub fn connect_from(ip: std::net::IpAddr) {
+    let _ = SOURCE.set(ip);
+}
+
+/// A TCP connection to `addr`, from [`connect_from`]'s address if set.
+pub(crate) async fn open_tcp(addr: &str) -> std::io::Result<tokio::net::TcpStream> {
+    let Some(source) = SOURCE.get() else { return tokio::net::TcpStream::connect(addr).await };
+    let mut last = None;
+    for target in tokio::net::lookup_host(addr).await? {
+        // A loopback source reaches only loopback peers, and the other way.
+        if target.is_ipv4() != source.is_ipv4() || target.ip().is_loopback() != source.is_loopback() {
+            continue;
+        }
+        let socket = if target.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(std::net::SocketAddr::new(*source, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => Err(e),
+        None => tokio::net::TcpStream::connect(addr).await,
+    }
+}
+
 /// Connects to `addr` and returns the peer's bootstrap capability. Over
 /// TLS the peer's certificate must be for one of the roles in `expect` (a
 /// worker, say, when routing to a key's owner). The connection runs as a
@@ -32,7 +68,7 @@ pub async fn connect_to<C: capnp::capability::FromClientHook>(
     expect: &[Role],
 ) -> std::io::Result<(C, Peer)> {
     let opened = async {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let stream = open_tcp(addr).await?;
         stream.set_nodelay(true)?;
         Ok::<_, std::io::Error>(match security {
             Security::Insecure => (start(stream, None), Peer::Insecure),

@@ -21,6 +21,6 @@ pub mod security;
 pub mod signals;
 
 pub use batcher::{Answered, BatchStats, Batcher};
-pub use connection::{connect, connect_to, serve};
+pub use connection::{connect, connect_from, connect_to, serve};
 pub use peer::KeyPeer;
 pub use security::{Peer, Role, Security};

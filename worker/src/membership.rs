@@ -40,13 +40,20 @@ pub async fn connect_master(addr: SocketAddr, security: &Security) -> std::io::R
     wimpy_net::connect_to(&addr.to_string(), security, &[Role::Master]).await
 }
 
-/// Registers `address` (with the id kept from an earlier run, or 0) and
-/// returns the id to keep and the heartbeat interval.
-pub async fn register(
-    master: &master::Client,
-    id: WorkerId,
-    address: &str,
-) -> Result<(WorkerId, Duration), capnp::Error> {
+/// What the master answers a worker that registers.
+#[derive(Debug, Clone, Copy)]
+pub struct Registered {
+    /// The id to keep.
+    pub id: WorkerId,
+    /// How often to heartbeat.
+    pub every: Duration,
+    /// How long an answered heartbeat lets the worker act in its chains
+    /// (`None`: a master that grants no lease).
+    pub lease: Option<Duration>,
+}
+
+/// Registers `address` (with the id kept from an earlier run, or 0).
+pub async fn register(master: &master::Client, id: WorkerId, address: &str) -> Result<Registered, capnp::Error> {
     let mut req = master.register_request();
     req.get().set_id(id);
     req.get().set_address(address);
@@ -56,7 +63,11 @@ pub async fn register(
         let refused = Failure::read(r.get_refused()?)?;
         return Err(capnp::Error::failed(format!("the master refused to register this worker: {refused:?}")));
     }
-    Ok((r.get_id(), Duration::from_millis(u64::from(r.get_heartbeat_millis().max(10)))))
+    Ok(Registered {
+        id: r.get_id(),
+        every: Duration::from_millis(u64::from(r.get_heartbeat_millis().max(10))),
+        lease: (r.get_lease_millis() > 0).then(|| Duration::from_millis(u64::from(r.get_lease_millis()))),
+    })
 }
 
 /// Fetches the master's ring.
@@ -79,6 +90,7 @@ pub async fn heartbeat_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let sent = std::time::Instant::now();
         let mut req = master.heartbeat_request();
         req.get().set_id(state.id);
         state.figures().write(req.get().init_stats());
@@ -88,7 +100,7 @@ pub async fn heartbeat_loop(
             heartbeat_answer::Epoch(epoch) => epoch,
             heartbeat_answer::UnknownMember(()) => {
                 tracing::info!("the master does not know this worker (it restarted?); registering again");
-                register(master, state.id, address).await?;
+                state.set_lease_length(register(master, state.id, address).await?.lease);
                 continue;
             }
             heartbeat_answer::Refused(refused) => {
@@ -99,6 +111,7 @@ pub async fn heartbeat_loop(
         if epoch != state.ring().epoch() {
             state.follow_master(fetch_ring(master).await?);
         }
+        state.renew_lease(sent, epoch);
         state.confirm_epoch(epoch);
     }
 }

@@ -58,7 +58,7 @@ pub async fn run(
             return store.close().map_err(|e| std::io::Error::other(format!("closing the store: {e}")));
         }
     };
-    let (master, master_peer, id, every) = match joined {
+    let (master, master_peer, registered) = match joined {
         Ok(joined) => joined,
         Err(e) => {
             if let Err(close) = store.close() {
@@ -81,8 +81,10 @@ pub async fn run(
     for f in engine.failures() {
         tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
     }
-    let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)).with_intake(config.intake));
+    let state = Arc::new(WorkerState::new(registered.id, store, Arc::new(engine)).with_intake(config.intake));
     state.registered_with(&master_peer);
+    state.set_lease_length(registered.lease);
+    let every = registered.every;
     match membership::fetch_ring(&master).await {
         Ok(ring) => state.set_ring(ring),
         // The first heartbeat fetches it again.
@@ -218,18 +220,18 @@ fn log_recovery(report: &wimpy_store::RecoveryReport) {
 
 /// Registers `listener`'s address with the master (under the id this data
 /// directory kept, if any) and keeps the id it gives: the master's
-/// connection, the id and the heartbeat interval.
+/// connection, who answered, and what it said.
 async fn join(
     listener: &TcpListener,
     config: &WorkerConfig,
-) -> std::io::Result<(wimpy_schema::wimpy_capnp::master::Client, Peer, wimpy_schema::WorkerId, Duration)> {
+) -> std::io::Result<(wimpy_schema::wimpy_capnp::master::Client, Peer, membership::Registered)> {
     let address = listener.local_addr()?.to_string();
     let (master, peer) = connect_with_retry(config.master, &config.security).await;
-    let (id, every) = membership::register(&master, membership::load_id(&config.data)?, &address)
+    let registered = membership::register(&master, membership::load_id(&config.data)?, &address)
         .await
         .map_err(|e| std::io::Error::other(format!("registering with the master: {e}")))?;
-    membership::save_id(&config.data, id)?;
-    Ok((master, peer, id, every))
+    membership::save_id(&config.data, registered.id)?;
+    Ok((master, peer, registered))
 }
 
 /// Connects to the master, retrying with backoff until it answers. Says

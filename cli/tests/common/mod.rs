@@ -167,10 +167,21 @@ pub fn master_with(addr: SocketAddr, data: &Path, flags: &[&str]) -> Node {
         .arg(data)
         .args(credentials().node_flags(Role::Master, &node_name(data)))
         .args(flags)
-        .stderr(Stdio::null())
+        .stderr(node_log(data))
         .spawn()
         .unwrap();
     Node(child)
+}
+
+/// Where a node's log goes: nowhere, or with `WIMPY_TEST_LOGS=DIR` set, to
+/// a file in DIR named after its data directory (appended to across
+/// restarts), to see what the nodes of a failing test did.
+fn node_log(data: &Path) -> Stdio {
+    let Some(dir) = std::env::var_os("WIMPY_TEST_LOGS") else { return Stdio::null() };
+    let name = data.file_name().map_or("node".into(), |n| n.to_string_lossy().into_owned());
+    let path = Path::new(&dir).join(format!("{name}-{}.log", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().into()
 }
 
 /// [`master`] holding the CA's key: it signs the certificates of workers
@@ -182,7 +193,7 @@ pub fn signing_master(addr: SocketAddr, data: &Path) -> Node {
         .args(credentials().node_flags(Role::Master, &node_name(data)))
         .arg("--ca-key-file")
         .arg(credentials().dir.join("ca.key"))
-        .stderr(Stdio::null())
+        .stderr(node_log(data))
         .spawn()
         .unwrap();
     Node(child)
@@ -209,7 +220,7 @@ pub fn worker_as(master: SocketAddr, data: &Path, name: &str, flags: &[&str]) ->
         .arg(data)
         .args(CredentialFiles::in_dir(&credentials().dir, name).node_args())
         .args(flags)
-        .stderr(Stdio::null())
+        .stderr(node_log(data))
         .spawn()
         .unwrap();
     Node(child)

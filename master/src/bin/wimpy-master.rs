@@ -74,6 +74,10 @@ fn main() -> anyhow::Result<()> {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
         let shutdown = wimpy_net::signals::shutdown();
+        // Known by its own address at both ends of what it opens, too.
+        if !args.listen.ip().is_unspecified() {
+            wimpy_net::connect_from(args.listen.ip());
+        }
         tracing::info!("serving on {}", listener.local_addr()?);
         let config = MasterConfig {
             vnodes: args.vnodes,

@@ -113,7 +113,7 @@ pub async fn join(addr: &str, token: &JoinToken, name: &str, dir: &Path) -> Resu
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     let opened = async {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let stream = crate::connection::open_tcp(addr).await?;
         stream.set_nodelay(true)?;
         let name = ServerName::IpAddress(stream.peer_addr()?.ip().into());
         let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await?;

@@ -12,6 +12,7 @@ mod chain;
 mod compute;
 mod given_away;
 pub mod intake;
+mod lease;
 mod refusal;
 pub mod streams;
 pub mod transfer;
@@ -85,6 +86,8 @@ pub struct WorkerState {
     write_gate: tokio::sync::RwLock<()>,
     /// Key locks, versions and links of chain replication.
     chain: chain::ChainState,
+    /// The lease from the master under which it serves as a chain member.
+    lease: lease::Lease,
 }
 
 /// A write's hold on the write gate.
@@ -109,6 +112,7 @@ impl WorkerState {
             master: std::sync::Mutex::new(None),
             write_gate: tokio::sync::RwLock::new(()),
             chain: chain::ChainState::default(),
+            lease: Default::default(),
         }
     }
 
@@ -225,6 +229,20 @@ impl WorkerState {
         let members = info.members.into_iter().map(|m| MemberInfo { stats: Default::default(), ..m }).collect();
         self.published.store(Arc::new(RingInfo { members, ..info }));
         self.fences.store(Arc::new((Vec::new(), std::time::Instant::now())));
+    }
+
+    /// How long an answered heartbeat lets this worker serve as a member of
+    /// its chains (`None`: the master grants no lease).
+    pub fn set_lease_length(&self, length: Option<std::time::Duration>) {
+        self.lease.set_length(length);
+    }
+
+    /// The master answered a heartbeat sent at `sent` with `epoch`: if that
+    /// is the epoch of the ring held, the lease runs on from `sent`.
+    pub fn renew_lease(&self, sent: std::time::Instant, epoch: u64) {
+        if self.ring.load().epoch() == epoch {
+            self.lease.renew(sent);
+        }
     }
 
     /// The master says its epoch is `epoch`. If the ring routed by is of
@@ -381,6 +399,11 @@ impl WorkerState {
         // must refresh (or wait for us to catch up) and retry.
         if epoch > ring.epoch() || !serves {
             return Err(Failure::StaleEpoch(ring.epoch()));
+        }
+        // With more copies, another member may have this one's role by now
+        // unless the master stood behind its ring lately (see [`lease`]).
+        if ring.replicas() > 1 {
+            self.lease.check(self.id)?;
         }
         if let Serves::Writes = what
             && !ring.takes_writes(&chain)

@@ -140,12 +140,12 @@ impl ChainLinkService {
         let (ops, applied) = match stored {
             Ok(stored) => stored,
             Err(f) => {
-                marked.doubt(&self.state.chain);
+                marked.doubt();
                 return Err(f);
             }
         };
         if let Some(Err(e)) = applied.into_iter().find(|a| a.is_err()) {
-            marked.doubt(&self.state.chain);
+            marked.doubt();
             return Err(refusal(e));
         }
         let writes = ops.into_iter().filter_map(Forwarded::of).collect();
@@ -170,7 +170,7 @@ impl chain_link::Server for ChainLinkService {
         self.turn.set(seq + 1);
         self.turned.notify_waiters();
         let outcome = match passed {
-            Ok(onward) => onward.answered(&self.state.chain).await,
+            Ok(onward) => onward.answered().await,
             Err(f) => Err(f),
         };
         let mut r = results.get().init_result();

@@ -47,7 +47,7 @@ const EPOCH_SHIFT: u32 = 40;
 pub(crate) struct ChainState {
     locks: Vec<tokio::sync::Mutex<()>>,
     version: AtomicU64,
-    pub(crate) pending: Pending,
+    pub(crate) pending: Arc<Pending>,
     forwarders: forwarder::Forwarders,
     /// The newest link generation from each member before this one; held
     /// while a forward is stored, so a forward of an older link waits for
@@ -60,7 +60,7 @@ impl Default for ChainState {
         ChainState {
             locks: (0..KEY_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             version: AtomicU64::new(0),
-            pending: Pending::default(),
+            pending: Default::default(),
             forwarders: Default::default(),
             upstreams: Default::default(),
         }
@@ -96,7 +96,7 @@ impl ChainState {
                 marked.push((h, version));
             }
         }
-        Marked(marked)
+        Marked { pending: self.pending.clone(), marks: marked }
     }
 
     /// Locks the stripes of `keys`, in stripe order (so two writers never
@@ -168,34 +168,51 @@ impl Forwarded {
 }
 
 /// Writes marked dirty on this worker (key hash, version) until the rest
-/// of the chain answers for them.
+/// of the chain answers for them. Marks dropped unsettled (the call that
+/// made them was cancelled: its caller hung up while it waited for the
+/// store or the chain) leave their keys doubtful, to be sent down again,
+/// rather than dirty for ever.
 #[must_use]
-pub(crate) struct Marked(Vec<(u64, u64)>);
+pub(crate) struct Marked {
+    pending: Arc<Pending>,
+    marks: Vec<(u64, u64)>,
+}
 
 impl Marked {
     /// The rest of the chain holds them.
-    fn taken(self, chain: &ChainState) {
-        for (h, v) in self.0 {
-            chain.pending.end(h, v, true);
+    fn taken(mut self) {
+        for (h, v) in std::mem::take(&mut self.marks) {
+            self.pending.end(h, v, true);
         }
     }
 
     /// They may be held here (and by members before this one) but not by
     /// the tail.
-    fn doubt(self, chain: &ChainState) {
-        for (h, v) in self.0 {
-            chain.pending.end(h, v, false);
+    fn doubt(mut self) {
+        self.doubt_all();
+    }
+
+    fn doubt_all(&mut self) {
+        for (h, v) in std::mem::take(&mut self.marks) {
+            self.pending.end(h, v, false);
         }
     }
 
     /// Splits off the marks of the writes `stored` says were not stored
     /// (so are nowhere): cleared at once.
-    fn keep_stored(self, chain: &ChainState, stored: impl Fn(u64, u64) -> bool) -> Marked {
-        let (kept, dropped): (Vec<_>, Vec<_>) = self.0.into_iter().partition(|&(h, v)| stored(h, v));
+    fn keep_stored(mut self, stored: impl Fn(u64, u64) -> bool) -> Marked {
+        let (kept, dropped): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.marks).into_iter().partition(|&(h, v)| stored(h, v));
         for (h, _) in dropped {
-            chain.pending.end(h, 0, true);
+            self.pending.end(h, 0, true);
         }
-        Marked(kept)
+        Marked { pending: self.pending.clone(), marks: kept }
+    }
+}
+
+impl Drop for Marked {
+    fn drop(&mut self) {
+        self.doubt_all();
     }
 }
 
@@ -219,7 +236,7 @@ pub(crate) struct Onward {
 impl Onward {
     /// Waits until every next member has answered; clears the writes'
     /// marks here, or leaves their keys doubtful if one did not take them.
-    async fn answered(self, chain: &ChainState) -> Result<(), Failure> {
+    async fn answered(self) -> Result<(), Failure> {
         let mut outcome = Ok(());
         for (next, answer) in self.answers {
             let got = match answer {
@@ -241,8 +258,8 @@ impl Onward {
             }
         }
         match outcome {
-            Ok(()) => self.marked.taken(chain),
-            Err(_) => self.marked.doubt(chain),
+            Ok(()) => self.marked.taken(),
+            Err(_) => self.marked.doubt(),
         }
         outcome
     }
@@ -316,7 +333,7 @@ pub(crate) async fn apply_at_head(
     {
         Ok(done) => done,
         Err(f) => {
-            marked.doubt(&state.chain);
+            marked.doubt();
             return Err(f);
         }
     };
@@ -344,7 +361,7 @@ pub(crate) async fn apply_at_head(
             None => {}
         }
     }
-    let marked = marked.keep_stored(&state.chain, |h, v| stored_marks.contains(&(h, v)));
+    let marked = marked.keep_stored(|h, v| stored_marks.contains(&(h, v)));
     for (op, answer) in numbered.into_iter().zip(applied) {
         let write = !matches!(op, Op::Get(_));
         if answer.is_ok() {
@@ -354,7 +371,7 @@ pub(crate) async fn apply_at_head(
     }
     let onward = pass_on(state, &ring, stored, marked);
     drop(locked);
-    let forwarded = onward.answered(&state.chain).await;
+    let forwarded = onward.answered().await;
     let mut answers: Vec<Result<Applied, Failure>> = answers
         .into_iter()
         .map(|(answer, write)| match answer {
@@ -417,13 +434,13 @@ pub(crate) async fn resend_doubtful(state: &Arc<WorkerState>) -> usize {
         };
         // The doubtful mark goes once this write is taken.
         state.chain.pending.begin(d.hash, &write.key);
-        let marked = Marked(vec![(d.hash, write.version)]);
+        let marked = Marked { pending: state.chain.pending.clone(), marks: vec![(d.hash, write.version)] };
         sent.push(pass_on(state, &ring, vec![write], marked));
     }
     let n = sent.len();
     for onward in sent {
         // A failure leaves the key doubtful, for the next round.
-        let _ = onward.answered(&state.chain).await;
+        let _ = onward.answered().await;
     }
     n
 }
