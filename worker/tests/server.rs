@@ -46,12 +46,20 @@ fn start(id: u64, sync: SyncMode) -> Running {
 
 /// Serves `store`, which lives in `dir`.
 fn start_on(id: u64, store: Store, dir: tempfile::TempDir) -> Running {
-    let engine = wimpy_compute::Engine::start(&wimpy_compute::EngineConfig {
+    serve_state(Arc::new(WorkerState::new(id, store, engine())), dir)
+}
+
+/// A compute engine on one CPU thread (these tests run no GPU jobs).
+fn engine() -> Arc<wimpy_compute::Engine> {
+    Arc::new(wimpy_compute::Engine::start(&wimpy_compute::EngineConfig {
         backends: vec![wimpy_compute::BackendKind::Simd],
         cpu_threads: 1,
         ..Default::default()
-    });
-    let state = Arc::new(WorkerState::new(id, store, Arc::new(engine)));
+    }))
+}
+
+/// Serves `state`, whose store lives in `dir`.
+fn serve_state(state: Arc<WorkerState>, dir: tempfile::TempDir) -> Running {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = state.clone();
@@ -183,6 +191,11 @@ async fn admin(c: &worker::Client) -> worker_admin::Client {
 }
 
 async fn set_ring(c: &worker::Client, ring: &Ring) {
+    set_ring_at(c, ring, &[]).await
+}
+
+/// [`set_ring`], with the members at `addresses` (id, address).
+async fn set_ring_at(c: &worker::Client, ring: &Ring, addresses: &[(u64, String)]) {
     let mut req = admin(c).await.set_ring_request();
     let mut r = req.get().init_ring();
     r.set_epoch(ring.epoch());
@@ -191,7 +204,11 @@ async fn set_ring(c: &worker::Client, ring: &Ring) {
     let members = ring.members();
     let mut list = r.init_members(members.len() as u32);
     for (i, id) in members.iter().enumerate() {
-        list.reborrow().get(i as u32).set_id(*id);
+        let mut m = list.reborrow().get(i as u32);
+        m.set_id(*id);
+        if let Some((_, address)) = addresses.iter().find(|(a, _)| a == id) {
+            m.set_address(address);
+        }
     }
     req.send().promise.await.unwrap();
 }
@@ -712,6 +729,46 @@ fn two_copies() -> (Ring, Vec<u8>) {
     let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
     let key = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| ring.chain_of(k).head() == Some(2)).unwrap();
     (ring, key)
+}
+
+#[test]
+fn a_head_whose_writes_on_their_way_fill_its_room_holds_new_ones_back() {
+    // Worker 1 heads a two-copy chain whose next member takes connections
+    // and never answers; it has room for one 600-byte write on its way.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), options(SyncMode::Never)).unwrap();
+    let state = Arc::new(WorkerState::new(1, store, engine()).with_chain_room(1000));
+    let w = serve_state(state, dir);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let store = w.state.store().unwrap();
+    client_side(|| async move {
+        let c = connect(w.addr).await;
+        let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
+        set_ring_at(&c, &ring, &[(1, w.addr.to_string()), (2, silent.local_addr().unwrap().to_string())]).await;
+        let ours: Vec<Vec<u8>> = (0..)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|k| ring.chain_of(k).head() == Some(1))
+            .take(2)
+            .collect();
+        let (first, second) = (ours[0].clone(), ours[1].clone());
+        let value = vec![7u8; 600];
+        let c2 = c.clone();
+        let (v1, v2) = (value.clone(), value.clone());
+        let one = tokio::task::spawn_local(async move { put(&c, &first, &v1, 1).await });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let two = tokio::task::spawn_local(async move { put(&c2, &second, &v2, 1).await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // The first is stored here and on its way; the second waits for
+        // room, not yet numbered or stored.
+        assert_eq!(store.get(&ours[0]).unwrap(), Some(value.clone()));
+        assert_eq!(store.get(&ours[1]).unwrap(), None, "a write went ahead with no room for it");
+        // The next member never answers: the first fails (unavailable),
+        // its room goes to the second, which fails the same way.
+        for answer in [one.await.unwrap(), two.await.unwrap()] {
+            assert!(matches!(&answer, Err(Got::Other(m)) if m.starts_with("unavailable")), "{answer:?}");
+        }
+        assert_eq!(store.get(&ours[1]).unwrap(), Some(value), "the second went ahead once there was room");
+    });
 }
 
 #[test]

@@ -29,6 +29,7 @@ use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 use wimpy_net::{Peer, Role, Security};
 use wimpy_store::{Applied, Op, Store, SyncMode};
 
+pub use chain::IN_FLIGHT_BYTES;
 pub use refusal::refusal;
 use wimpy_schema::{DamagedSpan, Failure, LimitKind, MemberInfo, RingInfo, StorageKind, StoreFigures};
 
@@ -145,6 +146,14 @@ impl WorkerState {
     /// The same state with other intake caps.
     pub fn with_intake(mut self, limits: IntakeLimits) -> WorkerState {
         self.intake = Intake::new(limits);
+        self
+    }
+
+    /// The same, letting at most `bytes` of the writes it heads be on their
+    /// way down their chains at once (the rest wait; by default
+    /// [`IN_FLIGHT_BYTES`]).
+    pub fn with_chain_room(mut self, bytes: usize) -> WorkerState {
+        self.chain = std::mem::take(&mut self.chain).with_room(bytes);
         self
     }
 
@@ -359,6 +368,8 @@ impl WorkerState {
             let value = read(&store).map_err(refusal)?;
             // Marked before stored: a write this read saw is marked by now.
             if self.chain.pending.is_clean(h) {
+                // The wait may have outlasted the lease the read began under.
+                self.lease.check(self.id)?;
                 return Ok(value);
             }
         }

@@ -39,6 +39,15 @@ const KEY_LOCKS: usize = 1024;
 /// Bits of a version below the epoch: a head numbers up to 2^40 writes in
 /// one epoch, and a head of a later epoch numbers above every earlier one.
 const EPOCH_SHIFT: u32 = 40;
+/// Bytes of writes a head has on their way down its chains at most, by
+/// default: past it, new writes wait for room (backpressure on their
+/// clients) rather than pile up in the stream of every member after it,
+/// each of which keeps a write until the rest of the chain has answered.
+/// Eight batches' worth: enough to keep the streams busy.
+pub const IN_FLIGHT_BYTES: usize = 8 * wimpy_schema::batch::MAX_BATCH_BYTES;
+/// What one write counts for besides its key and value (its version and
+/// framing), so that many small writes are bounded too.
+const WRITE_OVERHEAD: usize = 64;
 
 /// What the chain needs of a worker: its key locks, its version counter,
 /// its dirty keys, its streams to the next members and the newest link
@@ -53,6 +62,9 @@ pub(crate) struct ChainState {
     /// while a forward is stored, so a forward of an older link waits for
     /// (and is then refused after) one of a newer link.
     upstreams: std::sync::Mutex<HashMap<WorkerId, Arc<tokio::sync::Mutex<u64>>>>,
+    /// Room for writes this worker heads on their way down their chains,
+    /// in bytes (see [`IN_FLIGHT_BYTES`]), and how much there is in all.
+    room: (tokio::sync::Semaphore, usize),
 }
 
 impl Default for ChainState {
@@ -63,11 +75,39 @@ impl Default for ChainState {
             pending: Default::default(),
             forwarders: Default::default(),
             upstreams: Default::default(),
+            room: (tokio::sync::Semaphore::new(IN_FLIGHT_BYTES), IN_FLIGHT_BYTES),
         }
     }
 }
 
 impl ChainState {
+    /// The same, with room for `bytes` of writes on their way.
+    pub(crate) fn with_room(mut self, bytes: usize) -> ChainState {
+        let bytes = bytes.clamp(1, u32::MAX as usize);
+        self.room = (tokio::sync::Semaphore::new(bytes), bytes);
+        self
+    }
+
+    /// Waits for room for `ops`' writes to go down their chains: held until
+    /// the chains have answered for them.
+    async fn room_for(&self, ops: &[Op]) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, Failure> {
+        let weight: usize = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, v) => k.len() + v.len() + WRITE_OVERHEAD,
+                Op::Delete(k) => k.len() + WRITE_OVERHEAD,
+                _ => 0,
+            })
+            .sum();
+        if weight == 0 {
+            return Ok(None);
+        }
+        // One batch larger than all the room waits for all of it.
+        let weight = weight.min(self.room.1) as u32;
+        let permit = self.room.0.acquire_many(weight).await;
+        permit.map(Some).map_err(|_| Failure::Unavailable("this worker is stopping".into()))
+    }
+
     /// Who this worker is to the next members, and how it connects to
     /// them (set when it serves).
     pub(crate) fn serve_as(&self, id: WorkerId, security: &Security) {
@@ -309,6 +349,8 @@ pub(crate) async fn apply_at_head(
         let applied = on_store(&store, writes, move |s| apply(s, &ops)).await?;
         return Ok(applied.into_iter().map(|a| a.map_err(refusal)).collect());
     }
+    // Before the key locks: a write waiting for room holds up no other key.
+    let _room = state.chain.room_for(&ops).await?;
     let locked = state.chain.lock(ops.iter().filter(|op| !matches!(op, Op::Get(_))).map(Op::key)).await;
     let mut numbered = Vec::with_capacity(ops.len());
     for op in ops {
