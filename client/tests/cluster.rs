@@ -989,6 +989,14 @@ fn joins_and_leaves_under_puts_deletes_and_streams_lose_no_acknowledged_write_or
     drop((first, newcomer));
 }
 
+/// A master keeping three copies of each key, and three workers on
+/// `data(0..3)`, each an `Option` so a test can stop it and start it again.
+fn three_copies(data: impl Fn(usize) -> std::path::PathBuf) -> (Node, Vec<Option<Node>>) {
+    let master = master_keeping(3);
+    let workers = (0..3).map(|i| Some(worker(master.addr, data(i)))).collect();
+    (master, workers)
+}
+
 /// Each key's (value, version) in the store at `dir`, for `keys`.
 fn stored(dir: &std::path::Path, keys: &[Vec<u8>]) -> Vec<Option<(Vec<u8>, u64)>> {
     let store = wimpy_store::Store::open(dir, Options::default()).unwrap();
@@ -998,9 +1006,8 @@ fn stored(dir: &std::path::Path, keys: &[Vec<u8>]) -> Vec<Option<(Vec<u8>, u64)>
 #[test]
 fn with_three_copies_a_stopped_worker_loses_no_acknowledged_write_and_catches_up_when_back() {
     let dir = tempfile::tempdir().unwrap();
-    let master = master_keeping(3);
     let data = |i: usize| dir.path().join(format!("w{i}"));
-    let mut workers: Vec<Option<Node>> = (0..3).map(|i| Some(worker(master.addr, data(i)))).collect();
+    let (master, mut workers) = three_copies(data);
     client_side(|| async {
         let client = connected(master.addr, 3).await;
         let history = History::new();
@@ -1048,9 +1055,8 @@ fn with_three_copies_a_stopped_worker_loses_no_acknowledged_write_and_catches_up
 #[test]
 fn with_three_copies_and_two_gone_reads_go_on_and_writes_wait_until_a_second_copy_is_back() {
     let dir = tempfile::tempdir().unwrap();
-    let master = master_keeping(3);
     let data = |i: usize| dir.path().join(format!("w{i}"));
-    let mut workers: Vec<Option<Node>> = (0..3).map(|i| Some(worker(master.addr, data(i)))).collect();
+    let (master, mut workers) = three_copies(data);
     client_side(|| async {
         let client = connected(master.addr, 3).await;
         put_numbered(&client, "k", 100).await;
@@ -1080,9 +1086,8 @@ fn with_three_copies_and_two_gone_reads_go_on_and_writes_wait_until_a_second_cop
 #[test]
 fn with_three_copies_a_wiped_worker_is_removed_and_every_key_is_back_on_three() {
     let dir = tempfile::tempdir().unwrap();
-    let master = master_keeping(3);
     let data = |i: usize| dir.path().join(format!("w{i}"));
-    let mut workers: Vec<Option<Node>> = (0..3).map(|i| Some(worker(master.addr, data(i)))).collect();
+    let (master, mut workers) = three_copies(data);
     client_side(|| async {
         let client = connected(master.addr, 3).await;
         put_numbered(&client, "k", 200).await;

@@ -723,11 +723,16 @@ async fn chain_link(addr: SocketAddr, from: u64, generation: u64) -> wimpy_schem
     req.send().promise.await.unwrap().get().unwrap().get_link().unwrap()
 }
 
+/// Keys k0, k1, ... whose chain under `ring` worker `id` heads.
+fn headed_by(ring: &Ring, id: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
+    (0..).map(|i| format!("k{i}").into_bytes()).filter(move |k| ring.chain_of(k).head() == Some(id))
+}
+
 /// A ring of workers 1 and 2 keeping two copies, and a key whose chain
 /// worker 2 heads (so worker 1 is its tail).
 fn two_copies() -> (Ring, Vec<u8>) {
     let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
-    let key = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| ring.chain_of(k).head() == Some(2)).unwrap();
+    let key = headed_by(&ring, 2).next().unwrap();
     (ring, key)
 }
 
@@ -745,11 +750,7 @@ fn a_head_whose_writes_on_their_way_fill_its_room_holds_new_ones_back() {
         let c = connect(w.addr).await;
         let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
         set_ring_at(&c, &ring, &[(1, w.addr.to_string()), (2, silent.local_addr().unwrap().to_string())]).await;
-        let ours: Vec<Vec<u8>> = (0..)
-            .map(|i| format!("k{i}").into_bytes())
-            .filter(|k| ring.chain_of(k).head() == Some(1))
-            .take(2)
-            .collect();
+        let ours: Vec<Vec<u8>> = headed_by(&ring, 1).take(2).collect();
         let (first, second) = (ours[0].clone(), ours[1].clone());
         let value = vec![7u8; 600];
         let c2 = c.clone();
@@ -799,7 +800,7 @@ fn a_write_the_chain_did_not_take_is_never_read_back() {
         // Worker 1 heads chains whose next member, worker 2, is nowhere.
         let ring = Ring::new(1, 8, [1, 2]).with_replicas(2);
         set_ring(&c, &ring).await;
-        let key = (0..).map(|i| format!("k{i}").into_bytes()).find(|k| ring.chain_of(k).head() == Some(1)).unwrap();
+        let key = headed_by(&ring, 1).next().unwrap();
         // The batch's own read of its write fails with the write.
         let answers = batch(&c, &[(&key, Some(b"unsure")), (&key, None)], 1).await;
         assert!(answers.iter().all(|a| matches!(a, Got::Other(m) if m.starts_with("unavailable"))), "{answers:?}");
