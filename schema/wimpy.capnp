@@ -96,7 +96,18 @@
 #   hands its roles on) only after longer than that. A master of an
 #   earlier version sends 0: no lease, the worker serves as before.
 
-const schemaVersion :UInt32 = 5;        # see the change list above
+# Schema version 6: re-replication that fences only the writes since a
+# copy, at a set rate, with its progress in Master.status. What changed:
+# - WorkerAdmin.sendRanges takes `after` and `bytesPerSecond` and answers
+#   `upTo`: a first pass (after 0) sends every live record and answers a
+#   version up to which every write was in the log when it began; a second
+#   pass given that version sends only what was written since, and the
+#   key hashes of the rest in RecordSink.unchanged.
+# - RecordSink.unchanged.
+# - Master.status answers `moving`: the data a membership change is
+#   copying now, how far it got, and at what rate.
+
+const schemaVersion :UInt32 = 6;        # see the change list above
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
@@ -342,6 +353,10 @@ interface RecordSink {
   # records only.)
   done @1 () -> (records :UInt64);
   # Every run was sent; answers how many records the receiver took.
+  unchanged @2 (hashes :List(UInt64)) -> ();
+  # Key hashes of records the sender holds that the receiver has from an
+  # earlier pass, unchanged since: a sink made with `replace` keeps these
+  # keys at done, as it keeps the ones it received. (Version 6.)
 }
 
 # Compute jobs. A job is an ordered list of operations over the value at a
@@ -591,10 +606,21 @@ interface WorkerAdmin {
   # Refuses writes to keys in `ranges` (answering staleEpoch) until the
   # next ring arrives, or for fenceLeaseMillis unless set again: the last
   # copy of moving ranges must not miss a write.
-  sendRanges @4 (ranges :List(KeyHashRange), sink :RecordSink) -> (records :UInt64);
+  sendRanges @4 (ranges :List(KeyHashRange), sink :RecordSink, after :UInt64, bytesPerSecond :UInt64)
+      -> (records :UInt64, upTo :UInt64);
   # sendRange for many ranges at once, in one pass over the log (a scan
   # reads the whole log whatever the range, and a change of a ring of
   # chains moves hundreds of small spans between each pair of workers).
+  # With `after` 0, every live record goes; `upTo` is then a version such
+  # that every write of the ranges numbered up to it was in this worker's
+  # log when the scan began, and every later one is numbered above it (0
+  # when its writes carry no versions: one copy per key). With `after`
+  # above 0 (an earlier pass's `upTo`, this worker still the ranges' head),
+  # only records versioned above it go whole, and the key hashes of the
+  # others go to RecordSink.unchanged: a sink made with `replace` then
+  # ends as this worker's copy, though only the writes since were sent.
+  # `bytesPerSecond` caps the rate at which frames go (0: no cap), so a
+  # copy leaves the disk and the link to the clients.
   receiveRanges @5 (ranges :List(KeyHashRange), replace :Bool) -> (sink :RecordSink);
   # receiveRange for many ranges at once: with `replace`, done deletes the
   # keys of every one of them it did not receive.
@@ -607,14 +633,43 @@ struct BackendInfo {
   software @2 :Bool;                # a GPU API implemented in software: correct, not fast
 }
 
+struct RangeMove {
+  # The data a membership change is copying now (Master.status).
+  worker @0 :UInt64;        # the member joining, returning, leaving or removed
+  change @1 :Change;
+  pass @2 :UInt8;           # 1: a copy while writes go on; 2: the writes
+                            # since, with the ranges' heads fenced
+  bytesCopied @3 :UInt64;   # frame bytes this pass has copied
+  bytesExpected @4 :UInt64;
+  # What the first pass should copy in all: each source's live bytes in
+  # the share of the hash space it sends (an estimate; 0 in the second
+  # pass, whose size is known only at its end).
+  records @5 :UInt64;       # records this pass has copied
+  elapsedMillis @6 :UInt64; # since this pass began
+  bytesPerSecond @7 :UInt64;
+  # The cap on each source's rate in the first pass (0: none). The second
+  # pass, which holds writes back, goes as fast as it can.
+  pairsDone @8 :UInt32;     # (source, receiver) pairs this pass has finished
+  pairs @9 :UInt32;         # and all of them
+
+  enum Change {
+    join @0;      # a new worker takes its ranges
+    return @1;    # a worker back from down catches up on what it missed
+    leave @2;     # a worker hands its ranges over (wimpy leave)
+    remove @3;    # the chains of a dead worker take on new members (wimpy remove)
+  }
+}
+
 interface Master {
   # The bootstrap interface of wimpy-master: the ring, worker lifecycle, and
   # the proxy (FAWN-KV front end) that routes for thin clients and caches
   # hot keys.
   ring @0 () -> (ring :RingInfo);
   # Everything a client needs to route by itself.
-  status @1 () -> (ring :RingInfo, joining :List(Member));
-  # The ring, and the members still receiving their ranges.
+  status @1 () -> (ring :RingInfo, joining :List(Member), moving :List(RangeMove));
+  # The ring, the members still receiving their ranges, and the copy a
+  # membership change is making now (none, or one: changes go one at a
+  # time).
 
   register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32, refused :Failure, leaseMillis :UInt32);
   # Worker lifecycle (worker role): a worker registers with its listener

@@ -97,6 +97,21 @@ fn worker_name(i: usize) -> String {
     format!("worker-{i}")
 }
 
+/// How the nodes of a local cluster run.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Workers' sync mode: always, interval:MS or never.
+    pub sync: String,
+    /// Copies of each key the master's rings keep.
+    pub replicas: u32,
+    /// The master's `--repair-mb-s`; `None` for its default.
+    pub repair_mb_s: Option<f64>,
+    /// Whether the nodes' log lines stay out of this process's stderr.
+    pub quiet: bool,
+    /// Whether the nodes run without TLS.
+    pub insecure: bool,
+}
+
 /// A master and its workers, each a child process.
 #[derive(Debug)]
 pub struct LocalCluster {
@@ -104,13 +119,9 @@ pub struct LocalCluster {
     data: PathBuf,
     /// Where the nodes' credentials are; `None` runs them `--insecure`.
     tls: Option<PathBuf>,
-    sync: String,
-    /// Copies of each key the master's rings keep.
-    replicas: u32,
+    settings: NodeSettings,
     /// RPC threads per worker.
     cores: usize,
-    /// Whether the nodes' log lines reach this process's stderr.
-    quiet: bool,
     master_bin: PathBuf,
     worker_bin: PathBuf,
     master_child: Child,
@@ -118,22 +129,14 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Starts a master on `master` keeping `replicas` copies of each key,
-    /// and `workers` workers with data under
-    /// `data`, with TLS unless `insecure` (making the credentials it needs
-    /// under [`credentials_dir`]). Workers retry until the master answers,
-    /// so this does not wait for them: see [`crate::bench::cluster::wait_serving`].
-    pub fn start(
-        master: SocketAddr,
-        workers: usize,
-        data: &Path,
-        sync: &str,
-        replicas: u32,
-        quiet: bool,
-        insecure: bool,
-    ) -> std::io::Result<Self> {
+    /// Starts a master on `master` and `workers` workers with data under
+    /// `data`, run as `settings` say, with TLS unless they say insecure
+    /// (making the credentials it needs under [`credentials_dir`]).
+    /// Workers retry until the master answers, so this does not wait for
+    /// them: see [`crate::bench::cluster::wait_serving`].
+    pub fn start(master: SocketAddr, workers: usize, data: &Path, settings: NodeSettings) -> std::io::Result<Self> {
         std::fs::create_dir_all(data)?;
-        let tls = if insecure {
+        let tls = if settings.insecure {
             None
         } else {
             let dir = credentials_dir(data);
@@ -149,12 +152,10 @@ impl LocalCluster {
         let mut cluster = LocalCluster {
             master,
             data: data.to_owned(),
-            master_child: spawn_master(&master_bin, master, data, tls.as_deref(), replicas, quiet)?,
+            master_child: spawn_master(&master_bin, master, data, tls.as_deref(), &settings)?,
             tls,
-            sync: sync.to_owned(),
-            replicas,
+            settings,
             cores,
-            quiet,
             master_bin,
             worker_bin,
             workers: Vec::with_capacity(workers),
@@ -187,7 +188,7 @@ impl LocalCluster {
             .arg("--cores")
             .arg(self.cores.to_string())
             .arg("--sync")
-            .arg(&self.sync)
+            .arg(&self.settings.sync)
             .arg("--master")
             .arg(self.master.to_string())
             .arg("--listen")
@@ -195,7 +196,7 @@ impl LocalCluster {
             .arg("--data")
             .arg(self.data.join(worker_name(i)));
         credential_flags(&mut cmd, self.tls.as_deref(), &worker_name(i));
-        if self.quiet {
+        if self.settings.quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         cmd.spawn()
@@ -205,14 +206,8 @@ impl LocalCluster {
     pub fn restart_exited(&mut self) -> std::io::Result<()> {
         if let Ok(Some(status)) = self.master_child.try_wait() {
             eprintln!("wimpy local: master exited ({status}); restarting");
-            self.master_child = spawn_master(
-                &self.master_bin,
-                self.master,
-                &self.data,
-                self.tls.as_deref(),
-                self.replicas,
-                self.quiet,
-            )?;
+            self.master_child =
+                spawn_master(&self.master_bin, self.master, &self.data, self.tls.as_deref(), &self.settings)?;
         }
         for i in 0..self.workers.len() {
             if let Ok(Some(status)) = self.workers[i].try_wait() {
@@ -243,19 +238,21 @@ fn spawn_master(
     listen: SocketAddr,
     data: &Path,
     tls: Option<&Path>,
-    replicas: u32,
-    quiet: bool,
+    settings: &NodeSettings,
 ) -> std::io::Result<Child> {
     let mut cmd = Command::new(bin);
     stop_with_parent(&mut cmd).arg("--listen").arg(listen.to_string()).arg("--data").arg(data.join("master"));
-    cmd.arg("--replicas").arg(replicas.to_string());
+    cmd.arg("--replicas").arg(settings.replicas.to_string());
+    if let Some(rate) = settings.repair_mb_s {
+        cmd.arg("--repair-mb-s").arg(rate.to_string());
+    }
     credential_flags(&mut cmd, tls, "master");
     if let Some(dir) = tls {
         // The local master signs for workers that join with a token
         // (`wimpy token create`), as a fleet's can.
         cmd.arg("--ca-key-file").arg(dir.join(wimpy_net::security::ca::CA_KEY_FILE));
     }
-    if quiet {
+    if settings.quiet {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
     }
     cmd.spawn()

@@ -55,7 +55,7 @@ impl Drop for SmallDisk {
 
 /// The state of worker `id` and why, as the master's status gives them.
 async fn member_state(client: &Client, id: u64) -> Option<(MemberState, String)> {
-    let (view, _) = client.status().await.ok()?;
+    let view = client.status().await.ok()?.view;
     view.members.iter().find(|m| m.id == id).map(|m| (m.state, m.reason.clone()))
 }
 

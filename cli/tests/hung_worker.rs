@@ -81,7 +81,8 @@ fn a_stopped_worker_wedges_neither_the_proxy_nor_membership() {
         // The master answers, and marks the worker down.
         let deadline = Instant::now() + Duration::from_secs(20);
         let joiner = loop {
-            let (view, joining) = tokio::time::timeout(Duration::from_secs(5), client.status()).await.unwrap().unwrap();
+            let wimpy_client::ClusterStatus { view, joining, .. } =
+                tokio::time::timeout(Duration::from_secs(5), client.status()).await.unwrap().unwrap();
             if view.members.iter().any(|m| m.id == hung_id && m.state == MemberState::Down)
                 && let Some(j) = joining.first()
             {

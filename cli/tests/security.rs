@@ -229,7 +229,7 @@ fn no_membership_call_gets_through_without_the_right_certificate_and_every_key_r
         for m in ring.members.iter().filter(|m| !ids.contains(&m.id)) {
             client.leave(m.id).await.ok();
         }
-        let (_, joining) = client.status().await.unwrap();
+        let joining = client.status().await.unwrap().joining;
         for m in joining {
             client.leave(m.id).await.ok();
         }

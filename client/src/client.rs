@@ -11,7 +11,7 @@ use wimpy_net::{Batcher, KeyPeer, Role, Security};
 pub use wimpy_schema::MemberState;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{failure, leave_result, master, worker};
-use wimpy_schema::{Failure, LimitKind, Ring, RingInfo, WorkerId};
+use wimpy_schema::{Failure, LimitKind, RangeMove, Ring, RingInfo, WorkerId};
 
 use crate::{ClientError, streams};
 
@@ -61,6 +61,16 @@ impl ClientOptions {
 /// A member of the ring: its id, address, state, and its store's figures
 /// as of its last heartbeat (with what its last recovery stepped over).
 pub type Member = wimpy_schema::MemberInfo;
+
+/// The cluster as its master sees it.
+#[derive(Clone, Debug)]
+pub struct ClusterStatus {
+    pub view: RingView,
+    /// Members still receiving their ranges, not on the ring yet.
+    pub joining: Vec<Member>,
+    /// The copy a membership change is making now, if one is.
+    pub moving: Option<RangeMove>,
+}
 
 /// The ring and its members' addresses, as of one epoch.
 #[derive(Clone, Debug)]
@@ -229,14 +239,19 @@ impl Client {
     }
 
     /// The full membership report of the master: the ring and joining members.
-    pub async fn status(&self) -> Result<(RingView, Vec<Member>), ClientError> {
+    pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
         let master = self.master().await?;
         let resp =
             master.status_request().send().promise.await.map_err(|e| unreachable(&self.master_addr.to_string(), e))?;
         let r = resp.get()?;
         let view = RingView::from(RingInfo::read(r.get_ring()?)?);
         let joining = r.get_joining()?.iter().map(Member::read).collect::<Result<_, _>>()?;
-        Ok((view, joining))
+        // A master before schema version 6 reports no moves.
+        let moving = match r.has_moving() {
+            true => r.get_moving()?.iter().next().map(RangeMove::read).transpose()?,
+            false => None,
+        };
+        Ok(ClusterStatus { view, joining, moving })
     }
 
     /// Awaits an RPC answer within the client's time limit.

@@ -25,7 +25,7 @@ mod compute;
 mod error;
 mod streams;
 
-pub use client::{BatchStats, Client, ClientOptions, Member, MemberState, RingView};
+pub use client::{BatchStats, Client, ClientOptions, ClusterStatus, Member, MemberState, RingView};
 pub use compute::{ComputeOutput, ComputeRequest, WorkerBackend};
 pub use error::ClientError;
 /// Credentials and TLS: what a client presents to the cluster.
@@ -35,4 +35,4 @@ pub use wimpy_schema::job;
 pub use wimpy_schema::job::StageTimes;
 pub use wimpy_schema::ring::{DEFAULT_REPLICAS, MAX_REPLICAS};
 pub use wimpy_schema::{ComputeFailure, ComputeFailureKind, LimitKind, StorageKind};
-pub use wimpy_schema::{DamagedSpan, KeyHashRange, Ring, StoreFigures, key_hash};
+pub use wimpy_schema::{DamagedSpan, KeyHashRange, MoveChange, RangeMove, Ring, StoreFigures, key_hash};

@@ -67,6 +67,12 @@ fn master() -> Node {
 
 /// A master whose rings keep `replicas` copies of each key.
 fn master_keeping(replicas: u32) -> Node {
+    master_copying_at(replicas, wimpy_master::DEFAULT_REPAIR_BYTES_PER_SECOND)
+}
+
+/// The same, whose membership changes copy at most `bytes_per_second`
+/// from each source.
+fn master_copying_at(replicas: u32, bytes_per_second: u64) -> Node {
     spawn_node(move |listener, stopped| async move {
         let config = MasterConfig {
             vnodes: 64,
@@ -78,6 +84,7 @@ fn master_keeping(replicas: u32) -> Node {
             cache: wimpy_master::CacheConfig { ttl: Duration::from_secs(30), ..Default::default() },
             security: ca().security(Role::Master, "master").unwrap(),
             signer: None,
+            repair_bytes_per_second: bytes_per_second,
         };
         wimpy_master::run(listener, config, async {
             let _ = stopped.await;
@@ -255,9 +262,9 @@ fn keys_route_to_their_owners_and_read_back() {
         assert!(!client.delete(b"key-7").await.unwrap());
         assert_eq!(client.get(b"key-7").await.unwrap(), None);
         // Every worker holds a share: routing spreads the keys.
-        let (view, _) = client.status().await.unwrap();
+        let view = client.status().await.unwrap().view;
         tokio::time::sleep(Duration::from_millis(100)).await; // a heartbeat carries fresh stats
-        let (view2, _) = client.status().await.unwrap();
+        let view2 = client.status().await.unwrap().view;
         let total: u64 = view2.members.iter().map(|m| m.stats.live_keys).sum();
         assert_eq!(view.members.len(), 3);
         assert_eq!(total, 299, "{:?}", view2.members);
@@ -518,7 +525,7 @@ fn a_worker_joins_while_a_writer_runs_and_no_acknowledged_write_is_lost() {
             let mut total = 0;
             for _ in 0..1500 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let (view, _) = client.status().await.unwrap();
+                let view = client.status().await.unwrap().view;
                 total = view.members.iter().map(|m| m.stats.live_keys).sum::<u64>();
                 if total == distinct && view.members.iter().all(|m| m.stats.live_keys > 0) {
                     return;
@@ -838,7 +845,7 @@ fn a_worker_whose_log_was_damaged_says_where_in_status_and_keeps_its_other_keys(
         // The heartbeat after the restart carries the report.
         let mut damage = Vec::new();
         for _ in 0..500 {
-            let (view, _) = client.status().await.unwrap();
+            let view = client.status().await.unwrap().view;
             damage = view.members[0].stats.damage.clone();
             if !damage.is_empty() {
                 break;
@@ -1120,6 +1127,110 @@ fn with_three_copies_a_wiped_worker_is_removed_and_every_key_is_back_on_three() 
                     "k{i} on worker {}: {got:?}",
                     m.id
                 );
+            }
+        }
+    });
+    drop(workers);
+}
+
+#[test]
+fn a_removed_worker_s_ranges_are_copied_at_the_set_rate_with_their_progress_in_status_as_writes_go_on() {
+    const RATE: u64 = 2_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let master = master_copying_at(3, RATE);
+    let mut workers: Vec<Option<Node>> =
+        (0..4).map(|i| Some(worker(master.addr, dir.path().join(format!("w{i}"))))).collect();
+    client_side(|| async {
+        let client = connected(master.addr, 4).await;
+        // About 3 MB of values: each worker holds three quarters of them.
+        let value = |i: u32, round: u32| -> Vec<u8> { (0..1000u32).map(|j| (i ^ j ^ round) as u8).collect() };
+        let puts = (0..3000u32).map(|i| {
+            let client = &client;
+            async move { client.put(format!("k{i}").as_bytes(), &value(i, 0)).await.unwrap() }
+        });
+        futures::future::join_all(puts).await;
+        let lost = id_of(&client.refresh_ring().await.unwrap(), workers[3].as_ref().unwrap());
+        drop(workers[3].take());
+        ring_until(&client, "the stopped worker down", |view| {
+            view.members.iter().any(|m| m.id == lost && m.state == wimpy_client::MemberState::Down)
+        })
+        .await;
+        // Writes (and deletes) go on while its chains take on new members:
+        // those of the first pass are in the second one's copy.
+        let history = History::new();
+        let removing = async {
+            client.remove(lost).await.unwrap();
+        };
+        let writing = async {
+            let mut slowest = Duration::ZERO;
+            for i in 0..400u32 {
+                let key = format!("k{}", i * 7);
+                let began = std::time::Instant::now();
+                if i % 5 == 0 {
+                    let deadline = began + Duration::from_secs(20);
+                    while history.delete(key.as_bytes(), client.delete(key.as_bytes())).await.is_err() {
+                        assert!(std::time::Instant::now() < deadline, "the delete of {key} was never acknowledged");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                } else {
+                    put_until_acked(&history, &client, key.as_bytes(), &value(i * 7, 1)).await;
+                }
+                slowest = slowest.max(began.elapsed());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            slowest
+        };
+        let watching = async {
+            let mut seen: Vec<wimpy_client::RangeMove> = Vec::new();
+            loop {
+                match client.status().await.unwrap().moving {
+                    Some(m) => seen.push(m),
+                    None if !seen.is_empty() => return seen,
+                    None => {}
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        };
+        let began = std::time::Instant::now();
+        let ((), slowest, seen) = tokio::join!(removing, writing, watching);
+        let took = began.elapsed();
+        let first: Vec<_> = seen.iter().filter(|m| m.pass == 1).collect();
+        let last = first.last().expect("status showed the first pass");
+        eprintln!(
+            "the removal took {took:?}; its first pass copied {} bytes of {} expected; the slowest write took {slowest:?}",
+            last.bytes_copied, last.bytes_expected
+        );
+        assert!(seen.iter().all(|m| m.worker == lost && m.change == wimpy_client::MoveChange::Remove));
+        assert!(last.bytes_expected > 1_000_000, "the estimate counts the sources' live bytes: {last:?}");
+        assert!(first.iter().any(|m| m.eta().is_some()), "the first pass says how long it has to go");
+        for m in first.iter().filter(|m| m.bytes_copied >= 1_000_000) {
+            // The source sleeps after each 256 KiB chunk until it is due.
+            assert!(m.rate() <= 1.5 * RATE as f64, "copying at {} B/s, over the cap of {RATE}", m.rate());
+            assert_eq!(m.bytes_per_second, RATE);
+        }
+        assert!(client.status().await.unwrap().moving.is_none(), "nothing moves once the removal is done");
+        assert_linearizable(&history);
+        // Every key, as last acknowledged, on each of its three copies.
+        let view = client.refresh_ring().await.unwrap();
+        assert_eq!(view.members.len(), 3);
+        for m in &view.members {
+            let w = member(&m.address).await;
+            for i in 0..3000u32 {
+                let key = format!("k{i}");
+                let want = match (i % 7, (i / 7) % 5) {
+                    (0, 0) if i / 7 < 400 => None,
+                    (0, _) if i / 7 < 400 => Some(value(i, 1)),
+                    _ => Some(value(i, 0)),
+                };
+                let got = asked(&w, key.as_bytes()).await;
+                match (&got, &want) {
+                    (KeyAnswer::Value(v), Some(want)) if v == want => {}
+                    (KeyAnswer::NotFound, None) => {}
+                    (KeyAnswer::Value(v), _) => {
+                        panic!("{key} on worker {}: {} bytes, not what was acknowledged last", m.id, v.len())
+                    }
+                    _ => panic!("{key} on worker {}: {got:?}, not {} bytes", m.id, want.map_or(0, |w| w.len())),
+                }
             }
         }
     });

@@ -44,6 +44,12 @@ impl KeyHashRange {
         }
     }
 
+    /// The fraction of the hash space the range covers.
+    pub fn share(&self) -> f64 {
+        let len = if self.start == self.end { 1u128 << 64 } else { self.end.wrapping_sub(self.start) as u128 };
+        len as f64 / (1u128 << 64) as f64
+    }
+
     /// Whether the hash of `key` lies in the range.
     pub fn contains_key(&self, key: &[u8]) -> bool {
         self.contains(key_hash(key))
@@ -128,6 +134,13 @@ mod tests {
         assert!(r.contains(1));
         assert!(!r.contains(2));
         assert!(!r.contains(u64::MAX - 2));
+    }
+
+    #[test]
+    fn a_range_s_share_of_the_hash_space() {
+        assert_eq!(KeyHashRange::ALL.share(), 1.0);
+        assert_eq!(KeyHashRange::new(0, 1 << 62).share(), 0.25);
+        assert_eq!(KeyHashRange::new(3 << 62, 1 << 62).share(), 0.5, "wrapping");
     }
 
     #[test]

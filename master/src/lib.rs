@@ -18,5 +18,5 @@ pub mod state;
 
 pub use membership::{Member, MemberState, MemberStats, Membership};
 pub use proxy::CacheConfig;
-pub use service::{MasterConfig, run};
+pub use service::{DEFAULT_REPAIR_BYTES_PER_SECOND, MasterConfig, run};
 pub use wimpy_schema::{KeyHashRange, key_hash};

@@ -2,19 +2,24 @@
 //!
 //! A join or a leave: every span of the hash space whose chain gains a
 //! worker is copied to that worker from the span's head (where its writes
-//! enter) while reads and writes go on (pre-copy); then the heads fence
-//! those spans (writes there answer "stale epoch" and clients retry) and
-//! the spans are copied again, so the last copy misses nothing; then the
+//! enter) while reads and writes go on (pre-copy), at a set rate; then the
+//! heads fence those spans (writes there answer "stale epoch" and clients
+//! retry) and what was written to them since the pre-copy began is copied,
+//! so the last copy misses nothing and writes wait only for that; then the
 //! new ring goes out at a new epoch, which lifts the fences, and workers
 //! delete what they no longer hold. With one copy per key a chain is its
 //! owner: a join takes each of the newcomer's ranges from its previous
-//! owner, a leave gives each of the leaver's ranges to its next owner.
+//! owner, a leave gives each of the leaver's ranges to its next owner; its
+//! writes carry no versions, so the fenced copy is a whole one.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
 
 use wimpy_net::deadline::{CALL, within};
-use wimpy_schema::wimpy_capnp::worker_admin;
-use wimpy_schema::{KeyHashRange, Ring, WorkerId};
+use wimpy_schema::wimpy_capnp::{record_sink, worker_admin};
+use wimpy_schema::{KeyHashRange, MoveChange, RangeMove, Ring, WorkerId};
 
 /// Ranges to copy, grouped by the worker that holds them now.
 pub type Moves = BTreeMap<WorkerId, Vec<KeyHashRange>>;
@@ -63,47 +68,147 @@ pub fn moves_for_change(before: &Ring, after: &Ring) -> Vec<Move> {
     moves
 }
 
-/// Copies every move twice: once while writes go on, once more with the
-/// sources fenced. On failure the fences are lifted again.
+/// How far the copy of a membership change has got (`Master.status`).
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub worker: WorkerId,
+    pub kind: MoveChange,
+    /// 1: the copy while writes go on; 2: the writes since, fenced.
+    pub pass: u8,
+    pub bytes_copied: u64,
+    /// The first pass's estimate (0 in the second).
+    pub bytes_expected: u64,
+    pub records: u64,
+    pub began: Instant,
+    pub bytes_per_second: u64,
+    pub pairs_done: u32,
+    pub pairs: u32,
+}
+
+impl Progress {
+    /// As `Master.status` reports it.
+    pub fn report(&self) -> RangeMove {
+        RangeMove {
+            worker: self.worker,
+            change: self.kind,
+            pass: self.pass,
+            bytes_copied: self.bytes_copied,
+            bytes_expected: self.bytes_expected,
+            records: self.records,
+            elapsed: self.began.elapsed(),
+            bytes_per_second: self.bytes_per_second,
+            pairs_done: self.pairs_done,
+            pairs: self.pairs,
+        }
+    }
+}
+
+/// Where a change's progress is kept while it runs.
+pub type ProgressCell = Rc<RefCell<Option<Progress>>>;
+
+/// How the copies of a change go.
+#[derive(Debug)]
+pub struct Copying {
+    /// The cap on each source's rate in the first pass, in bytes per
+    /// second (0: none).
+    pub bytes_per_second: u64,
+    /// Each source's live bytes as of its last heartbeat: with the share
+    /// of the hash space it sends, what the first pass should copy.
+    pub live_bytes: BTreeMap<WorkerId, u64>,
+    /// Set to the change's [`Progress`] while the copy runs (its `worker`
+    /// and `kind` as given).
+    pub progress: ProgressCell,
+}
+
+/// Copies every move twice: once while writes go on, at the set rate;
+/// once more with the sources fenced, carrying only what was written since
+/// the first pass began (where the sources number their writes; all of it
+/// again where they do not), as fast as it goes, since writes wait for it.
+/// On failure the fences are lifted again.
 ///
 /// Fences and sinks are control calls, each within
 /// [`deadline::CALL`](wimpy_net::deadline::CALL). The copy of a range has no
 /// deadline of its own (a range has no size bound): the caller stops the
 /// transfer when a worker it involves is marked down.
-pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::Client>) -> Result<u64, capnp::Error> {
+pub async fn transfer(
+    plan: &[Move],
+    clients: &BTreeMap<WorkerId, worker_admin::Client>,
+    copying: &Copying,
+) -> Result<u64, capnp::Error> {
     let mut fenced: Moves = Moves::new();
     // Each pair of workers moves all its ranges in one pass over the
-    // source's log.
+    // source's log; one pair at a time, so each source sends one copy at
+    // a time.
     let mut pairs: BTreeMap<(WorkerId, WorkerId), Vec<KeyHashRange>> = BTreeMap::new();
     for m in plan {
         fenced.entry(m.from).or_default().push(m.range);
         pairs.entry((m.from, m.to)).or_default().push(m.range);
     }
+    let expected: u64 = pairs
+        .iter()
+        .map(|((from, _), ranges)| {
+            let share: f64 = ranges.iter().map(KeyHashRange::share).sum();
+            (copying.live_bytes.get(from).copied().unwrap_or(0) as f64 * share) as u64
+        })
+        .sum();
+    let begin_pass = |pass: u8| {
+        if let Some(p) = copying.progress.borrow_mut().as_mut() {
+            *p = Progress {
+                pass,
+                bytes_copied: 0,
+                bytes_expected: if pass == 1 { expected } else { 0 },
+                records: 0,
+                began: Instant::now(),
+                bytes_per_second: copying.bytes_per_second,
+                pairs_done: 0,
+                pairs: pairs.len() as u32,
+                ..p.clone()
+            };
+        }
+    };
     let result = async {
         let mut copied = 0;
+        // Per pair: the version up to which its first pass had every write.
+        let mut up_to: BTreeMap<(WorkerId, WorkerId), u64> = BTreeMap::new();
         for pass in 0..2 {
+            begin_pass(pass + 1);
             if pass == 1 {
                 for (from, ranges) in &fenced {
                     fence(&clients[from], ranges).await?;
                 }
                 copied = 0;
             }
-            for ((from, to), ranges) in &pairs {
+            for (&(from, to), ranges) in &pairs {
                 if pass == 1 {
                     // Renew the source's fence lease before each copy.
-                    fence(&clients[from], &fenced[from]).await?;
+                    fence(&clients[&from], &fenced[&from]).await?;
                 }
-                // The last pass, its source fenced, is the ranges' whole
-                // truth: the receiver drops what it holds beyond it (keys
-                // deleted since the first pass).
-                let mut receive = clients[to].receive_ranges_request();
+                // The last pass, its source fenced, makes the receiver's
+                // copy the source's: the receiver drops what it holds
+                // beyond what was sent or said unchanged (keys deleted
+                // since the first pass).
+                let mut receive = clients[&to].receive_ranges_request();
                 wimpy_schema::ranges::write(receive.get().init_ranges(ranges.len() as u32), ranges);
                 receive.get().set_replace(pass == 1);
                 let sink = within(CALL, "receiveRanges", receive.send().promise).await?.get()?.get_sink()?;
-                let mut req = clients[from].send_ranges_request();
+                let sink: record_sink::Client =
+                    capnp_rpc::new_client(CountingSink { inner: sink, progress: copying.progress.clone() });
+                let mut req = clients[&from].send_ranges_request();
                 wimpy_schema::ranges::write(req.get().init_ranges(ranges.len() as u32), ranges);
                 req.get().set_sink(sink);
-                copied += req.send().promise.await?.get()?.get_records();
+                if pass == 0 {
+                    req.get().set_bytes_per_second(copying.bytes_per_second);
+                } else {
+                    req.get().set_after(up_to.get(&(from, to)).copied().unwrap_or(0));
+                }
+                let answer = req.send().promise.await?;
+                let answer = answer.get()?;
+                up_to.insert((from, to), answer.get_up_to());
+                copied += answer.get_records();
+                if let Some(p) = copying.progress.borrow_mut().as_mut() {
+                    p.records += answer.get_records();
+                    p.pairs_done += 1;
+                }
             }
         }
         Ok(copied)
@@ -118,6 +223,49 @@ pub async fn transfer(plan: &[Move], clients: &BTreeMap<WorkerId, worker_admin::
         }
     }
     result
+}
+
+/// Passes a copy's records on to the receiver's sink, counting the bytes
+/// into the change's progress. (The copy goes through the master either
+/// way: it hands the receiver's sink to the source.)
+struct CountingSink {
+    inner: record_sink::Client,
+    progress: ProgressCell,
+}
+
+impl record_sink::Server for CountingSink {
+    async fn write(self: Rc<Self>, params: record_sink::WriteParams) -> Result<(), capnp::Error> {
+        let frames = params.get()?.get_frames()?;
+        let mut req = self.inner.write_request();
+        req.get().set_frames(frames);
+        let len = frames.len() as u64;
+        req.send().await?;
+        if let Some(p) = self.progress.borrow_mut().as_mut() {
+            p.bytes_copied += len;
+        }
+        Ok(())
+    }
+
+    async fn unchanged(
+        self: Rc<Self>,
+        params: record_sink::UnchangedParams,
+        _: record_sink::UnchangedResults,
+    ) -> Result<(), capnp::Error> {
+        let mut req = self.inner.unchanged_request();
+        req.get().set_hashes(params.get()?.get_hashes()?)?;
+        req.send().promise.await?;
+        Ok(())
+    }
+
+    async fn done(
+        self: Rc<Self>,
+        _: record_sink::DoneParams,
+        mut results: record_sink::DoneResults,
+    ) -> Result<(), capnp::Error> {
+        let answer = self.inner.done_request().send().promise.await?;
+        results.get().set_records(answer.get()?.get_records());
+        Ok(())
+    }
 }
 
 async fn fence(w: &worker_admin::Client, ranges: &[KeyHashRange]) -> Result<(), capnp::Error> {

@@ -26,7 +26,7 @@ use wimpy_net::security::join::{self, JoinToken};
 use wimpy_net::security::{CertRequest, ClusterCa};
 use wimpy_net::{Peer, Role, Security};
 use wimpy_schema::batch::{KeyAnswer, read_requests, write_answers};
-use wimpy_schema::{Failure, StorageKind};
+use wimpy_schema::{Failure, MoveChange, StorageKind};
 
 /// How the master runs.
 #[derive(Clone, Debug)]
@@ -55,7 +55,17 @@ pub struct MasterConfig {
     /// The security should then accept peers without a certificate
     /// ([`Security::tls_accepting_joins`]), or no joining node gets in.
     pub signer: Option<Arc<ClusterCa>>,
+    /// The most bytes per second each worker sends while it copies ranges
+    /// to a member that takes them on (a join, a return, a leave or a
+    /// removal), so that the copy leaves its disk and link to the clients;
+    /// 0 for no cap. Only the copy made while writes go on keeps to it:
+    /// the last one, which holds writes back, goes as fast as it can.
+    pub repair_bytes_per_second: u64,
 }
+
+/// The default of [`MasterConfig::repair_bytes_per_second`]: about half of
+/// what an SD card in a Pi writes in sequence.
+pub const DEFAULT_REPAIR_BYTES_PER_SECOND: u64 = 8_000_000;
 
 impl MasterConfig {
     /// The defaults, securing connections with `security`.
@@ -69,6 +79,7 @@ impl MasterConfig {
             cache: CacheConfig::default(),
             security,
             signer: None,
+            repair_bytes_per_second: DEFAULT_REPAIR_BYTES_PER_SECOND,
         }
     }
 }
@@ -100,6 +111,8 @@ pub async fn run(
                 security: config.security.clone(),
                 signer: config.signer.clone(),
                 changing: tokio::sync::Mutex::new(()),
+                moving: Default::default(),
+                repair_bytes_per_second: config.repair_bytes_per_second,
             });
             if let Err(e) = service.persist() {
                 return Err(std::io::Error::other(format!("saving the master's state: {e}")));
@@ -260,6 +273,18 @@ struct MasterService {
     /// Held by a membership change for as long as it moves data, so that
     /// changes never plan against a ring another change is replacing.
     changing: tokio::sync::Mutex<()>,
+    /// How far the copy of the change under way has got.
+    moving: rebalance::ProgressCell,
+    repair_bytes_per_second: u64,
+}
+
+/// Clears a change's progress when the change ends, however it ends.
+struct ClearOnDrop<'a>(&'a rebalance::ProgressCell);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        *self.0.borrow_mut() = None;
+    }
 }
 
 /// Moves a joining worker's ranges to it and puts it on the ring; retries
@@ -273,22 +298,23 @@ async fn join(service: Rc<MasterService>, id: WorkerId) {
     }
     loop {
         let _changing = service.changing.lock().await;
-        let (before, after, addresses) = {
+        let (before, after, addresses, kind) = {
             let m = service.membership.borrow();
-            match m.member(id) {
-                Some(x) if matches!(x.state, MemberState::Joining | MemberState::Returning) => {}
+            let kind = match m.member(id).map(|x| x.state) {
+                Some(MemberState::Joining) => MoveChange::Join,
+                Some(MemberState::Returning) => MoveChange::Return,
                 _ => return, // gone, serving, or down again
-            }
+            };
             let addresses: BTreeMap<WorkerId, (String, MemberState)> =
                 m.members().map(|x| (x.id, (x.address.clone(), x.state))).collect();
-            (m.ring(), m.ring_with(id), addresses)
+            (m.ring(), m.ring_with(id), addresses, kind)
         };
         let plan = rebalance::moves_for_change(&before, &after);
         service.membership.borrow_mut().set_change(Some(Change::Join(id)));
         if let Err(e) = service.persist() {
             tracing::error!(error = %e, "saving the state before worker {id}'s join");
         }
-        let done = service.run_plan(&plan, &addresses).await;
+        let done = service.run_plan(&plan, &addresses, id, kind).await;
         service.membership.borrow_mut().set_change(None);
         match done {
             Ok(copied) => {
@@ -436,7 +462,8 @@ impl MasterService {
             let plan = rebalance::moves_for_change(&before, &after);
             self.membership.borrow_mut().set_change(Some(Change::Leave(id)));
             keep(&self)?;
-            let moved = self.run_plan(&plan, &addresses).await;
+            let kind = if state.serves() { MoveChange::Leave } else { MoveChange::Remove };
+            let moved = self.run_plan(&plan, &addresses, id, kind).await;
             self.membership.borrow_mut().set_change(None);
             let moved = match moved {
                 Ok(moved) => moved,
@@ -470,11 +497,37 @@ impl MasterService {
         &self,
         plan: &[rebalance::Move],
         addresses: &BTreeMap<WorkerId, (String, MemberState)>,
+        worker: WorkerId,
+        kind: MoveChange,
     ) -> Result<u64, capnp::Error> {
         let involved: Vec<WorkerId> = plan.iter().flat_map(|m| [m.from, m.to]).collect();
+        let live_bytes = self
+            .membership
+            .borrow()
+            .members()
+            .map(|m| (m.id, m.stats.log_bytes.saturating_sub(m.stats.garbage_bytes)))
+            .collect();
+        let copying = rebalance::Copying {
+            bytes_per_second: self.repair_bytes_per_second,
+            live_bytes,
+            progress: self.moving.clone(),
+        };
+        *self.moving.borrow_mut() = Some(rebalance::Progress {
+            worker,
+            kind,
+            pass: 1,
+            bytes_copied: 0,
+            bytes_expected: 0,
+            records: 0,
+            began: Instant::now(),
+            bytes_per_second: self.repair_bytes_per_second,
+            pairs_done: 0,
+            pairs: 0,
+        });
+        let _clear = ClearOnDrop(&self.moving);
         let run = async {
             let clients = connect_plan(plan, addresses, &self.security).await?;
-            rebalance::transfer(plan, &clients).await
+            rebalance::transfer(plan, &clients, &copying).await
         };
         tokio::select! {
             done = run => done,
@@ -755,9 +808,14 @@ impl MasterService {
         let mut r = results.get();
         write_ring(r.reborrow().init_ring(), &m);
         let joining: Vec<_> = m.members().filter(|x| x.state == MemberState::Joining).collect();
-        let mut list = r.init_joining(joining.len() as u32);
+        let mut list = r.reborrow().init_joining(joining.len() as u32);
         for (i, x) in joining.into_iter().enumerate() {
             write_member(list.reborrow().get(i as u32), x);
+        }
+        let moving = self.moving.borrow();
+        let mut list = r.init_moving(u32::from(moving.is_some()));
+        if let Some(p) = moving.as_ref() {
+            p.report().write(list.reborrow().get(0));
         }
         Ok(())
     }

@@ -171,6 +171,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         cache: wimpy_master::CacheConfig::default(),
         security: master_tls(),
         signer: None,
+        repair_bytes_per_second: 0,
     });
     client_side(|| async move {
         let m = connect(master.addr).await;

@@ -15,6 +15,7 @@
 pub mod batcher;
 pub mod connection;
 pub mod deadline;
+pub mod flags;
 pub mod logging;
 mod peer;
 pub mod security;

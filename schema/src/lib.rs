@@ -13,6 +13,7 @@ pub mod batch;
 mod failure;
 pub mod job;
 mod member_state;
+pub mod range_move;
 pub mod ranges;
 pub mod ring_info;
 mod role;
@@ -20,6 +21,7 @@ mod stats;
 
 pub use failure::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
 pub use member_state::MemberState;
+pub use range_move::{MoveChange, RangeMove};
 pub use ring_info::{MemberInfo, RingInfo};
 pub use role::{Role, UnknownRole};
 pub use stats::{DamagedSpan, MAX_REPORTED_DAMAGE, StoreFigures};

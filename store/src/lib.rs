@@ -367,13 +367,25 @@ impl Store {
     /// live at the start and untouched since is missed, even if compaction
     /// moves it (compaction waits for running scans).
     pub fn scan(&self, range: KeyHashRange) -> RangeScan<'_> {
-        RangeScan::new(&self.inner, vec![range])
+        RangeScan::new(&self.inner, vec![range], None)
     }
 
     /// [`Store::scan`] over every range of `ranges` in one pass over the
     /// log (a scan reads all of it, whatever the range).
     pub fn scan_ranges(&self, ranges: Vec<KeyHashRange>) -> RangeScan<'_> {
-        RangeScan::new(&self.inner, ranges)
+        RangeScan::new(&self.inner, ranges, None)
+    }
+
+    /// What a copy of `ranges` taken earlier needs to become this store's
+    /// copy, in one pass over the log: every live record versioned above
+    /// `after` in full, and the key hash of every other live one. Applying
+    /// the records and deleting the keys the copy holds that are in
+    /// neither makes the copy equal to this store's ranges, if every write
+    /// numbered up to `after` was in the log when that copy began (deletes
+    /// need no tombstones, which compaction may have dropped since).
+    /// Unversioned records (version 0) count as older than any `after`.
+    pub fn scan_ranges_after(&self, ranges: Vec<KeyHashRange>, after: u64) -> ChangesSince<'_> {
+        ChangesSince(RangeScan::new(&self.inner, ranges, Some(after)))
     }
 
     /// Applies a record stream from another node (a merge): puts and, for
@@ -979,14 +991,37 @@ fn record_key_is(buf: &[u8], key: &[u8]) -> bool {
 pub struct RangeScan<'a> {
     inner: &'a Inner,
     ranges: RangeSet,
+    /// With `Some(v)`, records versioned `v` or below come out as their
+    /// key hash alone ([`Scanned::Unchanged`]).
+    after: Option<u64>,
     _gate: parking_lot::RwLockReadGuard<'a, ()>,
     /// Segments still to visit, oldest first.
     pending: std::collections::VecDeque<Arc<Segment>>,
     /// Highest segment seq visited or queued.
     last_seq: Option<u64>,
     current: Option<(Arc<Segment>, u64)>,
-    buf: Vec<Record>,
+    buf: Vec<Scanned>,
     failed: bool,
+}
+
+/// One live record a [`ChangesSince`] scan found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scanned {
+    /// Versioned above the scan's `after`: the whole record.
+    Changed(Record),
+    /// Versioned `after` or below: the hash of its key.
+    Unchanged(u64),
+}
+
+/// The scan of [`Store::scan_ranges_after`].
+#[derive(Debug)]
+pub struct ChangesSince<'a>(RangeScan<'a>);
+
+impl Iterator for ChangesSince<'_> {
+    type Item = Result<Scanned>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_scanned()
+    }
 }
 
 impl std::fmt::Debug for RangeScan<'_> {
@@ -996,12 +1031,22 @@ impl std::fmt::Debug for RangeScan<'_> {
 }
 
 impl<'a> RangeScan<'a> {
-    fn new(inner: &'a Inner, ranges: Vec<KeyHashRange>) -> Self {
+    fn new(inner: &'a Inner, ranges: Vec<KeyHashRange>, after: Option<u64>) -> Self {
         let gate = inner.scan_gate.read_recursive();
         let pending: std::collections::VecDeque<_> = inner.segments.load().by_seq().into();
         let last_seq = pending.back().map(|s| s.seq);
         let ranges = RangeSet::new(&ranges);
-        RangeScan { inner, ranges, _gate: gate, pending, last_seq, current: None, buf: Vec::new(), failed: false }
+        RangeScan {
+            inner,
+            ranges,
+            after,
+            _gate: gate,
+            pending,
+            last_seq,
+            current: None,
+            buf: Vec::new(),
+            failed: false,
+        }
     }
 
     /// Reads the next slice of the current segment into `buf`.
@@ -1052,10 +1097,13 @@ impl<'a> RangeScan<'a> {
                         if self.ranges.contains(h)
                             && index.lookup(h).as_slice().contains(&self.inner.space.addr(seg.slot, at))
                         {
-                            self.buf.push(Record {
-                                key: rec.key.to_vec(),
-                                value: Some(rec.value.to_vec()),
-                                version: rec.version,
+                            self.buf.push(match self.after {
+                                Some(after) if rec.version <= after => Scanned::Unchanged(h),
+                                _ => Scanned::Changed(Record {
+                                    key: rec.key.to_vec(),
+                                    value: Some(rec.value.to_vec()),
+                                    version: rec.version,
+                                }),
                             });
                         }
                     }
@@ -1083,9 +1131,8 @@ impl<'a> RangeScan<'a> {
     }
 }
 
-impl Iterator for RangeScan<'_> {
-    type Item = Result<Record>;
-    fn next(&mut self) -> Option<Self::Item> {
+impl RangeScan<'_> {
+    fn next_scanned(&mut self) -> Option<Result<Scanned>> {
         if self.failed {
             return None;
         }
@@ -1099,6 +1146,20 @@ impl Iterator for RangeScan<'_> {
                 self.failed = true;
                 Some(Err(e))
             }
+        }
+    }
+}
+
+impl Iterator for RangeScan<'_> {
+    type Item = Result<Record>;
+    fn next(&mut self) -> Option<Self::Item> {
+        // Without `after`, every record found is `Changed`.
+        loop {
+            return match self.next_scanned()? {
+                Ok(Scanned::Changed(r)) => Some(Ok(r)),
+                Ok(Scanned::Unchanged(_)) => continue,
+                Err(e) => Some(Err(e)),
+            };
         }
     }
 }

@@ -348,6 +348,84 @@ fn split_streams_a_hash_range_and_merge_takes_it_in() {
     assert!(expected > 1000, "the range should hold about half the keys");
 }
 
+/// Streams `records` through frames into `target`, as a range move does.
+fn merge_through_frames(target: &Store, records: impl Iterator<Item = wimpy_store::Result<wimpy_store::Record>>) {
+    let mut frames = Vec::new();
+    for r in records {
+        wimpy_store::encode_stream_record(&mut frames, &r.unwrap());
+    }
+    target.merge(wimpy_store::RecordStreamReader::new(&frames[..], 4096, 64 << 10)).unwrap();
+}
+
+#[test]
+fn a_copy_then_the_writes_after_its_version_leave_the_target_as_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::open(dir.path().join("a"), small()).unwrap();
+    let mut version = 0;
+    let mut next = || {
+        version += 1;
+        version
+    };
+    for i in 0..2000u64 {
+        source.put_versioned(&i.to_le_bytes(), &value(i, 0), next()).unwrap();
+    }
+    let range = KeyHashRange::new(u64::MAX / 4 * 3, u64::MAX / 4);
+    // The first pass: every live record, and what the copy's keys were
+    // before (stale ones the pass replaces, one it never hears of).
+    let target = Store::open(dir.path().join("b"), small()).unwrap();
+    let cut = source.max_version();
+    merge_through_frames(&target, source.scan_ranges(vec![range]));
+    // Writes since: overwrites, deletes, deletes of keys put again, new keys.
+    for i in 0..2500u64 {
+        let k = i.to_le_bytes();
+        match i % 6 {
+            0 => source.put_versioned(&k, &value(i, 1), next()).map(drop).unwrap(),
+            1 => source.delete_versioned(&k, next()).map(drop).unwrap(),
+            2 => {
+                source.delete_versioned(&k, next()).unwrap();
+                source.put_versioned(&k, &value(i, 2), next()).unwrap();
+            }
+            _ if i >= 2000 => source.put_versioned(&k, &value(i, 3), next()).unwrap(),
+            _ => {}
+        }
+    }
+    // Compaction moves records between the passes: the second must not
+    // care where they are.
+    source.compact().unwrap();
+    let (mut changed, mut unchanged) = (Vec::new(), std::collections::HashSet::new());
+    for found in source.scan_ranges_after(vec![range], cut) {
+        match found.unwrap() {
+            wimpy_store::Scanned::Changed(r) => changed.push(r),
+            wimpy_store::Scanned::Unchanged(h) => _ = unchanged.insert(h),
+        }
+    }
+    assert!(changed.iter().all(|r| r.version > cut), "only writes after the cut come whole");
+    let in_range = |i: &u64| range.contains(key_hash(&i.to_le_bytes()));
+    let untouched = (0..2000u64).filter(|i| matches!(i % 6, 3..=5) && in_range(i)).count();
+    assert_eq!(unchanged.len(), untouched, "every live key untouched since the cut comes as its hash");
+    // The receiver's side: the changes, then the range's other keys go.
+    let live: std::collections::HashSet<u64> =
+        changed.iter().map(|r| key_hash(&r.key)).chain(unchanged.iter().copied()).collect();
+    merge_through_frames(&target, changed.into_iter().map(Ok));
+    let stale: Vec<_> =
+        target.scan_ranges(vec![range]).map(Result::unwrap).filter(|r| !live.contains(&key_hash(&r.key))).collect();
+    assert!(!stale.is_empty(), "keys deleted since the cut are among the copy's");
+    for r in stale {
+        target.delete(&r.key).unwrap();
+    }
+    let mut checked = 0;
+    for i in 0..2500u64 {
+        let k = i.to_le_bytes();
+        if range.contains(key_hash(&k)) {
+            assert_eq!(target.get_versioned(&k).unwrap(), source.get_versioned(&k).unwrap(), "key {i}");
+            checked += 1;
+        } else {
+            assert_eq!(target.get(&k).unwrap(), None, "key {i} is outside the range");
+        }
+    }
+    assert!(checked > 1000, "the range should hold about half the keys");
+}
+
 #[test]
 fn sync_always_with_concurrent_writers_acknowledges_everything() {
     let dir = tempfile::tempdir().unwrap();

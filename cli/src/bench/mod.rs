@@ -33,7 +33,7 @@ use wimpy_net::Security;
 
 use crate::failure::Failure;
 use crate::files;
-use crate::local::LocalCluster;
+use crate::local::{LocalCluster, NodeSettings};
 use crate::{Format, Global};
 use pace::Pace;
 use run::{ClientSetup, Connections, Phase, Plan, Target};
@@ -407,8 +407,9 @@ fn start_local(workers: usize, sync: &str, replicas: u32, insecure: bool) -> Res
         .tempdir()
         .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
     let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let local = LocalCluster::start(master, workers, dir.path(), sync, replicas, true, insecure)
-        .map_err(|e| Failure::trouble(e.to_string()))?;
+    let settings = NodeSettings { sync: sync.to_owned(), replicas, repair_mb_s: None, quiet: true, insecure };
+    let local =
+        LocalCluster::start(master, workers, dir.path(), settings).map_err(|e| Failure::trouble(e.to_string()))?;
     let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
     on_runtime(wait_serving(master, &security, workers, Duration::from_secs(60)))?;
     Ok(Cluster { master, workers: local.workers(), security, local: Some((local, dir)) })
@@ -462,10 +463,11 @@ async fn serving_workers(master: SocketAddr, security: &Security) -> Result<usiz
         .await
         .map_err(|_| "the master did not answer".to_string())?
         .map_err(|e| e.to_string())?;
-    let (view, _) = tokio::time::timeout(limit, client.status())
+    let view = tokio::time::timeout(limit, client.status())
         .await
         .map_err(|_| "the master did not answer".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .view;
     Ok(view.members.iter().filter(|m| m.state == MemberState::Serving).count())
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::Global;
 use crate::failure::Failure;
-use crate::local::LocalCluster;
+use crate::local::{LocalCluster, NodeSettings};
 
 /// Run a local cluster: a master on --master and N workers, in the
 /// foreground until Ctrl-C, restarting any node that dies. Connections are
@@ -34,6 +34,11 @@ pub(crate) struct Local {
     /// workers if fewer]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
     replicas: Option<u32>,
+    /// The most megabytes per second each worker sends while it copies
+    /// ranges to a member taking them on (a join, a worker back from down,
+    /// a leave, `wimpy remove`); 0 for no cap. [default: the master's, 8]
+    #[arg(long, value_name = "MB_S", value_parser = wimpy_net::flags::mb_per_second)]
+    repair_mb_s: Option<f64>,
 }
 
 impl Local {
@@ -53,8 +58,14 @@ impl Local {
         }
         let master = global.master;
         let replicas = self.replicas.unwrap_or_else(|| crate::local::default_replicas(self.workers));
-        let mut cluster =
-            LocalCluster::start(master, self.workers, &self.data, &self.sync, replicas, false, global.insecure)?;
+        let settings = NodeSettings {
+            sync: self.sync.clone(),
+            replicas,
+            repair_mb_s: self.repair_mb_s,
+            quiet: false,
+            insecure: global.insecure,
+        };
+        let mut cluster = LocalCluster::start(master, self.workers, &self.data, settings)?;
         let security = if global.insecure {
             "no TLS (--insecure)".to_owned()
         } else {

@@ -4,22 +4,23 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use wimpy_client::Member;
+use wimpy_client::{Member, MoveChange, RangeMove};
 
 use super::Session;
 use crate::failure::Failure;
 
-/// Members, the epoch, and keys and bytes per worker; why a worker is down
-/// or failed, any damage a worker's store stepped over when it last
-/// opened, and whose certificate each worker holds and until when
-/// (flagged when it expires within 7 days).
+/// Members, the epoch, and keys and bytes per worker; the copy a join,
+/// leave or `wimpy remove` is making (how far, how fast, how long to go);
+/// why a worker is down or failed, any damage a worker's store stepped
+/// over when it last opened, and whose certificate each worker holds and
+/// until when (flagged when it expires within 7 days).
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  wimpy status\n  wimpy status -w json | jq '.members[] | {id, state, keys}'")]
 pub(crate) struct Status {}
 
 impl Status {
     pub(crate) async fn run(&self, s: &Session) -> Result<(), Failure> {
-        let (view, joining) = s.client.status().await?;
+        let wimpy_client::ClusterStatus { view, joining, moving } = s.client.status().await?;
         s.print(
             || {
                 let mut t = format!("epoch {}, {} member(s)\n", view.ring.epoch(), view.members.len());
@@ -46,6 +47,9 @@ impl Status {
                         }
                     }
                 }
+                if let Some(m) = &moving {
+                    let _ = writeln!(t, "{}", describe_move(m));
+                }
                 for m in all.iter().filter(|m| !m.reason.is_empty()) {
                     let _ = writeln!(t, "worker {} is {}: {}", m.id, m.state, m.reason);
                 }
@@ -68,7 +72,8 @@ impl Status {
             || {
                 json!({"epoch": view.ring.epoch(),
                        "members": view.members.iter().map(member_json).collect::<Vec<_>>(),
-                       "joining": joining.iter().map(member_json).collect::<Vec<_>>()})
+                       "joining": joining.iter().map(member_json).collect::<Vec<_>>(),
+                       "moving": moving.as_ref().map(move_json)})
             },
         )
     }
@@ -96,4 +101,42 @@ fn member_json(m: &Member) -> Value {
            "garbage_bytes": f.garbage_bytes, "index_bytes": f.index_bytes, "damaged_spans": f.damaged_spans,
            "damage": f.damage.iter().map(|d| json!({"segment": d.segment, "offset": d.offset, "bytes": d.bytes,
                "reason": d.reason})).collect::<Vec<_>>()})
+}
+
+/// One line on the copy a membership change is making.
+fn describe_move(m: &RangeMove) -> String {
+    let what = match m.change {
+        MoveChange::Join => format!("worker {} joins", m.worker),
+        MoveChange::Return => format!("worker {} catches up on what it missed", m.worker),
+        MoveChange::Leave => format!("worker {} hands its ranges over", m.worker),
+        MoveChange::Remove => format!("the chains worker {} was in take on new members", m.worker),
+    };
+    let mb = |b: f64| b / 1e6;
+    let cap = match m.bytes_per_second {
+        0 => String::new(),
+        b => format!(", capped at {:.1} MB/s", mb(b as f64)),
+    };
+    let pairs = format!("{} of {} source-receiver pairs done", m.pairs_done, m.pairs);
+    match (m.pass, m.eta()) {
+        (1, eta) => format!(
+            "moving: {what}: copying while writes go on, {:.1} of about {:.1} MB at {:.1} MB/s{cap}, {pairs}{}",
+            mb(m.bytes_copied as f64),
+            mb(m.bytes_expected as f64),
+            mb(m.rate()),
+            eta.map_or(String::new(), |d| format!(", about {} s to go", d.as_secs().max(1))),
+        ),
+        _ => format!(
+            "moving: {what}: copying the writes since, with writes to the ranges held back: {:.1} MB, {pairs}",
+            mb(m.bytes_copied as f64)
+        ),
+    }
+}
+
+fn move_json(m: &RangeMove) -> Value {
+    json!({"worker": m.worker, "change": m.change.to_string(), "pass": m.pass,
+           "bytes_copied": m.bytes_copied, "bytes_expected": m.bytes_expected, "records": m.records,
+           "elapsed_seconds": m.elapsed.as_secs_f64(), "bytes_per_second": m.rate(),
+           "bytes_per_second_cap": m.bytes_per_second,
+           "eta_seconds": m.eta().map(|d| d.as_secs_f64()),
+           "pairs_done": m.pairs_done, "pairs": m.pairs})
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use wimpy_master::{MasterConfig, run};
+use wimpy_master::{DEFAULT_REPAIR_BYTES_PER_SECOND, MasterConfig, run};
 use wimpy_net::security::ClusterCa;
 use wimpy_net::security::flags::NodeCredentialFlags;
 use wimpy_net::{Role, Security};
@@ -38,6 +38,12 @@ struct Args {
     /// a restarted master keeps the number it started the cluster with.
     #[arg(long, default_value_t = wimpy_schema::ring::DEFAULT_REPLICAS, value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_schema::ring::MAX_REPLICAS)))]
     replicas: u32,
+    /// The most megabytes (10^6 bytes) per second each worker sends while
+    /// it copies ranges to a member taking them on (a join, a worker back
+    /// from down, a leave, `wimpy remove`); 0 for no cap. The last, short
+    /// copy of each change, which holds writes back, is not capped.
+    #[arg(long, value_name = "MB_S", default_value_t = DEFAULT_REPAIR_BYTES_PER_SECOND as f64 / 1e6, value_parser = wimpy_net::flags::mb_per_second)]
+    repair_mb_s: f64,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_master=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
@@ -82,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         let config = MasterConfig {
             vnodes: args.vnodes,
             replicas: args.replicas,
+            repair_bytes_per_second: (args.repair_mb_s * 1e6) as u64,
             data: Some(args.data),
             signer,
             ..MasterConfig::new(security)

@@ -906,7 +906,8 @@ impl worker_admin::Server for WorkerAdminService {
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
         let r = p.get_range()?;
-        let sent = self.send(vec![KeyHashRange::new(r.get_start(), r.get_end())], p.get_sink()?).await?;
+        let ranges = vec![KeyHashRange::new(r.get_start(), r.get_end())];
+        let sent = self.send(ranges, p.get_sink()?, transfer::Pass::default()).await?;
         results.get().set_records(sent);
         Ok(())
     }
@@ -917,8 +918,15 @@ impl worker_admin::Server for WorkerAdminService {
         mut results: worker_admin::SendRangesResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        let sent = self.send(wimpy_schema::ranges::read(p.get_ranges()?), p.get_sink()?).await?;
-        results.get().set_records(sent);
+        let pass = transfer::Pass { after: p.get_after(), bytes_per_second: p.get_bytes_per_second() };
+        // Taken before the scan begins: every write numbered up to it is
+        // in the log the scan reads.
+        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
+        let up_to = self.state.chain.numbering.stored_up_to(|| store.max_version());
+        let sent = self.send(wimpy_schema::ranges::read(p.get_ranges()?), p.get_sink()?, pass).await?;
+        let mut r = results.get();
+        r.set_records(sent);
+        r.set_up_to(up_to);
         Ok(())
     }
 
@@ -962,9 +970,14 @@ impl worker_admin::Server for WorkerAdminService {
 
 impl WorkerAdminService {
     /// Streams the records of `ranges` to `sink` (sendRange, sendRanges).
-    async fn send(&self, ranges: Vec<KeyHashRange>, sink: record_sink::Client) -> Result<u64, capnp::Error> {
+    async fn send(
+        &self,
+        ranges: Vec<KeyHashRange>,
+        sink: record_sink::Client,
+        pass: transfer::Pass,
+    ) -> Result<u64, capnp::Error> {
         let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
-        transfer::send_ranges(store, ranges, sink).await
+        transfer::send_ranges(store, ranges, sink, pass).await
     }
 
     /// A sink merging records of `ranges` into the store (receiveRange,

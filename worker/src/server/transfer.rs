@@ -11,7 +11,9 @@ use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::record_sink;
 use wimpy_schema::{KeyHashRange, key_hash};
 
-use wimpy_store::{Record, RecordStreamReader, Store, StoreError, encode_stream_record};
+use std::time::Duration;
+
+use wimpy_store::{Record, RecordStreamReader, Scanned, Store, StoreError, encode_stream_record};
 
 use crate::store_slot::StoreSlot;
 
@@ -24,29 +26,62 @@ const PIECE_BYTES: usize = wimpy_schema::wimpy_capnp::MAX_CHUNK as usize;
 /// Chunks read ahead of the network.
 const READ_AHEAD: usize = 4;
 
-/// Streams every live record of `ranges` to `sink`, in one pass over the
-/// log; returns how many went.
+/// Key hashes per `RecordSink.unchanged`.
+const HASHES_PER_CALL: usize = 32 << 10;
+
+/// What one pass of a range move sends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pass {
+    /// 0: every live record. Otherwise only the records versioned above
+    /// it, and the key hashes of the others.
+    pub after: u64,
+    /// The most frame bytes per second to send; 0 for no cap.
+    pub bytes_per_second: u64,
+}
+
+/// What the scan hands the network.
+enum Chunk {
+    Frames(Vec<u8>, u64),
+    Unchanged(Vec<u64>),
+}
+
+/// Streams the live records of `ranges` to `sink`, as `pass` says, in one
+/// pass over the log; returns how many records went.
 pub async fn send_ranges(
     store: Arc<Store>,
     ranges: Vec<KeyHashRange>,
     sink: record_sink::Client,
+    pass: Pass,
 ) -> Result<u64, capnp::Error> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Vec<u8>, u64), String>>(READ_AHEAD);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Chunk, String>>(READ_AHEAD);
     // The scan is blocking I/O: it runs on its own thread.
     let scanner = std::thread::spawn(move || {
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);
+        let mut hashes = Vec::new();
         let mut count = 0;
-        for record in store.scan_ranges(ranges) {
+        let found: Box<dyn Iterator<Item = wimpy_store::Result<Scanned>>> = match pass.after {
+            0 => Box::new(store.scan_ranges(ranges).map(|r| r.map(Scanned::Changed))),
+            after => Box::new(store.scan_ranges_after(ranges, after)),
+        };
+        for record in found {
             match record {
-                Ok(r) => {
+                Ok(Scanned::Changed(r)) => {
                     encode_stream_record(&mut chunk, &r);
                     count += 1;
                     if chunk.len() >= CHUNK_BYTES {
                         let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_BYTES + 4096));
-                        if tx.blocking_send(Ok((full, count))).is_err() {
+                        if tx.blocking_send(Ok(Chunk::Frames(full, count))).is_err() {
                             return;
                         }
                         count = 0;
+                    }
+                }
+                Ok(Scanned::Unchanged(h)) => {
+                    hashes.push(h);
+                    if hashes.len() == HASHES_PER_CALL
+                        && tx.blocking_send(Ok(Chunk::Unchanged(std::mem::take(&mut hashes)))).is_err()
+                    {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -56,22 +91,43 @@ pub async fn send_ranges(
                 }
             }
         }
+        // As above: a receiver that is gone already failed the call.
         if !chunk.is_empty() {
-            // As above: a receiver that is gone already failed the call.
-            let _ = tx.blocking_send(Ok((chunk, count)));
+            let _ = tx.blocking_send(Ok(Chunk::Frames(chunk, count)));
+        }
+        if !hashes.is_empty() {
+            let _ = tx.blocking_send(Ok(Chunk::Unchanged(hashes)));
         }
     });
     let mut sent = 0;
+    let (began, mut bytes) = (tokio::time::Instant::now(), 0u64);
     while let Some(next) = rx.recv().await {
-        let (frames, count) = next.map_err(|e| capnp::Error::failed(format!("reading the range to send: {e}")))?;
-        // A record larger than a message carries goes in pieces, which
-        // the receiver joins.
-        for piece in frames.chunks(PIECE_BYTES) {
-            let mut req = sink.write_request();
-            req.get().set_frames(piece);
-            within(CALL, "a chunk to the sink", req.send()).await?;
+        match next.map_err(|e| capnp::Error::failed(format!("reading the range to send: {e}")))? {
+            Chunk::Frames(frames, count) => {
+                // A record larger than a message carries goes in pieces,
+                // which the receiver joins.
+                for piece in frames.chunks(PIECE_BYTES) {
+                    let mut req = sink.write_request();
+                    req.get().set_frames(piece);
+                    within(CALL, "a chunk to the sink", req.send()).await?;
+                }
+                sent += count;
+                bytes += frames.len() as u64;
+                if pass.bytes_per_second > 0 {
+                    // Ahead of the cap: wait until these bytes are due.
+                    let due = Duration::from_secs_f64(bytes as f64 / pass.bytes_per_second as f64);
+                    tokio::time::sleep_until(began + due).await;
+                }
+            }
+            Chunk::Unchanged(hashes) => {
+                let mut req = sink.unchanged_request();
+                let mut list = req.get().init_hashes(hashes.len() as u32);
+                for (i, h) in hashes.iter().enumerate() {
+                    list.set(i as u32, *h);
+                }
+                within(CALL, "unchanged keys to the sink", req.send().promise).await?;
+            }
         }
-        sent += count;
     }
     if scanner.join().is_err() {
         return Err(capnp::Error::failed("the range scan panicked".into()));
@@ -98,7 +154,8 @@ pub struct RangeReceiver {
     /// The start of a frame whose rest is in the next write.
     partial: RefCell<Vec<u8>>,
     /// With `Some`, the ranges this sink replaces, and the hashes of the
-    /// keys received so far: done deletes the ranges' other keys.
+    /// keys received or said unchanged so far: done deletes the ranges'
+    /// other keys.
     replacing: Option<(Vec<KeyHashRange>, RefCell<HashSet<u64>>)>,
 }
 
@@ -142,6 +199,18 @@ impl record_sink::Server for RangeReceiver {
         if let Some((_, received)) = &self.replacing {
             received.borrow_mut().extend(hashes);
         }
+        Ok(())
+    }
+
+    async fn unchanged(
+        self: Rc<Self>,
+        params: record_sink::UnchangedParams,
+        _: record_sink::UnchangedResults,
+    ) -> Result<(), capnp::Error> {
+        let Some((_, received)) = &self.replacing else {
+            return Err(capnp::Error::failed("unchanged keys mean something only to a sink that replaces".into()));
+        };
+        received.borrow_mut().extend(params.get()?.get_hashes()?.iter());
         Ok(())
     }
 

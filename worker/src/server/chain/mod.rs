@@ -19,11 +19,11 @@
 
 mod forwarder;
 mod link;
+mod numbering;
 mod pending;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use wimpy_net::Security;
 use wimpy_schema::{Failure, Ring, WorkerId, key_hash};
@@ -55,7 +55,7 @@ const WRITE_OVERHEAD: usize = 64;
 #[derive(Debug)]
 pub(crate) struct ChainState {
     locks: Vec<tokio::sync::Mutex<()>>,
-    version: AtomicU64,
+    pub(crate) numbering: numbering::Numbering,
     pub(crate) pending: Arc<Pending>,
     forwarders: forwarder::Forwarders,
     /// The newest link generation from each member before this one; held
@@ -71,7 +71,7 @@ impl Default for ChainState {
     fn default() -> Self {
         ChainState {
             locks: (0..KEY_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
-            version: AtomicU64::new(0),
+            numbering: Default::default(),
             pending: Default::default(),
             forwarders: Default::default(),
             upstreams: Default::default(),
@@ -154,21 +154,6 @@ impl ChainState {
             guards.push(self.locks[s].lock().await);
         }
         guards
-    }
-
-    /// The next version for a write numbered in `epoch`: above every
-    /// version this worker has numbered or stored (`stored_max`), and
-    /// above every version of an earlier epoch.
-    fn next_version(&self, epoch: u64, stored_max: u64) -> u64 {
-        let floor = (epoch.min((1 << (64 - EPOCH_SHIFT)) - 1) << EPOCH_SHIFT).max(stored_max);
-        let mut current = self.version.load(Ordering::Acquire);
-        loop {
-            let next = current.max(floor) + 1;
-            match self.version.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return next,
-                Err(seen) => current = seen,
-            }
-        }
     }
 }
 
@@ -352,16 +337,26 @@ pub(crate) async fn apply_at_head(
     // Before the key locks: a write waiting for room holds up no other key.
     let _room = state.chain.room_for(&ops).await?;
     let locked = state.chain.lock(ops.iter().filter(|op| !matches!(op, Op::Get(_))).map(Op::key)).await;
+    let count = ops.iter().filter(|op| !matches!(op, Op::Get(_))).count() as u64;
+    // Held until the store is done with them, even if this call is dropped
+    // meanwhile: a copy cut below them resends them.
+    let (mut version, unstored) = match count {
+        0 => (0, None),
+        n => {
+            let (first, unstored) = state.chain.numbering.next(ring.epoch(), || store.max_version(), n);
+            (first, Some(unstored))
+        }
+    };
     let mut numbered = Vec::with_capacity(ops.len());
     for op in ops {
         numbered.push(match op {
             Op::Put(k, v) => {
-                let version = state.chain.next_version(ring.epoch(), store.max_version());
-                Op::PutVersioned(k, v, version)
+                version += 1;
+                Op::PutVersioned(k, v, version - 1)
             }
             Op::Delete(k) => {
-                let version = state.chain.next_version(ring.epoch(), store.max_version());
-                Op::DeleteVersioned(k, version)
+                version += 1;
+                Op::DeleteVersioned(k, version - 1)
             }
             other => other,
         });
@@ -369,6 +364,7 @@ pub(crate) async fn apply_at_head(
     let marked = state.chain.mark(&ring, state.id, numbered.iter().filter_map(Forwarded::peek));
     let (numbered, applied) = match on_store(&store, writes, move |s| {
         let applied = apply(s, &numbered);
+        drop(unstored);
         (numbered, applied)
     })
     .await
