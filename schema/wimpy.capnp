@@ -653,6 +653,7 @@ struct RangeMove {
   pairs @9 :UInt32;         # and all of them
 
   enum Change {
+    # Which membership change copies the ranges.
     join @0;      # a new worker takes its ranges
     return @1;    # a worker back from down catches up on what it missed
     leave @2;     # a worker hands its ranges over (wimpy leave)

@@ -202,6 +202,20 @@ impl LocalCluster {
         cmd.spawn()
     }
 
+    /// Where worker `i` keeps its data.
+    pub fn worker_data(&self, i: usize) -> PathBuf {
+        self.data.join(worker_name(i))
+    }
+
+    /// Kills worker `i` at once (SIGKILL), as a dead machine stops: nothing
+    /// flushed, nothing said to the master. It stays dead until
+    /// [`LocalCluster::restart_exited`].
+    pub fn kill_worker(&mut self, i: usize) -> std::io::Result<()> {
+        let w = &mut self.workers[i];
+        w.kill()?;
+        w.wait().map(drop)
+    }
+
     /// Restarts any node that exited; says so on stderr.
     pub fn restart_exited(&mut self) -> std::io::Result<()> {
         if let Ok(Some(status)) = self.master_child.try_wait() {

@@ -127,6 +127,21 @@ fn bench_scale_and_bench_compute_make_their_tables_and_charts() {
 }
 
 #[test]
+fn bench_repair_measures_a_removal_s_copy_beside_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let figures = dir.path().join("repair.json");
+    let out = ok(&bench(&format!("repair --mb 2 --value-size 1000 --sync never --json {}", figures.display())));
+    assert!(out.contains("re-replication") && out.contains("sequential write"), "{out}");
+    let doc = json(&figures);
+    assert_eq!(doc["stored_bytes"], 2_000_000);
+    // The killed worker held three quarters of the keys: its chains' new
+    // members took about that much.
+    let copied = doc["copied_bytes"].as_u64().unwrap();
+    assert!((1_000_000..3_000_000).contains(&copied), "{doc}");
+    assert!(doc["repair_mb_s"].as_f64().unwrap() > 0.0 && doc["disk_sequential_write_mb_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
 fn bad_requests_get_their_exit_codes() {
     let code = |args: &str| bench(args).status.code();
     // Usage (2): an unknown workload or distribution, a bad mix, no clients.
@@ -138,6 +153,8 @@ fn bad_requests_get_their_exit_codes() {
     assert_eq!(code("--local 1 --sync sometimes"), Some(2));
     assert_eq!(code("--rate 0"), Some(2));
     assert_eq!(code("--rate 1e300"), Some(2));
+    assert_eq!(code("repair --workers 3"), Some(2));
+    assert_eq!(code("repair --repair-mb-s -1"), Some(2));
     // Refused input (5): a pipeline that is not one.
     assert_eq!(code("--workload compute --op swirl"), Some(5));
     // Unreachable (4): nobody at the master's address.

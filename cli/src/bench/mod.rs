@@ -16,6 +16,7 @@ mod pace;
 mod picture;
 mod plot;
 mod record;
+mod repair;
 mod report;
 mod run;
 mod workload;
@@ -45,7 +46,8 @@ pub const EXAMPLES: &str = "Examples:
   wimpy bench --local 3 --mix get=50,put=20,hash=20,pict=10 --rate 2000
   wimpy bench --workload c --duration 30s --json figures.json    # the cluster at --master
   wimpy bench scale --workers 1,2,3 --workload c
-  wimpy bench compute --local 1 --backends cpu,simd,gles,wgpu";
+  wimpy bench compute --local 1 --backends cpu,simd,gles,wgpu
+  wimpy bench repair --workers 4 --mb 64";
 
 /// `wimpy bench` and its subcommands.
 #[derive(Args, Debug)]
@@ -86,6 +88,13 @@ enum BenchCommand {
         after_help = "Examples:\n  wimpy bench compute --local 1 --backends cpu,simd,gles,wgpu\n  wimpy bench compute --local 1 --image photo.jpg --op blur:4 --op sobel --runs 5"
     )]
     Compute(ComputeArgs),
+    /// How fast a killed worker's chains get their copies back once it is
+    /// removed (a local cluster keeping three copies), beside how fast this
+    /// machine's disk writes in sequence.
+    #[command(
+        after_help = "Examples:\n  wimpy bench repair\n  wimpy bench repair --workers 5 --mb 256 --repair-mb-s 8 --json repair.json"
+    )]
+    Repair(repair::RepairArgs),
 }
 
 /// What `wimpy bench compute` runs.
@@ -525,6 +534,7 @@ pub fn main(args: &BenchArgs, global: &Global) -> Result<(), Failure> {
             bench_scale(workers, sync, workload, output, global)
         }
         Some(BenchCommand::Compute(spec)) => bench_compute(spec, global, format),
+        Some(BenchCommand::Repair(spec)) => repair::bench_repair(spec, global),
     }
 }
 

@@ -140,3 +140,35 @@ fn move_json(m: &RangeMove) -> Value {
            "eta_seconds": m.eta().map(|d| d.as_secs_f64()),
            "pairs_done": m.pairs_done, "pairs": m.pairs})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_says_what_moves_how_far_and_how_long_it_has_to_go() {
+        let mut m = RangeMove {
+            worker: 4,
+            change: MoveChange::Remove,
+            pass: 1,
+            bytes_copied: 12_000_000,
+            bytes_expected: 36_000_000,
+            records: 3000,
+            elapsed: Duration::from_secs(3),
+            bytes_per_second: 8_000_000,
+            pairs_done: 1,
+            pairs: 3,
+        };
+        let line = describe_move(&m);
+        for part in
+            ["worker 4", "12.0 of about 36.0 MB", "at 4.0 MB/s", "capped at 8.0 MB/s", "1 of 3", "about 6 s to go"]
+        {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+        assert_eq!(move_json(&m)["eta_seconds"], 6.0);
+        m.pass = 2;
+        let line = describe_move(&m);
+        assert!(line.contains("writes since") && !line.contains("to go"), "{line}");
+        assert_eq!(move_json(&m)["eta_seconds"], Value::Null);
+    }
+}
