@@ -106,6 +106,8 @@
 # - RecordSink.unchanged.
 # - Master.status answers `moving`: the data a membership change is
 #   copying now, how far it got, and at what rate.
+# - The scrub: WorkerAdmin.digestRanges, receiveRanges' `newerOnly`,
+#   Master.scrub (admin role), and Master.status' `scrub` (ScrubReport).
 
 const schemaVersion :UInt32 = 6;        # see the change list above
 
@@ -621,9 +623,25 @@ interface WorkerAdmin {
   # ends as this worker's copy, though only the writes since were sent.
   # `bytesPerSecond` caps the rate at which frames go (0: no cap), so a
   # copy leaves the disk and the link to the clients.
-  receiveRanges @5 (ranges :List(KeyHashRange), replace :Bool) -> (sink :RecordSink);
+  receiveRanges @5 (ranges :List(KeyHashRange), replace :Bool, newerOnly :Bool) -> (sink :RecordSink);
   # receiveRange for many ranges at once: with `replace`, done deletes the
-  # keys of every one of them it did not receive.
+  # keys of every one of them it did not receive. With `newerOnly` (version
+  # 6; not with `replace`), a record is merged only where it is newer than
+  # the receiver's copy of its key (a higher version, or a key it does not
+  # hold or cannot read), and deletes are passed over: how the scrub
+  # repairs a member of a chain while the chain's writes go on.
+  digestRanges @6 (ranges :List(KeyHashRange)) -> (digests :List(RangeDigest));
+  # For each of `ranges`, in one pass over the log: how many live records
+  # this worker holds there, and the XOR of a 64-bit mix of each one's key
+  # hash and version (a record it cannot read counts as absent). Members of
+  # a chain whose digests of a range match hold the same keys at the same
+  # versions. (Version 6.)
+}
+
+struct RangeDigest {
+  # What WorkerAdmin.digestRanges says of one range.
+  records @0 :UInt64;
+  digest @1 :UInt64;
 }
 
 struct BackendInfo {
@@ -631,6 +649,24 @@ struct BackendInfo {
   backend @0 :Backend;
   device @1 :Text;                  # what runs it: instruction set, or GPU and driver
   software @2 :Bool;                # a GPU API implemented in software: correct, not fast
+}
+
+struct ScrubReport {
+  # The scrub's last pass: each chain's members' digests of each of its
+  # ranges compared (each with the tail's; the tail's with its
+  # predecessor's), and every range that differed twice copied from that
+  # reference to the member, newer records only (see digestRanges).
+  startedUnix @0 :UInt64;   # when it began, seconds since the Unix epoch (0: never)
+  tookMillis @1 :UInt64;
+  running @2 :Bool;         # a pass is under way now (the figures are the last one's)
+  ranges @3 :UInt64;        # (member, range) digests compared
+  differing @4 :UInt64;     # of those, ones that differed twice
+  repaired @5 :UInt64;      # records copied to members that lacked them
+  logBytes @6 :UInt64;      # log bytes the pass read on the members
+  bytesPerSecond @7 :UInt64;
+  # The scrub's cap on its reading, as an average over each member's log
+  # (0: none).
+  failure @8 :Text;         # why the pass stopped short; empty when it finished
 }
 
 struct RangeMove {
@@ -667,10 +703,10 @@ interface Master {
   # hot keys.
   ring @0 () -> (ring :RingInfo);
   # Everything a client needs to route by itself.
-  status @1 () -> (ring :RingInfo, joining :List(Member), moving :List(RangeMove));
-  # The ring, the members still receiving their ranges, and the copy a
+  status @1 () -> (ring :RingInfo, joining :List(Member), moving :List(RangeMove), scrub :ScrubReport);
+  # The ring, the members still receiving their ranges, the copy a
   # membership change is making now (none, or one: changes go one at a
-  # time).
+  # time), and the scrub's last pass.
 
   register @2 (id :UInt64, address :Text) -> (id :UInt64, heartbeatMillis :UInt32, refused :Failure, leaseMillis :UInt32);
   # Worker lifecycle (worker role): a worker registers with its listener
@@ -704,6 +740,10 @@ interface Master {
   # the cluster (`wimpy-worker --join TOKEN`), valid for `ttlSeconds`: the
   # CA's fingerprint and a secret, as text. `refused` when the caller is no
   # admin, or the master holds no CA key to sign with.
+  scrub @11 () -> (report :ScrubReport, refused :Failure);
+  # The scrub (admin role): a pass now, answered once it is done (or
+  # `refused`: the caller is no admin, or a membership change or another
+  # pass is under way). The master also runs one every scrubInterval.
   join @10 (secret :Data, request :Data, name :Text) -> (certificate :Text, ca :Text, refused :Failure);
   # Joining: the one call open to a peer without a certificate. Spends the
   # token whose secret this is and signs `request` (a PKCS#10 certificate

@@ -140,6 +140,20 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     let o = wimpy(&m, &["get", "greeting", "--via-master"], None);
     assert_eq!(text(&o), "hello wimpy", "--via-master after the command");
 
+    // A scrub pass on demand finds the three copies alike; status shows it.
+    assert_eq!(status["scrub"]["started_unix"], Value::Null, "{status}");
+    let o = wimpy(&m, &["-w", "json", "scrub"], None);
+    assert!(o.status.success(), "{o:?}");
+    let scrub: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&scrub["scrub"]["differing"], &scrub["scrub"]["failure"]),
+        (&Value::from(0), &Value::from("")),
+        "{scrub}"
+    );
+    assert!(scrub["scrub"]["ranges"].as_u64().unwrap() > 0, "{scrub}");
+    let o = wimpy(&m, &["status"], None);
+    assert!(text(&o).contains("scrub: last pass"), "{}", text(&o));
+
     // Exit codes: 3 not found, 5 refused input, 4 unreachable, 2 usage.
     assert_eq!(wimpy(&m, &["get", "missing"], None).status.code(), Some(3));
     assert_eq!(wimpy(&m, &["put", "", "-"], Some(b"x")).status.code(), Some(5));

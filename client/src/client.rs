@@ -11,7 +11,7 @@ use wimpy_net::{Batcher, KeyPeer, Role, Security};
 pub use wimpy_schema::MemberState;
 use wimpy_schema::batch::{BATCHED_VALUE_LIMIT, KeyAnswer, KeyRequest};
 use wimpy_schema::wimpy_capnp::{failure, leave_result, master, worker};
-use wimpy_schema::{Failure, LimitKind, RangeMove, Ring, RingInfo, WorkerId};
+use wimpy_schema::{Failure, LimitKind, RangeMove, Ring, RingInfo, ScrubReport, WorkerId};
 
 use crate::{ClientError, streams};
 
@@ -70,6 +70,8 @@ pub struct ClusterStatus {
     pub joining: Vec<Member>,
     /// The copy a membership change is making now, if one is.
     pub moving: Option<RangeMove>,
+    /// The scrub's last pass.
+    pub scrub: ScrubReport,
 }
 
 /// The ring and its members' addresses, as of one epoch.
@@ -251,7 +253,25 @@ impl Client {
             true => r.get_moving()?.iter().next().map(RangeMove::read).transpose()?,
             false => None,
         };
-        Ok(ClusterStatus { view, joining, moving })
+        let scrub = match r.has_scrub() {
+            true => ScrubReport::read(r.get_scrub()?)?,
+            false => ScrubReport::default(),
+        };
+        Ok(ClusterStatus { view, joining, moving, scrub })
+    }
+
+    /// Runs a scrub pass now (an operator's call, admin role): every
+    /// chain's copies compared range by range, and any that differs
+    /// repaired. Answers once the pass is done.
+    pub async fn scrub(&self) -> Result<ScrubReport, ClientError> {
+        let master = self.master().await?;
+        let resp =
+            master.scrub_request().send().promise.await.map_err(|e| unreachable(&self.master_addr.to_string(), e))?;
+        let r = resp.get()?;
+        if r.has_refused() {
+            return Err(Failure::read(r.get_refused()?)?.into());
+        }
+        Ok(ScrubReport::read(r.get_report()?)?)
     }
 
     /// Awaits an RPC answer within the client's time limit.

@@ -35,4 +35,4 @@ pub use wimpy_schema::job;
 pub use wimpy_schema::job::StageTimes;
 pub use wimpy_schema::ring::{DEFAULT_REPLICAS, MAX_REPLICAS};
 pub use wimpy_schema::{ComputeFailure, ComputeFailureKind, LimitKind, StorageKind};
-pub use wimpy_schema::{DamagedSpan, KeyHashRange, MoveChange, RangeMove, Ring, StoreFigures, key_hash};
+pub use wimpy_schema::{DamagedSpan, KeyHashRange, MoveChange, RangeMove, Ring, ScrubReport, StoreFigures, key_hash};

@@ -85,6 +85,8 @@ fn master_copying_at(replicas: u32, bytes_per_second: u64) -> Node {
             security: ca().security(Role::Master, "master").unwrap(),
             signer: None,
             repair_bytes_per_second: bytes_per_second,
+            // Passes only when a test asks for one.
+            scrub: wimpy_master::ScrubConfig { every: Duration::ZERO, bytes_per_second: 0 },
         };
         wimpy_master::run(listener, config, async {
             let _ = stopped.await;
@@ -1233,6 +1235,88 @@ fn a_removed_worker_s_ranges_are_copied_at_the_set_rate_with_their_progress_in_s
                 }
             }
         }
+    });
+    drop(workers);
+}
+
+/// Every log segment under `dir`, however deep.
+fn log_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(log_files(&path));
+        } else if path.extension().is_some_and(|x| x == "log") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_byte_flipped_on_one_copy_is_found_and_repaired_by_the_scrub_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = |i: usize| dir.path().join(format!("w{i}"));
+    let master = master_keeping(3);
+    // Durable at once, so every record is in its log file to be damaged.
+    let workers: Vec<Node> =
+        (0..3).map(|i| worker_taking(master.addr, data(i), SyncMode::Always, Default::default())).collect();
+    client_side(|| async {
+        let client = connected(master.addr, 3).await;
+        let value = |i: u32, round: u32| -> Vec<u8> { (0..1000u32).map(|j| (i * 7 + j + round) as u8).collect() };
+        for i in 0..300u32 {
+            client.put(format!("k{i}").as_bytes(), &value(i, 0)).await.unwrap();
+        }
+        assert_eq!(client.status().await.unwrap().scrub.started, None, "no pass yet");
+        // A byte of one value flipped on worker 1's disk while it runs.
+        let victim = 123u32;
+        let key = format!("k{victim}");
+        let needle = [key.as_bytes(), &value(victim, 0)[..32]].concat();
+        let (log, at) = log_files(&data(1))
+            .into_iter()
+            .find_map(|log| {
+                let bytes = std::fs::read(&log).unwrap();
+                bytes.windows(needle.len()).position(|w| w == needle).map(|at| (log, at))
+            })
+            .expect("the record is in worker 1's log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        bytes[at + needle.len() + 100] ^= 0x08;
+        std::fs::write(&log, &bytes).unwrap();
+        let view = client.refresh_ring().await.unwrap();
+        let damaged = member(&workers[1].addr.to_string()).await;
+        let got = asked(&damaged, key.as_bytes()).await;
+        assert!(matches!(got, KeyAnswer::Failed(_)), "the damage is caught on read: {got:?}");
+        // The pass runs beside a writer of other keys.
+        let history = History::new();
+        let writing = async {
+            for round in 1..=40u32 {
+                let i = 200 + round % 50;
+                put_until_acked(&history, &client, format!("k{i}").as_bytes(), &value(i, round)).await;
+            }
+        };
+        let (report, ()) = tokio::join!(client.scrub(), writing);
+        let report = report.unwrap();
+        eprintln!("{report:?}");
+        assert_eq!(report.failure, "");
+        assert!(report.differing >= 1 && report.repaired >= 1, "the damaged copy is found and repaired: {report:?}");
+        assert!(report.ranges >= 3 * 64, "every member's every range is compared: {report:?}");
+        assert_eq!(client.status().await.unwrap().scrub, report, "status shows the last pass");
+        assert_linearizable(&history);
+        let got = asked(&damaged, key.as_bytes()).await;
+        assert!(matches!(&got, KeyAnswer::Value(v) if *v == value(victim, 0)), "repaired: {got:?}");
+        // Every key reads back from every copy, as last acknowledged.
+        let last: std::collections::BTreeMap<u32, u32> = (1..=40u32).map(|round| (200 + round % 50, round)).collect();
+        for m in &view.members {
+            let w = member(&m.address).await;
+            for i in 0..300u32 {
+                let want = value(i, last.get(&i).copied().unwrap_or(0));
+                let got = asked(&w, format!("k{i}").as_bytes()).await;
+                assert!(matches!(&got, KeyAnswer::Value(v) if *v == want), "k{i} on worker {}: {got:?}", m.id);
+            }
+        }
+        // A second pass finds nothing left to repair.
+        let again = client.scrub().await.unwrap();
+        assert_eq!((again.differing, again.repaired), (0, 0), "{again:?}");
     });
     drop(workers);
 }

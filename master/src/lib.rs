@@ -13,10 +13,12 @@
 pub mod membership;
 pub mod proxy;
 pub mod rebalance;
+pub mod scrub;
 mod service;
 pub mod state;
 
 pub use membership::{Member, MemberState, MemberStats, Membership};
 pub use proxy::CacheConfig;
+pub use scrub::ScrubConfig;
 pub use service::{DEFAULT_REPAIR_BYTES_PER_SECOND, MasterConfig, run};
 pub use wimpy_schema::{KeyHashRange, key_hash};

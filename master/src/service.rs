@@ -13,11 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio::net::TcpListener;
 
 use wimpy_schema::WorkerId;
-use wimpy_schema::wimpy_capnp::{master, member, ring_info, worker, worker_admin};
+use wimpy_schema::wimpy_capnp::{master, member, ring_info, scrub_report, worker, worker_admin};
 
 use crate::membership::{Change, MemberState, MemberStats, Membership};
 use crate::proxy::{CacheConfig, Proxy, Route};
 use crate::rebalance;
+use crate::scrub::{self, ScrubConfig};
 use crate::state::{Found, StateFile};
 use std::sync::Arc;
 use wimpy_net::deadline::{CALL, within};
@@ -61,6 +62,9 @@ pub struct MasterConfig {
     /// 0 for no cap. Only the copy made while writes go on keeps to it:
     /// the last one, which holds writes back, goes as fast as it can.
     pub repair_bytes_per_second: u64,
+    /// How often the scrub compares the copies of every chain, and how
+    /// fast it may read (see [`crate::scrub`]).
+    pub scrub: ScrubConfig,
 }
 
 /// The default of [`MasterConfig::repair_bytes_per_second`]: about half of
@@ -80,6 +84,7 @@ impl MasterConfig {
             security,
             signer: None,
             repair_bytes_per_second: DEFAULT_REPAIR_BYTES_PER_SECOND,
+            scrub: ScrubConfig::default(),
         }
     }
 }
@@ -113,6 +118,9 @@ pub async fn run(
                 changing: tokio::sync::Mutex::new(()),
                 moving: Default::default(),
                 repair_bytes_per_second: config.repair_bytes_per_second,
+                scrub: config.scrub,
+                scrubbed: Default::default(),
+                scrubbing: Default::default(),
             });
             if let Err(e) = service.persist() {
                 return Err(std::io::Error::other(format!("saving the master's state: {e}")));
@@ -132,6 +140,17 @@ pub async fn run(
             for id in returning {
                 tokio::task::spawn_local(join(service.clone(), id));
             }
+            let scrubber = (!config.scrub.every.is_zero()).then(|| {
+                let service = service.clone();
+                tokio::task::spawn_local(async move {
+                    loop {
+                        tokio::time::sleep(service.scrub.every).await;
+                        if let Err(why) = service.clone().scrub_pass().await {
+                            tracing::info!("no scrub pass now: {why}; the next in {:?}", service.scrub.every);
+                        }
+                    }
+                })
+            });
             // The failure detector looks several times per timeout, so a
             // dead worker is marked down within about 1.25 timeouts.
             let sweeper = {
@@ -173,6 +192,9 @@ pub async fn run(
                 }
             };
             sweeper.abort();
+            if let Some(scrubber) = scrubber {
+                scrubber.abort();
+            }
             result
         })
         .await
@@ -276,6 +298,20 @@ struct MasterService {
     /// How far the copy of the change under way has got.
     moving: rebalance::ProgressCell,
     repair_bytes_per_second: u64,
+    scrub: ScrubConfig,
+    /// The last scrub pass's report.
+    scrubbed: RefCell<scrub::Report>,
+    /// Whether a scrub pass runs now.
+    scrubbing: std::cell::Cell<bool>,
+}
+
+/// Clears a flag when what set it ends, however it ends.
+struct ResetOnDrop<'a>(&'a std::cell::Cell<bool>);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 /// Clears a change's progress when the change ends, however it ends.
@@ -554,6 +590,55 @@ impl MasterService {
         }
     }
 
+    /// Runs a scrub pass over the current ring, unless a membership change
+    /// or another pass is under way (or the ring keeps one copy, which has
+    /// nothing to compare with), saying why not.
+    async fn scrub_pass(self: Rc<Self>) -> Result<scrub::Report, String> {
+        if self.scrubbing.get() {
+            return Err("a scrub pass is under way".into());
+        }
+        // Not while a change moves data: the ring it compares must stand.
+        let Ok(changing) = self.changing.try_lock() else {
+            return Err("a membership change is moving data".into());
+        };
+        let (ring, addresses, log_bytes) = {
+            let m = self.membership.borrow();
+            let ring = m.ring();
+            if ring.replicas() < 2 {
+                return Err("the ring keeps one copy of each key: nothing to compare".into());
+            }
+            let held: std::collections::BTreeSet<WorkerId> =
+                ring.chains().iter().flat_map(|(_, c)| c.members().to_vec()).collect();
+            let addresses: BTreeMap<WorkerId, String> =
+                m.members().filter(|x| held.contains(&x.id)).map(|x| (x.id, x.address.clone())).collect();
+            let log_bytes = m.members().map(|x| (x.id, x.stats.log_bytes)).collect::<BTreeMap<_, _>>();
+            (ring, addresses, log_bytes)
+        };
+        drop(changing);
+        self.scrubbing.set(true);
+        let _done = ResetOnDrop(&self.scrubbing);
+        let mut clients = BTreeMap::new();
+        for (id, address) in &addresses {
+            match connect_worker(address, &self.security).await {
+                Ok(c) => _ = clients.insert(*id, c),
+                Err(e) => return Err(format!("worker {id} at {address}: {e}")),
+            }
+        }
+        let epoch = ring.epoch();
+        let still_current = || self.membership.borrow().epoch() == epoch;
+        let report = scrub::pass(&ring, &clients, &log_bytes, self.scrub, still_current).await;
+        tracing::info!(
+            ranges = report.ranges,
+            differing = report.differing,
+            repaired = report.repaired,
+            took_ms = report.took.as_millis() as u64,
+            failure = report.failure,
+            "scrub pass done"
+        );
+        *self.scrubbed.borrow_mut() = report.clone();
+        Ok(report)
+    }
+
     /// Makes the membership durable (if it changed) before anyone hears
     /// of the change.
     fn persist(&self) -> Result<(), capnp::Error> {
@@ -723,6 +808,18 @@ impl master::Server for MasterSession {
         self.check_known("Master.batch")?;
         self.service.clone().batch(params, results).await
     }
+    async fn scrub(
+        self: Rc<Self>,
+        _: master::ScrubParams,
+        mut results: master::ScrubResults,
+    ) -> Result<(), capnp::Error> {
+        if let Some(refused) = self.refuse_unless(Role::Admin, "Master.scrub") {
+            refused.write(results.get().init_refused());
+            return Ok(());
+        }
+        self.service.clone().scrub(results).await
+    }
+
     async fn join_token(
         self: Rc<Self>,
         params: master::JoinTokenParams,
@@ -813,9 +910,31 @@ impl MasterService {
             write_member(list.reborrow().get(i as u32), x);
         }
         let moving = self.moving.borrow();
-        let mut list = r.init_moving(u32::from(moving.is_some()));
+        let mut list = r.reborrow().init_moving(u32::from(moving.is_some()));
         if let Some(p) = moving.as_ref() {
             p.report().write(list.reborrow().get(0));
+        }
+        self.write_scrub(r.init_scrub());
+        Ok(())
+    }
+
+    fn write_scrub(&self, mut b: scrub_report::Builder<'_>) {
+        let report = self.scrubbed.borrow();
+        b.set_started_unix(wimpy_schema::ring_info::unix_seconds(report.started));
+        b.set_took_millis(report.took.as_millis() as u64);
+        b.set_running(self.scrubbing.get());
+        b.set_ranges(report.ranges);
+        b.set_differing(report.differing);
+        b.set_repaired(report.repaired);
+        b.set_log_bytes(report.log_bytes);
+        b.set_bytes_per_second(self.scrub.bytes_per_second);
+        b.set_failure(report.failure.as_str());
+    }
+
+    async fn scrub(self: Rc<Self>, mut results: master::ScrubResults) -> Result<(), capnp::Error> {
+        match self.clone().scrub_pass().await {
+            Ok(_) => self.write_scrub(results.get().init_report()),
+            Err(why) => Failure::Unavailable(format!("no scrub pass now: {why}")).write(results.get().init_refused()),
         }
         Ok(())
     }

@@ -172,6 +172,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         security: master_tls(),
         signer: None,
         repair_bytes_per_second: 0,
+        scrub: wimpy_master::ScrubConfig::default(),
     });
     client_side(|| async move {
         let m = connect(master.addr).await;

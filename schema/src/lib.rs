@@ -17,6 +17,7 @@ pub mod range_move;
 pub mod ranges;
 pub mod ring_info;
 mod role;
+pub mod scrub_report;
 mod stats;
 
 pub use failure::{ComputeFailure, ComputeFailureKind, Failure, LimitKind, StorageKind};
@@ -24,6 +25,7 @@ pub use member_state::MemberState;
 pub use range_move::{MoveChange, RangeMove};
 pub use ring_info::{MemberInfo, RingInfo};
 pub use role::{Role, UnknownRole};
+pub use scrub_report::ScrubReport;
 pub use stats::{DamagedSpan, MAX_REPORTED_DAMAGE, StoreFigures};
 pub use wimpy_keyspace::{KeyHashRange, RangeSet, Ring, WorkerId, key_hash, ring};
 

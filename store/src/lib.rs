@@ -388,6 +388,43 @@ impl Store {
         ChangesSince(RangeScan::new(&self.inner, ranges, Some(after)))
     }
 
+    /// A digest of each of `ranges`, in one pass over the log: how many
+    /// live records it holds, and the XOR of a hash of each one's key hash
+    /// and version. Two stores whose digests of a range match hold the
+    /// same keys at the same versions there (but for a 64-bit collision);
+    /// a record the store cannot read (damaged on disk) counts as absent.
+    pub fn digest_ranges(&self, ranges: &[KeyHashRange]) -> Result<Vec<RangeDigest>> {
+        let mut digests = vec![RangeDigest::default(); ranges.len()];
+        let index = RangeIndex::new(ranges);
+        for found in self.scan_ranges_after(ranges.to_vec(), u64::MAX) {
+            let Scanned::Unchanged { hash, version } = found? else { continue };
+            if let Some(i) = index.of(hash) {
+                digests[i].add(hash, version);
+            }
+        }
+        Ok(digests)
+    }
+
+    /// [`Store::merge`] of puts, each applied only where it is newer than
+    /// what the store holds of its key (a higher version, or a key it does
+    /// not hold or cannot read): a copy from another replica never takes
+    /// a key back to an older version. Deletes in the stream are passed
+    /// over (without the version of a key's deletion, a store cannot tell
+    /// a delete it missed from a put it has not had yet). Returns how many
+    /// applied.
+    pub fn merge_newer(&self, records: impl IntoIterator<Item = Result<Record>>) -> Result<u64> {
+        let newer = records.into_iter().filter_map(|r| match r {
+            Ok(r) if r.value.is_none() => None,
+            Ok(r) => match self.get_versioned(&r.key) {
+                Ok(Some((_, held))) if held >= r.version => None,
+                // Absent, older, or damaged here: the copy replaces it.
+                _ => Some(Ok(r)),
+            },
+            Err(e) => Some(Err(e)),
+        });
+        self.merge(newer)
+    }
+
     /// Applies a record stream from another node (a merge): puts and, for
     /// records without a value, deletes. Returns how many records applied.
     /// The whole stream shares one wait for durability at its end.
@@ -1009,8 +1046,60 @@ pub struct RangeScan<'a> {
 pub enum Scanned {
     /// Versioned above the scan's `after`: the whole record.
     Changed(Record),
-    /// Versioned `after` or below: the hash of its key.
-    Unchanged(u64),
+    /// Versioned `after` or below: the hash of its key, and the version.
+    Unchanged { hash: u64, version: u64 },
+}
+
+/// What [`Store::digest_ranges`] says of one range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RangeDigest {
+    pub records: u64,
+    pub digest: u64,
+}
+
+impl RangeDigest {
+    fn add(&mut self, hash: u64, version: u64) {
+        self.records += 1;
+        // One record's share: a mix of both (a plain XOR of the two would
+        // let versions and hashes cancel across records).
+        let mut x = hash ^ version.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.digest ^= x ^ (x >> 31);
+    }
+}
+
+/// Which of a list of disjoint ranges holds a hash, by binary search.
+struct RangeIndex {
+    /// (start, end) on the line 0..2^64 with the range's index; a range
+    /// wrapping zero is two spans.
+    spans: Vec<(u128, u128, usize)>,
+}
+
+impl RangeIndex {
+    fn new(ranges: &[KeyHashRange]) -> RangeIndex {
+        let mut spans = Vec::new();
+        for (i, r) in ranges.iter().enumerate() {
+            let (s, e) = (r.start as u128, r.end as u128);
+            if r.start < r.end {
+                spans.push((s, e, i));
+            } else {
+                spans.push((s, 1 << 64, i));
+                if e > 0 {
+                    spans.push((0, e, i));
+                }
+            }
+        }
+        spans.sort_unstable();
+        RangeIndex { spans }
+    }
+
+    fn of(&self, hash: u64) -> Option<usize> {
+        let h = hash as u128;
+        let at = self.spans.partition_point(|(s, _, _)| *s <= h).checked_sub(1)?;
+        let (_, e, i) = self.spans[at];
+        (h < e).then_some(i)
+    }
 }
 
 /// The scan of [`Store::scan_ranges_after`].
@@ -1098,7 +1187,9 @@ impl<'a> RangeScan<'a> {
                             && index.lookup(h).as_slice().contains(&self.inner.space.addr(seg.slot, at))
                         {
                             self.buf.push(match self.after {
-                                Some(after) if rec.version <= after => Scanned::Unchanged(h),
+                                Some(after) if rec.version <= after => {
+                                    Scanned::Unchanged { hash: h, version: rec.version }
+                                }
                                 _ => Scanned::Changed(Record {
                                     key: rec.key.to_vec(),
                                     value: Some(rec.value.to_vec()),
@@ -1157,7 +1248,7 @@ impl Iterator for RangeScan<'_> {
         loop {
             return match self.next_scanned()? {
                 Ok(Scanned::Changed(r)) => Some(Ok(r)),
-                Ok(Scanned::Unchanged(_)) => continue,
+                Ok(Scanned::Unchanged { .. }) => continue,
                 Err(e) => Some(Err(e)),
             };
         }

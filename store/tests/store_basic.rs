@@ -396,7 +396,7 @@ fn a_copy_then_the_writes_after_its_version_leave_the_target_as_the_source() {
     for found in source.scan_ranges_after(vec![range], cut) {
         match found.unwrap() {
             wimpy_store::Scanned::Changed(r) => changed.push(r),
-            wimpy_store::Scanned::Unchanged(h) => _ = unchanged.insert(h),
+            wimpy_store::Scanned::Unchanged { hash, .. } => _ = unchanged.insert(hash),
         }
     }
     assert!(changed.iter().all(|r| r.version > cut), "only writes after the cut come whole");
@@ -424,6 +424,61 @@ fn a_copy_then_the_writes_after_its_version_leave_the_target_as_the_source() {
         }
     }
     assert!(checked > 1000, "the range should hold about half the keys");
+}
+
+/// `n` equal ranges covering the hash space.
+fn equal_ranges(n: u64) -> Vec<KeyHashRange> {
+    let step = u64::MAX / n + 1;
+    (0..n).map(|i| KeyHashRange::new(i * step, if i + 1 == n { 0 } else { (i + 1) * step })).collect()
+}
+
+#[test]
+fn digests_find_a_record_damaged_on_disk_and_a_newer_only_merge_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) =
+        (Store::open(dir.path().join("a"), small()).unwrap(), Store::open(dir.path().join("b"), small()).unwrap());
+    for i in 0..1000u64 {
+        for s in [&a, &b] {
+            s.put_versioned(&i.to_le_bytes(), &value(i, 0), i + 1).unwrap();
+        }
+    }
+    let ranges = equal_ranges(16);
+    assert_eq!(a.digest_ranges(&ranges).unwrap(), b.digest_ranges(&ranges).unwrap());
+    // One newer version: only its range's digest differs.
+    b.put_versioned(&7u64.to_le_bytes(), &value(7, 1), 5000).unwrap();
+    let differing = |a: &Store, b: &Store| -> Vec<usize> {
+        let (da, db) = (a.digest_ranges(&ranges).unwrap(), b.digest_ranges(&ranges).unwrap());
+        (0..ranges.len()).filter(|&i| da[i] != db[i]).collect()
+    };
+    let at = ranges.iter().position(|r| r.contains(key_hash(&7u64.to_le_bytes()))).unwrap();
+    assert_eq!(differing(&a, &b), [at]);
+    a.put_versioned(&7u64.to_le_bytes(), &value(7, 1), 5000).unwrap();
+    assert!(differing(&a, &b).is_empty());
+    // A byte of a value flipped on b's disk while it runs.
+    b.flush().unwrap();
+    let seg = std::fs::read_dir(dir.path().join("b"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let victim = 500u64;
+    let needle = [&victim.to_le_bytes()[..], &value(victim, 0)[..16]].concat();
+    let found = bytes.windows(needle.len()).position(|w| w == needle).expect("the record is in the log");
+    bytes[found + needle.len()] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    assert!(b.get(&victim.to_le_bytes()).is_err(), "the damage is caught on read");
+    let at = ranges.iter().position(|r| r.contains(key_hash(&victim.to_le_bytes()))).unwrap();
+    assert_eq!(differing(&a, &b), [at], "the damaged record counts as absent");
+    // The other copy's records of that range repair it; older ones change
+    // nothing (b's key 7 stays at its version).
+    let repaired = b.merge_newer(a.scan_ranges(vec![ranges[at]])).unwrap();
+    assert_eq!(repaired, 1, "the damaged record, and nothing else");
+    assert_eq!(b.merge_newer(a.scan_ranges(ranges.clone())).unwrap(), 0, "nothing newer is left to take");
+    assert!(differing(&a, &b).is_empty());
+    for i in 0..1000u64 {
+        assert_eq!(b.get_versioned(&i.to_le_bytes()).unwrap(), a.get_versioned(&i.to_le_bytes()).unwrap(), "key {i}");
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub(crate) mod local;
 pub(crate) mod put;
 pub(crate) mod remove;
 pub(crate) mod ring;
+pub(crate) mod scrub;
 pub(crate) mod status;
 pub(crate) mod token;
 

@@ -4,13 +4,15 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use wimpy_client::{Member, MoveChange, RangeMove};
+use wimpy_client::{Member, MoveChange, RangeMove, ScrubReport};
 
 use super::Session;
 use crate::failure::Failure;
 
 /// Members, the epoch, and keys and bytes per worker; the copy a join,
 /// leave or `wimpy remove` is making (how far, how fast, how long to go);
+/// the scrub's last pass (when, how long, what it found and repaired, its
+/// rate);
 /// why a worker is down or failed, any damage a worker's store stepped
 /// over when it last opened, and whose certificate each worker holds and
 /// until when (flagged when it expires within 7 days).
@@ -20,7 +22,7 @@ pub(crate) struct Status {}
 
 impl Status {
     pub(crate) async fn run(&self, s: &Session) -> Result<(), Failure> {
-        let wimpy_client::ClusterStatus { view, joining, moving } = s.client.status().await?;
+        let wimpy_client::ClusterStatus { view, joining, moving, scrub } = s.client.status().await?;
         s.print(
             || {
                 let mut t = format!("epoch {}, {} member(s)\n", view.ring.epoch(), view.members.len());
@@ -50,6 +52,9 @@ impl Status {
                 if let Some(m) = &moving {
                     let _ = writeln!(t, "{}", describe_move(m));
                 }
+                if view.ring.replicas() > 1 {
+                    let _ = writeln!(t, "{}", describe_scrub(&scrub));
+                }
                 for m in all.iter().filter(|m| !m.reason.is_empty()) {
                     let _ = writeln!(t, "worker {} is {}: {}", m.id, m.state, m.reason);
                 }
@@ -73,7 +78,8 @@ impl Status {
                 json!({"epoch": view.ring.epoch(),
                        "members": view.members.iter().map(member_json).collect::<Vec<_>>(),
                        "joining": joining.iter().map(member_json).collect::<Vec<_>>(),
-                       "moving": moving.as_ref().map(move_json)})
+                       "moving": moving.as_ref().map(move_json),
+                       "scrub": scrub_json(&scrub)})
             },
         )
     }
@@ -130,6 +136,42 @@ fn describe_move(m: &RangeMove) -> String {
             mb(m.bytes_copied as f64)
         ),
     }
+}
+
+/// One line on the scrub's last pass.
+pub(crate) fn describe_scrub(r: &ScrubReport) -> String {
+    let running = if r.running { " (a pass is under way)" } else { "" };
+    let cap = match r.bytes_per_second {
+        0 => "uncapped".to_owned(),
+        b => format!("at most {:.1} MB/s per worker", b as f64 / 1e6),
+    };
+    let Some(started) = r.started else {
+        return format!("scrub: no pass yet{running}; reads {cap}");
+    };
+    let ago = SystemTime::now().duration_since(started).map_or(0, |d| d.as_secs());
+    let outcome = match r.failure.as_str() {
+        "" => String::new(),
+        why => format!("; stopped short: {why}"),
+    };
+    let read_rate = match r.took.as_secs_f64() {
+        0.0 => 0.0,
+        secs => r.log_bytes as f64 / 1e6 / secs,
+    };
+    format!(
+        "scrub: last pass {ago} s ago, {:.1} s, compared {} range copies, {} differed, {} records sent to repair them;          read {:.1} MB at {read_rate:.1} MB/s ({cap}){outcome}{running}",
+        r.took.as_secs_f64(),
+        r.ranges,
+        r.differing,
+        r.repaired,
+        r.log_bytes as f64 / 1e6,
+    )
+}
+
+pub(crate) fn scrub_json(r: &ScrubReport) -> Value {
+    json!({"started_unix": r.started.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+           "seconds": r.took.as_secs_f64(), "running": r.running, "ranges": r.ranges, "differing": r.differing,
+           "repaired": r.repaired, "log_bytes": r.log_bytes, "bytes_per_second_cap": r.bytes_per_second,
+           "failure": r.failure})
 }
 
 fn move_json(m: &RangeMove) -> Value {

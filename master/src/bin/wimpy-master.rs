@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use wimpy_master::{DEFAULT_REPAIR_BYTES_PER_SECOND, MasterConfig, run};
+use wimpy_master::{DEFAULT_REPAIR_BYTES_PER_SECOND, MasterConfig, ScrubConfig, run};
 use wimpy_net::security::ClusterCa;
 use wimpy_net::security::flags::NodeCredentialFlags;
 use wimpy_net::{Role, Security};
@@ -44,6 +44,16 @@ struct Args {
     /// copy of each change, which holds writes back, is not capped.
     #[arg(long, value_name = "MB_S", default_value_t = DEFAULT_REPAIR_BYTES_PER_SECOND as f64 / 1e6, value_parser = wimpy_net::flags::mb_per_second)]
     repair_mb_s: f64,
+    /// Time between scrub passes, which compare every chain's copies range
+    /// by range and repair a copy that differs (a record damaged on a
+    /// worker's disk, say): 90s, 15m, 12h; 0 for none (`wimpy scrub` still
+    /// runs one).
+    #[arg(long, value_name = "SPAN", default_value = "12h", value_parser = wimpy_net::flags::span)]
+    scrub_every: std::time::Duration,
+    /// The most megabytes per second a scrub pass reads on each worker, on
+    /// average over its log; 0 for no cap.
+    #[arg(long, value_name = "MB_S", default_value_t = ScrubConfig::default().bytes_per_second as f64 / 1e6, value_parser = wimpy_net::flags::mb_per_second)]
+    scrub_mb_s: f64,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_master=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
@@ -89,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             vnodes: args.vnodes,
             replicas: args.replicas,
             repair_bytes_per_second: (args.repair_mb_s * 1e6) as u64,
+            scrub: ScrubConfig { every: args.scrub_every, bytes_per_second: (args.scrub_mb_s * 1e6) as u64 },
             data: Some(args.data),
             signer,
             ..MasterConfig::new(security)

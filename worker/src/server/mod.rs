@@ -246,10 +246,13 @@ impl WorkerState {
         self.lease.set_length(length);
     }
 
-    /// The master answered a heartbeat sent at `sent` with `epoch`: if that
-    /// is the epoch of the ring held, the lease runs on from `sent`.
+    /// The master answered a heartbeat sent at `sent` with `epoch`: if the
+    /// ring held is of that epoch, or a later one (fetched from the master
+    /// after the answer, as a worker does while members register one after
+    /// another), the lease runs on from `sent`. A ring older than the
+    /// master's renews nothing: its roles may have been handed on.
     pub fn renew_lease(&self, sent: std::time::Instant, epoch: u64) {
-        if self.ring.load().epoch() == epoch {
+        if self.ring.load().epoch() >= epoch {
             self.lease.renew(sent);
         }
     }
@@ -954,7 +957,36 @@ impl worker_admin::Server for WorkerAdminService {
         mut results: worker_admin::ReceiveRangesResults,
     ) -> Result<(), capnp::Error> {
         let p = params.get()?;
-        results.get().set_sink(self.receiver(wimpy_schema::ranges::read(p.get_ranges()?), p.get_replace()));
+        let ranges = wimpy_schema::ranges::read(p.get_ranges()?);
+        let sink = match (p.get_newer_only(), p.get_replace()) {
+            (true, true) => {
+                return Err(capnp::Error::failed("a sink that takes newer records only replaces nothing".into()));
+            }
+            (true, false) => capnp_rpc::new_client(transfer::RangeReceiver::newer_only(self.state.store.clone())),
+            (false, replace) => self.receiver(ranges, replace),
+        };
+        results.get().set_sink(sink);
+        Ok(())
+    }
+
+    async fn digest_ranges(
+        self: Rc<Self>,
+        params: worker_admin::DigestRangesParams,
+        mut results: worker_admin::DigestRangesResults,
+    ) -> Result<(), capnp::Error> {
+        let ranges = wimpy_schema::ranges::read(params.get()?.get_ranges()?);
+        let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
+        // A pass over the whole log: off the RPC thread.
+        let digests = tokio::task::spawn_blocking(move || store.digest_ranges(&ranges))
+            .await
+            .map_err(|e| capnp::Error::failed(format!("digest task: {e}")))?
+            .map_err(|e| capnp::Error::failed(format!("digesting ranges: {e}")))?;
+        let mut list = results.get().init_digests(digests.len() as u32);
+        for (i, d) in digests.iter().enumerate() {
+            let mut b = list.reborrow().get(i as u32);
+            b.set_records(d.records);
+            b.set_digest(d.digest);
+        }
         Ok(())
     }
 

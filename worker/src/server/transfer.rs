@@ -76,8 +76,8 @@ pub async fn send_ranges(
                         count = 0;
                     }
                 }
-                Ok(Scanned::Unchanged(h)) => {
-                    hashes.push(h);
+                Ok(Scanned::Unchanged { hash, .. }) => {
+                    hashes.push(hash);
                     if hashes.len() == HASHES_PER_CALL
                         && tx.blocking_send(Ok(Chunk::Unchanged(std::mem::take(&mut hashes)))).is_err()
                     {
@@ -157,6 +157,9 @@ pub struct RangeReceiver {
     /// keys received or said unchanged so far: done deletes the ranges'
     /// other keys.
     replacing: Option<(Vec<KeyHashRange>, RefCell<HashSet<u64>>)>,
+    /// Whether a record is merged only where it is newer than the store's
+    /// copy of its key (a scrub's repair of a chain member).
+    newer_only: bool,
 }
 
 impl RangeReceiver {
@@ -168,7 +171,14 @@ impl RangeReceiver {
             received: Cell::new(0),
             partial: RefCell::new(Vec::new()),
             replacing: replace.then(|| (ranges, Default::default())),
+            newer_only: false,
         }
+    }
+
+    /// A sink that merges only records newer than the store's copies of
+    /// their keys, and no deletes.
+    pub fn newer_only(store: Arc<StoreSlot>) -> RangeReceiver {
+        RangeReceiver { newer_only: true, ..RangeReceiver::new(store, Vec::new(), false) }
     }
 }
 
@@ -185,17 +195,31 @@ impl record_sink::Server for RangeReceiver {
         if self.partial.borrow().len() > store.options().max_value_bytes + store.options().max_key_bytes + 64 {
             return Err(capnp::Error::failed("a record in the stream is larger than this store takes".into()));
         }
+        let newer_only = self.newer_only;
         let (merged, hashes) = tokio::task::spawn_blocking(move || {
             let opts = store.options();
             let mut hashes = Vec::new();
             let reader = RecordStreamReader::new(&frames[..], opts.max_key_bytes, opts.max_value_bytes)
                 .inspect(|r| hashes.extend(r.as_ref().ok().map(|r| key_hash(&r.key))));
-            store.merge(reader).map(|merged| (merged, hashes))
+            match newer_only {
+                true => store.merge_newer(reader),
+                false => store.merge(reader),
+            }
+            .map(|merged| (merged, hashes))
         })
         .await
         .map_err(|e| capnp::Error::failed(format!("merge task: {e}")))?
         .map_err(|e| capnp::Error::failed(format!("merging received records: {e}")))?;
-        self.received.set(self.received.get() + merged);
+        // Every record read counts as taken, those a newer-only merge
+        // passed over too: the sender checks the count.
+        self.received.set(self.received.get() + hashes.len() as u64);
+        if self.newer_only && merged > 0 {
+            tracing::info!(
+                merged,
+                of = hashes.len(),
+                "took records newer than this worker's copies (a scrub's repair)"
+            );
+        }
         if let Some((_, received)) = &self.replacing {
             received.borrow_mut().extend(hashes);
         }
