@@ -108,6 +108,9 @@
 #   copying now, how far it got, and at what rate.
 # - The scrub: WorkerAdmin.digestRanges, receiveRanges' `newerOnly`,
 #   Master.scrub (admin role), and Master.status' `scrub` (ScrubReport).
+# - Compute jobs run on any member of the key's chain (it reads its clean
+#   copy, as a get does); ComputeOutput says which worker ran the job and
+#   how many jobs its engine held.
 
 const schemaVersion :UInt32 = 6;        # see the change list above
 
@@ -463,6 +466,11 @@ struct ComputeOutput {
     value @6 :Data;                 # the result (at most maxInlineValue bytes)
     streamed @7 :UInt64;            # the result was this many bytes, written to the sink
   }
+  worker @8 :UInt64;                # the worker that ran it (version 6; 0 before)
+  jobs @9 :UInt32;
+  # Jobs queued or running on that worker's compute engine as this one
+  # ended, this one included: with the jobs it has on their way, what a
+  # client weighs to choose among the workers holding a key. (Version 6.)
 }
 
 struct ComputeResult {

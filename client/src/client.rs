@@ -94,14 +94,17 @@ pub struct Client {
     ring: RefCell<Rc<RingView>>,
     /// One RPC connection per worker, with the address it went to; capnp
     /// multiplexes requests over it.
-    workers: RefCell<BTreeMap<WorkerId, (String, worker::Client)>>,
+    pub(crate) workers: RefCell<BTreeMap<WorkerId, (String, worker::Client)>>,
     /// Requests waiting to go to each worker as one batch.
     batcher: Rc<Batcher<WorkerId, worker::Client>>,
     /// Requests waiting to go to the master's proxy as one batch.
     master_batcher: Rc<Batcher<(), master::Client>>,
     /// Reads so far: each goes to the next member of its key's chain, so
     /// that every copy serves its share.
-    reads: std::cell::Cell<u64>,
+    pub(crate) reads: std::cell::Cell<u64>,
+    /// Compute jobs on their way to each worker, and the load it last
+    /// reported: how the SDK picks which member of a chain runs a job.
+    pub(crate) compute_load: RefCell<std::collections::HashMap<WorkerId, crate::compute::ComputeLoad>>,
     pub(crate) opts: ClientOptions,
 }
 
@@ -125,7 +128,7 @@ pub(crate) enum Attempt<T> {
 
 /// A number in [0, 1) that differs from call to call and thread to thread,
 /// for spreading backoffs (no cryptographic use).
-fn rand_unit() -> f64 {
+pub(crate) fn rand_unit() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
@@ -147,6 +150,7 @@ impl Client {
             batcher: Batcher::new(),
             master_batcher: Batcher::new(),
             reads: std::cell::Cell::new(0),
+            compute_load: Default::default(),
             opts,
         };
         client.refresh_ring().await?;

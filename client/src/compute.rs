@@ -1,17 +1,27 @@
-//! Compute jobs from the SDK: sent to the worker that owns the key (the data
+//! Compute jobs from the SDK: sent to a worker that holds the key (the data
 //! does not move; the result does), or fanned out over many keys to every
-//! owner at once.
+//! such worker at once.
+//!
+//! Any member of a key's chain runs a job over its clean copy (a dirty one
+//! waits for the write on its way, as a get does). The SDK picks the member
+//! with the fewest jobs: those it has sent there and not had answered, and
+//! those the worker's engine held when it last answered one. A member that
+//! is busy (its backend's queue is full, or its intake is) or lacks the
+//! backend the job asks for hands the job to the next before the SDK backs
+//! off; the result says which worker ran it.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use wimpy_schema::LimitKind;
+use wimpy_schema::ComputeFailureKind;
 use wimpy_schema::job::{BackendKind, Job, StageTimes, wire};
+use wimpy_schema::wimpy_capnp::worker;
 use wimpy_schema::wimpy_capnp::{byte_sink, compute_output, compute_result};
+use wimpy_schema::{LimitKind, WorkerId};
 
-use crate::client::{Attempt, Route, failure_to};
+use crate::client::{Attempt, failure_to};
 use crate::streams::Collector;
 use crate::{Client, ClientError};
 
@@ -48,6 +58,39 @@ pub struct ComputeOutput {
     pub times: StageTimes,
     /// Size of the last image of the job (`None` without one).
     pub size: Option<(u32, u32)>,
+    /// The worker that ran it (0: a worker before schema version 6).
+    pub worker: WorkerId,
+    /// Jobs its engine held as this one ended, this one included.
+    pub worker_jobs: u32,
+}
+
+/// What the SDK knows of one worker's compute load.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ComputeLoad {
+    /// Jobs this client sent there and has not had answered.
+    in_flight: u32,
+    /// Other jobs its engine held when it last answered one.
+    reported: u32,
+}
+
+impl ComputeLoad {
+    fn weight(&self) -> u32 {
+        self.in_flight + self.reported
+    }
+}
+
+/// Counts a job as on its way to a worker until dropped.
+struct OnItsWay<'a> {
+    client: &'a Client,
+    worker: WorkerId,
+}
+
+impl Drop for OnItsWay<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.client.compute_load.borrow_mut().get_mut(&self.worker) {
+            l.in_flight = l.in_flight.saturating_sub(1);
+        }
+    }
 }
 
 /// One backend a worker has.
@@ -68,6 +111,8 @@ fn read_output(o: compute_output::Reader<'_>, bytes: Vec<u8>) -> Result<ComputeO
         software: o.get_software(),
         times: wire::read_times(o.get_times()?),
         size: (w > 0 && h > 0).then_some((w, h)),
+        worker: o.get_worker(),
+        worker_jobs: o.get_jobs(),
     })
 }
 
@@ -103,22 +148,144 @@ impl Client {
         self.opts.timeout.max(req.deadline.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(5))
     }
 
-    /// Runs `req` over the value at `key` on the worker that owns it.
-    /// `Ok(None)` when there is no value at `key`.
+    /// The members of `key`'s chain that serve, but those in
+    /// `passed_over`, fewest jobs first (ties in turn), with the epoch of
+    /// the ring they come from.
+    fn compute_candidates(&self, key: &[u8], passed_over: &[WorkerId]) -> Result<(u64, Vec<WorkerId>), ClientError> {
+        let view = self.ring();
+        if view.ring.is_empty() {
+            return Err(ClientError::NoWorkers);
+        }
+        let serves = |id: &WorkerId| view.members.iter().any(|m| m.id == *id && m.state.serves());
+        let mut found: Vec<WorkerId> = view
+            .ring
+            .chain_of(key)
+            .members()
+            .iter()
+            .copied()
+            .filter(|id| serves(id) && !passed_over.contains(id))
+            .collect();
+        if !found.is_empty() {
+            let turn = self.reads.get();
+            self.reads.set(turn.wrapping_add(1));
+            let n = found.len();
+            found.rotate_left((turn % n as u64) as usize);
+        }
+        let load = self.compute_load.borrow();
+        found.sort_by_key(|id| load.get(id).map_or(0, ComputeLoad::weight));
+        Ok((view.ring.epoch(), found))
+    }
+
+    /// Counts a job as on its way to `worker`.
+    fn on_its_way(&self, worker: WorkerId) -> OnItsWay<'_> {
+        self.compute_load.borrow_mut().entry(worker).or_default().in_flight += 1;
+        OnItsWay { client: self, worker }
+    }
+
+    /// Notes what a worker said of its load with a result.
+    fn heard_load(&self, out: &ComputeOutput) {
+        if out.worker != 0 {
+            self.compute_load.borrow_mut().entry(out.worker).or_default().reported = out.worker_jobs.saturating_sub(1);
+        }
+    }
+
+    /// Runs `attempt` on the least loaded member of `key`'s chain, within
+    /// `limit`. A member that is busy or lacks the job's backend, or whose
+    /// connection fails, hands the job to the next; once every member has
+    /// been tried, the SDK backs off and tries them all again (or, if none
+    /// has the backend, says so).
+    async fn on_a_member_within<T, F, Fut>(&self, limit: Duration, key: &[u8], attempt: F) -> Result<T, ClientError>
+    where
+        F: Fn(worker::Client, u64, WorkerId) -> Fut,
+        Fut: std::future::Future<Output = Result<Attempt<T>, ClientError>>,
+    {
+        let run = async {
+            let mut pause = self.opts.backoff;
+            let mut passed_over: Vec<WorkerId> = Vec::new();
+            // Why the last member was passed over.
+            let mut last: Option<ClientError> = None;
+            for _ in 0..self.opts.attempts {
+                let (epoch, candidates) = self.compute_candidates(key, &passed_over)?;
+                let Some(&id) = candidates.first() else {
+                    if matches!(&last, Some(ClientError::Compute(c)) if c.kind == ComputeFailureKind::BackendUnavailable)
+                    {
+                        return Err(last.take().unwrap_or(ClientError::NoWorkers));
+                    }
+                    // All busy (or gone): back off, with a random share of
+                    // the pause, then try them all again.
+                    passed_over.clear();
+                    tokio::time::sleep(pause.mul_f64(0.5 + crate::client::rand_unit())).await;
+                    pause *= 2;
+                    self.refresh_ring().await?;
+                    continue;
+                };
+                let outcome = {
+                    let _counted = self.on_its_way(id);
+                    match self.worker(id).await {
+                        Ok(w) => attempt(w, epoch, id).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                match outcome {
+                    Ok(Attempt::Done(v)) => return Ok(v),
+                    Ok(Attempt::Busy) => last = Some(ClientError::Overloaded),
+                    Err(ClientError::Compute(c))
+                        if matches!(
+                            c.kind,
+                            ComputeFailureKind::BackendBusy | ComputeFailureKind::BackendUnavailable
+                        ) =>
+                    {
+                        last = Some(ClientError::Compute(c));
+                    }
+                    Ok(Attempt::Retry) => {
+                        // Its ring and ours differ: settle, then choose again.
+                        tokio::time::sleep(pause).await;
+                        pause *= 2;
+                        self.refresh_ring().await?;
+                        continue;
+                    }
+                    Err(ClientError::Rpc(e)) if e.kind == capnp::ErrorKind::Overloaded => {
+                        last = Some(ClientError::Overloaded);
+                    }
+                    Err(ClientError::Rpc(e)) if e.kind != capnp::ErrorKind::Unimplemented => {
+                        self.workers.borrow_mut().remove(&id);
+                        last = Some(ClientError::Rpc(e));
+                    }
+                    Err(e @ ClientError::Unreachable { .. }) => {
+                        self.workers.borrow_mut().remove(&id);
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+                passed_over.push(id);
+            }
+            Err(last.unwrap_or(ClientError::Unsettled(self.opts.attempts)))
+        };
+        tokio::time::timeout(limit, run).await.map_err(|_| ClientError::Timeout(limit))?
+    }
+
+    /// Runs `req` over the value at `key` on a worker that holds it (the
+    /// least loaded member of its chain; [`ComputeOutput::worker`] says
+    /// which). `Ok(None)` when there is no value at `key`.
     pub async fn compute(&self, key: &[u8], req: &ComputeRequest) -> Result<Option<ComputeOutput>, ClientError> {
-        self.with_owner_within(self.compute_limit(req), key, Route::Head, |w, epoch, _| async move {
-            let received = Rc::new(RefCell::new(Vec::new()));
-            let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
-            let mut call = w.compute_request();
-            let mut p = call.get();
-            p.set_key(key);
-            p.set_epoch(epoch);
-            p.set_sink(sink);
-            wire::write_job(&req.job, req.backend, deadline_millis(req.deadline), p.init_job());
-            let resp = call.send().promise.await?;
-            read_result(resp.get()?.get_result()?, Some(&received))
-        })
-        .await
+        let out = self
+            .on_a_member_within(self.compute_limit(req), key, |w, epoch, _| async move {
+                let received = Rc::new(RefCell::new(Vec::new()));
+                let sink: byte_sink::Client = capnp_rpc::new_client(Collector(received.clone()));
+                let mut call = w.compute_request();
+                let mut p = call.get();
+                p.set_key(key);
+                p.set_epoch(epoch);
+                p.set_sink(sink);
+                wire::write_job(&req.job, req.backend, deadline_millis(req.deadline), p.init_job());
+                let resp = call.send().promise.await?;
+                read_result(resp.get()?.get_result()?, Some(&received))
+            })
+            .await?;
+        if let Some(out) = &out {
+            self.heard_load(out);
+        }
+        Ok(out)
     }
 
     /// Runs `req` over the value at `key` and stores the result under
@@ -134,9 +301,11 @@ impl Client {
         Ok(Some(out))
     }
 
-    /// Runs `req` over every key in `keys`: one batch per owning worker, all
-    /// owners at once. One result per key, in order; keys whose owner moved
-    /// meanwhile, or whose result is too large for a batch, are redone one at
+    /// Runs `req` over every key in `keys`: each key goes to the member of
+    /// its chain with the fewest jobs (counting the keys given out before
+    /// it), one batch per worker, all workers at once. One result per key,
+    /// in order; keys whose worker moved meanwhile, was busy or lacked the
+    /// backend, or whose result is too large for a batch, are redone one at
     /// a time.
     pub async fn compute_batch(
         &self,
@@ -149,9 +318,22 @@ impl Client {
         let mut by_owner: BTreeMap<u64, (u64, Vec<usize>)> = BTreeMap::new();
         let mut results: Vec<Option<Result<Option<ComputeOutput>, ClientError>>> =
             (0..keys.len()).map(|_| None).collect();
+        // Each key to the member of its chain with the fewest jobs, counting
+        // the keys given out so far.
+        let mut given: BTreeMap<WorkerId, u32> = BTreeMap::new();
         for (i, key) in keys.iter().enumerate() {
-            match self.route(key, Route::Head) {
-                Ok((epoch, owner)) => by_owner.entry(owner).or_insert((epoch, Vec::new())).1.push(i),
+            match self.compute_candidates(key, &[]) {
+                Ok((epoch, candidates)) if !candidates.is_empty() => {
+                    let load = self.compute_load.borrow();
+                    let weight = |id: &WorkerId| {
+                        load.get(id).map_or(0, ComputeLoad::weight) + given.get(id).copied().unwrap_or(0)
+                    };
+                    let owner = *candidates.iter().min_by_key(|id| weight(id)).unwrap_or(&candidates[0]);
+                    drop(load);
+                    *given.entry(owner).or_default() += 1;
+                    by_owner.entry(owner).or_insert((epoch, Vec::new())).1.push(i);
+                }
+                Ok(_) => results[i] = Some(Err(ClientError::NoWorkers)),
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
@@ -165,6 +347,7 @@ impl Client {
             // A worker runs a batch a few jobs at a time: allow for the whole of it.
             let limit = self.compute_limit(req) * indices.len().div_ceil(2).max(1) as u32;
             let answer = async {
+                let _counted: Vec<OnItsWay<'_>> = indices.iter().map(|_| self.on_its_way(owner)).collect();
                 let w = self.worker(owner).await?;
                 let mut call = w.compute_batch_request();
                 let mut p = call.get();
@@ -193,9 +376,23 @@ impl Client {
                 Ok(per_key) if per_key.len() == indices.len() => {
                     for (i, r) in indices.into_iter().zip(per_key) {
                         match r {
-                            Ok(Attempt::Done(v)) => results[i] = Some(Ok(v)),
+                            Ok(Attempt::Done(v)) => {
+                                if let Some(out) = &v {
+                                    self.heard_load(out);
+                                }
+                                results[i] = Some(Ok(v))
+                            }
                             Ok(Attempt::Retry | Attempt::Busy) => redo.push(i),
                             Err(ClientError::TooLarge { kind: LimitKind::Result, .. }) => redo.push(i),
+                            // Another member of its chain may take it.
+                            Err(ClientError::Compute(c))
+                                if matches!(
+                                    c.kind,
+                                    ComputeFailureKind::BackendBusy | ComputeFailureKind::BackendUnavailable
+                                ) =>
+                            {
+                                redo.push(i)
+                            }
                             Err(e) => results[i] = Some(Err(e)),
                         }
                     }

@@ -102,6 +102,26 @@ fn worker(master: SocketAddr, data: std::path::PathBuf) -> Node {
 
 /// A worker with the sync mode `sync` and the intake caps `intake`.
 fn worker_taking(master: SocketAddr, data: std::path::PathBuf, sync: SyncMode, intake: IntakeLimits) -> Node {
+    let compute = wimpy_compute::EngineConfig {
+        backends: vec![wimpy_compute::BackendKind::Simd],
+        cpu_threads: 1,
+        ..Default::default()
+    };
+    worker_with(master, data, sync, intake, compute)
+}
+
+/// A worker whose compute engine runs as `compute` says.
+fn worker_computing(master: SocketAddr, data: std::path::PathBuf, compute: wimpy_compute::EngineConfig) -> Node {
+    worker_with(master, data, SyncMode::Never, Default::default(), compute)
+}
+
+fn worker_with(
+    master: SocketAddr,
+    data: std::path::PathBuf,
+    sync: SyncMode,
+    intake: IntakeLimits,
+    compute: wimpy_compute::EngineConfig,
+) -> Node {
     spawn_node(move |listener, stopped| async move {
         let config = WorkerConfig {
             master,
@@ -114,11 +134,7 @@ fn worker_taking(master: SocketAddr, data: std::path::PathBuf, sync: SyncMode, i
                 ..Options::default()
             },
             cores: 1,
-            compute: wimpy_compute::EngineConfig {
-                backends: vec![wimpy_compute::BackendKind::Simd],
-                cpu_threads: 1,
-                ..Default::default()
-            },
+            compute,
             intake,
             security: ca().security(Role::Worker, "worker").unwrap(),
         };
@@ -815,6 +831,74 @@ fn compute_jobs_run_on_the_owner_and_match_the_reference() {
         assert_eq!(client.get(b"photo").await.unwrap().unwrap(), png);
     });
     drop(cluster);
+}
+
+#[test]
+fn with_three_copies_compute_jobs_spread_over_a_key_s_chain_and_a_busy_member_hands_its_jobs_on() {
+    use wimpy_client::job::Job;
+    use wimpy_client::{ComputeFailureKind, ComputeRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let master = master_keeping(3);
+    // Worker 2's engine takes no job past the one it runs: it answers
+    // backend_busy whenever it has one.
+    let workers: Vec<Node> = (0..3)
+        .map(|i| {
+            let engine = wimpy_compute::EngineConfig {
+                backends: vec![wimpy_compute::BackendKind::Simd],
+                cpu_threads: 1,
+                queue_depth: if i == 2 { 0 } else { 16 },
+                ..Default::default()
+            };
+            worker_computing(master.addr, dir.path().join(format!("w{i}")), engine)
+        })
+        .collect();
+    client_side(|| async {
+        let client = connected(master.addr, 3).await;
+        let view = client.refresh_ring().await.unwrap();
+        let busy = id_of(&view, &workers[2]);
+        let png = test_png(300, 200, 7);
+        client.put(b"photo", &png).await.unwrap();
+        let job = Job::parse(&["blur:3", "sobel"]).unwrap();
+        let want = reference(&job, png.clone());
+        // Many at once: the chain's three members share them, the busy one
+        // handing on what it cannot take; every answer is right and says
+        // who ran it.
+        let runs = (0..24).map(|_| {
+            let (client, job) = (&client, job.clone());
+            async move { client.compute(b"photo", &ComputeRequest::new(job)).await }
+        });
+        let mut ran_on: std::collections::BTreeMap<u64, usize> = Default::default();
+        for out in futures::future::join_all(runs).await {
+            let out = out.unwrap().unwrap();
+            assert_eq!(out.bytes, want);
+            assert!(view.members.iter().any(|m| m.id == out.worker), "worker {} ran it", out.worker);
+            assert!(out.worker_jobs >= 1);
+            *ran_on.entry(out.worker).or_default() += 1;
+        }
+        eprintln!("jobs per worker: {ran_on:?} (worker {busy} takes one at a time)");
+        assert!(ran_on.len() >= 2, "the jobs spread over the chain: {ran_on:?}");
+        // A batch spreads too, and every result is right.
+        let keys: Vec<Vec<u8>> = (0..12).map(|i| format!("photo-{i}").into_bytes()).collect();
+        for k in &keys {
+            client.put(k, &png).await.unwrap();
+        }
+        let results = client.compute_batch(&keys, &ComputeRequest::new(job.clone())).await;
+        let mut batch_on = std::collections::BTreeSet::new();
+        for r in results {
+            let out = r.unwrap().unwrap();
+            assert_eq!(out.bytes, want);
+            batch_on.insert(out.worker);
+        }
+        assert!(batch_on.len() >= 2, "the batch spread over the chains: {batch_on:?}");
+        // A backend no member has: the typed refusal, once all were asked.
+        let mut on_gles = ComputeRequest::new(job.clone());
+        on_gles.backend = Some(wimpy_client::job::BackendKind::Gles);
+        match client.compute(b"photo", &on_gles).await {
+            Err(ClientError::Compute(c)) => assert_eq!(c.kind, ComputeFailureKind::BackendUnavailable),
+            other => panic!("expected backend_unavailable, got {other:?}"),
+        }
+    });
+    drop(workers);
 }
 
 #[test]

@@ -96,6 +96,9 @@ pub struct Engine {
     lanes: Vec<Lane>,
     failures: Vec<ProbeFailure>,
     limits: Limits,
+    /// Jobs taken and not yet answered, on every lane: the load a client
+    /// choosing among the workers holding a key weighs.
+    jobs: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,7 +154,7 @@ impl Engine {
                 Err(reason) => failures.push(ProbeFailure { kind, reason }),
             }
         }
-        Engine { lanes, failures, limits: config.limits }
+        Engine { lanes, failures, limits: config.limits, jobs: Default::default() }
     }
 
     /// The backends that came up, in order of preference.
@@ -179,6 +182,11 @@ impl Engine {
         }
     }
 
+    /// Jobs queued or running now, on every backend.
+    pub fn jobs(&self) -> usize {
+        self.jobs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many jobs the backend `choice` runs at once (1 if it is unavailable).
     pub fn parallelism(&self, choice: Option<BackendKind>) -> usize {
         self.lane(choice).map_or(1, |l| l.threads.len())
@@ -197,6 +205,8 @@ impl Engine {
             return Err(ComputeError::ValueTooLarge { actual: value.len() as u64, limit: self.limits.max_value_bytes });
         }
         let lane = self.lane(choice)?;
+        self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _counted = Uncount(&self.jobs);
         let (reply, answer) = tokio::sync::oneshot::channel();
         // A job may ask for less time than the worker allows, never more.
         let deadline = Deadline::after(deadline.map_or(self.limits.deadline, |d| d.min(self.limits.deadline)));
@@ -223,6 +233,15 @@ impl Engine {
                 limit_ms: limit.as_millis() as u64,
             }),
         }
+    }
+}
+
+/// Takes a job off [`Engine::jobs`] when its caller is answered (or gives up).
+struct Uncount<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

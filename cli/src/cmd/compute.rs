@@ -139,7 +139,7 @@ pub(crate) fn output_json(key: &str, r: &ComputeOutput, stored: Option<&str>, di
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let mut v = json!({
         "ok": true, "key": key, "bytes": r.bytes.len(), "backend": r.backend.to_string(), "device": r.device,
-        "software": r.software,
+        "software": r.software, "worker": r.worker,
         "times_ms": {"decode": ms(r.times.decode), "upload": ms(r.times.upload), "kernel": ms(r.times.kernel),
                      "download": ms(r.times.download), "encode": ms(r.times.encode)},
     });
@@ -161,8 +161,9 @@ fn output_line(key: &str, r: &ComputeOutput, to: &str) -> String {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let size = r.size.map(|(w, h)| format!("{w}x{h}, ")).unwrap_or_default();
     format!(
-        "{key}: {size}{} bytes to {to} on {} ({}{}): decode {:.1} ms, upload {:.1}, kernel {:.1}, download {:.1}, encode {:.1}\n",
+        "{key}: {size}{} bytes to {to} on worker {}, {} ({}{}): decode {:.1} ms, upload {:.1}, kernel {:.1}, download {:.1}, encode {:.1}\n",
         r.bytes.len(),
+        r.worker,
         r.backend,
         r.device,
         if r.software { ", software" } else { "" },

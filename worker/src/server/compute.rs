@@ -65,7 +65,10 @@ async fn run_one(
 }
 
 /// Writes everything but the result bytes.
-fn write_output(out: &JobOutput, mut b: wimpy_schema::wimpy_capnp::compute_output::Builder<'_>) {
+fn write_output(state: &WorkerState, out: &JobOutput, mut b: wimpy_schema::wimpy_capnp::compute_output::Builder<'_>) {
+    b.set_worker(state.id);
+    // This job's own count is gone by now: it counts as one of them.
+    b.set_jobs((state.engine.jobs() + 1).min(u32::MAX as usize) as u32);
     b.set_backend(wire::backend_to_wire(Some(out.backend.kind)));
     b.set_device(&out.backend.device);
     b.set_software(out.backend.software);
@@ -80,14 +83,14 @@ fn result_too_large(len: usize) -> Failure {
 }
 
 /// Writes an inline outcome (results over the inline limit are refused).
-fn write_inline(outcome: &Outcome, mut r: compute_result::Builder<'_>) {
+fn write_inline(state: &WorkerState, outcome: &Outcome, mut r: compute_result::Builder<'_>) {
     match outcome {
         Outcome::Done(out) if out.bytes.len() > MAX_INLINE_VALUE => {
             result_too_large(out.bytes.len()).write(r.init_failure())
         }
         Outcome::Done(out) => {
             let mut b = r.init_ok();
-            write_output(out, b.reborrow());
+            write_output(state, out, b.reborrow());
             b.set_value(&out.bytes);
         }
         Outcome::NotFound => r.set_not_found(()),
@@ -118,10 +121,10 @@ pub async fn compute(
         (Outcome::Done(out), Some(sink)) if out.bytes.len() > MAX_INLINE_VALUE => {
             let sent = streams::send_value(&out.bytes, &sink).await?;
             let mut b = results.get().init_result().init_ok();
-            write_output(out, b.reborrow());
+            write_output(state, out, b.reborrow());
             b.set_streamed(sent);
         }
-        _ => write_inline(&outcome, results.get().init_result()),
+        _ => write_inline(state, &outcome, results.get().init_result()),
     }
     Ok(())
 }
@@ -165,9 +168,9 @@ pub async fn compute_batch(
             }
             Outcome::Done(out) => {
                 inline += out.bytes.len();
-                write_inline(outcome, r)
+                write_inline(state, outcome, r)
             }
-            _ => write_inline(outcome, r),
+            _ => write_inline(state, outcome, r),
         }
     }
     Ok(())
