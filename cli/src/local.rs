@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use crate::emulate::{CpuCaps, Emulation};
 use std::time::{Duration, SystemTime};
 
 use wimpy_net::security::{CaError, CertRequest, ClusterCa, CredentialFiles, Credentials};
@@ -110,6 +112,9 @@ pub struct NodeSettings {
     pub quiet: bool,
     /// Whether the nodes run without TLS.
     pub insecure: bool,
+    /// An emulated fleet: each worker on a loopback address of its own,
+    /// every node's CPU capped and what it receives delayed.
+    pub emulate: Option<Emulation>,
 }
 
 /// A master and its workers, each a child process.
@@ -126,6 +131,9 @@ pub struct LocalCluster {
     worker_bin: PathBuf,
     master_child: Child,
     workers: Vec<Child>,
+    /// The cgroups capping the nodes of an emulated fleet (dropped after
+    /// the nodes have stopped, which removes them).
+    caps: Option<CpuCaps>,
 }
 
 impl LocalCluster {
@@ -149,6 +157,14 @@ impl LocalCluster {
         let cores = (std::thread::available_parallelism().map_or(1, |n| n.get()) / workers.max(1)).max(1);
         let master_bin = sibling("wimpy-master")?;
         let worker_bin = sibling("wimpy-worker")?;
+        let caps = match settings.emulate.map(|e| CpuCaps::new(e.cpu)) {
+            Some(Ok(caps)) => Some(caps),
+            Some(Err(why)) => {
+                eprintln!("wimpy local: the nodes run with no CPU cap: {why}");
+                None
+            }
+            None => None,
+        };
         let mut cluster = LocalCluster {
             master,
             data: data.to_owned(),
@@ -159,7 +175,9 @@ impl LocalCluster {
             master_bin,
             worker_bin,
             workers: Vec::with_capacity(workers),
+            caps,
         };
+        cluster.cap("master", cluster.master_child.id());
         for i in 0..workers {
             let w = cluster.spawn_worker(i)?;
             cluster.workers.push(w);
@@ -182,7 +200,21 @@ impl LocalCluster {
         }
     }
 
+    /// Caps the node `name` (process `pid`), if the fleet is emulated and
+    /// caps can be set; says so on stderr if one cannot.
+    fn cap(&self, name: &str, pid: u32) {
+        if let Some(caps) = &self.caps
+            && let Err(why) = caps.cap(name, pid)
+        {
+            eprintln!("wimpy local: {name} runs with no CPU cap: {why}");
+        }
+    }
+
     fn spawn_worker(&self, i: usize) -> std::io::Result<Child> {
+        let listen = match self.settings.emulate {
+            Some(_) => SocketAddr::from((Emulation::worker_ip(i), 0)),
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
         let mut cmd = Command::new(&self.worker_bin);
         stop_with_parent(&mut cmd)
             .arg("--cores")
@@ -192,14 +224,19 @@ impl LocalCluster {
             .arg("--master")
             .arg(self.master.to_string())
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen.to_string())
             .arg("--data")
             .arg(self.data.join(worker_name(i)));
+        if let Some(e) = self.settings.emulate {
+            cmd.arg("--receive-delay").arg(format!("{}us", e.latency.as_micros()));
+        }
         credential_flags(&mut cmd, self.tls.as_deref(), &worker_name(i));
         if self.settings.quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
-        cmd.spawn()
+        let child = cmd.spawn()?;
+        self.cap(&worker_name(i), child.id());
+        Ok(child)
     }
 
     /// Where worker `i` keeps its data.
@@ -222,6 +259,7 @@ impl LocalCluster {
             eprintln!("wimpy local: master exited ({status}); restarting");
             self.master_child =
                 spawn_master(&self.master_bin, self.master, &self.data, self.tls.as_deref(), &self.settings)?;
+            self.cap("master", self.master_child.id());
         }
         for i in 0..self.workers.len() {
             if let Ok(Some(status)) = self.workers[i].try_wait() {
@@ -259,6 +297,9 @@ fn spawn_master(
     cmd.arg("--replicas").arg(settings.replicas.to_string());
     if let Some(rate) = settings.repair_mb_s {
         cmd.arg("--repair-mb-s").arg(rate.to_string());
+    }
+    if let Some(e) = settings.emulate {
+        cmd.arg("--receive-delay").arg(format!("{}us", e.latency.as_micros()));
     }
     credential_flags(&mut cmd, tls, "master");
     if let Some(dir) = tls {

@@ -24,6 +24,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod cmd;
+mod emulate;
 mod failure;
 mod files;
 mod local;

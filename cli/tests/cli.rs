@@ -64,6 +64,11 @@ fn text(o: &Output) -> String {
 
 /// `wimpy local` with its defaults (data in wimpy-data), run in `dir`.
 fn start_local(dir: &std::path::Path) -> Local {
+    start_local_with(dir, &[])
+}
+
+/// `wimpy local` with `extra` flags, run in `dir`.
+fn start_local_with(dir: &std::path::Path, extra: &[&str]) -> Local {
     let siblings: Vec<PathBuf> =
         ["wimpy-master", "wimpy-worker"].iter().map(|n| PathBuf::from(WIMPY).with_file_name(n)).collect();
     for s in &siblings {
@@ -73,6 +78,7 @@ fn start_local(dir: &std::path::Path) -> Local {
     let child = Command::new(WIMPY)
         .current_dir(dir)
         .args(["--master", &master, "local", "--workers", "3"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -235,6 +241,18 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
     assert_eq!(text(&o).matches("simd").count(), 3, "{}", text(&o));
 
     // Ctrl-C: everything stops and `wimpy local` exits cleanly.
+    interrupt(&mut local);
+    assert_eq!(wimpy(&m, &["get", "blob"], None).status.code(), Some(4), "the cluster should be gone");
+
+    // Restarted on the same data, the workers come back with their keys.
+    let local = start_local(dir.path());
+    let o = wimpy(&local.at, &["get", "blob", "-o", back.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&back).unwrap(), value);
+}
+
+/// Ctrl-C to `wimpy local`: it must stop its nodes and exit cleanly.
+fn interrupt(local: &mut Local) {
     // SAFETY: kill(2) sends SIGINT to the child we spawned and still own.
     unsafe {
         libc::kill(local.child.id() as libc::pid_t, libc::SIGINT);
@@ -248,13 +266,44 @@ fn the_cli_drives_a_local_cluster_of_real_processes() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    assert_eq!(wimpy(&m, &["get", "blob"], None).status.code(), Some(4), "the cluster should be gone");
+}
 
-    // Restarted on the same data, the workers come back with their keys.
-    let local = start_local(dir.path());
-    let o = wimpy(&local.at, &["get", "blob", "-o", back.to_str().unwrap()], None);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(std::fs::read(&back).unwrap(), value);
+#[test]
+fn an_emulated_fleet_puts_each_worker_on_its_own_address_with_its_cpu_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut local = start_local_with(dir.path(), &["--emulate", "0.25,1ms"]);
+    let m = local.at.clone();
+    let o = wimpy(&m, &["-w", "json", "status"], None);
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut addresses: Vec<String> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["address"].as_str().unwrap().rsplit_once(':').unwrap().0.to_owned())
+        .collect();
+    addresses.sort();
+    assert_eq!(addresses, ["127.0.0.2", "127.0.0.3", "127.0.0.4"], "{status}");
+    assert!(wimpy(&m, &["put", "greeting", "-"], Some(b"hello fleet")).status.success());
+    assert_eq!(text(&wimpy(&m, &["get", "greeting"], None)), "hello fleet");
+    // Each node in a CPU group of its own, where the machine lets us make
+    // them; the groups go when the cluster stops.
+    let group = std::path::PathBuf::from(format!("/sys/fs/cgroup/cpu/wimpy-local-{}", local.child.id()));
+    let capped = group.exists();
+    if capped {
+        for node in ["master", "worker-0", "worker-1", "worker-2"] {
+            let read = |f: &str| std::fs::read_to_string(group.join(node).join(f)).unwrap().trim().to_owned();
+            assert_eq!(
+                (read("cpu.cfs_quota_us"), read("cpu.cfs_period_us")),
+                ("2500".into(), "10000".into()),
+                "{node}"
+            );
+            assert!(!read("cgroup.procs").is_empty(), "{node} is in its group");
+        }
+    } else {
+        eprintln!("no CPU groups at {} (cgroup v2, or not root): the caps were not checked", group.display());
+    }
+    interrupt(&mut local);
+    assert!(!group.exists(), "the cluster's CPU groups are removed when it stops");
 }
 
 #[test]

@@ -126,13 +126,18 @@ pub async fn serve(
 }
 
 /// An RPC system over `stream`: the client side when `bootstrap` is
-/// `None`, else the server side serving it.
+/// `None`, else the server side serving it. What it receives comes a delay
+/// late if this process set one ([`crate::delay`]).
 pub(crate) fn start<S: AsyncRead + AsyncWrite + Unpin + 'static>(
     stream: S,
     bootstrap: Option<capnp::capability::Client>,
 ) -> RpcSystem<rpc_twoparty_capnp::Side> {
     let side = if bootstrap.is_some() { rpc_twoparty_capnp::Side::Server } else { rpc_twoparty_capnp::Side::Client };
     let (reader, writer) = tokio_util::compat::TokioAsyncReadCompatExt::compat(stream).split();
+    let reader: Box<dyn futures::AsyncRead + Unpin> = match crate::delay::receive_delay() {
+        Some(delay) => Box::new(crate::delay::delayed(reader, delay)),
+        None => Box::new(reader),
+    };
     let network = twoparty::VatNetwork::new(
         futures::io::BufReader::new(reader),
         futures::io::BufWriter::new(writer),

@@ -8,20 +8,18 @@ pub fn mb_per_second(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A time span: a number with a unit, s, m or h (`90s`, `15m`, `12h`), or
-/// `0` for none.
+/// A time span: a number with a unit, us, ms, s, m or h (`500us`, `2ms`,
+/// `90s`, `15m`, `12h`), or `0` for none.
 pub fn span(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("{s:?} is not a time span (a number with s, m or h: 90s, 15m, 12h; or 0)");
+    let bad = || format!("{s:?} is not a time span (a number with us, ms, s, m or h: 2ms, 90s, 15m, 12h; or 0)");
     if s == "0" {
         return Ok(std::time::Duration::ZERO);
     }
-    let unit = match s.chars().last() {
-        Some('s') => 1.0,
-        Some('m') => 60.0,
-        Some('h') => 3600.0,
-        _ => return Err(bad()),
+    let units = [("us", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+    let Some((number, unit)) = units.iter().find_map(|(u, scale)| s.strip_suffix(u).map(|n| (n, *scale))) else {
+        return Err(bad());
     };
-    match s[..s.len() - 1].parse::<f64>() {
+    match number.parse::<f64>() {
         Ok(n) if n.is_finite() && n >= 0.0 && n * unit < 1e9 => Ok(std::time::Duration::from_secs_f64(n * unit)),
         _ => Err(bad()),
     }
@@ -36,7 +34,9 @@ mod tests {
         assert_eq!(super::span("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(super::span("12h"), Ok(Duration::from_secs(12 * 3600)));
         assert_eq!(super::span("0"), Ok(Duration::ZERO));
-        for bad in ["12", "h", "-1h", "2d", "1e20h", ""] {
+        assert_eq!(super::span("2ms"), Ok(Duration::from_millis(2)));
+        assert_eq!(super::span("500us"), Ok(Duration::from_micros(500)));
+        for bad in ["12", "h", "-1h", "2d", "1e20h", "", "ms"] {
             assert!(super::span(bad).is_err(), "{bad:?}");
         }
     }

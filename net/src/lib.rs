@@ -15,6 +15,7 @@
 pub mod batcher;
 pub mod connection;
 pub mod deadline;
+pub mod delay;
 pub mod flags;
 pub mod logging;
 mod peer;

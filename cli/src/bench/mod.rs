@@ -32,6 +32,7 @@ use wimpy_client::job::{BackendKind, Job};
 use wimpy_client::{Client, MemberState};
 use wimpy_net::Security;
 
+use crate::emulate::Emulation;
 use crate::failure::Failure;
 use crate::files;
 use crate::local::{LocalCluster, NodeSettings};
@@ -77,6 +78,11 @@ enum BenchCommand {
         /// Workers' sync mode: always, interval:MS or never.
         #[arg(long, default_value = "always")]
         sync: String,
+        /// Run each cluster as an emulated fleet (as `wimpy local
+        /// --emulate`): each node's CPU capped, so that the cluster's
+        /// throughput is its workers' and not this machine's cores.
+        #[arg(long, value_name = "CPU[,LATENCY]", value_parser = Emulation::parse)]
+        emulate: Option<Emulation>,
         #[command(flatten)]
         workload: WorkloadArgs,
         #[command(flatten)]
@@ -141,6 +147,10 @@ struct ClusterArgs {
     /// [default: as wimpy local: 3, or the number of workers if fewer]
     #[arg(long, requires = "local", value_parser = clap::value_parser!(u32).range(1..=i64::from(wimpy_client::MAX_REPLICAS)))]
     replicas: Option<u32>,
+    /// Run the local cluster as an emulated fleet (as `wimpy local
+    /// --emulate`); with LATENCY, the bench's clients receive that late too.
+    #[arg(long, value_name = "CPU[,LATENCY]", requires = "local", value_parser = Emulation::parse)]
+    emulate: Option<Emulation>,
 }
 
 impl ClusterArgs {
@@ -407,7 +417,13 @@ fn free_port() -> Result<u16, Failure> {
 
 /// Starts a local cluster of `workers` (TLS unless `insecure`) and waits
 /// until they all serve.
-fn start_local(workers: usize, sync: &str, replicas: u32, insecure: bool) -> Result<Cluster, Failure> {
+fn start_local(
+    workers: usize,
+    sync: &str,
+    replicas: u32,
+    emulate: Option<Emulation>,
+    insecure: bool,
+) -> Result<Cluster, Failure> {
     if workers == 0 {
         return Err(Failure::usage("a local cluster needs at least one worker"));
     }
@@ -416,7 +432,11 @@ fn start_local(workers: usize, sync: &str, replicas: u32, insecure: bool) -> Res
         .tempdir()
         .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
     let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let settings = NodeSettings { sync: sync.to_owned(), replicas, repair_mb_s: None, quiet: true, insecure };
+    if let Some(e) = emulate {
+        // The clients' side of each link is as slow as the nodes'.
+        wimpy_net::delay::set_receive_delay(e.latency);
+    }
+    let settings = NodeSettings { sync: sync.to_owned(), replicas, repair_mb_s: None, quiet: true, insecure, emulate };
     let local =
         LocalCluster::start(master, workers, dir.path(), settings).map_err(|e| Failure::trouble(e.to_string()))?;
     let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
@@ -443,7 +463,7 @@ fn cluster_for(args: &ClusterArgs, global: &Global) -> Result<Cluster, Failure> 
     match args.local {
         Some(n) => {
             check_sync(&args.sync)?;
-            start_local(n, &args.sync, args.copies(n), global.insecure)
+            start_local(n, &args.sync, args.copies(n), args.emulate, global.insecure)
         }
         None => existing(global.master, global.security()?),
     }
@@ -530,8 +550,8 @@ pub fn main(args: &BenchArgs, global: &Global) -> Result<(), Failure> {
     let format = global.format;
     match &args.command {
         None => bench_workload(&args.cluster, &args.workload, &args.output, global),
-        Some(BenchCommand::Scale { workers, sync, workload, output }) => {
-            bench_scale(workers, sync, workload, output, global)
+        Some(BenchCommand::Scale { workers, sync, emulate, workload, output }) => {
+            bench_scale(workers, sync, *emulate, workload, output, global)
         }
         Some(BenchCommand::Compute(spec)) => bench_compute(spec, global, format),
         Some(BenchCommand::Repair(spec)) => repair::bench_repair(spec, global),
@@ -677,6 +697,7 @@ fn every_phase_served<'a>(phases: impl IntoIterator<Item = &'a Phase>) -> Result
 fn bench_scale(
     sizes: &[usize],
     sync: &str,
+    emulate: Option<Emulation>,
     w: &WorkloadArgs,
     output: &OutputArgs,
     global: &Global,
@@ -691,16 +712,19 @@ fn bench_scale(
     say(
         format,
         &format!(
-            "{}\nlocal clusters of {:?} workers (sync {sync}) on this machine: they share its {} cores\n",
+            "{}\nlocal clusters of {:?} workers (sync {sync}) on this machine: {}\n",
             describe_plan(&name, &plan),
             sizes,
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            match emulate {
+                Some(e) => format!("an emulated fleet, {e}"),
+                None => format!("they share its {} cores", std::thread::available_parallelism().map_or(1, |n| n.get())),
+            }
         ),
     );
     let mut rows = Vec::new();
     for &n in sizes {
         say(format, &format!("== {n} worker(s)\n"));
-        let cluster = start_local(n, sync, 1, global.insecure)?;
+        let cluster = start_local(n, sync, 1, emulate, global.insecure)?;
         let target = w.target(&cluster, via_master);
         // Every cluster starts empty, so each loads its own records.
         let w = WorkloadArgs { no_load: false, ..w.clone() };
@@ -751,6 +775,7 @@ fn bench_scale(
         "tool": "wimpy bench scale", "version": env!("CARGO_PKG_VERSION"), "started_unix": unix_seconds(),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "sync": sync, "route": if via_master { "via-master" } else { "direct" },
+        "emulate": emulate.map(|e| json!({"cpu": e.cpu, "latency_us": e.latency.as_micros() as u64})),
         "clients": w.setup().json(),
         "workload": plan_json(&name, &plan),
         "scale": rows.iter().map(|(n, loaded, phases)| json!({

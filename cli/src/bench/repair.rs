@@ -86,6 +86,7 @@ pub(super) fn bench_repair(args: &RepairArgs, global: &Global) -> Result<(), Fai
         repair_mb_s: Some(args.repair_mb_s),
         quiet: true,
         insecure: global.insecure,
+        emulate: None,
     };
     let mut local =
         LocalCluster::start(master, args.workers, dir.path(), settings).map_err(|e| Failure::trouble(e.to_string()))?;

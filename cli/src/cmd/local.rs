@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::Global;
+use crate::emulate::Emulation;
 use crate::failure::Failure;
 use crate::local::{LocalCluster, NodeSettings};
 
@@ -39,6 +40,13 @@ pub(crate) struct Local {
     /// a leave, `wimpy remove`); 0 for no cap. [default: the master's, 8]
     #[arg(long, value_name = "MB_S", value_parser = wimpy_net::flags::mb_per_second)]
     repair_mb_s: Option<f64>,
+    /// An emulated fleet of small machines: each worker on a loopback
+    /// address of its own (127.0.0.2, 127.0.0.3, ...), each node's CPU
+    /// capped at CPU of a core (a cgroup quota; needs root, else the nodes
+    /// run uncapped and say so) and, with LATENCY, everything each node
+    /// receives held back that long. Example: 0.25,1ms
+    #[arg(long, value_name = "CPU[,LATENCY]", value_parser = Emulation::parse)]
+    emulate: Option<Emulation>,
 }
 
 impl Local {
@@ -64,6 +72,7 @@ impl Local {
             repair_mb_s: self.repair_mb_s,
             quiet: false,
             insecure: global.insecure,
+            emulate: self.emulate,
         };
         let mut cluster = LocalCluster::start(master, self.workers, &self.data, settings)?;
         let security = if global.insecure {
@@ -71,8 +80,12 @@ impl Local {
         } else {
             format!("TLS with credentials in {}", crate::local::credentials_dir(&self.data).display())
         };
+        let fleet = match self.emulate {
+            Some(e) => format!(", an emulated fleet ({e}; workers on 127.0.0.2 and up)"),
+            None => String::new(),
+        };
         eprintln!(
-            "wimpy local: master on {master}, {} worker(s), data in {}, {security}; Ctrl-C to stop",
+            "wimpy local: master on {master}, {} worker(s), data in {}, {security}{fleet}; Ctrl-C to stop",
             self.workers,
             self.data.display()
         );

@@ -54,6 +54,11 @@ struct Args {
     /// average over its log; 0 for no cap.
     #[arg(long, value_name = "MB_S", default_value_t = ScrubConfig::default().bytes_per_second as f64 / 1e6, value_parser = wimpy_net::flags::mb_per_second)]
     scrub_mb_s: f64,
+    /// Hold back everything the master receives by this long (2ms, 500us),
+    /// as a slower network would: an emulated fleet on one machine (`wimpy
+    /// local --emulate`).
+    #[arg(long, value_name = "SPAN", default_value = "0", value_parser = wimpy_net::flags::span)]
+    receive_delay: std::time::Duration,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_master=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
@@ -94,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         if !args.listen.ip().is_unspecified() {
             wimpy_net::connect_from(args.listen.ip());
         }
+        wimpy_net::delay::set_receive_delay(args.receive_delay);
         tracing::info!("serving on {}", listener.local_addr()?);
         let config = MasterConfig {
             vnodes: args.vnodes,

@@ -68,6 +68,11 @@ struct Args {
     /// an upload answers "overloaded".
     #[arg(long, default_value_t = IntakeLimits::default().upload_bytes >> 20)]
     max_upload_mib: usize,
+    /// Hold back everything this worker receives by this long (2ms,
+    /// 500us), as a slower network would: an emulated fleet on one machine
+    /// (`wimpy local --emulate`).
+    #[arg(long, value_name = "SPAN", default_value = "0", value_parser = wimpy_net::flags::span)]
+    receive_delay: std::time::Duration,
     /// What to log: error, warn, info, debug, trace, or a filter such as
     /// wimpy_store=debug,info (default: $RUST_LOG, else info).
     #[arg(long, value_name = "LEVEL")]
@@ -161,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         if !args.listen.ip().is_unspecified() {
             wimpy_net::connect_from(args.listen.ip());
         }
+        wimpy_net::delay::set_receive_delay(args.receive_delay);
         tracing::info!("serving on {}, master {}", listener.local_addr()?, config.master);
         run(listener, config, shutdown).await?;
         tracing::info!("shut down");
