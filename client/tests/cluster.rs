@@ -1406,6 +1406,129 @@ fn a_byte_flipped_on_one_copy_is_found_and_repaired_by_the_scrub_while_writes_go
 }
 
 #[test]
+fn with_three_copies_a_join_and_a_leave_under_writes_keep_every_range_on_three_workers_throughout() {
+    let dir = tempfile::tempdir().unwrap();
+    // Copies capped at 2 MB/s, so that each change takes a while.
+    let master = master_copying_at(3, 2_000_000);
+    let mut workers: Vec<Node> = (0..3).map(|i| worker(master.addr, dir.path().join(format!("w{i}")))).collect();
+    let value = |i: u32, round: u32| {
+        let mut v = format!("{i}:{round}:").into_bytes();
+        v.resize(1000, i as u8);
+        v
+    };
+    client_side(|| async {
+        let client = connected(master.addr, 3).await;
+        let puts = (0..1500u32).map(|i| {
+            let client = &client;
+            async move { client.put(format!("still{i}").as_bytes(), &value(i, 0)).await.unwrap() }
+        });
+        futures::future::join_all(puts).await;
+        // A writer of other keys throughout; a watcher asking, for every
+        // ring the master publishes, each member of each of the resting
+        // keys' chains for its copy: every one of the three must hold it.
+        let history = History::new();
+        let done = std::cell::Cell::new(false);
+        let writing = async {
+            let mut round = 0u32;
+            while !done.get() {
+                let i = round % 100;
+                put_until_acked(&history, &client, format!("busy{i}").as_bytes(), &value(i, round)).await;
+                round += 1;
+            }
+            round
+        };
+        let watching = async {
+            let mut connections: std::collections::HashMap<String, wimpy_schema::wimpy_capnp::worker::Client> =
+                Default::default();
+            let mut rings = 0;
+            let mut last_epoch = 0;
+            loop {
+                // Read before the ring: once done, this pass checks the last.
+                let finished = done.get();
+                let view = client.refresh_ring().await.unwrap();
+                if view.ring.epoch() != last_epoch {
+                    last_epoch = view.ring.epoch();
+                    rings += 1;
+                    'ring: for i in (0..1500u32).step_by(37) {
+                        let key = format!("still{i}");
+                        let chain = view.ring.chain_of(key.as_bytes());
+                        assert_eq!(chain.len(), 3, "{key} at epoch {last_epoch}: a chain of {}", chain.len());
+                        for id in chain.members() {
+                            let m = view.members.iter().find(|m| m.id == *id).unwrap();
+                            if !connections.contains_key(&m.address) {
+                                connections.insert(m.address.clone(), member(&m.address).await);
+                            }
+                            let mut got = asked(&connections[&m.address], key.as_bytes()).await;
+                            // A member that has not heard of this ring yet
+                            // says so; it hears within a heartbeat.
+                            for _ in 0..200 {
+                                match &got {
+                                    KeyAnswer::Failed(wimpy_schema::Failure::StaleEpoch(e)) if *e < last_epoch => {
+                                        tokio::time::sleep(Duration::from_millis(5)).await;
+                                        got = asked(&connections[&m.address], key.as_bytes()).await;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                            if matches!(&got, KeyAnswer::Value(v) if *v == value(i, 0)) {
+                                continue;
+                            }
+                            // Only a ring still the master's must hold: one
+                            // replaced meanwhile may have had its member
+                            // drop what it gave away.
+                            if client.refresh_ring().await.unwrap().ring.epoch() != last_epoch {
+                                break 'ring;
+                            }
+                            panic!("{key} on worker {id} at epoch {last_epoch}: {got:?}");
+                        }
+                    }
+                }
+                if finished {
+                    return rings;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let changing = async {
+            // A fourth worker joins, then the first leaves.
+            workers.push(worker(master.addr, dir.path().join("w3")));
+            wait_for_members(&client, 4).await;
+            let view = client.refresh_ring().await.unwrap();
+            let first = id_of(&view, &workers[0]);
+            client.leave(first).await.unwrap();
+            wait_for_members(&client, 3).await;
+            done.set(true);
+        };
+        let (rounds, rings, ()) = tokio::join!(writing, watching, changing);
+        eprintln!("{rounds} writes went on through {rings} rings");
+        assert!(rings >= 3, "the watcher saw the rings before, after the join and after the leave: {rings}");
+        assert_linearizable(&history);
+        // Every key, resting or busy, on each member of its chain.
+        let view = client.refresh_ring().await.unwrap();
+        let busy_last: std::collections::BTreeMap<u32, u32> = (0..rounds).map(|r| (r % 100, r)).collect();
+        let keys = (0..1500u32)
+            .map(|i| (format!("still{i}"), value(i, 0)))
+            .chain(busy_last.iter().map(|(i, r)| (format!("busy{i}"), value(*i, *r))));
+        let keys: Vec<(String, Vec<u8>)> = keys.collect();
+        for m in &view.members {
+            let w = member(&m.address).await;
+            let held = keys.iter().filter(|(key, _)| view.ring.chain_of(key.as_bytes()).contains(m.id));
+            let asks = held.map(|(key, want)| {
+                let w = &w;
+                async move { (key, want, asked(w, key.as_bytes()).await) }
+            });
+            for (key, want, got) in futures::future::join_all(asks).await {
+                assert!(matches!(&got, KeyAnswer::Value(v) if v == want), "{key} on worker {}: {got:?}", m.id);
+            }
+        }
+        for (key, _) in &keys {
+            assert_eq!(view.ring.chain_of(key.as_bytes()).len(), 3, "{key}");
+        }
+    });
+    drop(workers);
+}
+
+#[test]
 fn with_three_copies_every_member_answers_reads_with_the_newest_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let master = master_keeping(3);
