@@ -748,16 +748,16 @@ interface Master {
   # the cluster (`wimpy-worker --join TOKEN`), valid for `ttlSeconds`: the
   # CA's fingerprint and a secret, as text. `refused` when the caller is no
   # admin, or the master holds no CA key to sign with.
-  scrub @11 () -> (report :ScrubReport, refused :Failure);
-  # The scrub (admin role): a pass now, answered once it is done (or
-  # `refused`: the caller is no admin, or a membership change or another
-  # pass is under way). The master also runs one every scrubInterval.
   join @10 (secret :Data, request :Data, name :Text) -> (certificate :Text, ca :Text, refused :Failure);
   # Joining: the one call open to a peer without a certificate. Spends the
   # token whose secret this is and signs `request` (a PKCS#10 certificate
   # signing request, DER) as a worker certificate for `name`; answers the
   # certificate and the CA's, PEM. `refused` (forbidden) for a secret that
   # is unknown, spent or expired.
+  scrub @11 () -> (report :ScrubReport, refused :Failure);
+  # The scrub (admin role): a pass now, answered once it is done (or
+  # `refused`: the caller is no admin, or a membership change or another
+  # pass is under way). The master also runs one every `--scrub-every`.
 }
 
 struct HeartbeatAnswer {

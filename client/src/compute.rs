@@ -5,7 +5,8 @@
 //! Any member of a key's chain runs a job over its clean copy (a dirty one
 //! waits for the write on its way, as a get does). The SDK picks the member
 //! with the fewest jobs: those it has sent there and not had answered, and
-//! those the worker's engine held when it last answered one. A member that
+//! those the worker's engine held when it last answered one (a report that
+//! counts for half a second). A member that
 //! is busy (its backend's queue is full, or its intake is) or lacks the
 //! backend the job asks for hands the job to the next before the SDK backs
 //! off; the result says which worker ran it.
@@ -69,13 +70,20 @@ pub struct ComputeOutput {
 pub(crate) struct ComputeLoad {
     /// Jobs this client sent there and has not had answered.
     in_flight: u32,
-    /// Other jobs its engine held when it last answered one.
+    /// Other jobs its engine held when it last answered one, and when.
     reported: u32,
+    reported_at: Option<std::time::Instant>,
 }
+
+/// How long a worker's report of its load counts: a worker passed over
+/// for a high count is not heard from again until it is chosen, so the
+/// count must lapse by itself.
+const REPORT_COUNTS_FOR: Duration = Duration::from_millis(500);
 
 impl ComputeLoad {
     fn weight(&self) -> u32 {
-        self.in_flight + self.reported
+        let fresh = self.reported_at.is_some_and(|at| at.elapsed() < REPORT_COUNTS_FOR);
+        self.in_flight + if fresh { self.reported } else { 0 }
     }
 }
 
@@ -185,7 +193,10 @@ impl Client {
     /// Notes what a worker said of its load with a result.
     fn heard_load(&self, out: &ComputeOutput) {
         if out.worker != 0 {
-            self.compute_load.borrow_mut().entry(out.worker).or_default().reported = out.worker_jobs.saturating_sub(1);
+            let mut load = self.compute_load.borrow_mut();
+            let l = load.entry(out.worker).or_default();
+            l.reported = out.worker_jobs.saturating_sub(1);
+            l.reported_at = Some(std::time::Instant::now());
         }
     }
 

@@ -154,9 +154,11 @@ async fn digest(
         let ranges: Vec<KeyHashRange> = indexes.iter().map(|&i| chains[i].0).collect();
         let mut req = clients[&m].digest_ranges_request();
         wimpy_schema::ranges::write(req.get().init_ranges(ranges.len() as u32), &ranges);
-        // A pass over the member's whole log: bounded by far more than a
-        // control call.
-        let answer = within(CALL * 20, "digestRanges", req.send().promise).await?;
+        let read = log_bytes.get(&m).copied().unwrap_or(0);
+        // A pass over the member's whole log: a control call's time, and
+        // that of reading the log at 5 MB/s (a slow SD card's pace).
+        let limit = CALL + Duration::from_secs_f64(read as f64 / 5e6);
+        let answer = within(limit, "digestRanges", req.send().promise).await?;
         let list = answer.get()?.get_digests()?;
         if list.len() as usize != indexes.len() {
             return Err(capnp::Error::failed(format!(
@@ -168,7 +170,6 @@ async fn digest(
         for (d, &i) in list.iter().zip(indexes) {
             digests.insert((m, i), (d.get_records(), d.get_digest()));
         }
-        let read = log_bytes.get(&m).copied().unwrap_or(0);
         report.log_bytes += read;
         if config.bytes_per_second > 0 {
             tokio::time::sleep_until(began + Duration::from_secs_f64(read as f64 / config.bytes_per_second as f64))

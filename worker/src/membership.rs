@@ -50,10 +50,15 @@ pub struct Registered {
     /// How long an answered heartbeat lets the worker act in its chains
     /// (`None`: a master that grants no lease).
     pub lease: Option<Duration>,
+    /// When the registration was sent: the master, which answered it, marks
+    /// the worker down no sooner than its failure timeout after that, so a
+    /// lease may run from here as from an answered heartbeat.
+    pub sent: std::time::Instant,
 }
 
 /// Registers `address` (with the id kept from an earlier run, or 0).
 pub async fn register(master: &master::Client, id: WorkerId, address: &str) -> Result<Registered, capnp::Error> {
+    let sent = std::time::Instant::now();
     let mut req = master.register_request();
     req.get().set_id(id);
     req.get().set_address(address);
@@ -67,6 +72,7 @@ pub async fn register(master: &master::Client, id: WorkerId, address: &str) -> R
         id: r.get_id(),
         every: Duration::from_millis(u64::from(r.get_heartbeat_millis().max(10))),
         lease: (r.get_lease_millis() > 0).then(|| Duration::from_millis(u64::from(r.get_lease_millis()))),
+        sent,
     })
 }
 

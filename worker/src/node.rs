@@ -50,6 +50,22 @@ pub async fn run(
     let store = Store::open(&config.data, config.store.clone())
         .map_err(|e| std::io::Error::other(format!("opening the store: {e}")))?;
     log_recovery(store.recovery_report());
+    // Probing a GPU can take a while (driver start-up); not on the RPC
+    // thread, and before registering: the master counts a worker as
+    // serving from its registration on.
+    let compute = config.compute.clone();
+    let engine = tokio::task::spawn_blocking(move || wimpy_compute::Engine::start(&compute))
+        .await
+        .map_err(std::io::Error::other)?;
+    let names: Vec<String> = engine
+        .backends()
+        .iter()
+        .map(|b| format!("{} ({}{})", b.kind, b.device, if b.software { ", software" } else { "" }))
+        .collect();
+    tracing::info!("compute backends: {}", names.join(", "));
+    for f in engine.failures() {
+        tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
+    }
     tokio::pin!(shutdown);
     let joined = tokio::select! {
         joined = join(&listener, &config) => joined,
@@ -67,26 +83,19 @@ pub async fn run(
             return Err(e);
         }
     };
-    // Probing a GPU can take a while (driver start-up); not on the RPC thread.
-    let compute = config.compute.clone();
-    let engine = tokio::task::spawn_blocking(move || wimpy_compute::Engine::start(&compute))
-        .await
-        .map_err(std::io::Error::other)?;
-    let names: Vec<String> = engine
-        .backends()
-        .iter()
-        .map(|b| format!("{} ({}{})", b.kind, b.device, if b.software { ", software" } else { "" }))
-        .collect();
-    tracing::info!("compute backends: {}", names.join(", "));
-    for f in engine.failures() {
-        tracing::info!("compute backend {} unavailable: {}", f.kind, f.reason);
-    }
     let state = Arc::new(WorkerState::new(registered.id, store, Arc::new(engine)).with_intake(config.intake));
     state.registered_with(&master_peer);
     state.set_lease_length(registered.lease);
     let every = registered.every;
     match membership::fetch_ring(&master).await {
-        Ok(ring) => state.set_ring(ring),
+        Ok(ring) => {
+            let epoch = ring.epoch;
+            state.set_ring(ring);
+            // The master's ring, fetched after it answered the
+            // registration: the lease runs from that, so the worker serves
+            // from the start rather than from its first heartbeat's answer.
+            state.renew_lease(registered.sent, epoch);
+        }
         // The first heartbeat fetches it again.
         Err(e) => tracing::warn!(error = %e, "fetching the ring after registering"),
     }
