@@ -142,6 +142,22 @@ fn bench_repair_measures_a_removal_s_copy_beside_the_disk() {
 }
 
 #[test]
+fn bench_failover_times_writes_across_a_kill_and_the_chains_taking_writes_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let figures = dir.path().join("failover.json");
+    let out = ok(&bench(&format!(
+        "failover --clients 4 --keys 500 --before 1s --after 6s --sync never --json {}",
+        figures.display()
+    )));
+    assert!(out.contains("served again"), "{out}");
+    let doc = json(&figures);
+    assert!(doc["before"]["writes"].as_u64().unwrap() > 0 && doc["after"]["writes"].as_u64().unwrap() > 0, "{doc}");
+    // Its chains close over it once the master marks it down (2 s).
+    let again = doc["served_again_seconds"].as_f64().unwrap_or_else(|| panic!("never served again: {doc}"));
+    assert!(again > 0.0 && again < 6.0, "{doc}");
+}
+
+#[test]
 fn bad_requests_get_their_exit_codes() {
     let code = |args: &str| bench(args).status.code();
     // Usage (2): an unknown workload or distribution, a bad mix, no clients.
@@ -154,6 +170,7 @@ fn bad_requests_get_their_exit_codes() {
     assert_eq!(code("--rate 0"), Some(2));
     assert_eq!(code("--rate 1e300"), Some(2));
     assert_eq!(code("repair --workers 3"), Some(2));
+    assert_eq!(code("failover --workers 1"), Some(2));
     assert_eq!(code("repair --repair-mb-s -1"), Some(2));
     // Refused input (5): a pipeline that is not one.
     assert_eq!(code("--workload compute --op swirl"), Some(5));

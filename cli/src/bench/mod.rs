@@ -12,6 +12,7 @@
 
 mod compute;
 mod energy;
+mod failover;
 mod pace;
 mod picture;
 mod plot;
@@ -48,7 +49,8 @@ pub const EXAMPLES: &str = "Examples:
   wimpy bench --workload c --duration 30s --json figures.json    # the cluster at --master
   wimpy bench scale --workers 1,2,3 --workload c
   wimpy bench compute --local 1 --backends cpu,simd,gles,wgpu
-  wimpy bench repair --workers 4 --mb 64";
+  wimpy bench repair --workers 4 --mb 64
+  wimpy bench failover --workers 3 --clients 16";
 
 /// `wimpy bench` and its subcommands.
 #[derive(Args, Debug)]
@@ -101,6 +103,13 @@ enum BenchCommand {
         after_help = "Examples:\n  wimpy bench repair\n  wimpy bench repair --workers 5 --mb 256 --repair-mb-s 8 --json repair.json"
     )]
     Repair(repair::RepairArgs),
+    /// What writers see while a worker dies: latency before and after a
+    /// kill -9 of one worker of a local three-copy cluster, and the time
+    /// until the chains it headed take writes again.
+    #[command(
+        after_help = "Examples:\n  wimpy bench failover\n  wimpy bench failover --workers 4 --clients 32 --after 10s --json failover.json"
+    )]
+    Failover(failover::FailoverArgs),
 }
 
 /// What `wimpy bench compute` runs.
@@ -555,6 +564,7 @@ pub fn main(args: &BenchArgs, global: &Global) -> Result<(), Failure> {
         }
         Some(BenchCommand::Compute(spec)) => bench_compute(spec, global, format),
         Some(BenchCommand::Repair(spec)) => repair::bench_repair(spec, global),
+        Some(BenchCommand::Failover(spec)) => failover::bench_failover(spec, global),
     }
 }
 

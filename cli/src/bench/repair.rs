@@ -172,7 +172,7 @@ async fn measure(
     }
     // The victim: the last worker, by the id it keeps in its data.
     let victim = local.workers() - 1;
-    let id = wimpy_worker_id(&local.worker_data(victim))?;
+    let id = worker_id(&local.worker_data(victim))?;
     let before = settled_log_bytes(&client).await?;
     local.kill_worker(victim).map_err(|e| Failure::trouble(format!("killing worker {id}: {e}")))?;
     say(format, &format!("killed worker {id}; waiting for the master to mark it down...\n"));
@@ -219,7 +219,7 @@ async fn measure(
 }
 
 /// The id a worker keeps in its data directory.
-fn wimpy_worker_id(data: &Path) -> Result<u64, Failure> {
+pub(super) fn worker_id(data: &Path) -> Result<u64, Failure> {
     let path = data.join("worker.id");
     let text = std::fs::read_to_string(&path).map_err(|e| Failure::trouble(format!("{}: {e}", path.display())))?;
     text.trim().parse().map_err(|e| Failure::trouble(format!("{}: {e}", path.display())))
