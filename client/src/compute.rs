@@ -201,8 +201,9 @@ impl Client {
     }
 
     /// Runs `attempt` on the least loaded member of `key`'s chain, within
-    /// `limit`. A member that is busy or lacks the job's backend, or whose
-    /// connection fails, hands the job to the next; once every member has
+    /// `limit`. A member that is busy, lacks the job's backend, cannot
+    /// answer now (`unavailable`), or whose connection fails, hands the job
+    /// to the next; once every member has
     /// been tried, the SDK backs off and tries them all again (or, if none
     /// has the backend, says so).
     async fn on_a_member_within<T, F, Fut>(&self, limit: Duration, key: &[u8], attempt: F) -> Result<T, ClientError>
@@ -266,6 +267,10 @@ impl Client {
                         self.workers.borrow_mut().remove(&id);
                         last = Some(e);
                     }
+                    // This copy cannot answer now (its lease ran out, its
+                    // store failed, a write of the key is stuck on its way):
+                    // another may.
+                    Err(e) if e.is_unavailable() => last = Some(e),
                     Err(e) => return Err(e),
                 }
                 passed_over.push(id);
