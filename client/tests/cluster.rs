@@ -1289,6 +1289,7 @@ fn a_removed_worker_s_ranges_are_copied_at_the_set_rate_with_their_progress_in_s
         assert!(seen.iter().all(|m| m.worker == lost && m.change == wimpy_client::MoveChange::Remove));
         assert!(last.bytes_expected > 1_000_000, "the estimate counts the sources' live bytes: {last:?}");
         assert!(first.iter().any(|m| m.eta().is_some()), "the first pass says how long it has to go");
+        assert!(first.iter().any(|m| m.bytes_copied >= 1_000_000), "status showed the pass a megabyte in: {last:?}");
         for m in first.iter().filter(|m| m.bytes_copied >= 1_000_000) {
             // The source sleeps after each 256 KiB chunk until it is due.
             assert!(m.rate() <= 1.5 * RATE as f64, "copying at {} B/s, over the cap of {RATE}", m.rate());

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wimpy_net::deadline::{CALL, within};
 use wimpy_schema::wimpy_capnp::{record_sink, worker_admin};
@@ -68,38 +68,36 @@ pub fn moves_for_change(before: &Ring, after: &Ring) -> Vec<Move> {
     moves
 }
 
-/// How far the copy of a membership change has got (`Master.status`).
+/// How far the copy of a membership change has got: `Master.status`'s
+/// report (its `elapsed` left to [`Progress::report`]), and when the pass
+/// began.
 #[derive(Clone, Debug)]
 pub struct Progress {
-    pub worker: WorkerId,
-    pub kind: MoveChange,
-    /// 1: the copy while writes go on; 2: the writes since, fenced.
-    pub pass: u8,
-    pub bytes_copied: u64,
-    /// The first pass's estimate (0 in the second).
-    pub bytes_expected: u64,
-    pub records: u64,
+    pub at: RangeMove,
     pub began: Instant,
-    pub bytes_per_second: u64,
-    pub pairs_done: u32,
-    pub pairs: u32,
 }
 
 impl Progress {
+    /// The first pass of `change` to `worker`, beginning now.
+    pub fn new(worker: WorkerId, change: MoveChange, bytes_per_second: u64) -> Progress {
+        let at = RangeMove {
+            worker,
+            change,
+            pass: 1,
+            bytes_copied: 0,
+            bytes_expected: 0,
+            records: 0,
+            elapsed: Duration::ZERO,
+            bytes_per_second,
+            pairs_done: 0,
+            pairs: 0,
+        };
+        Progress { at, began: Instant::now() }
+    }
+
     /// As `Master.status` reports it.
     pub fn report(&self) -> RangeMove {
-        RangeMove {
-            worker: self.worker,
-            change: self.kind,
-            pass: self.pass,
-            bytes_copied: self.bytes_copied,
-            bytes_expected: self.bytes_expected,
-            records: self.records,
-            elapsed: self.began.elapsed(),
-            bytes_per_second: self.bytes_per_second,
-            pairs_done: self.pairs_done,
-            pairs: self.pairs,
-        }
+        RangeMove { elapsed: self.began.elapsed(), ..self.at.clone() }
     }
 }
 
@@ -153,17 +151,11 @@ pub async fn transfer(
         .sum();
     let begin_pass = |pass: u8| {
         if let Some(p) = copying.progress.borrow_mut().as_mut() {
-            *p = Progress {
-                pass,
-                bytes_copied: 0,
-                bytes_expected: if pass == 1 { expected } else { 0 },
-                records: 0,
-                began: Instant::now(),
-                bytes_per_second: copying.bytes_per_second,
-                pairs_done: 0,
-                pairs: pairs.len() as u32,
-                ..p.clone()
-            };
+            let mut next = Progress::new(p.at.worker, p.at.change, copying.bytes_per_second);
+            next.at.pass = pass;
+            next.at.bytes_expected = if pass == 1 { expected } else { 0 };
+            next.at.pairs = pairs.len() as u32;
+            *p = next;
         }
     };
     let result = async {
@@ -206,8 +198,8 @@ pub async fn transfer(
                 up_to.insert((from, to), answer.get_up_to());
                 copied += answer.get_records();
                 if let Some(p) = copying.progress.borrow_mut().as_mut() {
-                    p.records += answer.get_records();
-                    p.pairs_done += 1;
+                    p.at.records += answer.get_records();
+                    p.at.pairs_done += 1;
                 }
             }
         }
@@ -241,7 +233,7 @@ impl record_sink::Server for CountingSink {
         let len = frames.len() as u64;
         req.send().await?;
         if let Some(p) = self.progress.borrow_mut().as_mut() {
-            p.bytes_copied += len;
+            p.at.bytes_copied += len;
         }
         Ok(())
     }

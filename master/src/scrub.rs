@@ -19,6 +19,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use wimpy_net::deadline::{CALL, within};
+/// What one pass did (`running` stays false: the master says whether one runs).
+pub use wimpy_schema::ScrubReport as Report;
 use wimpy_schema::wimpy_capnp::worker_admin;
 use wimpy_schema::{KeyHashRange, Ring, WorkerId};
 
@@ -40,24 +42,6 @@ impl Default for ScrubConfig {
     }
 }
 
-/// What one pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Report {
-    pub started: Option<SystemTime>,
-    pub took: Duration,
-    /// (member, range) digests compared.
-    pub ranges: u64,
-    /// Of those, ones that differed twice and were repaired.
-    pub differing: u64,
-    /// Records the references sent in repairs (a member keeps those newer
-    /// than its own copies).
-    pub repaired: u64,
-    /// Log bytes the members read for their digests.
-    pub log_bytes: u64,
-    /// Why the pass stopped short; empty when it finished.
-    pub failure: String,
-}
-
 /// One member's digest of one range.
 type Digests = BTreeMap<(WorkerId, usize), (u64, u64)>;
 
@@ -73,7 +57,8 @@ pub async fn pass(
     still_current: impl Fn() -> bool,
 ) -> Report {
     let started = Instant::now();
-    let mut report = Report { started: Some(SystemTime::now()), ..Report::default() };
+    let mut report =
+        Report { started: Some(SystemTime::now()), bytes_per_second: config.bytes_per_second, ..Report::default() };
     if let Err(e) = compare_and_repair(ring, clients, log_bytes, config, &still_current, &mut report).await {
         report.failure = e.to_string();
     }

@@ -548,18 +548,7 @@ impl MasterService {
             live_bytes,
             progress: self.moving.clone(),
         };
-        *self.moving.borrow_mut() = Some(rebalance::Progress {
-            worker,
-            kind,
-            pass: 1,
-            bytes_copied: 0,
-            bytes_expected: 0,
-            records: 0,
-            began: Instant::now(),
-            bytes_per_second: self.repair_bytes_per_second,
-            pairs_done: 0,
-            pairs: 0,
-        });
+        *self.moving.borrow_mut() = Some(rebalance::Progress::new(worker, kind, self.repair_bytes_per_second));
         let _clear = ClearOnDrop(&self.moving);
         let run = async {
             let clients = connect_plan(plan, addresses, &self.security).await?;
@@ -808,6 +797,7 @@ impl master::Server for MasterSession {
         self.check_known("Master.batch")?;
         self.service.clone().batch(params, results).await
     }
+
     async fn scrub(
         self: Rc<Self>,
         _: master::ScrubParams,
@@ -918,17 +908,9 @@ impl MasterService {
         Ok(())
     }
 
-    fn write_scrub(&self, mut b: scrub_report::Builder<'_>) {
-        let report = self.scrubbed.borrow();
-        b.set_started_unix(wimpy_schema::ring_info::unix_seconds(report.started));
-        b.set_took_millis(report.took.as_millis() as u64);
-        b.set_running(self.scrubbing.get());
-        b.set_ranges(report.ranges);
-        b.set_differing(report.differing);
-        b.set_repaired(report.repaired);
-        b.set_log_bytes(report.log_bytes);
-        b.set_bytes_per_second(self.scrub.bytes_per_second);
-        b.set_failure(report.failure.as_str());
+    fn write_scrub(&self, b: scrub_report::Builder<'_>) {
+        let last = self.scrubbed.borrow().clone();
+        scrub::Report { running: self.scrubbing.get(), bytes_per_second: self.scrub.bytes_per_second, ..last }.write(b);
     }
 
     async fn scrub(self: Rc<Self>, mut results: master::ScrubResults) -> Result<(), capnp::Error> {

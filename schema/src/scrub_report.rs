@@ -43,4 +43,16 @@ impl ScrubReport {
             failure: r.get_failure()?.to_string().map_err(|e| capnp::Error::failed(format!("scrub failure: {e}")))?,
         })
     }
+
+    pub fn write(&self, mut b: scrub_report::Builder<'_>) {
+        b.set_started_unix(crate::ring_info::unix_seconds(self.started));
+        b.set_took_millis(self.took.as_millis() as u64);
+        b.set_running(self.running);
+        b.set_ranges(self.ranges);
+        b.set_differing(self.differing);
+        b.set_repaired(self.repaired);
+        b.set_log_bytes(self.log_bytes);
+        b.set_bytes_per_second(self.bytes_per_second);
+        b.set_failure(self.failure.as_str());
+    }
 }

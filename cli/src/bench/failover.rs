@@ -18,9 +18,9 @@ use serde_json::json;
 use wimpy_client::{Client, ClientOptions, MemberState};
 use wimpy_net::Security;
 
-use super::{OutputArgs, check_sync, finish, free_port, on_runtime, say, unix_seconds, wait_serving};
+use super::{OutputArgs, bench_nodes, check_sync, finish, on_runtime, say, start_local, unix_seconds};
 use crate::failure::Failure;
-use crate::local::{LocalCluster, NodeSettings};
+use crate::local::LocalCluster;
 use crate::{Format, Global};
 
 /// What `wimpy bench failover` runs.
@@ -72,25 +72,11 @@ pub(super) fn bench_failover(args: &FailoverArgs, global: &Global) -> Result<(),
     }
     check_sync(&args.sync)?;
     let replicas = crate::local::default_replicas(args.workers);
-    let dir = tempfile::Builder::new()
-        .prefix("wimpy-bench-failover-")
-        .tempdir()
-        .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
-    let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let settings = NodeSettings {
-        sync: args.sync.clone(),
-        replicas,
-        repair_mb_s: None,
-        quiet: true,
-        insecure: global.insecure,
-        emulate: None,
-    };
-    let mut local =
-        LocalCluster::start(master, args.workers, dir.path(), settings).map_err(|e| Failure::trouble(e.to_string()))?;
-    let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
-    on_runtime(wait_serving(master, &security, args.workers, Duration::from_secs(60)))?;
-    let seen = on_runtime(run(&mut local, master, security, args, format))?;
-    drop(local);
+    let mut cluster = start_local(args.workers, bench_nodes(&args.sync, replicas, None, global.insecure))?;
+    let (master, security) = (cluster.master, cluster.security.clone());
+    let (local, _) = cluster.local_mut().expect("a local cluster");
+    let seen = on_runtime(run(local, master, security, args, format))?;
+    drop(cluster);
     let ms = |h: &Histogram<u64>, q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 };
     let max = |h: &Histogram<u64>| h.max() as f64 / 1e3;
     let served = seen.served_again.map_or("never, in the run".to_owned(), |d| format!("{:.2} s", d.as_secs_f64()));

@@ -407,6 +407,11 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The local cluster's nodes and data directory, if it is one.
+    fn local_mut(&mut self) -> Option<(&mut LocalCluster, &Path)> {
+        self.local.as_mut().map(|(local, dir)| (local, dir.path()))
+    }
+
     fn json(&self, via_master: bool, sync: Option<&str>) -> Value {
         json!({
             "master": self.master.to_string(),
@@ -424,15 +429,15 @@ fn free_port() -> Result<u16, Failure> {
     Ok(l.local_addr().map_err(|e| Failure::trouble(e.to_string()))?.port())
 }
 
-/// Starts a local cluster of `workers` (TLS unless `insecure`) and waits
-/// until they all serve.
-fn start_local(
-    workers: usize,
-    sync: &str,
-    replicas: u32,
-    emulate: Option<Emulation>,
-    insecure: bool,
-) -> Result<Cluster, Failure> {
+/// Settings for a bench's local cluster: quiet, and as `wimpy local`
+/// otherwise.
+fn bench_nodes(sync: &str, replicas: u32, emulate: Option<Emulation>, insecure: bool) -> NodeSettings {
+    NodeSettings { sync: sync.to_owned(), replicas, repair_mb_s: None, quiet: true, insecure, emulate }
+}
+
+/// Starts a local cluster of `workers` run as `settings` say, with data in
+/// a temporary directory, and waits until they all serve.
+fn start_local(workers: usize, settings: NodeSettings) -> Result<Cluster, Failure> {
     if workers == 0 {
         return Err(Failure::usage("a local cluster needs at least one worker"));
     }
@@ -441,11 +446,10 @@ fn start_local(
         .tempdir()
         .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
     let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    if let Some(e) = emulate {
+    if let Some(e) = settings.emulate {
         // The clients' side of each link is as slow as the nodes'.
         wimpy_net::delay::set_receive_delay(e.latency);
     }
-    let settings = NodeSettings { sync: sync.to_owned(), replicas, repair_mb_s: None, quiet: true, insecure, emulate };
     let local =
         LocalCluster::start(master, workers, dir.path(), settings).map_err(|e| Failure::trouble(e.to_string()))?;
     let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
@@ -472,7 +476,7 @@ fn cluster_for(args: &ClusterArgs, global: &Global) -> Result<Cluster, Failure> 
     match args.local {
         Some(n) => {
             check_sync(&args.sync)?;
-            start_local(n, &args.sync, args.copies(n), args.emulate, global.insecure)
+            start_local(n, bench_nodes(&args.sync, args.copies(n), args.emulate, global.insecure))
         }
         None => existing(global.master, global.security()?),
     }
@@ -734,7 +738,7 @@ fn bench_scale(
     let mut rows = Vec::new();
     for &n in sizes {
         say(format, &format!("== {n} worker(s)\n"));
-        let cluster = start_local(n, sync, 1, emulate, global.insecure)?;
+        let cluster = start_local(n, bench_nodes(sync, 1, emulate, global.insecure))?;
         let target = w.target(&cluster, via_master);
         // Every cluster starts empty, so each loads its own records.
         let w = WorkloadArgs { no_load: false, ..w.clone() };

@@ -18,7 +18,7 @@ use serde_json::json;
 use wimpy_client::{Client, MemberState, RangeMove};
 use wimpy_net::Security;
 
-use super::{OutputArgs, check_sync, finish, free_port, on_runtime, say, unix_seconds, wait_serving};
+use super::{OutputArgs, bench_nodes, check_sync, finish, on_runtime, say, start_local, unix_seconds};
 use crate::failure::Failure;
 use crate::local::{LocalCluster, NodeSettings};
 use crate::{Format, Global};
@@ -72,28 +72,19 @@ pub(super) fn bench_repair(args: &RepairArgs, global: &Global) -> Result<(), Fai
         return Err(Failure::usage("--mb and --value-size: give sizes above 0"));
     }
     check_sync(&args.sync)?;
-    let dir = tempfile::Builder::new()
-        .prefix("wimpy-bench-repair-")
-        .tempdir()
-        .map_err(|e| Failure::trouble(format!("a data directory: {e}")))?;
-    say(format, &format!("writing {} MB to {} in sequence, an fdatasync per MiB...\n", args.mb, dir.path().display()));
-    let disk_mb_s = sequential_write_mb_s(dir.path(), args.mb * 1_000_000)
-        .map_err(|e| Failure::trouble(format!("timing the disk: {e}")))?;
-    let master: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
     let settings = NodeSettings {
-        sync: args.sync.clone(),
-        replicas: REPLICAS,
         repair_mb_s: Some(args.repair_mb_s),
-        quiet: true,
-        insecure: global.insecure,
-        emulate: None,
+        ..bench_nodes(&args.sync, REPLICAS, None, global.insecure)
     };
-    let mut local =
-        LocalCluster::start(master, args.workers, dir.path(), settings).map_err(|e| Failure::trouble(e.to_string()))?;
-    let security = local.client_security().map_err(|e| Failure::trouble(e.to_string()))?;
-    on_runtime(wait_serving(master, &security, args.workers, Duration::from_secs(60)))?;
-    let m = on_runtime(measure(&mut local, master, security, args, disk_mb_s, format))?;
-    drop(local);
+    let mut cluster = start_local(args.workers, settings)?;
+    let (master, security) = (cluster.master, cluster.security.clone());
+    let (local, dir) = cluster.local_mut().expect("a local cluster");
+    // The cluster idles meanwhile: only heartbeats touch the disk.
+    say(format, &format!("writing {} MB to {} in sequence, an fdatasync per MiB...\n", args.mb, dir.display()));
+    let disk_mb_s = sequential_write_mb_s(dir, args.mb * 1_000_000)
+        .map_err(|e| Failure::trouble(format!("timing the disk: {e}")))?;
+    let m = on_runtime(measure(local, master, security, args, disk_mb_s, format))?;
+    drop(cluster);
     let rate = m.copied_bytes as f64 / 1e6 / m.took.as_secs_f64();
     let cap = match args.repair_mb_s {
         0.0 => "no cap".to_owned(),
