@@ -112,7 +112,15 @@
 #   copy, as a get does); ComputeOutput says which worker ran the job and
 #   how many jobs its engine held.
 
-const schemaVersion :UInt32 = 6;        # see the change list above
+# Schema version 7: a returning member catches up on what it missed. What
+# changed:
+# - WorkerAdmin.digestRanges answers `upTo`, as sendRanges does: every
+#   write numbered up to it was in the log the digests were taken of. A
+#   member back on its old data is compared with each source range by
+#   range (small ones, cut finer than the ring's spans), and only the
+#   ranges whose digests differ are copied to it before the fenced pass.
+
+const schemaVersion :UInt32 = 7;        # see the change list above
 
 const maxInlineValue :UInt64 = 1048576;   # 1 MiB: larger values stream
 const maxChunk :UInt64 = 1048576;         # bytes per stream write
@@ -638,12 +646,14 @@ interface WorkerAdmin {
   # the receiver's copy of its key (a higher version, or a key it does not
   # hold or cannot read), and deletes are passed over: how the scrub
   # repairs a member of a chain while the chain's writes go on.
-  digestRanges @6 (ranges :List(KeyHashRange)) -> (digests :List(RangeDigest));
+  digestRanges @6 (ranges :List(KeyHashRange)) -> (digests :List(RangeDigest), upTo :UInt64);
   # For each of `ranges`, in one pass over the log: how many live records
   # this worker holds there, and the XOR of a 64-bit mix of each one's key
   # hash and version (a record it cannot read counts as absent). Members of
   # a chain whose digests of a range match hold the same keys at the same
-  # versions. (Version 6.)
+  # versions. (Version 6.) `upTo` (version 7), as sendRanges answers it:
+  # every write of the ranges numbered up to it was in the log before the
+  # pass began, so the digests count it (or a newer write of its key).
 }
 
 struct RangeDigest {

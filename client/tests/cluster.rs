@@ -1145,6 +1145,99 @@ fn with_three_copies_a_stopped_worker_loses_no_acknowledged_write_and_catches_up
     drop(workers);
 }
 
+/// Bytes in the logs under `dir`.
+fn log_bytes(dir: &std::path::Path) -> u64 {
+    log_files(dir).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum()
+}
+
+#[test]
+fn with_three_copies_a_worker_back_on_its_disk_is_sent_what_it_missed_and_not_its_whole_share() {
+    const KEYS: u32 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = |i: usize| dir.path().join(format!("w{i}"));
+    let (master, mut workers) = three_copies(data);
+    client_side(|| async {
+        let client = connected(master.addr, 3).await;
+        let value = |i: u32, round: u32| format!("{round} {i} ").repeat(100).into_bytes();
+        let mut model: std::collections::BTreeMap<String, Option<Vec<u8>>> = Default::default();
+        let first: Vec<(String, Vec<u8>)> = (0..KEYS).map(|i| (format!("k{i}"), value(i, 0))).collect();
+        let puts = first.iter().map(|(k, v)| client.put(k.as_bytes(), v));
+        for put in futures::future::join_all(puts).await {
+            put.unwrap();
+        }
+        model.extend(first.into_iter().map(|(k, v)| (k, Some(v))));
+        drop(workers[1].take());
+        let held = log_bytes(&data(1));
+        // While it is away: some keys written again, some new, some deleted.
+        for i in (0..KEYS).step_by(97).chain(KEYS..KEYS + 10) {
+            let (key, v) = (format!("k{i}"), value(i, 1));
+            loop {
+                match client.put(key.as_bytes(), &v).await {
+                    Ok(()) => break,
+                    // Until its chains close over the one gone.
+                    Err(ClientError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    Err(e) => panic!("{key}: {e}"),
+                }
+            }
+            model.insert(key, Some(v));
+        }
+        for i in (5..KEYS).step_by(211) {
+            let key = format!("k{i}");
+            client.delete(key.as_bytes()).await.unwrap();
+            model.insert(key, None);
+        }
+        // It comes back while a writer goes on, through its catching up.
+        let (history, stop) = (History::new(), std::cell::Cell::new(false));
+        let written = std::cell::RefCell::new(Vec::new());
+        let writer = async {
+            for n in 0u32.. {
+                if stop.get() {
+                    break;
+                }
+                let i = n.wrapping_mul(7919) % KEYS;
+                let (key, v) = (format!("k{i}"), value(i, 2 + n));
+                put_until_acked(&history, &client, key.as_bytes(), &v).await;
+                written.borrow_mut().push((key, v));
+                // A few hundred a second: what reaches it through its
+                // chains stays well under a whole copy.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        let back = async {
+            workers[1] = Some(worker(master.addr, data(1)));
+            wait_for_members(&client, 3).await;
+            let at = (log_bytes(&data(1)), written.borrow().len() as u64);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.set(true);
+            at
+        };
+        let ((), (serving_at, written_by_then)) = futures::join!(writer, back);
+        assert_linearizable(&history);
+        let written = written.into_inner();
+        eprintln!("{} writes while it came back", written.len());
+        assert!(!written.is_empty());
+        model.extend(written.into_iter().map(|(k, v)| (k, Some(v))));
+        let back = workers[1].as_ref().unwrap();
+        let w = member(&back.addr.to_string()).await;
+        for (key, value) in &model {
+            let got = asked(&w, key.as_bytes()).await;
+            match value {
+                Some(v) => assert!(matches!(&got, KeyAnswer::Value(x) if x == v), "{key} on the worker back: {got:?}"),
+                None => assert!(matches!(got, KeyAnswer::NotFound), "{key}, deleted, on the worker back: {got:?}"),
+            }
+        }
+        // A whole copy of its share would have written all it held again;
+        // by the time it served it had what it missed, and at most the
+        // writes made while it came back (each under 1 KiB of log).
+        let grew = serving_at.saturating_sub(held);
+        let bound = held / 4 + written_by_then * 1024;
+        eprintln!("the worker back held {held} bytes of log and took {grew} more ({written_by_then} writes meanwhile)");
+        assert!(bound < held, "too many writes while it came back for the test to tell");
+        assert!(grew < bound, "it took {grew} bytes of log where it held {held}: a whole copy");
+    });
+    drop(workers);
+}
+
 #[test]
 fn with_three_copies_and_two_gone_reads_go_on_and_writes_wait_until_a_second_copy_is_back() {
     let dir = tempfile::tempdir().unwrap();

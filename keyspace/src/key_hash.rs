@@ -54,6 +54,24 @@ impl KeyHashRange {
     pub fn contains_key(&self, key: &[u8]) -> bool {
         self.contains(key_hash(key))
     }
+
+    /// The range cut at every multiple of `width` (a power of two), in
+    /// order from its start: pieces that together hold exactly its hashes.
+    pub fn pieces(&self, width: u64) -> Vec<KeyHashRange> {
+        assert!(width.is_power_of_two(), "pieces of {width}: not a power of two");
+        // On the line 0..2^65, where a wrapping range does not wrap.
+        let start = self.start as u128;
+        let len = if self.start == self.end { 1u128 << 64 } else { self.end.wrapping_sub(self.start) as u128 };
+        let (end, width) = (start + len, width as u128);
+        let mut pieces = Vec::new();
+        let mut at = start;
+        while at < end {
+            let next = ((at / width + 1) * width).min(end);
+            pieces.push(KeyHashRange::new(at as u64, next as u64));
+            at = next;
+        }
+        pieces
+    }
 }
 
 /// Several key-hash ranges, to ask of many hashes whether any range holds
@@ -108,6 +126,38 @@ impl fmt::Debug for KeyHashRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pieces_cut_a_range_at_multiples_of_the_width_and_hold_its_hashes_alone() {
+        let w = 1u64 << 60;
+        for r in [
+            KeyHashRange::new(5, 7),
+            KeyHashRange::new(3 << 60, 5 << 60),
+            KeyHashRange::new((15 << 60) + 9, (1 << 60) + 2),
+            KeyHashRange::new(3 << 60, 0),
+            KeyHashRange::ALL,
+        ] {
+            let pieces = r.pieces(w);
+            let share: f64 = pieces.iter().map(KeyHashRange::share).sum();
+            assert!((share - r.share()).abs() < 1e-12, "{r:?}: {pieces:?}");
+            assert_eq!(pieces.first().unwrap().start, r.start);
+            assert_eq!(pieces.last().unwrap().end, r.end);
+            for pair in pieces.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "{r:?}: {pieces:?}");
+                assert_eq!(pair[0].end % w, 0, "{r:?}: {pieces:?}");
+            }
+            for p in &pieces {
+                // None wraps but the one ending at the top of the space.
+                assert!(p.start < p.end || p.end == 0, "{r:?}: {p:?}");
+                assert!(p.share() <= 1.0 / 16.0);
+                for h in [p.start, p.end.wrapping_sub(1)] {
+                    assert!(r.contains(h), "{r:?}: {p:?}");
+                }
+            }
+        }
+        assert_eq!(KeyHashRange::ALL.pieces(w).len(), 16);
+        assert_eq!(KeyHashRange::new((15 << 60) + 9, (1 << 60) + 2).pieces(w).len(), 3);
+    }
 
     #[test]
     fn hash_matches_published_xxh3_vectors() {

@@ -116,6 +116,54 @@ pub struct Copying {
     /// Set to the change's [`Progress`] while the copy runs (its `worker`
     /// and `kind` as given).
     pub progress: ProgressCell,
+    /// The receivers may hold most of what they are sent already (a member
+    /// back on its old data): compare first, and copy only what differs.
+    pub compare_first: bool,
+}
+
+/// The width of the pieces two copies of a range are compared in: 1/16384
+/// of the hash space, so that a member that missed a few writes is sent
+/// the keys of a few pieces, not its whole share.
+const COMPARED_PIECE: u64 = 1 << 50;
+
+/// The pieces of `ranges` in which the copy at `to` differs from the one
+/// at `from`, joined where they meet; and `from`'s cut (see
+/// `WorkerAdmin.digestRanges`): the receiver holds, in every other piece,
+/// each key `from` holds at a version up to the cut at that version.
+async fn differing(
+    from: &worker_admin::Client,
+    to: &worker_admin::Client,
+    ranges: &[KeyHashRange],
+) -> Result<(Vec<KeyHashRange>, u64), capnp::Error> {
+    let pieces: Vec<KeyHashRange> = ranges.iter().flat_map(|r| r.pieces(COMPARED_PIECE)).collect();
+    let digests = |w: &worker_admin::Client| {
+        let mut req = w.digest_ranges_request();
+        wimpy_schema::ranges::write(req.get().init_ranges(pieces.len() as u32), &pieces);
+        req.send().promise
+    };
+    // The source's first: its cut must come before the receiver's digests
+    // are compared with it (the receiver, out of its chains, takes no
+    // writes meanwhile).
+    let source = digests(from).await?;
+    let source = source.get()?;
+    let cut = source.get_up_to();
+    let receiver = digests(to).await?;
+    let (source, receiver) = (source.get_digests()?, receiver.get()?.get_digests()?);
+    if source.len() as usize != pieces.len() || receiver.len() as usize != pieces.len() {
+        return Err(capnp::Error::failed("a digest answer does not match its ranges".into()));
+    }
+    let mut differ: Vec<KeyHashRange> = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let (a, b) = (source.get(i as u32), receiver.get(i as u32));
+        if (a.get_records(), a.get_digest()) == (b.get_records(), b.get_digest()) {
+            continue;
+        }
+        match differ.last_mut() {
+            Some(last) if last.end == piece.start => last.end = piece.end,
+            _ => differ.push(*piece),
+        }
+    }
+    Ok((differ, cut))
 }
 
 /// Copies every move twice: once while writes go on, at the set rate;
@@ -142,7 +190,27 @@ pub async fn transfer(
         fenced.entry(m.from).or_default().push(m.range);
         pairs.entry((m.from, m.to)).or_default().push(m.range);
     }
-    let expected: u64 = pairs
+    // Per pair: the version up to which its first pass had every write.
+    let mut up_to: BTreeMap<(WorkerId, WorkerId), u64> = BTreeMap::new();
+    // What the first pass copies of each pair: every range, or where the
+    // receiver holds them already, the pieces it holds otherwise than the
+    // source. The fenced pass goes over every range either way.
+    let mut first = pairs.clone();
+    if copying.compare_first {
+        for (&(from, to), ranges) in &pairs {
+            let (differ, cut) = differing(&clients[&from], &clients[&to], ranges).await?;
+            tracing::info!(
+                from,
+                to,
+                share = differ.iter().map(KeyHashRange::share).sum::<f64>(),
+                of = ranges.iter().map(KeyHashRange::share).sum::<f64>(),
+                "the receiver's copy differs in this share of the hash space"
+            );
+            first.insert((from, to), differ);
+            up_to.insert((from, to), cut);
+        }
+    }
+    let expected: u64 = first
         .iter()
         .map(|((from, _), ranges)| {
             let share: f64 = ranges.iter().map(KeyHashRange::share).sum();
@@ -160,8 +228,6 @@ pub async fn transfer(
     };
     let result = async {
         let mut copied = 0;
-        // Per pair: the version up to which its first pass had every write.
-        let mut up_to: BTreeMap<(WorkerId, WorkerId), u64> = BTreeMap::new();
         for pass in 0..2 {
             begin_pass(pass + 1);
             if pass == 1 {
@@ -170,7 +236,14 @@ pub async fn transfer(
                 }
                 copied = 0;
             }
-            for (&(from, to), ranges) in &pairs {
+            for (&(from, to), ranges) in if pass == 0 { &first } else { &pairs } {
+                if ranges.is_empty() {
+                    // Nothing differs: nothing to copy before the fence.
+                    if let Some(p) = copying.progress.borrow_mut().as_mut() {
+                        p.at.pairs_done += 1;
+                    }
+                    continue;
+                }
                 if pass == 1 {
                     // Renew the source's fence lease before each copy.
                     fence(&clients[&from], &fenced[&from]).await?;
@@ -195,7 +268,9 @@ pub async fn transfer(
                 }
                 let answer = req.send().promise.await?;
                 let answer = answer.get()?;
-                up_to.insert((from, to), answer.get_up_to());
+                // A cut taken before the digests compared stands: the pieces
+                // passed over are the receiver's up to it.
+                up_to.entry((from, to)).or_insert(answer.get_up_to());
                 copied += answer.get_records();
                 if let Some(p) = copying.progress.borrow_mut().as_mut() {
                     p.at.records += answer.get_records();

@@ -547,6 +547,8 @@ impl MasterService {
             bytes_per_second: self.repair_bytes_per_second,
             live_bytes,
             progress: self.moving.clone(),
+            // A member back on its disk needs only what it missed.
+            compare_first: kind == MoveChange::Return,
         };
         *self.moving.borrow_mut() = Some(rebalance::Progress::new(worker, kind, self.repair_bytes_per_second));
         let _clear = ClearOnDrop(&self.moving);

@@ -976,6 +976,8 @@ impl worker_admin::Server for WorkerAdminService {
     ) -> Result<(), capnp::Error> {
         let ranges = wimpy_schema::ranges::read(params.get()?.get_ranges()?);
         let store = self.state.store.get().map_err(transfer::store_out_of_service)?;
+        // Taken before the pass, as for sendRanges.
+        let up_to = self.state.chain.numbering.stored_up_to(|| store.max_version());
         // A pass over the whole log: off the RPC thread.
         let digests = tokio::task::spawn_blocking(move || store.digest_ranges(&ranges))
             .await
@@ -987,6 +989,7 @@ impl worker_admin::Server for WorkerAdminService {
             b.set_records(d.records);
             b.set_digest(d.digest);
         }
+        results.get().set_up_to(up_to);
         Ok(())
     }
 
