@@ -1168,26 +1168,21 @@ fn with_three_copies_a_worker_back_on_its_disk_is_sent_what_it_missed_and_not_it
         model.extend(first.into_iter().map(|(k, v)| (k, Some(v))));
         drop(workers[1].take());
         let held = log_bytes(&data(1));
-        // While it is away: some keys written again, some new, some deleted.
+        let history = History::new();
+        // While it is away (tried until its chains close over it): some
+        // keys written again, some new, some deleted.
         for i in (0..KEYS).step_by(97).chain(KEYS..KEYS + 10) {
             let (key, v) = (format!("k{i}"), value(i, 1));
-            loop {
-                match client.put(key.as_bytes(), &v).await {
-                    Ok(()) => break,
-                    // Until its chains close over the one gone.
-                    Err(ClientError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
-                    Err(e) => panic!("{key}: {e}"),
-                }
-            }
+            put_until_acked(&history, &client, key.as_bytes(), &v).await;
             model.insert(key, Some(v));
         }
         for i in (5..KEYS).step_by(211) {
             let key = format!("k{i}");
-            client.delete(key.as_bytes()).await.unwrap();
+            history.delete(key.as_bytes(), client.delete(key.as_bytes())).await.unwrap();
             model.insert(key, None);
         }
         // It comes back while a writer goes on, through its catching up.
-        let (history, stop) = (History::new(), std::cell::Cell::new(false));
+        let stop = std::cell::Cell::new(false);
         let written = std::cell::RefCell::new(Vec::new());
         let writer = async {
             for n in 0u32.. {

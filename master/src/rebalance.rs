@@ -268,9 +268,11 @@ pub async fn transfer(
                 }
                 let answer = req.send().promise.await?;
                 let answer = answer.get()?;
-                // A cut taken before the digests compared stands: the pieces
-                // passed over are the receiver's up to it.
-                up_to.entry((from, to)).or_insert(answer.get_up_to());
+                if pass == 0 {
+                    // A cut taken before the digests compared stands: the
+                    // pieces passed over are the receiver's up to it.
+                    up_to.entry((from, to)).or_insert(answer.get_up_to());
+                }
                 copied += answer.get_records();
                 if let Some(p) = copying.progress.borrow_mut().as_mut() {
                     p.at.records += answer.get_records();
