@@ -73,8 +73,14 @@ fn master_keeping(replicas: u32) -> Node {
 /// The same, whose membership changes copy at most `bytes_per_second`
 /// from each source.
 fn master_copying_at(replicas: u32, bytes_per_second: u64) -> Node {
+    master_with(replicas, move |config| config.repair_bytes_per_second = bytes_per_second)
+}
+
+/// A master whose rings keep `replicas` copies of each key, configured as
+/// the tests' masters are, then as `tweak` says.
+fn master_with(replicas: u32, tweak: impl FnOnce(&mut MasterConfig) + Send + 'static) -> Node {
     spawn_node(move |listener, stopped| async move {
-        let config = MasterConfig {
+        let mut config = MasterConfig {
             vnodes: 64,
             replicas,
             heartbeat: Duration::from_millis(20),
@@ -84,10 +90,12 @@ fn master_copying_at(replicas: u32, bytes_per_second: u64) -> Node {
             cache: wimpy_master::CacheConfig { ttl: Duration::from_secs(30), ..Default::default() },
             security: ca().security(Role::Master, "master").unwrap(),
             signer: None,
-            repair_bytes_per_second: bytes_per_second,
+            repair_bytes_per_second: wimpy_master::DEFAULT_REPAIR_BYTES_PER_SECOND,
             // Passes only when a test asks for one.
             scrub: wimpy_master::ScrubConfig { every: Duration::ZERO, bytes_per_second: 0 },
+            remove_down_after: Duration::ZERO,
         };
+        tweak(&mut config);
         wimpy_master::run(listener, config, async {
             let _ = stopped.await;
         })
@@ -1303,6 +1311,46 @@ fn with_three_copies_a_wiped_worker_is_removed_and_every_key_is_back_on_three() 
                 );
             }
         }
+    });
+    drop(workers);
+}
+
+#[test]
+fn with_three_copies_of_four_a_worker_down_for_long_is_removed_and_every_key_is_back_on_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = master_with(3, |config| config.remove_down_after = Duration::from_secs(1));
+    let mut workers: Vec<Option<Node>> =
+        (0..4).map(|i| Some(worker(master.addr, dir.path().join(format!("w{i}"))))).collect();
+    client_side(|| async {
+        let client = connected(master.addr, 4).await;
+        put_numbered(&client, "k", 300).await;
+        let dead = id_of(&client.refresh_ring().await.unwrap(), workers[2].as_ref().unwrap());
+        drop(workers[2].take());
+        let down = ring_until(&client, "the dead worker down", |view| {
+            view.members.iter().any(|m| m.id == dead && m.state == wimpy_client::MemberState::Down)
+        })
+        .await;
+        let down_at = (std::time::Instant::now(), down.ring.epoch());
+        // Taken off the ring by itself, after its second of silence.
+        let view = ring_until(&client, "the dead worker removed", |view| {
+            view.members.len() == 3 && view.members.iter().all(|m| m.id != dead)
+        })
+        .await;
+        eprintln!("removed {:?} after it was seen down", down_at.0.elapsed());
+        assert!(view.ring.epoch() > down_at.1);
+        for m in &view.members {
+            assert_eq!(m.state, wimpy_client::MemberState::Serving, "worker {}", m.id);
+            let w = member(&m.address).await;
+            for i in 0..300u32 {
+                let got = asked(&w, format!("k{i}").as_bytes()).await;
+                assert!(
+                    matches!(&got, KeyAnswer::Value(v) if v[..] == i.to_le_bytes()),
+                    "k{i} on worker {}: {got:?}",
+                    m.id
+                );
+            }
+        }
+        assert_numbered(&client, "k", 300).await;
     });
     drop(workers);
 }

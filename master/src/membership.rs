@@ -397,6 +397,25 @@ impl Membership {
         changed
     }
 
+    /// Members silent for longer than `after` whose chains can be whole
+    /// again without them: on a ring keeping more than one copy, with at
+    /// least as many other members serving as it keeps copies. Removing
+    /// one gives each chain it was in another member, which is sent the
+    /// chain's keys, so a second failure finds every key on R workers
+    /// again; with fewer members left, a removal would only shorten the
+    /// chains, and the member had better come back.
+    pub fn overdue(&self, now: Instant, after: Duration) -> Vec<WorkerId> {
+        let serving = self.members.values().filter(|m| m.state == MemberState::Serving).count();
+        if self.replicas < 2 || serving < self.replicas as usize {
+            return Vec::new();
+        }
+        self.members
+            .values()
+            .filter(|m| m.state == MemberState::Down && now.saturating_duration_since(m.last_seen) > after)
+            .map(|m| m.id)
+            .collect()
+    }
+
     /// Removes a member. Returns whether it was there.
     pub fn remove(&mut self, id: WorkerId) -> bool {
         let was = self.members.remove(&id).is_some();
@@ -501,6 +520,35 @@ mod tests {
         assert_eq!(m.member(2).unwrap().state, MemberState::Serving);
         assert_eq!(m.heartbeat(77, MemberStats::default(), None, t), None);
         assert_eq!(m.member(1).unwrap().stats.live_keys, 5);
+    }
+
+    #[test]
+    fn a_member_down_long_is_overdue_only_where_enough_others_serve_to_stand_in() {
+        let t = Instant::now();
+        let second = Duration::from_secs(1);
+        let members = |n: u64| {
+            let mut m = Membership::new(16, second).with_replicas(3);
+            for i in 1..=n {
+                m.register(0, format!("w{i}"), t);
+                m.promote(i);
+            }
+            for i in 1..n {
+                m.heartbeat(i, MemberStats::default(), None, t + 10 * second);
+            }
+            assert!(m.sweep(t + 10 * second));
+            assert_eq!(m.member(n).unwrap().state, MemberState::Down);
+            m
+        };
+        // Four members, three copies: the three left make whole chains.
+        let four = members(4);
+        assert_eq!(four.overdue(t + 10 * second, 5 * second), vec![4]);
+        assert_eq!(four.overdue(t + 10 * second, 20 * second), Vec::<WorkerId>::new());
+        // Three: the two left cannot, and removing it would only shorten them.
+        assert_eq!(members(3).overdue(t + 10 * second, 5 * second), Vec::<WorkerId>::new());
+        // One copy: its keys are on it alone.
+        let mut single = members(4);
+        single.replicas = 1;
+        assert_eq!(single.overdue(t + 10 * second, 5 * second), Vec::<WorkerId>::new());
     }
 
     #[test]

@@ -65,6 +65,10 @@ pub struct MasterConfig {
     /// How often the scrub compares the copies of every chain, and how
     /// fast it may read (see [`crate::scrub`]).
     pub scrub: ScrubConfig,
+    /// Silence after which a member down is removed, as `wimpy remove`
+    /// does, where the others can take its place in its chains
+    /// ([`Membership::overdue`]); zero for never.
+    pub remove_down_after: Duration,
 }
 
 /// The default of [`MasterConfig::repair_bytes_per_second`]: about half of
@@ -85,6 +89,7 @@ impl MasterConfig {
             signer: None,
             repair_bytes_per_second: DEFAULT_REPAIR_BYTES_PER_SECOND,
             scrub: ScrubConfig::default(),
+            remove_down_after: Duration::ZERO,
         }
     }
 }
@@ -155,11 +160,15 @@ pub async fn run(
             // dead worker is marked down within about 1.25 timeouts.
             let sweeper = {
                 let every = (config.down_after / 4).max(Duration::from_millis(10));
-                let service = service.clone();
+                let (service, remove_down_after) = (service.clone(), config.remove_down_after);
                 tokio::task::spawn_local(async move {
                     let mut tick = tokio::time::interval(every);
+                    let removing = Rc::new(RefCell::new(BTreeSet::new()));
                     loop {
                         tick.tick().await;
+                        if !remove_down_after.is_zero() {
+                            remove_overdue(&service, remove_down_after, &removing);
+                        }
                         if service.membership.borrow_mut().sweep(Instant::now()) {
                             service.heard_or_down();
                             if let Err(e) = service.persist() {
@@ -273,6 +282,7 @@ async fn serve_connection(
 }
 
 /// How a leave that ran came out.
+#[derive(Debug)]
 enum Left {
     Done,
     NotMember,
@@ -444,6 +454,29 @@ async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::
     let mut req = w.set_ring_request();
     write_ring(req.get().init_ring(), &service.membership.borrow());
     within(CALL, "setRing", req.send().promise).await.map(drop)
+}
+
+/// Starts the removal of every member down for longer than `after` that
+/// the others can stand in for, unless one of its is under way already
+/// (`removing`). A removal that fails (another change holds the ring, a
+/// source went down) is tried again on a later sweep.
+fn remove_overdue(service: &Rc<MasterService>, after: Duration, removing: &Rc<RefCell<BTreeSet<WorkerId>>>) {
+    let overdue = service.membership.borrow().overdue(Instant::now(), after);
+    for id in overdue {
+        if !removing.borrow_mut().insert(id) {
+            continue;
+        }
+        let (service, removing) = (service.clone(), removing.clone());
+        tokio::task::spawn_local(async move {
+            tracing::warn!(worker = id, "removing a worker down for over {after:?}: its chains take on others");
+            match service.leave_worker(id).await {
+                Ok(Left::Done) => tracing::info!(worker = id, "removed; its chains have their copies again"),
+                Ok(other) => tracing::info!(worker = id, "not removed: {other:?}"),
+                Err(f) => tracing::warn!(worker = id, "removing it failed, to be tried again: {f:?}"),
+            }
+            removing.borrow_mut().remove(&id);
+        });
+    }
 }
 
 impl MasterService {

@@ -173,6 +173,7 @@ fn a_silent_worker_is_marked_down_and_returns_with_its_next_heartbeat() {
         signer: None,
         repair_bytes_per_second: 0,
         scrub: wimpy_master::ScrubConfig::default(),
+        remove_down_after: std::time::Duration::ZERO,
     });
     client_side(|| async move {
         let m = connect(master.addr).await;

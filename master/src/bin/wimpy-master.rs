@@ -54,6 +54,13 @@ struct Args {
     /// average over its log; 0 for no cap.
     #[arg(long, value_name = "MB_S", default_value_t = ScrubConfig::default().bytes_per_second as f64 / 1e6, value_parser = wimpy_net::flags::mb_per_second)]
     scrub_mb_s: f64,
+    /// Remove a worker silent for this long (10m, 1h) as `wimpy remove`
+    /// does, so that its chains take on other workers and have every copy
+    /// again, where enough workers serve to stand in for it; 0 for never
+    /// (the default: a removed worker comes back only on an empty data
+    /// directory).
+    #[arg(long, value_name = "SPAN", default_value = "0", value_parser = wimpy_net::flags::span)]
+    remove_down_after: std::time::Duration,
     /// Hold back everything the master receives by this long (2ms, 500us),
     /// as a slower network would: an emulated fleet on one machine (`wimpy
     /// local --emulate`).
@@ -106,6 +113,7 @@ fn main() -> anyhow::Result<()> {
             replicas: args.replicas,
             repair_bytes_per_second: (args.repair_mb_s * 1e6) as u64,
             scrub: ScrubConfig { every: args.scrub_every, bytes_per_second: (args.scrub_mb_s * 1e6) as u64 },
+            remove_down_after: args.remove_down_after,
             data: Some(args.data),
             signer,
             ..MasterConfig::new(security)
