@@ -457,9 +457,10 @@ async fn send_ring(service: &MasterService, address: &str) -> Result<(), capnp::
 }
 
 /// Starts the removal of every member down for longer than `after` that
-/// the others can stand in for, unless one of its is under way already
-/// (`removing`). A removal that fails (another change holds the ring, a
-/// source went down) is tried again on a later sweep.
+/// the others can stand in for, unless its removal is under way already
+/// (`removing`). A removal that fails (the master has not heard from every
+/// worker since it restarted, a source went down) is tried again a while
+/// later.
 fn remove_overdue(service: &Rc<MasterService>, after: Duration, removing: &Rc<RefCell<BTreeSet<WorkerId>>>) {
     let overdue = service.membership.borrow().overdue(Instant::now(), after);
     for id in overdue {
@@ -472,7 +473,11 @@ fn remove_overdue(service: &Rc<MasterService>, after: Duration, removing: &Rc<Re
             match service.leave_worker(id).await {
                 Ok(Left::Done) => tracing::info!(worker = id, "removed; its chains have their copies again"),
                 Ok(other) => tracing::info!(worker = id, "not removed: {other:?}"),
-                Err(f) => tracing::warn!(worker = id, "removing it failed, to be tried again: {f:?}"),
+                Err(f) => {
+                    let again = after.min(Duration::from_secs(30));
+                    tracing::warn!(worker = id, "removing it failed, to be tried again in {again:?}: {f:?}");
+                    tokio::time::sleep(again).await;
+                }
             }
             removing.borrow_mut().remove(&id);
         });
